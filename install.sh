@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# EarSight installer. Idempotent: run it again at any time.
+#   ./install.sh            runtime: Debian packages, .venv, the project (CPU torch or the platform's)
+#   ./install.sh --dev      also test tools (pytest, ruff) and Xvfb/xdotool for the hotkey tests
+#   ./install.sh --service  also install the systemd unit (headless wearable; see assets/)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DEV=0; SERVICE=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    --service) SERVICE=1 ;;
+    -h|--help) sed -n 2,5p "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option '$arg' (use --dev, --service or --help)"; exit 2 ;;
+  esac
+done
+
+TORCH_CPU_VERSION="2.13.0"   # the CPU wheel this project is tested with
+PY="${PYTHON:-python3}"
+say() { echo "install.sh: $*"; }
+
+# --- Debian packages -------------------------------------------------------------------------
+APT_PKGS=(espeak-ng libespeak-ng1 libportaudio2 sox alsa-utils)
+[ "$DEV" = 1 ] && APT_PKGS+=(xvfb xdotool)
+missing=()
+for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- platform: Jetson / CUDA desktop / CPU -----------------------------------------------------
+VENV_ARGS=()
+if [ -f /etc/nv_tegra_release ]; then
+  # JetPack ships torch and TensorRT as system packages built for the Tegra GPU: reuse them.
+  say "Jetson detected: using the system torch and TensorRT (system site packages)"
+  VENV_ARGS+=(--system-site-packages)
+  TORCH_SPEC=""
+elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+  say "NVIDIA GPU detected: installing CUDA torch and the TensorRT extra"
+  TORCH_SPEC="torch"
+  EXTRAS="tensorrt"
+else
+  say "no NVIDIA GPU: installing CPU torch $TORCH_CPU_VERSION"
+  TORCH_SPEC="torch==$TORCH_CPU_VERSION"
+fi
+
+# --- virtual environment ---------------------------------------------------------------------
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv "${VENV_ARGS[@]}" .venv
+fi
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+if [ -n "$TORCH_SPEC" ] && ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  say "installing $TORCH_SPEC"
+  "${PIP[@]}" "$TORCH_SPEC"
+fi
+EXTRA_LIST="app"
+[ -n "${EXTRAS:-}" ] && EXTRA_LIST="$EXTRA_LIST,$EXTRAS"
+[ "$DEV" = 1 ] && EXTRA_LIST="$EXTRA_LIST,dev"
+say "installing earsight[$EXTRA_LIST] (editable)"
+"${PIP[@]}" -e ".[$EXTRA_LIST]"
+
+if [ "$SERVICE" = 1 ]; then
+  if [ -f assets/earsight.service ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    sed "s#@EARSIGHT_HOME@#$(pwd)#g" assets/earsight.service | $SUDO tee /etc/systemd/system/earsight.service >/dev/null
+    $SUDO systemctl daemon-reload && $SUDO systemctl enable earsight.service
+    say "systemd unit installed and enabled: earsight.service"
+  else
+    say "assets/earsight.service is not there yet: skipping --service"
+  fi
+fi
+say "done. Try: .venv/bin/earsight --help"

@@ -1,0 +1,1 @@
+"""EarSight trainer: audio-description datasets, MT-Net, two-stage training, evaluation."""

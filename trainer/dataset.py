@@ -1,0 +1,124 @@
+"""Audio-description datasets: images paired with the spoken word of their class (paper §4.1).
+
+An ``ADDataset`` holds the image splits (uint8), one voice index per image, and the clips
+``spoken.clips[class, voice]`` (n_classes, n_voices, L_s). The paper's datasets pair every image
+with a recording of its class word; ours synthesize the word with espeak-ng (one canonical voice
+by default, which makes the target a function of the class, as with the paper's MNIST-AD).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainer.errors import DatasetError
+from trainer.images import ImageSet, ImageSplit, load_images
+from trainer.speech import DEFAULT_WORDS_PER_MIN, SpokenWords, speak_words, voice_set
+
+log = logging.getLogger(__name__)
+
+VAL_FRACTION = 1 / 12  # held out of train for best-checkpoint selection (5,000 of MNIST's 60,000)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything needed to rebuild a dataset exactly; stored in every checkpoint."""
+
+    source: str  # "mnist" | "cifar10" | "cifar100" | "digits" | "folder"
+    data_root: str | None = None  # None = the default data folder
+    voices: int = 1  # 1 = one canonical voice (paper-like); N = N voices/speeds/pitches
+    words_per_min: int = DEFAULT_WORDS_PER_MIN
+    limit_train: int | None = None  # keep the first N train images (quick experiments, tests)
+    limit_test: int | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, H, W, C) uint8
+    labels: np.ndarray  # (N,) int64
+    voices: np.ndarray  # (N,) int64 index into spoken.voices
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class ADDataset:
+    name: str
+    classes: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    spoken: SpokenWords
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # (H, W, C)
+
+    @property
+    def audio_length(self) -> int:
+        return int(self.spoken.clips.shape[-1])
+
+    def audio(self, labels: np.ndarray, voices: np.ndarray) -> np.ndarray:
+        """Ground-truth waveforms for (label, voice) pairs: (B,) × (B,) → (B, L_s) float32."""
+        return self.spoken.clips[labels, voices]
+
+
+def _voices_for(n_images: int, n_voices: int, seed: int) -> np.ndarray:
+    # Each image gets one voice, fixed by the seed, so an image's target never changes.
+    return np.random.default_rng(seed).integers(0, n_voices, size=n_images).astype(np.int64)
+
+
+def _limit(split: ImageSplit, n: int | None) -> ImageSplit:
+    if n is None or n >= len(split.labels):
+        return split
+    return ImageSplit(images=split.images[:n], labels=split.labels[:n])
+
+
+def _train_val(split: ImageSplit, voices: np.ndarray, seed: int) -> tuple[Split, Split]:
+    n = len(split.labels)
+    order = np.random.default_rng(seed + 1).permutation(n)
+    n_val = max(1, round(n * VAL_FRACTION))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+    def take(idx: np.ndarray) -> Split:
+        return Split(split.images[idx], split.labels[idx].astype(np.int64), voices[idx])
+
+    return take(train_idx), take(val_idx)
+
+
+def build_dataset(spec: DatasetSpec, speech_cache: Path | None = None) -> ADDataset:
+    """Load images, synthesize (or reuse cached) class words, pad to L_s, assign voices."""
+    if spec.voices < 1:
+        raise DatasetError(f"--voices must be at least 1, got {spec.voices}", "use --voices 1")
+    root = Path(spec.data_root).expanduser() if spec.data_root else None
+    images: ImageSet = load_images(spec.source, root)
+    voices = tuple(
+        dataclasses.replace(v, words_per_min=spec.words_per_min) if spec.voices == 1 else v
+        for v in voice_set(spec.voices)
+    )
+    spoken = speak_words(images.classes, voices, cache_dir=speech_cache)
+    log.info("spoken words: %s", spoken.describe())
+    train_images = _limit(images.train, spec.limit_train)
+    test_images = _limit(images.test, spec.limit_test)
+    train_voices = _voices_for(len(train_images.labels), spec.voices, spec.seed)
+    train, val = _train_val(train_images, train_voices, spec.seed)
+    test = Split(
+        test_images.images,
+        test_images.labels.astype(np.int64),
+        _voices_for(len(test_images.labels), spec.voices, spec.seed + 2),
+    )
+    return ADDataset(images.name, tuple(images.classes), train, val, test, spoken)
+
+
+def build_from_args(source: str, data_root: str | None, **kw) -> tuple[DatasetSpec, ADDataset]:
+    spec = DatasetSpec(source=source, data_root=data_root, **kw)
+    return spec, build_dataset(spec)

@@ -1,0 +1,204 @@
+"""Train MT-Net on an audio-description dataset, both stages, in one command.
+
+    python trainer/fit.py --dataset mnist --data-root DIR --preset compact --out runs/mnist
+    python trainer/fit.py ... --resume                 # continue after a kill (≤ 1 epoch lost)
+    torchrun --nproc-per-node 2 trainer/fit.py ...     # data-parallel (NCCL on GPUs, gloo on CPU)
+    python trainer/fit.py --describe                   # parameters and GMAC per image, both presets
+
+Writes into --out: last.pt (every epoch), best.pt (best validation generation loss),
+metrics.json (test split, trainer/evaluate.py's columns) and report.md with PNG figures.
+"""
+
+from __future__ import annotations
+
+if __package__ in (None, ""):  # run as `python trainer/fit.py`
+    import sys
+    from pathlib import Path as _P
+
+    sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from trainer.dataset import DatasetSpec, build_dataset
+from trainer.errors import EarSightError, UsageError
+from trainer.images import SOURCES
+from trainer.model import PRESETS, MTNet, count_parameters, inference_macs, make_config
+from trainer.train import ABLATIONS, TrainOptions, fit, rank_world
+
+log = logging.getLogger("trainer.fit")
+
+# Input geometry and the paper's L_s (§4.3) per dataset, for --describe without any data.
+DESCRIBE_SHAPES = {
+    "mnist": (28, 1, 10, 18_140),
+    "cifar10": (32, 3, 10, 24_020),
+    "cifar100": (32, 3, 100, 29_356),
+}
+
+
+def describe(dataset: str | None) -> str:
+    rows = [
+        "| preset | dataset | L_s | parameters (all) | parameters (inference) | GMAC/image |",
+        "|---|---|---|---|---|---|",
+    ]
+    for preset in PRESETS:
+        for name, (size, channels, classes, length) in DESCRIBE_SHAPES.items():
+            if dataset not in (None, name):
+                continue
+            cfg = make_config(
+                preset,
+                image_size=size,
+                image_channels=channels,
+                n_classes=classes,
+                audio_length=length,
+            )
+            with torch.device("meta"):  # sizes only: no memory, no init time
+                model = MTNet(cfg)
+            total = count_parameters(model)
+            infer = total - count_parameters(model.audio_autoencoder.encoder)
+            if cfg.generator == "gated":
+                infer -= count_parameters(model.audio_autoencoder.decoder)
+            rows.append(
+                f"| {preset} | {name} | {length} | {total / 1e6:.2f} M | "
+                f"{infer / 1e6:.2f} M | {inference_macs(cfg) / 1e9:.3f} |"
+            )
+    return "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fit.py", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=SOURCES, help="image source")
+    p.add_argument("--data-root", help="folder with the dataset files (default: user data dir)")
+    p.add_argument("--download", action="store_true", help="fetch official files (checksummed)")
+    p.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, report)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="compact")
+    p.add_argument("--ablation", choices=ABLATIONS, default="full", help="paper Table 3 rows")
+    d = TrainOptions()
+    p.add_argument("--epochs", type=int, default=d.epochs, help="stage 2 (joint) epochs")
+    p.add_argument("--ae-epochs", type=int, default=d.ae_epochs, help="stage 1 epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
+    p.add_argument("--augment", choices=("auto", "none", "shift", "shift+flip"), default="auto")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--voices", type=int, default=1, help="1 = one canonical voice (paper-like)")
+    p.add_argument("--limit-train", type=int, help="use only the first N training images")
+    p.add_argument("--limit-test", type=int, help="use only the first N test images")
+    p.add_argument(
+        "--eval-items",
+        type=int,
+        default=1000,
+        help="test clips scored by PESQ/STOI/speech recognition at the end",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    p.add_argument("--describe", action="store_true", help="print model sizes and exit")
+    p.add_argument("--no-report", action="store_true", help="skip the final test evaluation")
+    return p
+
+
+def _init_distributed(device: str) -> str:
+    """Under torchrun: join the process group; returns this rank's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.describe:
+        print(describe(args.dataset))
+        return 0
+    if args.dataset is None or args.out is None:
+        raise UsageError("--dataset and --out are required", "see python trainer/fit.py --help")
+    if args.batch_size < 1 or args.epochs < 0 or args.ae_epochs < 0:
+        raise UsageError("--batch-size must be ≥ 1 and epochs ≥ 0", "fix the numbers")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # tiny tanh gradients otherwise crawl on x86 CPUs
+    device = _init_distributed(args.device)
+    if args.batch_size % rank_world()[1]:
+        raise UsageError("--batch-size must be divisible by the number of processes", "adjust it")
+    if args.download:
+        from trainer.images import load_images
+
+        load_images(args.dataset, Path(args.data_root) if args.data_root else None, download=True)
+    spec = DatasetSpec(
+        source=args.dataset,
+        data_root=args.data_root,
+        voices=args.voices,
+        limit_train=args.limit_train,
+        limit_test=args.limit_test,
+        seed=args.seed,
+    )
+    data = build_dataset(spec)
+    opts = TrainOptions(
+        preset=args.preset,
+        ablation=args.ablation,
+        ae_epochs=args.ae_epochs,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        augment=args.augment,
+        label_smoothing=args.label_smoothing,
+        seed=args.seed,
+        device=device,
+    )
+    if rank_world()[0] == 0:
+        h, w, c = data.image_shape
+        print(
+            f"dataset {data.name}: {len(data.train)} train / {len(data.val)} val / "
+            f"{len(data.test)} test images of {h}×{w}×{c}; {data.spoken.describe()}",
+            flush=True,
+        )
+    best = fit(data, spec, opts, args.out, resume=args.resume)
+    if rank_world()[0] == 0 and not args.no_report:
+        from trainer.evaluate import evaluate_checkpoint
+        from trainer.report import write_report
+
+        result = evaluate_checkpoint(best, args.eval_items, data=data)
+        (args.out / "metrics.json").write_text(json.dumps(result, indent=2))
+        report = write_report(args.out, best, data, result)
+        shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float)}
+        print(f"metrics: {json.dumps(shown)}")
+        print(f"report: {report}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.dataset else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return run(args)
+    except EarSightError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: run again with --resume to continue from the last epoch", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,425 @@
+"""Algorithm 1: stage 1 trains the audio autoencoder (Eq. 6); stage 2 trains image encoder,
+cross-modal mapping and generator jointly (Eq. 11) against the frozen audio features Φ^A.
+
+Every epoch ends with ``last.pt`` (for --resume) and, when validation improves, ``best.pt``.
+Batches and augmentation are drawn from generators seeded by (seed, stage, epoch), so a run
+resumed after a kill repeats exactly what the uninterrupted run would have done.
+Multi-GPU/multi-process through torchrun: each rank takes its slice of every global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from trainer import losses
+from trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
+from trainer.dataset import ADDataset, DatasetSpec, Split
+from trainer.errors import UsageError
+from trainer.model import MTNet, MTNetConfig, make_config
+
+log = logging.getLogger(__name__)
+
+ABLATIONS = ("full", "gen", "gen+rep", "no-holes", "autoencoder")  # paper Table 3 rows
+EVAL_BATCH = 256  # images per forward pass in validation
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    preset: str = "compact"
+    ablation: str = "full"
+    ae_epochs: int = 2  # stage 1 passes over the training audio
+    epochs: int = 3  # stage 2 passes over the training images
+    batch_size: int = 128  # global batch (split across ranks under torchrun)
+    lr: float = 1e-3  # paper §4.3
+    momentum: float = 0.9  # paper §4.3
+    rms_alpha: float = 0.9  # RMSprop decay (TensorFlow's default, the paper's library)
+    schedule: str = "cosine"  # "cosine" (warm-up then cosine decay) or "constant"
+    warmup_steps: int = 100
+    augment: str = "auto"  # "none" | "shift" | "shift+flip" | "auto" (by dataset)
+    label_smoothing: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def model_config(data: ADDataset, opts: TrainOptions) -> MTNetConfig:
+    """The preset, sized to the dataset, with the ablation's architectural switch applied."""
+    h, _w, c = data.image_shape
+    overrides = dict(
+        image_size=h,
+        image_channels=c,
+        n_classes=len(data.classes),
+        audio_length=data.audio_length,
+        sample_rate=data.spoken.sample_rate,
+        labels=data.classes,
+    )
+    if opts.ablation == "no-holes":
+        overrides.update(dilation=1, gen_dilation=1)
+    if opts.ablation == "autoencoder":
+        overrides["generator"] = "autoencoder"
+    return make_config(opts.preset, **overrides)
+
+
+def loss_weights(opts: TrainOptions) -> losses.JointLossWeights:
+    kept = opts.ablation if opts.ablation in ("gen", "gen+rep") else "full"
+    return losses.JointLossWeights.for_ablation(kept)
+
+
+# --------------------------------------------------------------------------------------------
+# Plumbing: device, ranks, batches, learning rate
+# --------------------------------------------------------------------------------------------
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(
+            "--device cuda was asked for but no CUDA GPU is visible", "use --device cpu"
+        )
+    return torch.device(name)
+
+
+def rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def epoch_batches(n: int, opts: TrainOptions, stage: int, epoch: int) -> Iterator[np.ndarray]:
+    """This rank's slice of each global batch of a seeded permutation (last partial dropped)."""
+    rank, world = rank_world()
+    gen = torch.Generator().manual_seed(opts.seed * 1_000_003 + stage * 10_007 + epoch)
+    perm = torch.randperm(n, generator=gen).numpy()
+    per_rank = opts.batch_size // world
+    for start in range(0, n - opts.batch_size + 1, opts.batch_size):
+        yield perm[start + rank * per_rank : start + (rank + 1) * per_rank]
+
+
+def steps_per_epoch(n: int, opts: TrainOptions) -> int:
+    return max(0, n // opts.batch_size)
+
+
+def lr_at(step: int, total: int, opts: TrainOptions) -> float:
+    if opts.schedule == "constant":
+        return opts.lr
+    if step < opts.warmup_steps:
+        return opts.lr * (step + 1) / opts.warmup_steps
+    progress = (step - opts.warmup_steps) / max(1, total - opts.warmup_steps)
+    return opts.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def augment(images: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """Random shift by up to 1/8 of the side (zero fill), optional horizontal flip. (B,C,H,W)."""
+    if mode == "none":
+        return images
+    b, _, h, w = images.shape
+    pad = max(1, h // 8)
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=gen)
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+    if mode == "shift+flip":
+        flip = torch.rand(b, generator=gen) < 0.5
+        out[flip] = out[flip].flip(-1)
+    return out
+
+
+def augment_mode(requested: str, dataset: str) -> str:
+    """ "auto": shifts for digits (a flipped 2 is not a 2), shifts and flips for photos."""
+    if requested != "auto":
+        return requested
+    return "shift+flip" if dataset.startswith("cifar") else "shift"
+
+
+def to_tensor_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, H, W, C) uint8 → (B, C, H, W) float32 in 0..255 (Eq. 1 standardizes inside)."""
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
+
+
+def _autocast(device: torch.device):
+    # bf16 on GPUs (same exponent range as fp32: no loss scaling); fp32 on CPU.
+    enabled = device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    if rank_world()[1] == 1:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def _progress(total: int, desc: str):
+    quiet = rank_world()[0] != 0 or not sys.stderr.isatty()  # no bars in logs or CI
+    return tqdm(total=total, desc=desc, disable=quiet, unit="step", dynamic_ncols=True)
+
+
+def _say(msg: str) -> None:
+    if rank_world()[0] == 0:
+        print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 1: audio feature learning (Eq. 6)
+# --------------------------------------------------------------------------------------------
+
+
+def train_autoencoder_epoch(
+    model: MTNet,
+    data: ADDataset,
+    opts: TrainOptions,
+    optim: torch.optim.Optimizer,
+    epoch: int,
+    device: torch.device,
+) -> dict[str, float]:
+    ae = _wrap(model.audio_autoencoder, device)
+    ae.train()
+    n_steps, total = steps_per_epoch(len(data.train), opts), 0.0
+    start = time.perf_counter()
+    with _progress(n_steps, f"stage 1 epoch {epoch + 1}") as bar:
+        for i, idx in enumerate(epoch_batches(len(data.train), opts, 1, epoch)):
+            for g in optim.param_groups:
+                g["lr"] = lr_at(epoch * n_steps + i, opts.ae_epochs * n_steps, opts)
+            audio = torch.from_numpy(data.audio(data.train.labels[idx], data.train.voices[idx]))
+            audio = audio.to(device)
+            with _autocast(device):
+                _, recon = ae(audio)
+            loss_rec = losses.reconstruction_loss(audio, recon)
+            pen = losses.weight_penalty(model.audio_autoencoder.parameters())
+            loss = loss_rec + losses.WEIGHT_DECAY * pen  # λ2 = the paper's weight decay
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            total += loss_rec.item()
+            bar.update()
+            bar.set_postfix(rec=f"{loss_rec.item():.3f}")
+    seconds = time.perf_counter() - start
+    return {
+        "rec": total / max(1, n_steps),
+        "seconds": seconds,
+        "clips_per_s": n_steps * opts.batch_size / max(seconds, 1e-9),
+    }
+
+
+@torch.no_grad()
+def audio_features(model: MTNet, data: ADDataset, device: torch.device) -> torch.Tensor:
+    """Algorithm 1 step 3: Φ^A for every (class, voice) clip → (n_classes, n_voices, D_a)."""
+    model.audio_autoencoder.eval()
+    clips = torch.from_numpy(data.spoken.clips).to(device)  # (K, V, L_s)
+    k, v, length = clips.shape
+    phi_a, _ = model.audio_autoencoder(clips.reshape(k * v, length))
+    return phi_a.reshape(k, v, -1).float()
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 2: joint training (Eq. 11)
+# --------------------------------------------------------------------------------------------
+
+
+class _JointForward(nn.Module):
+    """Lets DDP see forward_train as the module's forward."""
+
+    def __init__(self, model: MTNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model.forward_train(images)
+
+
+def freeze_for_stage2(model: MTNet) -> None:
+    joint = {id(p) for p in model.joint_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in joint)
+
+
+def train_joint_epoch(
+    model: MTNet,
+    data: ADDataset,
+    phi_a: torch.Tensor,
+    opts: TrainOptions,
+    optim: torch.optim.Optimizer,
+    epoch: int,
+    device: torch.device,
+) -> dict[str, float]:
+    net = _wrap(_JointForward(model), device)
+    model.train()
+    model.audio_autoencoder.eval()  # frozen (its decoder still trains for the AE ablation)
+    weights, sums = loss_weights(opts), {"per": 0.0, "rep": 0.0, "gen": 0.0, "acc": 0.0}
+    mode = augment_mode(opts.augment, data.name)
+    aug_gen = torch.Generator().manual_seed(opts.seed * 7_919 + epoch)
+    n_steps, start = steps_per_epoch(len(data.train), opts), time.perf_counter()
+    with _progress(n_steps, f"stage 2 epoch {epoch + 1}") as bar:
+        for i, idx in enumerate(epoch_batches(len(data.train), opts, 2, epoch)):
+            for g in optim.param_groups:
+                g["lr"] = lr_at(epoch * n_steps + i, opts.epochs * n_steps, opts)
+            labels_np, voices_np = data.train.labels[idx], data.train.voices[idx]
+            images = augment(
+                to_tensor_images(data.train.images[idx], torch.device("cpu")), mode, aug_gen
+            ).to(device)
+            labels = torch.from_numpy(labels_np).to(device)
+            audio = torch.from_numpy(data.audio(labels_np, voices_np)).to(device)
+            with _autocast(device):
+                generated, logits, phi = net(images)
+            loss, parts = losses.joint_loss(
+                weights,
+                logits=logits,
+                labels=labels,
+                phi=phi,
+                phi_a=phi_a[labels, torch.from_numpy(voices_np).to(device)],
+                generated=generated,
+                audio=audio,
+                params=model.joint_parameters(),
+                label_smoothing=opts.label_smoothing,
+            )
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            parts["acc"] = (logits.argmax(1) == labels).float().mean().item()
+            for key in sums:
+                sums[key] += parts[key]
+            bar.update()
+            bar.set_postfix(gen=f"{parts['gen']:.2f}", acc=f"{parts['acc']:.3f}")
+    seconds = time.perf_counter() - start
+    out = {k: v / max(1, n_steps) for k, v in sums.items()}
+    return {**out, "seconds": seconds, "images_per_s": n_steps * opts.batch_size / seconds}
+
+
+@torch.no_grad()
+def validate(model: MTNet, data: ADDataset, split: Split, device: torch.device) -> dict:
+    """Classification accuracy and generation loss (Eq. 9 data term) on a split."""
+    model.eval()
+    correct, gen_total = 0, 0.0
+    for start in range(0, len(split), EVAL_BATCH):
+        sl = slice(start, start + EVAL_BATCH)
+        images = to_tensor_images(split.images[sl], device)
+        with _autocast(device):
+            generated, probs = model(images)
+        labels = torch.from_numpy(split.labels[sl]).to(device)
+        audio = torch.from_numpy(data.audio(split.labels[sl], split.voices[sl])).to(device)
+        correct += (probs.argmax(1) == labels).sum().item()
+        gen_total += losses.generation_loss(audio, generated).item() * len(labels)
+    n = max(1, len(split))
+    return {"val_acc": correct / n, "val_gen": gen_total / n}
+
+
+# --------------------------------------------------------------------------------------------
+# The whole run
+# --------------------------------------------------------------------------------------------
+
+
+def _optimizer(params, opts: TrainOptions) -> torch.optim.Optimizer:
+    # Weight penalty is explicit in the losses (Eq. 6/11), so no optimizer weight decay.
+    return torch.optim.RMSprop(params, lr=opts.lr, alpha=opts.rms_alpha, momentum=opts.momentum)
+
+
+def fit(
+    data: ADDataset,
+    spec: DatasetSpec,
+    opts: TrainOptions,
+    out_dir: Path,
+    resume: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> Path:
+    """Train both stages into ``out_dir``; returns the path of best.pt."""
+    device = pick_device(opts.device)
+    torch.manual_seed(opts.seed)
+    model = MTNet(model_config(data, opts)).to(device)
+    state = {"stage": 1, "epoch": 0, "history": [], "best": None, "phi_a": None}
+    optim = _optimizer(model.audio_autoencoder.parameters(), opts)
+    if resume and (out_dir / LAST_NAME).is_file():
+        state, optim = _restore(model, out_dir / LAST_NAME, opts, device)
+        _say(f"resuming: stage {state['stage']}, {state['epoch']} epoch(s) done")
+
+    def snapshot() -> dict:
+        return {
+            "config": model.cfg.to_dict(),
+            "dataset": spec.to_dict(),
+            "train": opts.to_dict(),
+            "model": model.state_dict(),
+            "phi_a": state["phi_a"],
+            "progress": {k: state[k] for k in ("stage", "epoch", "history", "best")},
+        }
+
+    def end_epoch(record: dict, is_best: bool) -> None:
+        state["history"].append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if rank_world()[0] == 0:
+            save_checkpoint(out_dir / LAST_NAME, {**snapshot(), "optimizer": optim.state_dict()})
+            if is_best:
+                save_checkpoint(out_dir / BEST_NAME, snapshot())
+
+    while state["stage"] == 1 and state["epoch"] < opts.ae_epochs:
+        record = {
+            "stage": 1,
+            "epoch": state["epoch"] + 1,
+            **train_autoencoder_epoch(model, data, opts, optim, state["epoch"], device),
+        }
+        state["epoch"] += 1
+        _say(
+            f"stage 1 epoch {record['epoch']}/{opts.ae_epochs}: reconstruction "
+            f"{record['rec']:.4f}, {record['clips_per_s']:.0f} clips/s"
+        )
+        end_epoch(record, is_best=False)
+    if state["stage"] == 1:
+        state.update(stage=2, epoch=0, phi_a=audio_features(model, data, device).cpu())
+        freeze_for_stage2(model)
+        optim = _optimizer(model.joint_parameters(), opts)
+    phi_a = state["phi_a"].to(device)
+    while state["epoch"] < opts.epochs:
+        record = {
+            "stage": 2,
+            "epoch": state["epoch"] + 1,
+            **train_joint_epoch(model, data, phi_a, opts, optim, state["epoch"], device),
+            **validate(model, data, data.val, device),
+        }
+        state["epoch"] += 1
+        improved = state["best"] is None or record["val_gen"] < state["best"]["val_gen"]
+        if improved:
+            state["best"] = {"epoch": record["epoch"], "val_gen": record["val_gen"]}
+        _say(
+            f"stage 2 epoch {record['epoch']}/{opts.epochs}: gen {record['gen']:.3f} "
+            f"acc {record['acc']:.4f} | val gen {record['val_gen']:.3f} "
+            f"val acc {record['val_acc']:.4f} | {record['images_per_s']:.0f} img/s"
+        )
+        end_epoch(record, is_best=improved)
+    if rank_world()[1] > 1:
+        dist.barrier()
+    if not (out_dir / BEST_NAME).is_file() and rank_world()[0] == 0:
+        save_checkpoint(out_dir / BEST_NAME, snapshot())  # epochs=0 or nothing improved
+    return out_dir / BEST_NAME
+
+
+def _restore(model: MTNet, path: Path, opts: TrainOptions, device: torch.device):
+    ckpt = read_checkpoint(path)
+    if ckpt["train"] != opts.to_dict():
+        changed = sorted(k for k, v in opts.to_dict().items() if ckpt["train"].get(k) != v)
+        raise UsageError(
+            f"--resume with different options ({', '.join(changed)})",
+            "use the original options, or a new --out to start over",
+        )
+    model.load_state_dict(ckpt["model"])
+    state = {**ckpt["progress"], "phi_a": ckpt["phi_a"]}
+    if state["stage"] == 2:
+        freeze_for_stage2(model)
+        optim = _optimizer(model.joint_parameters(), opts)
+    else:
+        optim = _optimizer(model.audio_autoencoder.parameters(), opts)
+    optim.load_state_dict(ckpt["optimizer"])
+    return state, optim
