@@ -81,12 +81,13 @@ def evaluate_split(
     reference = data.audio(split.labels, split.voices)
     sr = data.spoken.sample_rate
     corr = [metrics.corr2d(g, r, sr) for g, r in zip(waves, reference, strict=True)]
+    corr = np.nan_to_num(np.asarray(corr), nan=metrics.FAILURE_SCORES["corr2d"])
     sub = stratified_subset(split.labels, max_items)
     scores = metrics.evaluate_pairs(waves[sub], reference[sub], sr)
     words = [data.classes[i] for i in split.labels[sub]]
     recognizer = metrics.WordRecognizer(data.classes, sample_rate_in=sr)
     return {
-        "corr2d": float(np.nanmean(corr)),
+        "corr2d": float(np.mean(corr)),
         "pesq": scores["pesq"],
         "stoi": scores["stoi"],
         "word_acc_generated": recognizer.accuracy(waves[sub], words),
@@ -94,6 +95,7 @@ def evaluate_split(
         "image_acc": float((probs.argmax(1) == split.labels).mean()),
         "n_images": len(split),
         "n_audio_items": len(sub),
+        "n_unscorable": int(scores["n_failed"]),
         "seconds": time.perf_counter() - start,
     }
 

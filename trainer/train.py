@@ -358,12 +358,12 @@ def fit(
 
     def end_epoch(record: dict, is_best: bool) -> None:
         state["history"].append(record)
-        if on_epoch is not None:
-            on_epoch(record)
         if rank_world()[0] == 0:
             save_checkpoint(out_dir / LAST_NAME, {**snapshot(), "optimizer": optim.state_dict()})
             if is_best:
                 save_checkpoint(out_dir / BEST_NAME, snapshot())
+        if on_epoch is not None:  # after saving: a callback that raises acts like a kill
+            on_epoch(record)
 
     while state["stage"] == 1 and state["epoch"] < opts.ae_epochs:
         record = {

@@ -1,0 +1,148 @@
+"""Training end to end on real data (sklearn digits + espeak-ng words), resume, DDP, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
+from trainer.dataset import DatasetSpec, build_dataset
+from trainer.evaluate import evaluate_checkpoint
+from trainer.train import TrainOptions, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = DatasetSpec(source="digits", limit_train=480, limit_test=120)
+QUICK = TrainOptions(ae_epochs=1, epochs=2, batch_size=32, warmup_steps=5, seed=3)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return build_dataset(SPEC)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_dataset_pairs_each_image_with_its_class_word(digits):
+    assert digits.classes[:3] == ("zero", "one", "two")
+    assert digits.image_shape == (8, 8, 1)
+    audio = digits.audio(digits.train.labels[:5], digits.train.voices[:5])
+    assert audio.shape == (5, digits.audio_length)
+    for row, label in zip(audio, digits.train.labels[:5], strict=True):
+        assert (row == digits.spoken.clips[label, 0]).all()
+    assert len(digits.train) + len(digits.val) == 480 and len(digits.test) == 120
+
+
+def test_train_then_evaluate_end_to_end(tmp_path, digits):
+    best = fit(digits, SPEC, QUICK, tmp_path)
+    model, ckpt = load_model(best)
+    assert ckpt["dataset"]["source"] == "digits"
+    assert model.cfg.labels == digits.classes and model.cfg.audio_length == digits.audio_length
+    history = ckpt["progress"]["history"]
+    assert [h["stage"] for h in history] == [1, 2, 2]
+    assert history[2]["gen"] < history[1]["gen"]  # it learns
+    result = evaluate_checkpoint(best, max_items=10, data=digits)
+    assert -1 <= result["corr2d"] <= 1 and 0 <= result["image_acc"] <= 1
+    assert result["n_audio_items"] == 10 and result["n_images"] == 120
+    assert result["word_acc_ground_truth"] >= 0.9  # the ceiling: clean espeak-ng words
+
+
+def test_resume_after_kill_gives_the_same_result(tmp_path, digits):
+    straight = fit(digits, SPEC, QUICK, tmp_path / "a")
+
+    def kill_after_first_joint_epoch(record: dict) -> None:
+        if record["stage"] == 2 and record["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(digits, SPEC, QUICK, tmp_path / "b", on_epoch=kill_after_first_joint_epoch)
+    assert read_checkpoint(tmp_path / "b" / LAST_NAME)["progress"]["epoch"] == 1
+    resumed = fit(digits, SPEC, QUICK, tmp_path / "b", resume=True)
+    a, b = read_checkpoint(straight)["model"], read_checkpoint(resumed)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_with_other_options_is_refused(tmp_path, digits):
+    from trainer.errors import UsageError
+
+    fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=0, batch_size=32), tmp_path)
+    with pytest.raises(UsageError, match="different options"):
+        fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=1, batch_size=64), tmp_path, resume=True)
+
+
+def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+def test_fit_cli_writes_checkpoint_metrics_and_report(tmp_path):
+    out = tmp_path / "run"
+    proc = _run([sys.executable, str(ROOT / "trainer" / "fit.py"), "--dataset", "digits",
+                 "--limit-train", "300", "--limit-test", "60", "--ae-epochs", "1", "--epochs",
+                 "1", "--batch-size", "32", "--eval-items", "10", "--out", str(out)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for name in ("best.pt", "last.pt", "metrics.json", "report.md", "curves.png",
+                 "spectrograms.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"corr2d", "pesq", "stoi", "word_acc_generated", "image_acc"}
+    assert "stage 2 epoch 1/1" in proc.stdout
+    assert "| MT-Net" not in (out / "report.md").read_text()  # no paper row for digits
+
+
+def test_describe_prints_both_presets():
+    proc = _run([sys.executable, str(ROOT / "trainer" / "fit.py"), "--describe"])
+    assert proc.returncode == 0, proc.stderr
+    assert "| paper | mnist | 18140 |" in proc.stdout and "| compact | cifar10 |" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "mnist", "--data-root", "/nonexistent/data"], "/nonexistent/data/mnist"),
+        (["--dataset", "digits"], "--out are required"),
+        (["--dataset", "digits", "--device", "cuda"], None),
+    ],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, args, message):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("a GPU is present: --device cuda is valid here")
+    if "--out" not in args and message != "--out are required":
+        args = [*args, "--out", str(tmp_path / "o"), "--epochs", "0", "--ae-epochs", "0"]
+    proc = _run([sys.executable, str(ROOT / "trainer" / "fit.py"), *args])
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "Traceback" not in proc.stderr
+    assert message is None or message in lines[-1]
+
+
+def test_evaluate_cli_rejects_a_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"not a checkpoint")
+    proc = _run([sys.executable, str(ROOT / "trainer" / "evaluate.py"), str(bad)])
+    assert proc.returncode == 2
+    assert "not a readable EarSight checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_with_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = _run([str(torchrun), "--standalone", "--nproc-per-node", "2", str(ROOT / "trainer" /
+                 "fit.py"), "--dataset", "digits", "--limit-train", "256", "--limit-test", "40",
+                 "--ae-epochs", "1", "--epochs", "1", "--batch-size", "32", "--device", "cpu",
+                 "--threads", "1", "--no-report", "--out", str(out)])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = read_checkpoint(out / "best.pt")
+    assert [h["stage"] for h in ckpt["progress"]["history"]] == [1, 2]
+    # Only rank 0 speaks: each epoch line appears once.
+    assert proc.stdout.count("stage 2 epoch 1/1") == 1
