@@ -32,6 +32,7 @@ from trainer.checkpoint import load_model
 from trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
 from trainer.errors import EarSightError
 from trainer.model import MTNet
+from trainer.train import to_tensor_images
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,7 @@ def generate(model: MTNet, images: np.ndarray, device: str = "cpu") -> tuple[np.
     """(N, H, W, C) uint8 → waveforms (N, L_s) float32, probabilities (N, K) float32."""
     waves, probs = [], []
     for start in range(0, len(images), BATCH):
-        x = torch.from_numpy(images[start : start + BATCH]).to(device).permute(0, 3, 1, 2)
-        w, p = model(x.float())
+        w, p = model(to_tensor_images(images[start : start + BATCH], torch.device(device)))
         waves.append(w.float().cpu().numpy())
         probs.append(p.float().cpu().numpy())
     return np.concatenate(waves), np.concatenate(probs)

@@ -148,7 +148,13 @@ def augment_mode(requested: str, dataset: str) -> str:
 
 def to_tensor_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """(B, H, W, C) uint8 → (B, C, H, W) float32 in 0..255 (Eq. 1 standardizes inside)."""
-    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
+    # Copy read-only arrays (np.frombuffer-decoded MNIST is read-only): torch wants writable.
+    return (
+        torch.as_tensor(np.array(images, copy=not images.flags.writeable))
+        .to(device)
+        .permute(0, 3, 1, 2)
+        .float()
+    )
 
 
 def _autocast(device: torch.device):
