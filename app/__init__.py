@@ -1,0 +1,1 @@
+"""EarSight application: the ``earsight`` command line (app.cli) and, later, the camera loop."""

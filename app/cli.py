@@ -1,0 +1,212 @@
+"""``earsight``: a thin command line over the library (engine.*, later the camera app).
+
+    earsight export CHECKPOINT -o model.onnx [--fp16] [--opset N]
+    earsight engine build model.onnx [--max-batch N]
+    earsight bench [--model PATH] [--backends torch,onnx-cpu] [--batches 1,8,64,256]
+
+Adding a subcommand is one ``_add_<name>(sub)`` function that builds its parser and sets
+``run=<function(args) -> int>``, plus one entry in ``COMMANDS``. User errors (``EarSightError``,
+bad arguments) print one ``error: …`` line on stderr and exit 2, never a traceback. Messages are
+plain lines on stdout (no colour, no progress bars): they end up in logs and screen readers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from trainer.errors import EarSightError
+
+log = logging.getLogger(__name__)
+
+EXIT_USAGE = 2  # user errors, bad arguments
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse prints usage + message; we print one line
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(_positive_int(part) for part in text.split(",") if part.strip())
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from engine.export import DEFAULT_MAX_BATCH, DEFAULT_OPSET
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (+ JSON sidecar)")
+    p.add_argument("checkpoint", type=Path, help="a .pt written by trainer/fit.py")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx to write")
+    p.add_argument("--fp16", action="store_true", help="fp16 weights and compute (same I/O)")
+    p.add_argument("--opset", type=_positive_int, default=DEFAULT_OPSET, help="ONNX opset")
+    p.add_argument("--max-batch", type=_positive_int, default=DEFAULT_MAX_BATCH)
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from engine.export import export_onnx
+
+    precision = "fp16" if args.fp16 else "fp32"
+    result = export_onnx(args.checkpoint, args.output, precision, args.opset, args.max_batch)
+    print(f"wrote {result.path} ({precision}, opset {result.opset}, sha256 {result.sha256[:16]}…)")
+    return 0
+
+
+# --- engine build ---------------------------------------------------------------------------
+
+
+def _add_engine(sub: argparse._SubParsersAction) -> None:
+    from engine.build import DEFAULT_OPT_BATCH, DEFAULT_WORKSPACE_MB
+
+    p = sub.add_parser("engine", help="TensorRT engines")
+    engine_sub = p.add_subparsers(dest="engine_command", required=True, metavar="ACTION")
+    b = engine_sub.add_parser("build", help="build (or reuse) the cached TensorRT engine")
+    b.add_argument("model", type=Path, help="the .onnx (with its .onnx.json sidecar)")
+    b.add_argument("--max-batch", type=_positive_int, default=64, help="profile max batch")
+    b.add_argument("--opt-batch", type=_positive_int, default=DEFAULT_OPT_BATCH)
+    b.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    b.add_argument("--workspace-mb", type=_positive_int, default=DEFAULT_WORKSPACE_MB)
+    b.add_argument("--gpu", type=int, default=0, help="CUDA device index")
+    b.add_argument("--cache-dir", type=Path, default=None, help="default: user cache/engines")
+    b.add_argument("--rebuild", action="store_true", help="ignore a valid cached engine")
+    b.set_defaults(run=_run_engine_build)
+
+
+def _run_engine_build(args: argparse.Namespace) -> int:
+    from engine.build import BuildOptions, ensure_engine
+
+    opts = BuildOptions(
+        precision=args.precision,
+        max_batch=args.max_batch,
+        opt_batch=min(args.opt_batch, args.max_batch),
+        workspace_mb=args.workspace_mb,
+        gpu=args.gpu,
+        cache_dir=args.cache_dir,
+        rebuild=args.rebuild,
+    )
+    plan, key = ensure_engine(args.model, opts, allow_build=True)
+    print(f"engine {plan} ({key.mode}, batch {key.profile.min_batch}..{key.profile.max_batch})")
+    return 0
+
+
+# --- bench ----------------------------------------------------------------------------------
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from engine.bench import DEFAULT_BACKENDS, DEFAULT_BATCHES, BenchOptions, SynthSpec
+
+    d, s = BenchOptions(), SynthSpec()
+    p = sub.add_parser("bench", help="time backends against torch eager in one run")
+    p.add_argument("--model", type=Path, help=".onnx or .pt; default: random weights (below)")
+    p.add_argument(
+        "--backends",
+        type=_str_list,
+        default=DEFAULT_BACKENDS,
+        help="comma list, each optionally :fp16/:fp32 (default %(default)s)",
+    )
+    p.add_argument("--batches", type=_int_list, default=DEFAULT_BATCHES, help="e.g. 1,8,64,256")
+    p.add_argument("--iters", type=_positive_int, default=d.iters, help="timed runs per batch")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed runs per batch")
+    p.add_argument("--budget-s", type=float, default=d.budget_s, help="time cap per batch")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads (default: physical cores)")
+    p.add_argument("--device", default=d.device, help="torch backend device")
+    p.add_argument(
+        "--peak-gflops",
+        type=float,
+        help="device peak for the %% column (default: CPU estimate from "
+        "cores × GHz × FLOP/cycle, or a datasheet GPU figure)",
+    )
+    p.add_argument("--preset", default=s.preset, help="random model preset (no --model)")
+    p.add_argument("--image-size", type=_positive_int, default=s.image_size)
+    p.add_argument("--channels", type=_positive_int, default=s.image_channels)
+    p.add_argument("--audio-length", type=_positive_int, default=s.audio_length)
+    p.add_argument("--json", type=Path, help="also write the report as JSON here")
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from engine.bench import BenchOptions, SynthSpec, run_bench
+    from engine.bench_table import format_table
+
+    opts = BenchOptions(
+        backends=args.backends,
+        batches=tuple(sorted(set(args.batches))),
+        iters=args.iters,
+        warmup=args.warmup,
+        budget_s=args.budget_s,
+        threads=args.threads,
+        device=args.device,
+        peak_gflops=args.peak_gflops,
+    )
+    synth = SynthSpec(args.preset, args.image_size, args.channels, args.audio_length)
+    report = run_bench(args.model, opts, synth)
+    print(format_table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0
+
+
+# --- main -----------------------------------------------------------------------------------
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_export,
+    _add_engine,
+    _add_bench,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="earsight", description="Press a key, hear what the camera sees.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stdout, force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.run(args) or 0)
+    except EarSightError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""ONNX Runtime backends: ``onnx-cpu`` (threads pinned) and ``onnx-cuda`` (CUDA provider)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from engine.backends.base import Backend, RuntimeOptions
+from engine.errors import BackendFailed, BackendUnavailable, ModelFileError, OutOfMemory
+from engine.sidecar import INPUT_NAME, OUTPUT_NAMES
+from engine.source import ModelSource
+
+log = logging.getLogger(__name__)
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+_ORT_LOG_ERRORS_ONLY = 3  # ORT severity: 0 verbose … 3 error, 4 fatal
+_REEXPORT = "re-export it with `earsight export CHECKPOINT -o MODEL.onnx`"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:160]}" if text else type(err).__name__
+
+
+class OnnxBackend(Backend):
+    """ONNX Runtime on the CPU or one CUDA GPU."""
+
+    def __init__(self, source: ModelSource, options: RuntimeOptions, cuda: bool) -> None:
+        import onnxruntime as ort
+
+        self.name = "onnx-cuda" if cuda else "onnx-cpu"
+        if source.onnx is None:
+            raise BackendUnavailable(
+                f"{self.name} needs an ONNX model, got the checkpoint {source.path.name}",
+                "export it once: `earsight export CHECKPOINT -o model.onnx`",
+            )
+        if cuda and CUDA_PROVIDER not in ort.get_available_providers():
+            raise BackendUnavailable(
+                "ONNX Runtime has no CUDA provider here (the CPU-only onnxruntime is installed)",
+                "pip install onnxruntime-gpu on a CUDA machine, or use --backend onnx-cpu",
+            )
+        self.session = self._session(ort, source, options, cuda)
+        self.providers = tuple(self.session.get_providers())
+        if cuda and self.providers[0] != CUDA_PROVIDER:
+            # ORT quietly drops to the CPU when the CUDA/cuDNN libraries do not load.
+            raise BackendFailed(
+                "ONNX Runtime could not start its CUDA provider (CUDA or cuDNN libraries "
+                "missing or mismatched)",
+                "install the CUDA/cuDNN versions your onnxruntime-gpu was built for",
+            )
+        self.device = f"cuda:{options.gpu}" if cuda else "cpu"
+        self.precision = source.contract.precision
+        self._check_signature(source)
+
+    @staticmethod
+    def _session(ort, source: ModelSource, options: RuntimeOptions, cuda: bool):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.cpu_threads()  # pinned: no oversubscription
+        so.inter_op_num_threads = 1  # the graph is one chain; parallel branches buy nothing
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = _ORT_LOG_ERRORS_ONLY
+        providers: list = [CPU_PROVIDER]
+        if cuda:
+            providers.insert(0, (CUDA_PROVIDER, {"device_id": options.gpu}))
+        try:
+            return ort.InferenceSession(str(source.onnx), so, providers=providers)
+        except Exception as err:  # ORT raises its own pybind types (InvalidProtobuf, Fail, …)
+            if cuda:
+                raise BackendFailed(f"ONNX Runtime CUDA failed: {_first_line(err)}") from err
+            raise ModelFileError(
+                f"{source.onnx} could not be loaded by ONNX Runtime ({_first_line(err)})",
+                _REEXPORT,
+            ) from err
+
+    def _check_signature(self, source: ModelSource) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        h, w, c = source.contract.input_shape
+        got = [(i.name, i.type, list(i.shape)[1:]) for i in inputs]
+        want = [(INPUT_NAME, "tensor(uint8)", [h, w, c])]
+        out_names = tuple(o.name for o in outputs)
+        if got != want or out_names != OUTPUT_NAMES:
+            raise ModelFileError(
+                f"{source.onnx.name} does not follow the EarSight contract: inputs {got}, "
+                f"outputs {list(out_names)}; expected {want} → {list(OUTPUT_NAMES)}",
+                _REEXPORT,
+            )
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            wave, probs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
+        except Exception as err:
+            if "out of memory" in str(err).lower() or "bfcarena" in str(err).lower():
+                raise OutOfMemory(
+                    f"{self.name} ran out of memory at batch {len(images)}",
+                    "use a smaller batch",
+                ) from err
+            raise
+        return wave, probs
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,75 @@
+"""The torch backend: the checkpoint itself in eager mode (the reference every backend matches)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from engine.backends.base import Backend, RuntimeOptions
+from engine.errors import BackendUnavailable, ModelFileError, OutOfMemory
+from engine.source import ModelSource
+from trainer.checkpoint import load_model
+from trainer.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailable(
+            "torch sees no CUDA GPU", "use --device cpu, or install the CUDA build of torch"
+        )
+    return requested
+
+
+class TorchBackend(Backend):
+    """Eager fp32 MT-Net from a .pt checkpoint (given, or the one an ONNX sidecar records)."""
+
+    name = "torch"
+
+    def __init__(self, source: ModelSource, options: RuntimeOptions) -> None:
+        if source.checkpoint is None:
+            recorded = (source.sidecar or {}).get("checkpoint", {}).get("path", "?")
+            raise BackendUnavailable(
+                f"no checkpoint for the torch backend (the sidecar's {recorded} is gone and "
+                "none of that name is beside the model)",
+                "keep the .pt next to the .onnx, or pass the .pt itself",
+            )
+        if not source.checkpoint_matches_export():
+            raise BackendUnavailable(
+                f"{source.checkpoint.name} changed since {source.path.name} was exported",
+                "re-export, or pass the .pt itself",
+            )
+        self.device = pick_device(options.device)
+        if self.device == "cpu":
+            # Process-wide: torch has one intra-op pool. Pinned like ORT's for a fair comparison.
+            torch.set_num_threads(options.cpu_threads())
+        try:
+            self.model, _ = load_model(source.checkpoint, device=self.device)
+        except CheckpointError as err:
+            raise ModelFileError(err.what, err.fix) from err
+        self.precision = "fp32"
+        self.providers = (f"torch {torch.__version__}",)
+        if self.device.startswith("cuda"):
+            self.device = f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+
+    @torch.inference_mode()
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        device = next(self.model.parameters()).device
+        x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)  # (B, C, H, W) uint8
+        try:
+            wave, probs = self.model(x)
+        except torch.cuda.OutOfMemoryError as err:
+            raise OutOfMemory(
+                f"torch ran out of GPU memory at batch {len(images)}", "use a smaller batch"
+            ) from err
+        return wave.float().cpu().numpy(), probs.float().cpu().numpy()
+
+    def close(self) -> None:
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,323 @@
+"""Benchmark backends on one model, each in its own fresh process, torch eager as the reference.
+
+Per backend: batch-1 latency p50/p99, throughput at every batch, peak RSS of its process
+(VmHWM of a fresh process per backend, so peaks do not leak between rows), GPU
+memory when it runs on CUDA, speedup vs torch eager fp32 measured in the same run, and the
+fraction of the device's FLOP peak reached (2 × MAC per image × images/s ÷ peak).
+Timed: the runtime's ``infer`` (validation + model), not post-processing, which is identical
+for every backend.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.bench_peak import cpu_peak_gflops, gpu_peak_gflops
+from engine.errors import EngineError
+from engine.runtime import BACKEND_NAMES
+from trainer.errors import EarSightError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKENDS = ("torch", "onnx-cpu", "onnx-cuda", "tensorrt")
+DEFAULT_BATCHES = (1, 8, 64, 256)
+DEFAULT_PRECISION = {"tensorrt": "fp16"}  # others run the fp32 export unless ":fp16" is given
+MIN_TIMED_RUNS = 3  # per batch, even when the time budget is spent
+BENCH_SEED = 0
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    backends: tuple[str, ...] = DEFAULT_BACKENDS  # "name" or "name:fp16" / "name:fp32"
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+    iters: int = 100  # timed runs per batch (p99 of fewer than 100 is the max)
+    warmup: int = 3  # untimed runs per batch
+    budget_s: float = 10.0  # stop a batch's timed runs after this long (≥ MIN_TIMED_RUNS)
+    threads: int | None = None  # CPU intra-op threads for every backend; None = physical cores
+    device: str = "auto"  # torch backend device
+    peak_gflops: float | None = None  # None = estimate (CPU) / known table (GPU)
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """A random-weights model to time when no --model is given (speed needs no training)."""
+
+    preset: str = "compact"
+    image_size: int = 28
+    image_channels: int = 1
+    audio_length: int = 16_344
+    n_classes: int = 10
+
+
+@dataclass
+class Row:
+    spec: str  # as requested, e.g. "tensorrt:fp16"
+    backend: str
+    precision: str = ""
+    device: str = ""
+    error: str = ""  # why it did not run; empty when it did
+    latency_ms: dict[int, tuple[float, float]] = field(default_factory=dict)  # batch: (p50, p99)
+    throughput: dict[int, float] = field(default_factory=dict)  # batch: images/s
+    peak_rss_mb: float = 0.0
+    gpu_mb: float | None = None
+
+
+@dataclass
+class BenchReport:
+    model: str
+    macs: int  # per image
+    threads: int
+    peak_gflops: dict[str, float | None]  # "cpu" / "gpu-fp32" / "gpu-fp16" → GFLOP/s
+    peak_note: str
+    load_average: float
+    rows: list[Row]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    name, _, precision = spec.partition(":")
+    precision = precision or DEFAULT_PRECISION.get(name, "fp32")
+    if name not in BACKEND_NAMES or precision not in ("fp32", "fp16"):
+        raise EngineError(
+            f"unknown backend {spec!r}", f"use {', '.join(BACKEND_NAMES)} with optional :fp16"
+        )
+    return name, precision
+
+
+def quick_unavailable(name: str) -> str | None:
+    """A reason the backend cannot run here, found without loading anything (or None)."""
+    import importlib.util
+
+    if name == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        from engine.build import INSTALL_HINT
+
+        return f"TensorRT is not installed — {INSTALL_HINT}"
+    if name == "onnx-cuda":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "ONNX Runtime has no CUDA provider here (CPU-only onnxruntime)"
+    return None
+
+
+def _time_batch(rt, batch: int, opts: BenchOptions) -> list[float]:
+    rng = np.random.default_rng(BENCH_SEED)
+    images = rng.integers(0, 256, size=(batch, *rt.info.input_shape), dtype=np.uint8)
+    for _ in range(opts.warmup):
+        rt.infer(images)
+    times: list[float] = []
+    deadline = time.perf_counter() + opts.budget_s
+    for _ in range(opts.iters):
+        start = time.perf_counter()
+        rt.infer(images)
+        times.append(time.perf_counter() - start)
+        if time.perf_counter() > deadline and len(times) >= MIN_TIMED_RUNS:
+            break
+    return times
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, MiB.
+
+    VmHWM, not ``getrusage().ru_maxrss``: on Linux ru_maxrss survives fork + exec, so a spawned
+    worker would report its parent's size (the bench parent holds torch and the exporter).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure(spec: str, model: str, opts: BenchOptions) -> Row:
+    """In a fresh process: load ``model`` on the spec's backend and time every batch."""
+    logging.basicConfig(level=logging.WARNING)
+    from engine.backends.base import RuntimeOptions
+    from engine.runtime import load
+
+    name, precision = parse_spec(spec)
+    row = Row(spec, name)
+    gpu = _GpuMemory(enabled=name != "onnx-cpu")  # importing torch would inflate its RSS
+    try:
+        options = RuntimeOptions(
+            threads=opts.threads,
+            device=opts.device,
+            trt_precision=precision,
+            trt_max_batch=max(opts.batches),
+        )
+        rt = load(model, backend=name, options=options)
+        row.precision, row.device = rt.info.precision, rt.info.device
+        for batch in opts.batches:
+            times = np.asarray(_time_batch(rt, batch, opts)) * 1e3  # ms
+            gpu.sample()
+            row.latency_ms[batch] = (
+                float(np.percentile(times, 50)),
+                float(np.percentile(times, 99)),
+            )
+            row.throughput[batch] = batch / (float(np.median(times)) / 1e3)
+    except EarSightError as err:  # unavailable, out of memory, bad model
+        row.error = str(err)
+    except Exception as err:  # a crashed backend must not lose the other rows
+        row.error = f"{type(err).__name__}: {err}".splitlines()[0]
+    row.peak_rss_mb = peak_rss_mb()
+    row.gpu_mb = gpu.used_mb() if row.device.startswith("cuda") else None
+    return row
+
+
+class _GpuMemory:
+    """Device memory in use, sampled after each batch (covers ORT and TensorRT allocations)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.free0: int | None = None
+        self.min_free: int | None = None
+        if not enabled:
+            return
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                self.free0 = self.min_free = torch.cuda.mem_get_info()[0]
+        except ImportError:
+            pass
+
+    def sample(self) -> None:
+        if self.free0 is not None:
+            import torch
+
+            self.min_free = min(self.min_free, torch.cuda.mem_get_info()[0])
+
+    def used_mb(self) -> float | None:
+        return None if self.free0 is None else (self.free0 - self.min_free) / 2**20
+
+
+def run_in_fresh_process(spec: str, model: Path, opts: BenchOptions) -> Row:
+    ctx = multiprocessing.get_context("spawn")  # no inherited torch/ORT state or memory
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(measure, spec, str(model), opts).result()
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+def synth_checkpoint(spec: SynthSpec, path: Path) -> Path:
+    """Save a random-weights checkpoint of ``spec`` (speed does not depend on training)."""
+    import torch
+
+    from trainer.checkpoint import save_checkpoint
+    from trainer.model import MTNet, make_config
+
+    cfg = make_config(
+        spec.preset,
+        image_size=spec.image_size,
+        image_channels=spec.image_channels,
+        audio_length=spec.audio_length,
+        n_classes=spec.n_classes,
+        labels=tuple(f"class{k}" for k in range(spec.n_classes)),
+    )
+    torch.manual_seed(BENCH_SEED)
+    save_checkpoint(path, {"config": cfg.to_dict(), "model": MTNet(cfg).state_dict()})
+    return path
+
+
+class ModelFiles:
+    """The checkpoint and the ONNX exports the rows need, exported once each, on demand."""
+
+    def __init__(self, model: Path | None, synth: SynthSpec, workdir: Path) -> None:
+        from engine.source import resolve_model
+
+        self.workdir = workdir
+        self.onnx: dict[str, Path] = {}
+        if model is None:
+            self.checkpoint: Path | None = synth_checkpoint(synth, workdir / "random.pt")
+            self.name = f"random {synth.preset} {synth.image_size}x{synth.image_size}x" + (
+                f"{synth.image_channels}, L_s {synth.audio_length}"
+            )
+            return
+        source = resolve_model(model)
+        self.checkpoint, self.name = source.checkpoint, str(model)
+        if source.onnx is not None:
+            self.onnx[source.contract.precision] = source.onnx
+
+    def config(self):
+        from trainer.checkpoint import read_checkpoint
+        from trainer.model import MTNetConfig
+
+        if self.checkpoint is not None:
+            return MTNetConfig.from_dict(read_checkpoint(self.checkpoint)["config"])
+        from engine.sidecar import read_sidecar
+
+        return MTNetConfig.from_dict(read_sidecar(next(iter(self.onnx.values())))["config"])
+
+    def for_spec(self, name: str, precision: str) -> Path:
+        if name == "torch":
+            if self.checkpoint is None:
+                raise EngineError("no checkpoint beside the ONNX for the torch reference")
+            return self.checkpoint
+        if precision not in self.onnx:
+            if self.checkpoint is None:
+                raise EngineError(f"no {precision} ONNX and no checkpoint to export one from")
+            from engine.export import export_onnx
+
+            out = self.workdir / f"model-{precision}.onnx"
+            self.onnx[precision] = export_onnx(self.checkpoint, out, precision=precision).path
+        return self.onnx[precision]
+
+
+def run_bench(
+    model: Path | None,
+    opts: BenchOptions = BenchOptions(),
+    synth: SynthSpec = SynthSpec(),
+    say=print,
+) -> BenchReport:
+    """Time every requested backend on ``model`` (or a random ``synth`` model); torch first."""
+    from engine.backends.base import physical_cores
+    from trainer.model import inference_macs
+
+    specs = sorted(opts.backends, key=lambda s: parse_spec(s)[0] != "torch")  # reference first
+    threads = opts.threads or physical_cores()
+    with tempfile.TemporaryDirectory(prefix="earsight-bench-") as tmp:
+        files = ModelFiles(model, synth, Path(tmp))
+        macs = inference_macs(files.config())
+        rows = []
+        for spec in specs:
+            name, precision = parse_spec(spec)
+            reason = quick_unavailable(name)
+            if reason is None:
+                try:
+                    say(f"timing {spec} …")
+                    rows.append(run_in_fresh_process(spec, files.for_spec(name, precision), opts))
+                    continue
+                except EarSightError as err:
+                    reason = str(err)
+            rows.append(Row(spec, name, error=reason))
+    peaks, note = _peaks(opts, threads, rows)
+    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return BenchReport(files.name, macs, threads, peaks, note, load_avg, rows)
+
+
+def _peaks(opts: BenchOptions, threads: int, rows: list[Row]) -> tuple[dict, str]:
+    if opts.peak_gflops is not None:
+        value = opts.peak_gflops
+        return {"cpu": value, "gpu-fp32": value, "gpu-fp16": value}, "--peak-gflops (given)"
+    cpu, note = cpu_peak_gflops(threads)
+    gpu_name = next((r.device for r in rows if r.device.startswith("cuda")), "")
+    return {
+        "cpu": cpu,
+        "gpu-fp32": gpu_peak_gflops(gpu_name, "fp32"),
+        "gpu-fp16": gpu_peak_gflops(gpu_name, "fp16"),
+    }, note

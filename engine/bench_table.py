@@ -1,0 +1,87 @@
+"""The bench report as a plain-text table (no colour: it goes to logs and BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import os
+
+from engine.bench import BenchReport, Row
+
+NA = "–"
+
+
+def _peak_for(row: Row, report: BenchReport) -> float | None:
+    if not row.device.startswith("cuda"):
+        return report.peak_gflops.get("cpu")
+    return report.peak_gflops.get("gpu-fp16" if row.precision == "fp16" else "gpu-fp32")
+
+
+def _percent_of_peak(row: Row, report: BenchReport) -> str:
+    peak = _peak_for(row, report)
+    if not row.throughput or not peak:
+        return NA
+    gflops = 2 * report.macs * max(row.throughput.values()) / 1e9  # 1 MAC = 2 FLOPs
+    return f"{100 * gflops / peak:.1f}"
+
+
+def _speedup(row: Row, ref: Row | None, batch: int, latency: bool) -> str:
+    if ref is None or ref.error or row.error:
+        return NA
+    if latency:
+        return f"{ref.latency_ms[batch][0] / row.latency_ms[batch][0]:.2f}"
+    return f"{row.throughput[batch] / ref.throughput[batch]:.2f}"
+
+
+def _cells(row: Row, ref: Row | None, report: BenchReport, batches: list[int]) -> list[str]:
+    first, last = batches[0], batches[-1]
+    if row.error:
+        return [row.spec, NA, "not run", *[NA] * (len(batches) + 7)]
+    p50, p99 = row.latency_ms[first]
+    return [
+        row.spec,
+        row.precision,
+        row.device,
+        f"{p50:.2f}",
+        f"{p99:.2f}",
+        *[f"{row.throughput[b]:,.0f}" for b in batches],
+        f"{row.peak_rss_mb:,.0f}",
+        NA if row.gpu_mb is None else f"{row.gpu_mb:,.0f}",
+        _speedup(row, ref, first, latency=True),
+        _speedup(row, ref, last, latency=False),
+        _percent_of_peak(row, report),
+    ]
+
+
+def format_table(report: BenchReport) -> str:
+    batches = sorted({b for r in report.rows for b in r.throughput}) or [1]
+    first, last = batches[0], batches[-1]
+    header = [
+        "backend",
+        "precision",
+        "device",
+        f"b{first} p50 ms",
+        f"b{first} p99 ms",
+        *[f"img/s b{b}" for b in batches],
+        "peak RSS MB",
+        "GPU MB",
+        f"speedup b{first} latency",
+        f"speedup b{last} img/s",
+        "% FLOP peak",
+    ]
+    ref = next((r for r in report.rows if r.backend == "torch" and not r.error), None)
+    table = [header] + [_cells(r, ref, report, batches) for r in report.rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = [
+        f"model: {report.model}; {report.macs / 1e6:,.1f} MMAC/image; {report.threads} CPU "
+        f"thread(s); 1-min load average {report.load_average:.2f} on {os.cpu_count()} CPUs",
+        f"{report.peak_note}; speedups are vs torch eager fp32 in this run",
+        "",
+    ]
+    for line in table:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i < 3 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+        )
+    lines += [f"{r.spec}: not run: {r.error}" for r in report.rows if r.error]
+    return "\n".join(lines)

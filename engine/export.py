@@ -1,0 +1,280 @@
+"""Export a checkpoint to ONNX: one inference contract, fp32 or fp16, checked and parity-tested.
+
+Contract (identical for both precisions, see docs/ENGINE.md)::
+
+    images    uint8   (batch, H, W, C)  NHWC, raw 0..255 pixels as a camera frame gives them
+    waveform  float32 (batch, L_s)      in [-1, 1] at the model's sample rate
+    probs     float32 (batch, K)        softmax class probabilities (confidence)
+
+The graph casts and permutes to NCHW and applies Eq. 1 itself, so no preprocessing happens
+outside it. fp16 converts weights and compute but casts at both boundaries, so callers never
+see the difference; Eq. 1 stays fp32 (sums of up to P squared 0..255 pixels overflow fp16).
+
+Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export-based) at opset 18, the lowest opset
+it implements (asked for 17 it emits 18 and its down-converter fails on this graph's ReduceMean).
+Opsets below 18 (older TensorRT on JetPack 5) use the legacy TorchScript exporter, logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import ExportError
+from engine.sidecar import (
+    BATCH_AXIS,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    PRECISIONS,
+    build_sidecar,
+    write_sidecar,
+)
+from trainer.checkpoint import load_model
+from trainer.model import MTNet, standardize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18  # lowest opset the dynamo exporter implements
+DYNAMO_MIN_OPSET = 18
+DEFAULT_MAX_BATCH = 1024  # upper bound of the symbolic batch axis declared to torch.export
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max |onnx − torch fp32| for waveform and probs
+PARITY_RANDOM = 6  # random images in the parity batch (plus an all-0 and an all-255 one)
+PARITY_SEED = 0
+_EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
+
+
+class InferenceGraph(nn.Module):
+    """fp32: uint8 NHWC (B, H, W, C) → MTNet.forward on NCHW → waveform (B, L_s), probs (B, K)."""
+
+    def __init__(self, model: MTNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(images.permute(0, 3, 1, 2))  # Eq. 1 casts to float32 inside
+
+
+class HalfInferenceGraph(nn.Module):
+    """fp16 body, fp32 boundaries: Eq. 1 in fp32 → fp16 network → fp32 waveform and softmax.
+
+    Mirrors MTNet.forward_train minus the cast inside Eq. 1 (that would hand fp32 to fp16 convs);
+    parity against the untouched fp32 MTNet.forward at export time catches any drift.
+    """
+
+    def __init__(self, model: MTNet) -> None:
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = standardize(images.permute(0, 3, 1, 2)).half()  # (B, C, H, W) fp16, O(1) values
+        enc = self.model.image_encoder
+        pooled = enc.stages(x).mean(dim=(2, 3))  # (B, C_5)
+        phi_i = F.relu(enc.fc2(F.relu(enc.fc1(pooled))))  # (B, D_i)
+        logits = enc.classifier(phi_i)  # (B, K)
+        waveform = self.model.generate(self.model.mapping(phi_i))  # (B, L_s)
+        return waveform.float(), logits.float().softmax(dim=-1)
+
+
+@dataclass(frozen=True)
+class Parity:
+    images: int  # images in the parity batch
+    waveform_max_abs: float
+    probs_max_abs: float
+    tolerance: float
+
+    def to_dict(self) -> dict:
+        return {
+            "images": self.images,
+            "waveform_max_abs": self.waveform_max_abs,
+            "probs_max_abs": self.probs_max_abs,
+            "tolerance": self.tolerance,
+        }
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    sidecar: Path
+    precision: str
+    opset: int
+    exporter: str
+    sha256: str
+    parity: Parity
+    seconds: float
+
+
+def parity_images(shape: tuple[int, int, int]) -> np.ndarray:
+    """Fixed uint8 batch (N, H, W, C): random images plus constant ones (σ = 0: Eq. 1's clamp)."""
+    rng = np.random.default_rng(PARITY_SEED)
+    random = rng.integers(0, 256, size=(PARITY_RANDOM, *shape), dtype=np.uint8)
+    flat = np.stack([np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8)])
+    return np.concatenate([random, flat])
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    # The exporters log missing torchvision ops and deprecations that say nothing about our
+    # graph; real failures still raise.
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _export_graph(graph: nn.Module, path: Path, opset: int, max_batch: int) -> str:
+    """Write ``graph`` to ``path``; returns a description of the exporter used."""
+    example = torch.zeros((2, *_input_shape(graph)), dtype=torch.uint8)  # batch 2: not special
+    names = {"input_names": [INPUT_NAME], "output_names": list(OUTPUT_NAMES)}
+    with _quiet_exporter(), torch.no_grad():
+        if opset >= DYNAMO_MIN_OPSET:
+            batch = torch.export.Dim(BATCH_AXIS, min=1, max=max_batch)
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                dynamic_shapes={INPUT_NAME: {0: batch}},
+                verbose=False,
+                **names,
+            )
+            program.save(str(path), external_data=False)  # < 2 GB even for the paper preset
+            return f"torch.onnx dynamo (torch {torch.__version__})"
+        log.info("opset %d < %d: using the legacy TorchScript exporter", opset, DYNAMO_MIN_OPSET)
+        axes = {name: {0: BATCH_AXIS} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            dynamic_axes=axes,
+            **names,
+        )
+        return f"torch.onnx TorchScript (torch {torch.__version__})"
+
+
+def _input_shape(graph: nn.Module) -> tuple[int, int, int]:
+    cfg = graph.model.cfg
+    return (cfg.image_size, cfg.image_size, cfg.image_channels)
+
+
+def check_parity(reference: MTNet, onnx_path: Path, precision: str) -> Parity:
+    """Run ONNX Runtime (CPU) and the fp32 torch model on the parity batch; compare outputs."""
+    import onnxruntime as ort
+
+    images = parity_images(_input_shape(InferenceGraph(reference)))
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    wave, probs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
+    with torch.inference_mode():
+        ref_wave, ref_probs = InferenceGraph(reference)(torch.from_numpy(images))
+    if wave.dtype != np.float32 or probs.dtype != np.float32:
+        raise ExportError(f"outputs are {wave.dtype}/{probs.dtype}, not float32", "report a bug")
+    return Parity(
+        images=len(images),
+        waveform_max_abs=float(np.abs(wave - ref_wave.numpy()).max()),
+        probs_max_abs=float(np.abs(probs - ref_probs.numpy()).max()),
+        tolerance=TOLERANCE[precision],
+    )
+
+
+def _validate(precision: str, opset: int, max_batch: int) -> None:
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not 13 <= opset <= 23:
+        raise ExportError(f"opset {opset} is not supported", f"use {DEFAULT_OPSET} (13..23 work)")
+    if max_batch < 2:
+        raise ExportError(f"max batch must be at least 2, got {max_batch}")
+
+
+def _write_checked(
+    graph: nn.Module, reference: MTNet, tmp: Path, precision: str, opset: int, max_batch: int
+) -> tuple[str, Parity]:
+    """Export ``graph`` to ``tmp``, run the checker and the parity test; on failure no file."""
+    import onnx
+
+    try:
+        exporter = _export_graph(graph.eval(), tmp, opset, max_batch)
+        onnx.checker.check_model(str(tmp), full_check=True)
+        parity = check_parity(reference, tmp, precision)
+    except ExportError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as err:  # exporter/checker raise many types; keep the first line
+        tmp.unlink(missing_ok=True)
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise ExportError(f"ONNX export failed: {type(err).__name__}: {first}") from err
+    log.info(
+        "parity (%s, %d images): waveform max |err| %.2e, probs max |err| %.2e (tolerance %.0e)",
+        precision,
+        parity.images,
+        parity.waveform_max_abs,
+        parity.probs_max_abs,
+        parity.tolerance,
+    )
+    if max(parity.waveform_max_abs, parity.probs_max_abs) > parity.tolerance:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(
+            f"{precision} ONNX disagrees with torch: waveform {parity.waveform_max_abs:.2e}, "
+            f"probs {parity.probs_max_abs:.2e} > {parity.tolerance:.0e}",
+            "export fp32, or report the checkpoint",
+        )
+    return exporter, parity
+
+
+def export_onnx(
+    checkpoint: Path,
+    out: Path,
+    precision: str = "fp32",
+    opset: int = DEFAULT_OPSET,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> ExportResult:
+    """Export ``checkpoint`` to ``out`` (+ ``out.json`` sidecar); raise ExportError on failure.
+
+    The ONNX is written under a temporary name and only renamed once it passed the checker and
+    the parity test, so ``out`` is never a half-written or out-of-tolerance model.
+    """
+    _validate(precision, opset, max_batch)
+    start = time.perf_counter()
+    checkpoint, out = Path(checkpoint), Path(out)
+    reference, _ckpt = load_model(checkpoint)  # CheckpointError (one line) if unusable
+    body = copy.deepcopy(reference)  # the fp16 graph converts its copy in place
+    graph = InferenceGraph(body) if precision == "fp32" else HalfInferenceGraph(body)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    exporter, parity = _write_checked(graph, reference, tmp, precision, opset, max_batch)
+    os.replace(tmp, out)
+    sidecar = build_sidecar(
+        reference.cfg,
+        out,
+        checkpoint,
+        precision=precision,
+        opset=opset,
+        exporter=exporter,
+        parity=parity.to_dict(),
+        max_batch=max_batch,
+    )
+    side_path = write_sidecar(out, sidecar)
+    seconds = time.perf_counter() - start
+    log.info("wrote %s and %s (%.1f s, %s)", out, side_path.name, seconds, exporter)
+    return ExportResult(
+        out, side_path, precision, opset, exporter, sidecar["sha256"], parity, seconds
+    )

@@ -1,0 +1,184 @@
+"""One runtime interface over several backends: ``load(model) → Runtime``; ``runtime(images)``.
+
+    rt = engine.runtime.load("model.onnx")          # auto: best backend available here
+    waveforms, probs = rt(frame)                    # (H, W, C) or (B, H, W, C) uint8
+    rt.info.backend, rt.info.output_rate, rt.info.labels[probs[0].argmax()]
+
+``backend="auto"`` tries TensorRT (cached engine) → ONNX Runtime CUDA → ONNX Runtime CPU →
+torch, logging each skipped backend once with its reason (INFO when it is simply absent, WARNING
+when it is installed but failed). A bad model file is an error, never a fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.backends.base import Backend, RuntimeOptions
+from engine.errors import BackendFailed, BackendUnavailable, InputError
+from engine.postprocess import pad_batch, postprocess
+from engine.source import ModelSource, resolve_model
+from trainer.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+BACKEND_NAMES = ("tensorrt", "onnx-cuda", "onnx-cpu", "torch")
+AUTO_ORDER = BACKEND_NAMES  # fastest first
+WARMUP_ITERS = 3  # first runs allocate arenas and pick kernels
+
+__all__ = ["AUTO_ORDER", "BACKEND_NAMES", "Runtime", "RuntimeInfo", "RuntimeOptions", "load"]
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    backend: str  # one of BACKEND_NAMES
+    providers: tuple[str, ...]  # ORT providers in use, or the library and its version
+    device: str
+    precision: str  # "fp32" | "fp16" of the arithmetic
+    labels: tuple[str, ...]  # spoken word per class: labels[probs.argmax()]
+    input_shape: tuple[int, int, int]  # (H, W, C) of one uint8 image
+    sample_rate: int  # Hz of the raw model waveform
+    output_rate: int  # Hz of what __call__ returns
+    threads: int  # CPU intra-op threads
+    model: Path
+    sidecar: dict[str, Any] | None  # the ONNX sidecar, None for a checkpoint
+    fallbacks: tuple[str, ...]  # "backend: reason" for each backend auto skipped
+
+
+def validate_images(images: Any, hwc: tuple[int, int, int], max_batch: int | None) -> np.ndarray:
+    """(H, W, C) or (B, H, W, C) uint8 → C-contiguous (B, H, W, C); anything else: InputError."""
+    expected = f"uint8 images (B, {hwc[0]}, {hwc[1]}, {hwc[2]}) or ({hwc[0]}, {hwc[1]}, {hwc[2]})"
+    if not isinstance(images, np.ndarray):
+        raise InputError(f"expected {expected} as a numpy array, got {type(images).__name__}")
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or tuple(images.shape[1:]) != hwc or images.shape[0] == 0:
+        raise InputError(
+            f"expected {expected}, got shape {tuple(images.shape)}",
+            "resize camera frames to the model's input size (info.input_shape)",
+        )
+    if images.dtype != np.uint8:
+        raise InputError(
+            f"expected {expected}, got dtype {images.dtype} {tuple(images.shape)}",
+            "pass raw 0..255 pixels as uint8: the model standardizes them itself",
+        )
+    if max_batch is not None and images.shape[0] > max_batch:
+        raise InputError(
+            f"batch {images.shape[0]} exceeds this engine's maximum {max_batch}",
+            "split the batch, or rebuild with `earsight engine build --max-batch N`",
+        )
+    return np.ascontiguousarray(images)
+
+
+class Runtime:
+    """A loaded model on one backend. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        source: ModelSource,
+        options: RuntimeOptions,
+        fallbacks: tuple[str, ...] = (),
+    ) -> None:
+        self.backend, self.source, self.options = backend, source, options
+        contract = source.contract
+        self.info = RuntimeInfo(
+            backend=backend.name,
+            providers=tuple(backend.providers),
+            device=backend.device,
+            precision=backend.precision,
+            labels=contract.labels,
+            input_shape=contract.input_shape,
+            sample_rate=contract.sample_rate,
+            output_rate=options.postprocess.output_rate or contract.sample_rate,
+            threads=options.cpu_threads(),
+            model=source.path,
+            sidecar=source.sidecar,
+            fallbacks=fallbacks,
+        )
+
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw model outputs: waveform (B, L_s) float32 at info.sample_rate, probs (B, K)."""
+        batch = validate_images(images, self.info.input_shape, self.backend.max_batch)
+        return self.backend.run(batch)
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Post-processed waveforms (B, L) float32 at info.output_rate, and probs (B, K).
+
+        Rows are trimmed individually, then zero-padded (silence) to the batch's longest; for
+        one image (the key-press case) L is exactly that clip's length.
+        """
+        waves, probs = self.infer(images)
+        clips = postprocess(waves, self.info.sample_rate, self.options.postprocess)
+        return pad_batch(clips), probs
+
+    def warmup(self, batch: int = 1, iters: int = WARMUP_ITERS) -> None:
+        """Run a few blank batches so the first real key press is not the slow one."""
+        blank = np.zeros((batch, *self.info.input_shape), np.uint8)
+        for _ in range(iters):
+            self.infer(blank)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_backend(
+    name: str, source: ModelSource, options: RuntimeOptions, explicit: bool
+) -> Backend:
+    """Construct one backend; raises BackendUnavailable when it cannot run here."""
+    if name == "tensorrt":
+        from engine.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(source, options, allow_build=explicit or options.build_engine)
+    if name in ("onnx-cuda", "onnx-cpu"):
+        from engine.backends.onnx import OnnxBackend
+
+        return OnnxBackend(source, options, cuda=name == "onnx-cuda")
+    if name == "torch":
+        from engine.backends.torch_backend import TorchBackend
+
+        return TorchBackend(source, options)
+    raise UsageError(
+        f"unknown backend {name!r}", f"choose auto or one of {', '.join(BACKEND_NAMES)}"
+    )
+
+
+def load(
+    model_path: Path | str, backend: str = "auto", options: RuntimeOptions | None = None
+) -> Runtime:
+    """Load ``model_path`` (.onnx with sidecar, or .pt) on ``backend`` ("auto" or a name)."""
+    options = options or RuntimeOptions()
+    if backend != "auto" and backend not in BACKEND_NAMES:
+        raise UsageError(
+            f"unknown backend {backend!r}", f"choose auto or one of {', '.join(BACKEND_NAMES)}"
+        )
+    source = resolve_model(model_path, verify_sha256=options.verify_sha256)
+    if backend != "auto":
+        runtime = Runtime(make_backend(backend, source, options, explicit=True), source, options)
+        log.info("backend %s on %s", backend, runtime.info.device)
+        return runtime
+    fallbacks: list[str] = []
+    for name in AUTO_ORDER:
+        try:
+            chosen = make_backend(name, source, options, explicit=False)
+        except BackendUnavailable as err:
+            level = logging.WARNING if isinstance(err, BackendFailed) else logging.INFO
+            log.log(level, "backend %s unavailable: %s", name, err)
+            fallbacks.append(f"{name}: {err}")
+            continue
+        log.info("backend %s on %s", name, chosen.device)
+        return Runtime(chosen, source, options, tuple(fallbacks))
+    raise BackendUnavailable(
+        f"no backend can run {Path(model_path).name} ({'; '.join(fallbacks)})",
+        "install onnxruntime, or keep the checkpoint beside the model",
+    )

@@ -1,0 +1,161 @@
+"""The JSON sidecar that travels with every exported model: ``model.onnx`` → ``model.onnx.json``.
+
+The sidecar is the contract between export and runtime (and the app): what the graph eats and
+emits, the spoken vocabulary, the sample rate, the exact ONNX file it describes (sha256), the
+checkpoint it came from and how close it is to torch. Schema (``format`` 1)::
+
+    format          1
+    model_file      "model.onnx" (name only; the sidecar lives beside it)
+    sha256          sha256 of the ONNX file's bytes
+    precision       "fp32" | "fp16" (fp16 = weights and compute; boundaries are unchanged)
+    opset           ONNX opset of the default domain
+    exporter        e.g. "torch.onnx dynamo (torch 2.13.0)"
+    input           {"name": "images", "dtype": "uint8", "layout": "NHWC",
+                     "shape": ["batch", H, W, C]}
+    outputs         {"waveform": {"dtype": "float32", "shape": ["batch", L_s]},
+                     "probs": {"dtype": "float32", "shape": ["batch", K]}}
+    input_size      [H, W, C]
+    preprocessing   what the graph does to the pixels (Eq. 1 inside the graph)
+    sample_rate     Hz of "waveform"
+    audio_length    L_s, samples
+    vocabulary      the spoken word of each class, index = position in "probs"
+    preset          MT-Net preset ("paper" | "compact")
+    config          MTNetConfig.to_dict()
+    checkpoint      {"path": absolute path at export time, "name": file name, "sha256": …}
+    parity          {"images": N, "waveform_max_abs": …, "probs_max_abs": …, "tolerance": …}
+    max_batch       largest batch the export was declared for
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import ModelFileError
+
+if TYPE_CHECKING:  # no torch import at runtime: the ONNX path runs without torch loaded
+    from trainer.model import MTNetConfig
+
+SIDECAR_FORMAT = 1
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("waveform", "probs")
+BATCH_AXIS = "batch"
+PRECISIONS = ("fp32", "fp16")
+PREPROCESSING = (
+    "Eq. 1 per-image standardization inside the graph: (I - mean) / max(std, 1/sqrt(P)) over "
+    "all P = H*W*C pixels; feed raw 0..255 pixels, no scaling or mean subtraction outside"
+)
+_HASH_CHUNK = 1 << 20  # bytes read per step while hashing
+
+
+def sidecar_path(model: Path) -> Path:
+    """``model.onnx`` → ``model.onnx.json`` (piper's convention: the name says which model)."""
+    return model.with_name(model.name + ".json")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a model eats and emits, from a checkpoint's config or an ONNX sidecar."""
+
+    input_shape: tuple[int, int, int]  # (H, W, C) of one uint8 image
+    sample_rate: int  # Hz of the raw waveform
+    audio_length: int  # L_s, samples
+    labels: tuple[str, ...]  # spoken word per class (may be empty for unlabeled models)
+    n_classes: int  # K, width of probs
+    precision: str  # "fp32" | "fp16"
+
+    @classmethod
+    def from_config(cls, cfg: MTNetConfig, precision: str = "fp32") -> ModelContract:
+        shape = (cfg.image_size, cfg.image_size, cfg.image_channels)
+        labels = tuple(cfg.labels)
+        return cls(shape, cfg.sample_rate, cfg.audio_length, labels, cfg.n_classes, precision)
+
+    @classmethod
+    def from_sidecar(cls, side: dict[str, Any]) -> ModelContract:
+        h, w, c = side["input_size"]
+        return cls(
+            (int(h), int(w), int(c)),
+            int(side["sample_rate"]),
+            int(side["audio_length"]),
+            tuple(side["vocabulary"]),
+            int(side["outputs"]["probs"]["shape"][1]),
+            str(side["precision"]),
+        )
+
+
+def build_sidecar(
+    cfg: MTNetConfig, onnx_path: Path, checkpoint: Path, **fields: Any
+) -> dict[str, Any]:
+    """The sidecar dict for an ONNX file just written (``fields``: precision, opset, parity…)."""
+    h, w, c = cfg.image_size, cfg.image_size, cfg.image_channels
+    return {
+        "format": SIDECAR_FORMAT,
+        "model_file": onnx_path.name,
+        "sha256": sha256_file(onnx_path),
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "shape": [BATCH_AXIS, h, w, c],
+        },
+        "outputs": {
+            "waveform": {"dtype": "float32", "shape": [BATCH_AXIS, cfg.audio_length]},
+            "probs": {"dtype": "float32", "shape": [BATCH_AXIS, cfg.n_classes]},
+        },
+        "input_size": [h, w, c],
+        "preprocessing": PREPROCESSING,
+        "sample_rate": cfg.sample_rate,
+        "audio_length": cfg.audio_length,
+        "vocabulary": list(cfg.labels),
+        "preset": cfg.preset,
+        "config": cfg.to_dict(),
+        "checkpoint": {
+            "path": str(checkpoint.resolve()),
+            "name": checkpoint.name,
+            "sha256": sha256_file(checkpoint),
+        },
+        **fields,
+    }
+
+
+def write_sidecar(onnx_path: Path, sidecar: dict[str, Any]) -> Path:
+    path = sidecar_path(onnx_path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # never a torn sidecar beside a good model
+    return path
+
+
+def read_sidecar(onnx_path: Path, verify_sha256: bool = True) -> dict[str, Any]:
+    """The sidecar of ``onnx_path``; a missing, unreadable or mismatched one is a ModelFileError."""
+    path = sidecar_path(onnx_path)
+    reexport = "re-export it with `earsight export CHECKPOINT -o MODEL.onnx`"
+    if not path.is_file():
+        raise ModelFileError(f"no sidecar {path.name} beside {onnx_path}", reexport)
+    try:
+        side = json.loads(path.read_text(encoding="utf-8"))
+        ModelContract.from_sidecar(side)  # every field the runtime needs is there and typed
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        what = f"{path} is not a valid model sidecar ({type(err).__name__}: {err})"
+        raise ModelFileError(what[:200], reexport) from err
+    if side.get("format") != SIDECAR_FORMAT:
+        raise ModelFileError(f"{path} has sidecar format {side.get('format')!r}", reexport)
+    if verify_sha256 and side.get("sha256") != sha256_file(onnx_path):
+        raise ModelFileError(
+            f"{onnx_path} does not match its sidecar {path.name} (sha256 differs: the file was "
+            "replaced or damaged)",
+            reexport,
+        )
+    return side

@@ -1,0 +1,49 @@
+"""Shared pytest fixtures.
+
+# --- engine (issue #3): a tiny trained checkpoint and its ONNX exports, built once per session ---
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on 1 thread, restored after: 2 threads on a 2-core box with one core busy crawl."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def engine_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of a compact MT-Net trained 1+1 epochs on 240 sklearn digits (8×8×1, ~6 s)."""
+    from trainer.dataset import DatasetSpec, build_dataset
+    from trainer.train import TrainOptions, fit
+
+    spec = DatasetSpec(source="digits", limit_train=240, limit_test=60)
+    opts = TrainOptions(ae_epochs=1, epochs=1, batch_size=32, warmup_steps=5)
+    with one_torch_thread():
+        return fit(build_dataset(spec), spec, opts, tmp_path_factory.mktemp("engine-ckpt"))
+
+
+@pytest.fixture(scope="session")
+def engine_onnx(engine_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """{"fp32": ExportResult, "fp16": ExportResult} of engine_checkpoint (default exporter)."""
+    from engine.export import export_onnx
+
+    out = tmp_path_factory.mktemp("engine-onnx")
+    with one_torch_thread():
+        return {
+            p: export_onnx(engine_checkpoint, out / f"model-{p}.onnx", p) for p in ("fp32", "fp16")
+        }

@@ -1,0 +1,99 @@
+"""The ``earsight`` CLI: export and bench end to end (subprocess), one-line errors (in process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+
+EARSIGHT = Path(sys.executable).with_name("earsight")  # the console script of `pip install -e .`
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _earsight(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    cmd = [str(EARSIGHT)] if EARSIGHT.exists() else [sys.executable, "-m", "app.cli"]
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run(
+        [*cmd, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def test_export_command_writes_model_and_sidecar(engine_checkpoint, tmp_path):
+    out = tmp_path / "cli.onnx"
+    # opset 17: the legacy exporter's route (opset 18, the default, is what the fixtures use)
+    proc = _earsight("export", str(engine_checkpoint), "-o", str(out), "--opset", "17")
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out} (fp32, opset 17" in proc.stdout and "parity" in proc.stdout
+    side = json.loads(out.with_suffix(".onnx.json").read_text())
+    assert side["opset"] == 17 and side["precision"] == "fp32"
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_bench_prints_a_table_with_torch_onnx_and_speedup(engine_onnx):
+    proc = _earsight(
+        "bench",
+        "--model",
+        str(engine_onnx["fp32"].path),
+        "--batches",
+        "1,8",
+        "--iters",
+        "5",
+        "--threads",
+        "1",
+        "--budget-s",
+        "2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = [re.split(r"\s{2,}", line.strip()) for line in proc.stdout.splitlines()]
+    header = next(cells for cells in table if cells[0] == "backend")
+    for column in ("b1 p50 ms", "img/s b8", "speedup b1 latency", "% FLOP peak"):
+        assert column in header
+    rows = {cells[0]: dict(zip(header, cells, strict=False)) for cells in table}
+    for name in ("torch", "onnx-cpu"):
+        assert rows[name]["precision"] == "fp32" and float(rows[name]["b1 p50 ms"]) > 0
+        assert float(rows[name]["img/s b8"].replace(",", "")) > 0
+    assert rows["torch"]["speedup b1 latency"] == "1.00"
+    assert float(rows["onnx-cpu"]["speedup b1 latency"]) > 0
+    assert "estimate" in proc.stdout
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse errors exit from inside parse_args
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["export", "/nonexistent/missing.pt", "-o", "/tmp/m.onnx"], "checkpoint not found"),
+        (["bench", "--batches", "1,0"], "expected a positive integer, got 0"),
+        (["export", "x.pt"], "-o/--output"),
+        (["bench", "--backends", "cuda-magic"], "unknown backend 'cuda-magic'"),
+        ([], "COMMAND"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(capsys, argv, needle):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+def test_engine_build_without_tensorrt_says_how_to_install(capsys, tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    code, _, err = _run(capsys, "engine", "build", str(model))
+    assert code == 2 and err.startswith("error: TensorRT is not installed")
+    assert "pip install earsight[tensorrt]" in err and err.count("\n") == 1

@@ -1,0 +1,138 @@
+"""ONNX export: the I/O contract, the checker, the sidecar, parity with torch (fp32 and fp16)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from engine.errors import ExportError
+from engine.export import TOLERANCE, export_onnx
+from engine.sidecar import PREPROCESSING, sha256_file, sidecar_path
+from trainer.checkpoint import load_model
+from trainer.errors import CheckpointError
+
+PRECISIONS = ("fp32", "fp16")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the dev box's second core is busy: 2 threads crawl
+    yield
+    torch.set_num_threads(before)
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def _session(path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _torch_reference(checkpoint, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    model, _ = load_model(checkpoint)
+    with torch.inference_mode():
+        wave, probs = model(torch.from_numpy(images).permute(0, 3, 1, 2))
+    return wave.numpy(), probs.numpy()
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_contract_names_dtypes_and_dynamic_batch(engine_onnx, engine_checkpoint, precision):
+    result = engine_onnx[precision]
+    model = onnx.load(str(result.path))
+    cfg = load_model(engine_checkpoint)[0].cfg
+    (inp,) = model.graph.input
+    assert inp.name == "images"
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert _dims(inp) == ["batch", cfg.image_size, cfg.image_size, cfg.image_channels]
+    outs = {o.name: o for o in model.graph.output}
+    assert list(outs) == ["waveform", "probs"]
+    for name, width in (("waveform", cfg.audio_length), ("probs", cfg.n_classes)):
+        assert outs[name].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        assert _dims(outs[name]) == ["batch", width]
+    session = _session(result.path)
+    for batch in (1, 5):
+        images = np.zeros((batch, cfg.image_size, cfg.image_size, cfg.image_channels), np.uint8)
+        wave, probs = session.run(None, {"images": images})
+        assert wave.shape == (batch, cfg.audio_length) and probs.shape == (batch, cfg.n_classes)
+        assert wave.dtype == probs.dtype == np.float32
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_checker_passes_and_fp16_really_is_fp16(engine_onnx, precision):
+    path = engine_onnx[precision].path
+    onnx.checker.check_model(str(path), full_check=True)
+    weights = [init for init in onnx.load(str(path)).graph.initializer if np.prod(init.dims) > 1000]
+    want = onnx.TensorProto.FLOAT16 if precision == "fp16" else onnx.TensorProto.FLOAT
+    assert weights and all(w.data_type == want for w in weights)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_sidecar_describes_the_file(engine_onnx, engine_checkpoint, precision):
+    result = engine_onnx[precision]
+    assert result.sidecar == sidecar_path(result.path) == result.path.with_suffix(".onnx.json")
+    side = json.loads(result.sidecar.read_text())
+    cfg = load_model(engine_checkpoint)[0].cfg
+    assert side["sha256"] == sha256_file(result.path) == result.sha256
+    assert (
+        side["vocabulary"]
+        == list(cfg.labels)
+        == ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
+    assert side["sample_rate"] == cfg.sample_rate == 22_050
+    assert side["audio_length"] == cfg.audio_length
+    assert side["input_size"] == [8, 8, 1]
+    assert side["input"] == {
+        "name": "images",
+        "dtype": "uint8",
+        "layout": "NHWC",
+        "shape": ["batch", 8, 8, 1],
+    }
+    assert side["preprocessing"] == PREPROCESSING and "Eq. 1" in side["preprocessing"]
+    assert side["preset"] == "compact" and side["config"] == json.loads(json.dumps(cfg.to_dict()))
+    assert side["precision"] == precision and side["opset"] == 18
+    assert side["exporter"].startswith("torch.onnx dynamo")
+    assert side["checkpoint"]["sha256"] == sha256_file(engine_checkpoint)
+    parity = side["parity"]
+    assert parity["tolerance"] == TOLERANCE[precision]
+    assert max(parity["waveform_max_abs"], parity["probs_max_abs"]) <= parity["tolerance"]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_parity_with_torch_on_fresh_images(engine_onnx, engine_checkpoint, precision):
+    images = np.random.default_rng(42).integers(0, 256, size=(7, 8, 8, 1), dtype=np.uint8)
+    wave, probs = _session(engine_onnx[precision].path).run(None, {"images": images})
+    ref_wave, ref_probs = _torch_reference(engine_checkpoint, images)
+    tol = TOLERANCE[precision]
+    assert np.abs(wave - ref_wave).max() <= tol
+    assert np.abs(probs - ref_probs).max() <= tol
+    single, _ = _session(engine_onnx[precision].path).run(None, {"images": images[3:4]})
+    assert np.abs(single[0] - wave[3]).max() <= tol  # rows do not depend on the batch
+
+
+def test_legacy_exporter_below_opset_18_and_failed_parity_leaves_nothing(
+    engine_checkpoint, tmp_path, monkeypatch
+):
+    ok = export_onnx(engine_checkpoint, tmp_path / "old.onnx", opset=17)
+    assert ok.exporter.startswith("torch.onnx TorchScript") and ok.opset == 17
+    assert onnx.load(str(ok.path)).opset_import[0].version == 17
+    monkeypatch.setitem(TOLERANCE, "fp32", 0.0)  # nothing passes a zero tolerance
+    with pytest.raises(ExportError, match="disagrees with torch"):
+        export_onnx(engine_checkpoint, tmp_path / "bad.onnx", opset=17)
+    assert not (tmp_path / "bad.onnx").exists() and not list(tmp_path.glob("bad.onnx*"))
+
+
+def test_export_errors_are_one_line(engine_checkpoint, tmp_path):
+    with pytest.raises(ExportError, match="precision") as err:
+        export_onnx(engine_checkpoint, tmp_path / "m.onnx", precision="int8")
+    assert "\n" not in str(err.value)
+    with pytest.raises(CheckpointError, match="not found"):
+        export_onnx(tmp_path / "missing.pt", tmp_path / "m.onnx")
+    with pytest.raises(ExportError, match="opset"):
+        export_onnx(engine_checkpoint, tmp_path / "m.onnx", opset=7)
