@@ -18,10 +18,12 @@ if __package__ in (None, ""):  # run as `python trainer/evaluate.py`
     sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
 
 import argparse
+import functools
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,16 +70,32 @@ def stratified_subset(labels: np.ndarray, max_items: int, seed: int = 0) -> np.n
     return np.sort(np.concatenate(picks))[:max_items]
 
 
+Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images → (waves, probs)
+
+
+def onnx_predictor(onnx_path: Path | str, threads: int | None = None) -> Predictor:
+    """The exported model through ONNX Runtime (raw output, before post-processing)."""
+    from engine.runtime import RuntimeOptions, load  # the engine is optional for training
+
+    options = RuntimeOptions(threads=threads) if threads else RuntimeOptions()
+    runtime = load(onnx_path, backend="onnx-cpu", options=options)
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = [runtime.infer(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+        return np.concatenate([w for w, _ in outs]), np.concatenate([p for _, p in outs])
+
+    return predict
+
+
 def evaluate_split(
-    model: MTNet,
+    predict: Predictor,
     data: ADDataset,
     split: Split,
     max_items: int = DEFAULT_MAX_ITEMS,
-    device: str = "cpu",
 ) -> dict[str, float]:
     """All metrics on one split; see the module docstring for which use a subset."""
     start = time.perf_counter()
-    waves, probs = generate(model, split.images, device)
+    waves, probs = predict(split.images)
     reference = data.audio(split.labels, split.voices)
     sr = data.spoken.sample_rate
     corr = [metrics.corr2d(g, r, sr) for g, r in zip(waves, reference, strict=True)]
@@ -105,17 +123,21 @@ def evaluate_checkpoint(
     max_items: int = DEFAULT_MAX_ITEMS,
     data_root: str | None = None,
     data: ADDataset | None = None,
+    onnx: Path | str | None = None,
 ) -> dict:
+    """Metrics of a checkpoint (or, with ``onnx``, of its export) on its dataset's test split."""
     model, ckpt = load_model(path)
     if data is None:
         spec = DatasetSpec(**ckpt["dataset"])
         if data_root is not None:
             spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
         data = build_dataset(spec)
-    row = evaluate_split(model, data, data.test, max_items)
+    predict = onnx_predictor(onnx) if onnx else functools.partial(generate, model)
+    row = evaluate_split(predict, data, data.test, max_items)
     return {
         "dataset": data.name,
         "preset": model.cfg.preset,
+        "model": str(onnx) if onnx else "checkpoint",
         "ablation": ckpt["train"].get("ablation", "full"),
         **row,
     }
@@ -165,14 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-root", help="folder holding the dataset (default: as trained)")
     parser.add_argument("--json", type=Path, help="also write the metrics here")
+    parser.add_argument("--onnx", type=Path, help="score this export of the checkpoint instead")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = evaluate_checkpoint(args.checkpoint, args.max_items, args.data_root)
+        result = evaluate_checkpoint(
+            args.checkpoint, args.max_items, args.data_root, onnx=args.onnx
+        )
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = [(f"ours ({result['preset']}, {result['ablation']})", result)]
+    name = f"ours ({result['preset']}, {result['ablation']}{', ONNX' if args.onnx else ''})"
+    rows = [(name, result)]
     if (paper := paper_row(result["dataset"])) is not None:
         rows.append(paper)
     print(format_table(rows))
