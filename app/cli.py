@@ -56,7 +56,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from engine.export import DEFAULT_MAX_BATCH, DEFAULT_OPSET
+    from engine.sidecar import DEFAULT_MAX_BATCH, DEFAULT_OPSET  # light: no torch at --help
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (+ JSON sidecar)")
     p.add_argument("checkpoint", type=Path, help="a .pt written by trainer/fit.py")
@@ -170,12 +170,67 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- describe -------------------------------------------------------------------------------
+
+
+def _add_describe(sub: argparse._SubParsersAction) -> None:
+    from app.describe import DEFAULT_THRESHOLD, GATE_MODES
+    from app.models import DEFAULT_MODEL, available_models
+    from engine.runtime import BACKEND_NAMES
+
+    p = sub.add_parser("describe", help="say what image files show: print the word, write WAVs")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG, BMP, …")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"shipped model ({', '.join(available_models()) or 'none'}) or a .onnx/.pt path "
+        "(default %(default)s)",
+    )
+    p.add_argument("--out", type=Path, help="write <image stem>.wav here (created if needed)")
+    p.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default="auto")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="top probability below which the answer is not trusted (default %(default)s)",
+    )
+    p.add_argument(
+        "--gate",
+        choices=GATE_MODES,
+        default=GATE_MODES[0],
+        help="below the threshold say 'not sure' or 'maybe X or Y' (default %(default)s)",
+    )
+    p.add_argument("--threads", type=_positive_int, help="CPU threads (default: physical cores)")
+    p.set_defaults(run=_run_describe)
+
+
+def _run_describe(args: argparse.Namespace) -> int:
+    from app.describe import ConfidenceGate, describe_images
+    from app.messages import describe_line, wrote_line
+    from app.models import resolve_model
+    from engine.runtime import RuntimeOptions, load
+
+    gate = ConfidenceGate(args.threshold, args.gate)  # bad values fail before the model loads
+    model = resolve_model(args.model)
+    with load(model, args.backend, RuntimeOptions(threads=args.threads)) as runtime:
+        results = describe_images(args.images, runtime, args.out, gate)
+    for d in results:
+        if d.ok:
+            print(describe_line(d))
+        else:
+            print(f"error: {d.error}", file=sys.stderr)
+    if args.out is not None:
+        print(wrote_line(sum(d.wav is not None for d in results), args.out))
+    return 1 if any(not d.ok for d in results) else 0  # 1: some images failed, the rest spoken
+
+
 # --- main -----------------------------------------------------------------------------------
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_export,
     _add_engine,
     _add_bench,
+    _add_describe,
 )
 
 

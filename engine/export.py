@@ -35,6 +35,8 @@ from torch import nn
 from engine.errors import ExportError
 from engine.sidecar import (
     BATCH_AXIS,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_OPSET,
     INPUT_NAME,
     OUTPUT_NAMES,
     PRECISIONS,
@@ -46,9 +48,7 @@ from trainer.model import MTNet, standardize
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 18  # lowest opset the dynamo exporter implements
 DYNAMO_MIN_OPSET = 18
-DEFAULT_MAX_BATCH = 1024  # upper bound of the symbolic batch axis declared to torch.export
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max |onnx − torch fp32| for waveform and probs
 PARITY_RANDOM = 6  # random images in the parity batch (plus an all-0 and an all-255 one)
 PARITY_SEED = 0

@@ -45,6 +45,8 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("waveform", "probs")
 BATCH_AXIS = "batch"
 PRECISIONS = ("fp32", "fp16")
+DEFAULT_OPSET = 18  # lowest opset the dynamo exporter implements
+DEFAULT_MAX_BATCH = 1024  # upper bound of the symbolic batch axis declared to torch.export
 PREPROCESSING = (
     "Eq. 1 per-image standardization inside the graph: (I - mean) / max(std, 1/sqrt(P)) over "
     "all P = H*W*C pixels; feed raw 0..255 pixels, no scaling or mean subtraction outside"

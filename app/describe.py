@@ -1,0 +1,314 @@
+"""``earsight describe``: image files → the spoken word (WAV) and a plain line per image.
+
+    rt = engine.runtime.load(app.models.resolve_model("mnist-ad"))
+    for d in describe_images(["five.png"], rt, out_dir=Path("wavs"), gate=ConfidenceGate()):
+        print(d.error or f"{d.image.name}: {d.word}")
+
+Images are fitted to the model's input the way the live camera path will be: centre-cropped to
+the input's aspect ratio, resized, converted to its channels (grey ↔ RGB; OpenCV's BGR order is
+turned into the RGB the models were trained on). Pixels are never inverted: MNIST-style models
+expect a light digit on a dark background, so a scan of dark ink on white paper must be inverted
+by the caller (``255 - img``). Guessing the polarity would silently break light-on-dark inputs,
+and the model's per-image standardization (Eq. 1) does not undo it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.postprocess import PostprocessOptions, postprocess, postprocess_one
+from engine.runtime import Runtime
+from trainer.errors import EarSightError, UsageError
+
+log = logging.getLogger(__name__)
+
+BATCH = 64  # images per runtime call: TensorRT's default profile maximum, and bounded memory
+GATE_MODES = ("not-sure", "top-two")
+NOT_SURE = "not sure"
+# Below 0.5 no word holds a majority of the probability, so the answer is closer to a guess than
+# to a reading. On the MNIST test set (mnist-ad, 10,000 images, 60 errors) 0.5 gates 0.35% of
+# images, and about half of those were wrong (17 errors caught, 18 right answers withheld);
+# 0.9 would catch 43 errors but withhold 156 right answers, 0.99 withhold 766. A blind user who
+# hears "not sure" presses again: cheap when it is rare, annoying when it is routine.
+DEFAULT_THRESHOLD = 0.5
+OPENCV_HINT = "install OpenCV: pip install 'earsight[app]' (or ./install.sh)"
+
+
+class ImageError(EarSightError):
+    """An image file is missing, unreadable or not an image OpenCV can decode."""
+
+
+@dataclass(frozen=True)
+class ConfidenceGate:
+    """Say "not sure" (or "maybe X or Y") instead of a word the classifier head doubts.
+
+    Softmax confidence only catches ambiguous inputs: mnist-ad gives a blank or random-noise
+    image "eight" at 0.99+, so this gate is not an out-of-distribution detector.
+    """
+
+    threshold: float = DEFAULT_THRESHOLD  # top probability below this → not confident
+    mode: str = "not-sure"  # "not-sure" | "top-two"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:  # also rejects NaN
+            raise UsageError(
+                f"confidence threshold must be between 0 and 1, got {self.threshold}",
+                f"e.g. --threshold {DEFAULT_THRESHOLD}",
+            )
+        if self.mode not in GATE_MODES:
+            raise UsageError(f"unknown gate mode {self.mode!r}", f"use {' or '.join(GATE_MODES)}")
+
+    def decide(self, top: Sequence[tuple[str, float]]) -> tuple[str, bool]:
+        """Best-first (word, probability) pairs → (what to say, confident?)."""
+        word, prob = top[0]
+        if prob >= self.threshold:
+            return word, True
+        if self.mode == "top-two" and len(top) > 1:
+            return f"maybe {word} or {top[1][0]}", False
+        return NOT_SURE, False
+
+
+@dataclass(frozen=True)
+class Description:
+    """What was said about one image; ``error`` set (and nothing else) when it could not be read."""
+
+    image: Path
+    word: str  # what the user hears: the top word, "not sure" or "maybe X or Y"; "" on error
+    top: tuple[tuple[str, float], ...]  # the two most probable (word, probability), best first
+    confident: bool
+    wav: Path | None  # the WAV written, None without out_dir or on error
+    duration_s: float  # length of the spoken clip
+    error: str | None = None  # one-line message naming the file
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --- images ---------------------------------------------------------------------------------
+
+
+def _cv2():
+    try:
+        import cv2  # the [app] extra: the trainer and engine never need it
+    except ImportError as err:
+        raise UsageError("OpenCV is not installed", OPENCV_HINT) from err
+    return cv2
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """A file → pixels as stored: (H, W) grey or (H, W, 3|4) BGR(A), uint8/uint16/float.
+
+    The bytes are read by Python, then decoded (same decoders as cv2.imread(IMREAD_UNCHANGED)):
+    imread returns None for every failure, so it cannot tell "no such file" from "corrupt", and it
+    prints OpenCV warnings on stderr that would break the one-line error.
+    """
+    cv2 = _cv2()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        reason = "no such file" if isinstance(err, FileNotFoundError) else err.strerror or err
+        raise ImageError(f"cannot read image {path}: {reason}") from err
+    if not data:
+        raise ImageError(f"cannot read image {path}: the file is empty")
+    quiet = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        pixels = None
+    finally:
+        cv2.utils.logging.setLogLevel(quiet)
+    if pixels is None or pixels.size == 0:
+        raise ImageError(
+            f"cannot read image {path}: not a picture OpenCV can decode (corrupt or unsupported)",
+            "use a PNG, JPEG, BMP or TIFF file",
+        )
+    return pixels
+
+
+def _to_uint8(pixels: np.ndarray, path: Path) -> np.ndarray:
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:  # 16-bit PNG/TIFF: 65535 → 255
+        return np.round(pixels / 257.0).astype(np.uint8)
+    if pixels.dtype in (np.float16, np.float32, np.float64):  # EXR/HDR: 0..1 is the visible range
+        return np.round(np.clip(np.nan_to_num(pixels), 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise ImageError(f"cannot use image {path}: unsupported pixel type {pixels.dtype}")
+
+
+def _to_channels(pixels: np.ndarray, channels: int, path: Path) -> np.ndarray:
+    """(H, W[, 1|3|4]) grey/BGR/BGRA → (H, W) grey for channels=1, (H, W, 3) RGB for 3."""
+    cv2 = _cv2()
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    n = 1 if pixels.ndim == 2 else pixels.shape[2]
+    # Alpha is dropped, not composited: transparent pixels keep their stored colour.
+    codes = {
+        (1, 1): None,
+        (1, 3): cv2.COLOR_GRAY2RGB,
+        (3, 1): cv2.COLOR_BGR2GRAY,
+        (3, 3): cv2.COLOR_BGR2RGB,
+        (4, 1): cv2.COLOR_BGRA2GRAY,
+        (4, 3): cv2.COLOR_BGRA2RGB,
+    }
+    if (n, channels) not in codes:
+        raise ImageError(f"cannot use image {path}: {n} channels, the model takes {channels}")
+    code = codes[(n, channels)]
+    return pixels if code is None else cv2.cvtColor(pixels, code)
+
+
+def fit_to_input(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Centre-crop (H, W[, C]) to the aspect ratio height:width, then resize to it."""
+    cv2 = _cv2()
+    h, w = pixels.shape[:2]
+    if h * width > w * height:  # too tall: crop rows
+        crop_h, crop_w = max(1, round(w * height / width)), w
+    else:  # too wide (or exact): crop columns
+        crop_h, crop_w = h, max(1, round(h * width / height))
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    pixels = pixels[top : top + crop_h, left : left + crop_w]
+    if (crop_h, crop_w) == (height, width):
+        return np.ascontiguousarray(pixels)
+    # INTER_AREA averages every source pixel when shrinking (thin strokes survive, no aliasing);
+    # when enlarging it degenerates to nearest neighbour, so use bilinear there.
+    shrink = crop_h > height or crop_w > width
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(pixels, (width, height), interpolation=interpolation)
+
+
+def load_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """An image file → uint8 (H, W, C) the model takes; ImageError naming the file otherwise."""
+    height, width, channels = input_shape
+    pixels = _to_channels(_to_uint8(decode_image(path), path), channels, path)
+    pixels = fit_to_input(pixels, height, width)
+    return pixels.reshape(height, width, channels)  # cv2 drops a single channel's axis
+
+
+# --- audio ----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def phrase_clip(text: str, output_rate: int, opts: PostprocessOptions) -> np.ndarray:
+    """espeak-ng speaking ``text``, post-processed exactly like the model's words.
+
+    The same chain (resample_poly to ``output_rate``, fades, peak level) makes "not sure" as loud
+    as the words around it. Cached: a run gating many images synthesizes it once.
+    """
+    from trainer.speech import SAMPLE_RATE_HZ, synthesize
+
+    clip = postprocess_one(synthesize(text), SAMPLE_RATE_HZ, replace(opts, output_rate=output_rate))
+    clip.setflags(write=False)  # shared by every caller of the cache
+    return clip
+
+
+def write_wav(path: Path, clip: np.ndarray, rate: int) -> None:
+    import soundfile
+
+    try:
+        soundfile.write(str(path), clip, rate, subtype="PCM_16")
+    except (OSError, RuntimeError) as err:  # soundfile raises LibsndfileError(RuntimeError)
+        raise UsageError(f"cannot write {path}: {err}", "check the --out folder") from err
+
+
+def _wav_paths(paths: Sequence[Path], out_dir: Path | None) -> list[Path | None]:
+    """``out_dir/<image stem>.wav`` per image (out_dir created); two images, one name: error."""
+    if out_dir is None:
+        return [None] * len(paths)
+    wavs = [out_dir / f"{p.stem}.wav" for p in paths]
+    seen: dict[Path, Path] = {}
+    for image, wav in zip(paths, wavs, strict=True):
+        if wav in seen:
+            raise UsageError(
+                f"images {seen[wav]} and {image} would both be written to {wav}",
+                "describe them in separate runs with different --out folders",
+            )
+        seen[wav] = image
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create {out_dir}: {err.strerror or err}", "pick --out") from err
+    return wavs
+
+
+# --- describe -------------------------------------------------------------------------------
+
+
+def _infer(runtime: Runtime, images: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """uint8 (H, W, C) images → one unpadded clip each at the output rate, probs (N, K)."""
+    chunk = min(BATCH, runtime.backend.max_batch or BATCH)
+    opts = runtime.options.postprocess
+    clips: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    for start in range(0, len(images), chunk):
+        # infer + postprocess rather than runtime(): the same processing, without the padding
+        # to the batch's longest clip, so each WAV is exactly its word.
+        waves, p = runtime.infer(np.stack(images[start : start + chunk]))
+        clips.extend(postprocess(waves, runtime.info.sample_rate, opts))
+        probs.append(p)
+    k = len(runtime.info.labels)
+    return clips, np.concatenate(probs) if probs else np.zeros((0, k), np.float32)
+
+
+def _top_words(
+    probs: np.ndarray, labels: Sequence[str], k: int = 2
+) -> tuple[tuple[str, float], ...]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return tuple((labels[i], float(probs[i])) for i in order)
+
+
+def _describe_one(
+    path: Path,
+    clip: np.ndarray,
+    probs: np.ndarray,
+    runtime: Runtime,
+    gate: ConfidenceGate,
+    wav: Path | None,
+) -> Description:
+    top = _top_words(probs, runtime.info.labels)
+    said, confident = gate.decide(top)
+    rate = runtime.info.output_rate
+    if not confident:  # never play a word the head doubts: speak the honest answer instead
+        clip = phrase_clip(said, rate, runtime.options.postprocess)
+    if wav is not None:
+        write_wav(wav, clip, rate)
+    log.debug("%s: %s (top %s), %d samples", path, said, top, len(clip))
+    return Description(path, said, top, confident, wav, len(clip) / rate)
+
+
+def describe_images(
+    paths: Iterable[Path | str],
+    runtime: Runtime,
+    out_dir: Path | None = None,
+    gate: ConfidenceGate | None = None,
+) -> list[Description]:
+    """One Description per path, in order; unreadable images get ``error`` and the rest go on.
+
+    All readable images go through the runtime together (chunks of ``BATCH``). With ``out_dir``,
+    each image's clip is written to ``out_dir/<image stem>.wav`` (16-bit PCM, output rate).
+    """
+    paths = [Path(p) for p in paths]
+    gate = gate or ConfidenceGate()
+    wavs = _wav_paths(paths, out_dir)
+    images: list[np.ndarray] = []
+    errors: dict[int, str] = {}
+    for i, path in enumerate(paths):
+        try:
+            images.append(load_image(path, runtime.info.input_shape))
+        except ImageError as err:
+            errors[i] = str(err)
+    clips, probs = _infer(runtime, images)
+    results: list[Description] = []
+    j = 0
+    for i, path in enumerate(paths):
+        if i in errors:
+            results.append(Description(path, "", (), False, None, 0.0, errors[i]))
+            continue
+        results.append(_describe_one(path, clips[j], probs[j], runtime, gate, wavs[i]))
+        j += 1
+    return results

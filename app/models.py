@@ -1,0 +1,56 @@
+"""The models shipped in ``assets/models``: find one by name (``mnist-ad``) or take a path.
+
+Assets are located relative to this package, never the working directory, so ``earsight`` works
+from any folder (the project is installed editable: ``assets/`` sits beside ``app/``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from trainer.errors import EarSightError
+
+log = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+MODELS_DIR = ASSETS_DIR / "models"
+MODEL_SUFFIX = ".onnx"  # every shipped model is an ONNX export with its .onnx.json sidecar
+
+# The digit model for now; a CIFAR-10 model (everyday objects) replaces it as the default when it
+# ships, since that is what a camera actually sees.
+DEFAULT_MODEL = "mnist-ad"
+
+
+class UnknownModel(EarSightError):
+    """``--model`` is neither a shipped model's name nor an existing file."""
+
+
+def available_models() -> tuple[str, ...]:
+    """Names (file stems) of the shipped models, sorted; empty if the assets are missing."""
+    return tuple(sorted(p.stem for p in MODELS_DIR.glob(f"*{MODEL_SUFFIX}") if p.is_file()))
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """``mnist-ad`` → ``assets/models/mnist-ad.onnx``; an existing file → itself.
+
+    A name wins over a file of the same name in the working directory only when that file does
+    not exist, so ``--model ./mnist-ad.onnx`` always means the local file.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    text = str(name_or_path)
+    stem = text[: -len(MODEL_SUFFIX)] if text.endswith(MODEL_SUFFIX) else text
+    if "/" not in stem and "\\" not in stem:  # a bare name, not a path to a missing file
+        shipped = MODELS_DIR / f"{stem}{MODEL_SUFFIX}"
+        if shipped.is_file():
+            log.debug("model %s → %s", text, shipped)
+            return shipped
+    names = available_models()
+    fix = (
+        f"use one of the shipped models ({', '.join(names)}) or a path to a .onnx/.pt file"
+        if names
+        else f"no models found in {MODELS_DIR}: pass a path to a .onnx/.pt file"
+    )
+    raise UnknownModel(f"unknown model {text!r}", fix)

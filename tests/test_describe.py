@@ -1,0 +1,210 @@
+"""`earsight describe` with real parts: the shipped model on ONNX Runtime, espeak-ng, pocketsphinx.
+
+Truth is the sample file name's prefix (``five-test00008.png`` shows a five).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile
+
+from app.cli import main
+from app.describe import ConfidenceGate, Description, describe_images, load_image
+from app.models import ASSETS_DIR, DEFAULT_MODEL, UnknownModel, available_models, resolve_model
+from engine.runtime import RuntimeOptions, load
+from trainer.errors import UsageError
+from trainer.metrics import WordRecognizer
+
+EARSIGHT = Path(sys.executable).with_name("earsight")  # console script of `pip install -e .`
+SAMPLES = sorted((ASSETS_DIR / "samples" / "mnist").glob("*.png"))
+LINE = re.compile(r"^(?P<name>\S+\.png): (?P<said>[a-z ]+) \((?P<probs>[^)]*)\)$")
+# mnist-ad is sure of blank and noise images (black: "eight" at 0.9991, noise ~0.998): softmax
+# confidence is no out-of-distribution detector, so the gate test needs a threshold above that.
+STRICT = "0.9999"
+
+
+def _truth(path: Path) -> str:
+    return path.name.split("-")[0]
+
+
+def _earsight(*args: str) -> subprocess.CompletedProcess:
+    cmd = [str(EARSIGHT)] if EARSIGHT.exists() else [sys.executable, "-m", "app.cli"]
+    return subprocess.run(
+        [*cmd, "describe", "--backend", "onnx-cpu", "--threads", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+
+
+def _lines(stdout: str) -> dict[str, re.Match]:
+    return {m["name"]: m for m in map(LINE.match, stdout.splitlines()) if m}
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    assert len(SAMPLES) == 20, "assets/samples/mnist should hold 2 PNGs per digit"
+    with load(resolve_model(DEFAULT_MODEL), "onnx-cpu", RuntimeOptions(threads=1)) as rt:
+        yield rt
+
+
+@pytest.fixture(scope="module")
+def recognizer(runtime) -> WordRecognizer:
+    # "not sure" is in the grammar so a gated clip can be heard as what it says.
+    vocabulary = [*runtime.info.labels, "not sure"]
+    return WordRecognizer(vocabulary, sample_rate_in=runtime.info.output_rate)
+
+
+@pytest.fixture(scope="module")
+def noise_png(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("noise") / "noise.png"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8))
+    return path
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def test_resolve_model_by_name_path_and_unknown(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # assets are found relative to the package, not the cwd
+    shipped = ASSETS_DIR / "models" / "mnist-ad.onnx"
+    assert "mnist-ad" in available_models()
+    assert resolve_model("mnist-ad") == shipped == resolve_model("mnist-ad.onnx")
+    assert resolve_model(str(shipped)) == shipped
+    with pytest.raises(UnknownModel, match=r"unknown model 'cifar-99'.*mnist-ad"):
+        resolve_model("cifar-99")
+    with pytest.raises(UnknownModel):
+        resolve_model("missing/mnist-ad.onnx")  # a path that does not exist is no name
+
+
+# --- library --------------------------------------------------------------------------------
+
+
+def test_samples_are_spoken_right_and_recognized(runtime, recognizer, tmp_path):
+    results = describe_images(SAMPLES, runtime, tmp_path / "wavs", ConfidenceGate())
+    assert [d.image for d in results] == SAMPLES and all(d.ok for d in results)
+    right = sum(d.word == _truth(d.image) for d in results)
+    assert right >= 19, [(d.image.name, d.word, d.top) for d in results]
+    heard = 0
+    for d in results:
+        assert d.wav == tmp_path / "wavs" / f"{d.image.stem}.wav"
+        info = soundfile.info(str(d.wav))
+        assert (info.samplerate, info.subtype, info.channels) == (48_000, "PCM_16", 1)
+        assert info.duration == pytest.approx(d.duration_s, abs=1e-3) and d.duration_s > 0.3
+        wave, _ = soundfile.read(str(d.wav), dtype="float32")
+        heard += recognizer.recognize(wave) == _truth(d.image)
+    assert heard / len(results) >= 0.95
+
+
+def test_gate_top_two_says_maybe_and_threshold_zero_never_gates(runtime, noise_png, tmp_path):
+    (sure,) = describe_images([noise_png], runtime, None, ConfidenceGate(0.0))
+    assert sure.confident and sure.word == sure.top[0][0] and sure.wav is None
+    gate = ConfidenceGate(float(STRICT), "top-two")
+    (maybe,) = describe_images([noise_png], runtime, tmp_path, gate)
+    (a, _), (b, _) = maybe.top
+    assert not maybe.confident and maybe.word == f"maybe {a} or {b}"
+    assert maybe.wav.exists() and maybe.duration_s > sure.duration_s  # espeak-ng's phrase
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan")])
+def test_gate_rejects_bad_settings(threshold):
+    with pytest.raises(UsageError, match="between 0 and 1"):
+        ConfidenceGate(threshold)
+    with pytest.raises(UsageError, match="gate mode"):
+        ConfidenceGate(0.5, "loud")
+
+
+def test_colour_wide_image_is_converted_for_the_grey_model(runtime, tmp_path):
+    five = cv2.imread(str(ASSETS_DIR / "samples" / "mnist" / "five-test00008.png"), 0)
+    digit = cv2.resize(five, (112, 112), interpolation=cv2.INTER_LINEAR)
+    canvas = np.zeros((112, 176, 4), np.uint8)  # BGRA, wider than tall: centre-cropped
+    canvas[:, 32:144, :3] = (digit[..., None] * np.array([0.3, 0.8, 1.0])).astype(np.uint8)
+    canvas[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "colour.png"), canvas)
+    assert load_image(tmp_path / "colour.png", (28, 28, 1)).shape == (28, 28, 1)
+    assert load_image(SAMPLES[0], (32, 32, 3)).shape == (32, 32, 3)  # grey → RGB model too
+    (d,) = describe_images([tmp_path / "colour.png"], runtime)
+    assert d.word == "five", d.top
+
+
+def test_two_images_with_one_wav_name_are_refused(runtime, tmp_path):
+    (tmp_path / "a").mkdir()
+    other = tmp_path / "a" / SAMPLES[0].name
+    other.write_bytes(SAMPLES[0].read_bytes())
+    with pytest.raises(UsageError, match="would both be written"):
+        describe_images([SAMPLES[0], other], runtime, tmp_path / "out")
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_prints_one_line_per_image_and_writes_wavs(tmp_path):
+    out = tmp_path / "wavs"
+    proc = _earsight(*map(str, SAMPLES), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = _lines(proc.stdout)
+    assert sorted(lines) == [p.name for p in SAMPLES]
+    assert sum(m["said"] == _truth(Path(n)) for n, m in lines.items()) >= 19
+    assert re.fullmatch(r"\d\.\d\d", lines["five-test00008.png"]["probs"])
+    assert proc.stdout.splitlines()[-1] == f"wrote 20 WAV files to {out}"
+    assert sorted(p.stem for p in out.glob("*.wav")) == [p.stem for p in SAMPLES]
+    assert "\x1b[" not in proc.stdout + proc.stderr and proc.stderr == ""
+
+
+def test_cli_bad_images_error_and_the_rest_are_still_described(tmp_path):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(np.random.default_rng(1).bytes(300))
+    missing = tmp_path / "missing.png"
+    proc = _earsight(str(SAMPLES[0]), str(missing), str(corrupt), str(SAMPLES[-1]))
+    assert proc.returncode == 1
+    errors = proc.stderr.splitlines()
+    assert len(errors) == 2, proc.stderr  # no OpenCV warnings, no traceback
+    assert errors[0].startswith("error: ") and str(missing) in errors[0]
+    assert "no such file" in errors[0]
+    assert errors[1].startswith("error: ") and str(corrupt) in errors[1]
+    assert sorted(_lines(proc.stdout)) == sorted([SAMPLES[0].name, SAMPLES[-1].name])
+
+
+def test_cli_unknown_model_is_one_line_naming_the_shipped_models(capsys):
+    code = main(["describe", str(SAMPLES[0]), "--model", "cifar-99"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: unknown model 'cifar-99'")
+    assert all(name in err for name in available_models())
+
+
+def test_cli_bad_threshold_is_a_usage_error(capsys):
+    assert main(["describe", str(SAMPLES[0]), "--threshold", "2"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_cli_gate_says_not_sure_and_writes_that(noise_png, runtime, recognizer, tmp_path):
+    out = tmp_path / "wavs"
+    proc = _earsight(str(noise_png), "--threshold", STRICT, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    line = _lines(proc.stdout)["noise.png"]
+    assert line["said"] == "not sure" and re.fullmatch(
+        r"[a-z]+ \d\.\d\d, [a-z]+ \d\.\d\d", line["probs"]
+    )
+    wave, rate = soundfile.read(str(out / "noise.wav"), dtype="float32")
+    assert rate == runtime.info.output_rate
+    (word,) = describe_images([noise_png], runtime, tmp_path / "word", ConfidenceGate(0.0))
+    model_wave, _ = soundfile.read(str(word.wav), dtype="float32")
+    assert wave.shape != model_wave.shape or not np.allclose(wave, model_wave)
+    assert recognizer.recognize(wave) == "not sure"
+
+
+def test_description_of_a_failed_image_has_only_the_error(runtime, tmp_path):
+    (d,) = describe_images([tmp_path / "nope.png"], runtime, tmp_path / "out")
+    assert d == Description(tmp_path / "nope.png", "", (), False, None, 0.0, d.error)
+    assert not d.ok and "nope.png" in d.error
