@@ -3,6 +3,10 @@
     earsight export CHECKPOINT -o model.onnx [--fp16] [--opset N]
     earsight engine build model.onnx [--max-batch N]
     earsight bench [--model PATH] [--backends torch,onnx-cpu] [--batches 1,8,64,256]
+    earsight describe IMAGE... [--out DIR]
+    earsight live [--source 0] [--keys auto|hotkey|terminal|evdev] [--model mnist-ad]
+    earsight soundscape [...]      live, starting in the vOICe soundscape mode
+    earsight doctor [...]          checks camera, audio, speech, GPU, TensorRT, model
 
 Adding a subcommand is one ``_add_<name>(sub)`` function that builds its parser and sets
 ``run=<function(args) -> int>``, plus one entry in ``COMMANDS``. User errors (``EarSightError``,
@@ -20,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from app.commands import add_doctor, add_live, add_soundscape
 from trainer.errors import EarSightError
 
 log = logging.getLogger(__name__)
@@ -231,6 +236,9 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_engine,
     _add_bench,
     _add_describe,
+    add_live,
+    add_soundscape,
+    add_doctor,
 )
 
 

@@ -1,0 +1,334 @@
+"""Audio out for the live app: one persistent output stream where the newest sound wins.
+
+    with open_audio(AudioOptions(), fallback_dir=Path("wavs")) as out:
+        out.play(wave, 48_000)  # returns at once; a later play() cuts this one off
+        out.wait(2.0)
+
+``AudioOut`` opens a single ``sounddevice.OutputStream`` (mono float32, callback-based) at start-up
+and keeps it running, so a key press never pays for opening the device. ``play`` swaps the sound
+the callback reads from; the rest of the interrupted sound is replaced by a 5 ms raised-cosine
+fade of it (a hard cut is a click in the user's ear), then the new sound starts.
+
+Without an output device (no sound card, PortAudio missing, an unknown ``--audio-device``)
+``AudioOut`` raises ``AudioUnavailable``; ``open_audio`` then falls back to ``WavSink``, which
+writes every sound to a numbered WAV file, so nothing the user asked for is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.postprocess import resample
+from trainer.errors import EarSightError
+
+log = logging.getLogger(__name__)
+
+FADE_OUT_S = 0.005  # fade applied to the rest of an interrupted sound
+AUDIBLE = 1e-4  # |sample| above this (−80 dBFS) counts as sound, for on_first_buffer
+WAV_SUBTYPE = "PCM_16"
+NO_DEVICE_FIX = "plug in headphones or run with --out-dir DIR to write WAV files"
+
+FirstBufferHook = Callable[[float], None]
+TeeHook = Callable[[np.ndarray], None]
+
+
+class AudioUnavailable(EarSightError):
+    """No audio output device could be opened."""
+
+
+@dataclass(frozen=True)
+class AudioOptions:
+    device: str | int | None = None  # sounddevice name (substring) or index; None = default
+    sample_rate: int = 48_000  # Hz; the runtime's output rate, so words need no resampling
+    latency: str = "low"  # PortAudio's "low" or "high" suggested latency
+    blocksize: int = 0  # frames per callback; 0 lets PortAudio pick (lowest latency)
+
+
+def _as_mono(wave: np.ndarray) -> np.ndarray:
+    """(L,) or (L, C) → a contiguous float32 copy (L,) in [-1, 1] the caller cannot change."""
+    x = np.asarray(wave, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if x.ndim != 1:
+        raise ValueError(f"expected (L,) or (L, channels) audio, got shape {x.shape}")
+    return np.clip(x, -1.0, 1.0)  # a new array, also when nothing is clipped
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _device_arg(device: str | int | None) -> str | int | None:
+    # "3" from a config file or flag means device index 3, not a device whose name contains "3"
+    return int(device) if isinstance(device, str) and device.strip().isdigit() else device
+
+
+class AudioOut:
+    """Plays sounds on one persistent output stream; a new ``play`` interrupts the current one.
+
+    Hooks (plain attributes, settable any time; both run in the audio callback, so keep them
+    cheap: no I/O, no locks held for long):
+
+    * ``on_first_buffer(t)``: ``time.perf_counter()`` when the first buffer holding an audible
+      sample of a new sound is handed to the device (key → first audio latency).
+    * ``tee(buffer)``: a copy of every buffer handed to the device while a sound plays (the last
+      one padded with zeros); idle silence is not teed.
+    """
+
+    def __init__(
+        self,
+        options: AudioOptions = AudioOptions(),
+        on_first_buffer: FirstBufferHook | None = None,
+        tee: TeeHook | None = None,
+    ) -> None:
+        self.options = options
+        self.on_first_buffer = on_first_buffer
+        self.tee = tee
+        self.underflows = 0  # callbacks PortAudio flagged as late (the device ran dry)
+        self._lock = threading.Lock()  # guards the four fields below; held for microseconds
+        self._segments: list[np.ndarray] = []  # [faded tail of the cut sound,] current sound
+        self._pos = 0  # next sample of _segments[0]
+        self._handed = 0  # samples handed to the device since the last play()
+        self._first_at: int | None = None  # _handed index of the new sound's first audible one
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stream, self.sample_rate = self._open_stream(options)
+        n = max(2, round(FADE_OUT_S * self.sample_rate))
+        self._fade = (0.5 + 0.5 * np.cos(np.pi * np.arange(n) / (n - 1))).astype(np.float32)
+
+    # --- device -----------------------------------------------------------------------------
+
+    def _open_stream(self, options: AudioOptions) -> tuple[Any, int]:
+        """Start the stream at the requested rate, else at the device's own (resampled to)."""
+        try:
+            import sounddevice as sd
+        except OSError as err:  # the PortAudio library itself is missing
+            raise AudioUnavailable(
+                f"no audio output device: {_one_line(err)}", NO_DEVICE_FIX
+            ) from err
+        device = _device_arg(options.device)
+        rates = [options.sample_rate]
+        try:
+            default_rate = round(sd.query_devices(device, kind="output")["default_samplerate"])
+            rates += [default_rate] if default_rate != options.sample_rate else []
+            for i, rate in enumerate(rates):
+                try:
+                    return self._start(sd, device, rate, options), rate
+                except sd.PortAudioError as err:
+                    if i == len(rates) - 1:
+                        raise
+                    log.info("audio: %d Hz refused (%s), trying %d Hz", rate, err, rates[-1])
+        except (sd.PortAudioError, ValueError) as err:  # ValueError: no device matching a name
+            reason = _one_line(err)
+            if device is None:  # PortAudio's "Error querying device -1": there is no default
+                reason = f"the system has none ({reason})"
+            raise AudioUnavailable(f"no audio output device: {reason}", NO_DEVICE_FIX) from err
+        raise AssertionError("unreachable")
+
+    def _start(self, sd: Any, device: str | int | None, rate: int, options: AudioOptions) -> Any:
+        stream = sd.OutputStream(
+            samplerate=rate,
+            channels=1,
+            dtype="float32",
+            device=device,
+            latency=options.latency,
+            blocksize=options.blocksize,
+            callback=self._callback,
+        )
+        try:
+            stream.start()
+        except Exception:
+            stream.close(ignore_errors=True)
+            raise
+        log.debug("audio: %s at %d Hz, latency %.1f ms", device, rate, stream.latency * 1e3)
+        return stream
+
+    # --- control (any thread) ---------------------------------------------------------------
+
+    def play(self, wave: np.ndarray, sample_rate: int, label: str = "") -> None:
+        """Start ``wave`` now, cutting off (with a short fade) whatever is playing. Non-blocking.
+
+        ``label`` is unused here; it names the file in ``WavSink``, which takes the same calls.
+        """
+        if self._stream is None:
+            log.debug("audio: play() after close() ignored")
+            return
+        sound = _as_mono(wave)
+        if sample_rate != self.sample_rate:
+            sound = resample(sound, sample_rate, self.sample_rate)
+        audible = np.flatnonzero(np.abs(sound) > AUDIBLE)
+        with self._lock:
+            tail = self._peek(len(self._fade))
+            tail *= self._fade[: len(tail)]
+            self._segments = [s for s in (tail, sound) if len(s)]
+            self._pos = 0
+            self._handed = 0
+            self._first_at = len(tail) + int(audible[0]) if len(audible) else None
+            if self._segments:
+                self._idle.clear()
+            else:
+                self._idle.set()
+
+    def stop(self) -> None:
+        """Fade out and end the current sound (within 5 ms of audio)."""
+        self.play(np.zeros(0, np.float32), self.sample_rate)
+
+    @property
+    def is_playing(self) -> bool:
+        """True until the last sample of the current sound has been handed to the device."""
+        return not self._idle.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the current sound is played out; False if ``timeout`` s passed first."""
+        return self._idle.wait(timeout)
+
+    def close(self) -> None:
+        """Cut the sound short (faded), drain the device buffer, release the device."""
+        if self._stream is None:
+            return
+        self.stop()
+        self._idle.wait(0.1)  # the 5 ms fade reaches the device before the stream stops
+        stream, self._stream = self._stream, None
+        try:
+            stream.stop()  # plays out what the device already holds
+        except Exception as err:  # a device unplugged mid-run: nothing left to drain
+            log.debug("audio: stopping the stream failed: %s", err)
+        finally:
+            stream.close(ignore_errors=True)
+        if self.underflows:
+            log.info("audio: %d buffer underflows while playing", self.underflows)
+
+    def __enter__(self) -> AudioOut:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- callback (PortAudio's thread) ------------------------------------------------------
+
+    def _peek(self, n: int) -> np.ndarray:
+        """Up to ``n`` samples that would play next (a small copy; does not advance)."""
+        parts, pos = [], self._pos
+        for seg in self._segments:
+            parts.append(seg[pos : pos + n - sum(len(p) for p in parts)])
+            pos = 0
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _fill(self, out: np.ndarray) -> int:
+        """Copy the next samples into ``out``; return how many there were (lock held)."""
+        written = 0
+        while written < len(out) and self._segments:
+            seg = self._segments[0]
+            n = min(len(out) - written, len(seg) - self._pos)
+            out[written : written + n] = seg[self._pos : self._pos + n]
+            written += n
+            self._pos += n
+            if self._pos == len(seg):
+                self._segments.pop(0)
+                self._pos = 0
+        return written
+
+    def _callback(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
+        if status.output_underflow:
+            self.underflows += 1
+        out = outdata[:, 0]
+        with self._lock:
+            n = self._fill(out)
+            first = self._first_at is not None and self._handed <= self._first_at < self._handed + n
+            self._handed += n
+            if n and not self._segments:
+                self._idle.set()
+        out[n:] = 0.0
+        if n == 0:
+            return
+        if first and self.on_first_buffer is not None:
+            self.on_first_buffer(time.perf_counter())
+        if self.tee is not None:
+            self.tee(out.copy())
+
+
+# --- fallback: WAV files --------------------------------------------------------------------
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "sound"
+
+
+class WavSink:
+    """``AudioOut``'s interface, writing each sound to ``<dir>/<NNNN>-<label>.wav`` (16-bit PCM).
+
+    Numbers continue after the highest already in the folder, so a second run adds files
+    instead of overwriting the first run's. Hooks fire as soon as a file is written.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        on_first_buffer: FirstBufferHook | None = None,
+        tee: TeeHook | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AudioUnavailable(
+                f"cannot create {self.directory}: {err.strerror or err}", "pick --out-dir"
+            ) from err
+        self.on_first_buffer = on_first_buffer
+        self.tee = tee
+        self.written: list[Path] = []
+        numbers = [int(p.name[:4]) for p in self.directory.glob("[0-9][0-9][0-9][0-9]-*.wav")]
+        self._next = max(numbers, default=0) + 1
+        self.is_playing = False
+
+    def play(self, wave: np.ndarray, sample_rate: int, label: str = "sound") -> None:
+        import soundfile
+
+        sound = _as_mono(wave)
+        path = self.directory / f"{self._next:04d}-{_slug(label)}.wav"
+        self._next += 1
+        try:
+            soundfile.write(str(path), sound, sample_rate, subtype=WAV_SUBTYPE)
+        except (OSError, RuntimeError) as err:  # soundfile raises LibsndfileError(RuntimeError)
+            raise AudioUnavailable(
+                f"cannot write {path}: {err}", "check the --out-dir folder"
+            ) from err
+        self.written.append(path)
+        if self.on_first_buffer is not None:
+            self.on_first_buffer(time.perf_counter())
+        if self.tee is not None:
+            self.tee(sound.copy())
+
+    def stop(self) -> None:
+        pass  # a written file is complete; there is nothing to cut short
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> WavSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_audio(options: AudioOptions, fallback_dir: Path) -> AudioOut | WavSink:
+    """The audio device if one opens, else WAV files in ``fallback_dir`` (reason logged)."""
+    try:
+        return AudioOut(options)
+    except AudioUnavailable as err:
+        log.warning("%s; writing WAV files to %s instead", err.what, fallback_dir)
+        return WavSink(fallback_dir)

@@ -1,0 +1,468 @@
+"""Camera sources for ``earsight live``: a URI → SourceSpec, a grabber keeping the freshest frame.
+
+    spec = parse_source("/dev/video0")   # 0, csi://0, rtsp://host/path, clip.avi, a folder, file://…
+    with FrameGrabber(spec, on_status=say) as grabber:   # "camera lost" / "camera back"
+        frame = grabber.latest(timeout_s=0.5)             # RGB uint8, None while the camera is lost
+        pixels = prepare(frame.image, (28, 28), channels=1)
+
+The jetson-inference pattern "capture → infer → speak": a daemon thread reads continuously and
+keeps only the newest frame, so a key press gets what the camera sees now, never a frame that sat
+in a driver or decoder buffer. Video files and image folders are paced at their frame rate so
+they behave like a camera (a demo or a test sees time pass). When reads fail (camera unplugged,
+stream dropped, file removed) the thread says "camera lost" once, retries every ``retry_s`` and
+says "camera back" when frames flow again; callers never block on it.
+
+OpenCV is the [app] extra and is imported on first use, so parsing a URI stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from trainer.errors import EarSightError, UsageError
+
+log = logging.getLogger(__name__)
+
+STATUS_LOST = "camera lost"
+STATUS_BACK = "camera back"
+STATUS_ENDED = "video ended"  # a file opened without loop=True reached its end
+RETRY_S = 1.0  # time between reopen attempts while the camera is lost
+MAX_AGE_S = 1.0  # latest() never returns a frame captured longer ago than this
+STOP_JOIN_S = 1.0  # stop() waits this long for the reader thread
+FOLDER_FPS = 1.0  # image folders are a slideshow: one image per second unless options.fps
+FALLBACK_FPS = 30.0  # video files whose header gives no usable frame rate
+STREAM_TIMEOUT_MS = 5000  # RTSP open/read give up after 5 s instead of FFmpeg's 30 s
+# TCP: lost UDP packets smear whole frames; nobuffer/low_delay: no decoder-side frame queue.
+RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
+CSI_WIDTH, CSI_HEIGHT, CSI_FPS = 1280, 720, 30  # a mode every Jetson CSI sensor (IMX219/477) has
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"})
+SOURCE_HINT = "give 0, /dev/video0, csi://0, rtsp://host/path, a video file or an image folder"
+
+
+class CameraError(EarSightError):
+    """A camera source is unknown, missing or cannot be opened."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What to open: ``target`` goes to cv2.VideoCapture with the ``api`` backend."""
+
+    uri: str  # as the user gave it, for messages
+    kind: str  # "camera" | "csi" | "rtsp" | "file" | "folder"
+    target: int | str  # device index, GStreamer pipeline, URL or path
+    api: str  # "any" | "v4l2" | "gstreamer" | "ffmpeg" | "folder"
+    loop: bool = False  # video files: start again at the end (folders always cycle)
+
+    @property
+    def live(self) -> bool:
+        """A camera or stream (read as fast as it delivers) rather than a file to pace."""
+        return self.kind in ("camera", "csi", "rtsp")
+
+    def describe(self) -> str:
+        """What was tried, for messages: ``V4L2 camera 0``, ``video file clip.avi``, …"""
+        names = {
+            "camera": f"camera {self.target} ({self.api.upper()})",
+            "csi": f"Jetson CSI camera {self.uri} (GStreamer nvarguscamerasrc)",
+            "rtsp": f"stream {self.target} (FFmpeg)",
+            "file": f"video file {self.target}",
+            "folder": f"image folder {self.target}",
+        }
+        return names[self.kind]
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One captured frame: RGB uint8 (H, W, 3), read-only."""
+
+    image: np.ndarray
+    index: int  # 0, 1, 2, … in capture order since start() (loops and reconnects included)
+    t_capture: float  # time.perf_counter() when the frame was read
+
+
+@dataclass(frozen=True)
+class GrabberOptions:
+    retry_s: float = RETRY_S
+    max_age_s: float = MAX_AGE_S
+    fps: float | None = None  # pace files/folders at this rate; None: the file's own, FOLDER_FPS
+
+    def __post_init__(self) -> None:
+        for name in ("retry_s", "max_age_s", "fps"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:  # also rejects NaN
+                raise UsageError(f"camera option {name} must be positive, got {value}")
+
+
+def csi_pipeline(sensor_id: int, width: int = CSI_WIDTH, height: int = CSI_HEIGHT) -> str:
+    """The GStreamer pipeline for a Jetson CSI sensor, BGR frames into OpenCV's appsink."""
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={CSI_FPS}/1 ! "
+        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
+        "appsink drop=true max-buffers=1"  # the appsink keeps 1 frame and drops older ones
+    )
+
+
+def parse_source(uri: str, *, loop: bool = False) -> SourceSpec:
+    """A jetson-inference style URI → SourceSpec; CameraError (one line) when it cannot be one.
+
+    Files and folders must exist now (a typo should fail at once); camera devices are checked
+    when opened, since they come and go.
+    """
+    text = uri.strip()
+    if not text:
+        raise CameraError("no camera source given", SOURCE_HINT)
+    if text.isdigit():
+        return SourceSpec(uri, "camera", int(text), "any")
+    if m := re.fullmatch(r"(?:v4l2://)?/dev/video(\d+)", text):
+        return SourceSpec(uri, "camera", int(m[1]), "v4l2")
+    if m := re.fullmatch(r"csi://(\d+)", text):
+        return SourceSpec(uri, "csi", csi_pipeline(int(m[1])), "gstreamer")
+    if re.match(r"rtsps?://\S+", text):
+        return SourceSpec(uri, "rtsp", text, "ffmpeg")
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    elif m := re.match(r"([a-z][a-z0-9+.-]*)://", text):
+        raise CameraError(f"camera source {uri!r}: unknown scheme {m[1]}://", SOURCE_HINT)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not _folder_images(path):
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise CameraError(f"camera source {uri!r}: no images ({suffixes}) in folder {path}")
+        return SourceSpec(uri, "folder", str(path), "folder", loop=True)
+    if path.is_file():
+        return SourceSpec(uri, "file", str(path), "any", loop=loop)
+    raise CameraError(
+        f"camera source {uri!r}: not a camera index or URI, and no such file or folder {path}",
+        SOURCE_HINT,
+    )
+
+
+# --- opening ----------------------------------------------------------------------------------
+
+
+class _Capture(Protocol):
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+    def release(self) -> None: ...
+
+
+def _cv2() -> Any:
+    try:
+        import cv2  # the [app] extra: parsing a URI must not need it
+    except ImportError as err:
+        raise UsageError("OpenCV is not installed", "pip install 'earsight[app]'") from err
+    return cv2
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    """img2.png before img10.png."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name.lower())]
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    try:
+        files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    except OSError:
+        return []
+    return sorted(files, key=_natural_key)
+
+
+class _FolderCapture:
+    """An image folder read like a video: each read() is the next image, cycling."""
+
+    def __init__(self, images: list[Path]) -> None:
+        self._images = images
+        self._next = 0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        cv2 = _cv2()
+        for _ in range(len(self._images)):  # skip unreadable files; fail if none decodes
+            path = self._images[self._next]
+            self._next = (self._next + 1) % len(self._images)
+            try:
+                data = np.frombuffer(path.read_bytes(), np.uint8)
+            except OSError:
+                continue
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+            if image is not None:
+                return True, image
+        return False, None
+
+    def release(self) -> None:
+        pass
+
+
+def _open(spec: SourceSpec) -> _Capture | None:
+    """Open the source, or None. Missing files/devices are checked first: OpenCV would print."""
+    if spec.kind == "folder":
+        images = _folder_images(Path(str(spec.target)))
+        return _FolderCapture(images) if images else None
+    if spec.kind == "file" and not Path(str(spec.target)).is_file():
+        return None
+    if spec.kind == "camera" and sys.platform == "linux":
+        if not Path(f"/dev/video{spec.target}").exists():
+            return None
+    cv2 = _cv2()
+    api = {"any": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER}
+    params: list[int] = []
+    if spec.kind == "rtsp":
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", RTSP_FFMPEG_OPTIONS)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+        params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+    quiet = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        cap = cv2.VideoCapture(spec.target, api.get(spec.api, cv2.CAP_FFMPEG), params)
+    except cv2.error as err:  # e.g. a GStreamer pipeline that does not parse on this machine
+        log.debug("opening %s failed: %s", spec.describe(), err)
+        return None
+    finally:
+        cv2.utils.logging.setLogLevel(quiet)
+    if not cap.isOpened():
+        cap.release()
+        return None
+    if spec.live:  # 1 buffered frame: what read() returns is (nearly) what the sensor sees now
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return cap
+
+
+def _read(cap: _Capture) -> tuple[bool, np.ndarray | None]:
+    try:
+        return cap.read()
+    except Exception as err:  # cv2.error from a driver is a failed read like any other
+        log.debug("camera read failed: %s", err)
+        return False, None
+
+
+def _open_failed(spec: SourceSpec) -> CameraError:
+    what = f"cannot open {spec.describe()}"
+    if spec.kind == "camera":
+        return CameraError(f"{what}: no such camera", "plug one in (see `ls /dev/video*`)")
+    if spec.kind == "csi" and not re.search(r"GStreamer:\s+YES", _cv2().getBuildInformation()):
+        return CameraError(f"{what}: this OpenCV has no GStreamer", "use the JetPack OpenCV")
+    if spec.kind == "file":
+        return CameraError(f"{what}: not a video OpenCV can decode", "try an MJPG/H.264 file")
+    return CameraError(what, "check the cable/address, then try again")
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    cv2 = _cv2()
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code)
+
+
+# --- grabber ----------------------------------------------------------------------------------
+
+
+class FrameGrabber:
+    """A daemon thread reading a source continuously; latest() is the freshest frame or None.
+
+    ``on_status`` is called from the reader thread with STATUS_LOST, STATUS_BACK or
+    STATUS_ENDED; keep it quick (it delays the next read). Without it, statuses are logged.
+    """
+
+    def __init__(
+        self,
+        source: SourceSpec | str,
+        options: GrabberOptions | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = parse_source(source) if isinstance(source, str) else source
+        self.options = options or GrabberOptions()
+        self._on_status = on_status
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bgr: np.ndarray | None = None  # newest frame as read; converted in latest()
+        self._t_capture = 0.0
+        self._count = 0
+        self._rgb: Frame | None = None  # latest() result for the newest frame, converted once
+        self._lost = False
+        self._period_s = 0.0  # pacing for files and folders; 0: read as fast as frames come
+        self._next_t = 0.0
+
+    def start(self) -> FrameGrabber:
+        """Open the source (CameraError if it cannot be) and start reading."""
+        if self._thread is not None:
+            raise RuntimeError("FrameGrabber.start() called twice")
+        cap = _open(self.spec)
+        if cap is None:
+            raise _open_failed(self.spec)
+        if not self.spec.live:
+            self._period_s = 1.0 / self._pace_fps(cap)
+        self._thread = threading.Thread(target=self._run, args=(cap,), name="camera", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop reading and release the camera; returns within STOP_JOIN_S."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(STOP_JOIN_S)
+            if self._thread.is_alive():  # blocked inside a driver read: it exits after it
+                log.warning("camera thread still in a read after %.1f s; leaving it", STOP_JOIN_S)
+
+    def __enter__(self) -> FrameGrabber:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    def latest(self, timeout_s: float = 0.0, *, after: float | None = None) -> Frame | None:
+        """The newest frame, waiting up to ``timeout_s`` for one; None while lost or stale.
+
+        ``after`` (a perf_counter time, e.g. the key press) asks for a frame captured after it.
+        """
+        deadline = time.perf_counter() + timeout_s
+        with self._cond:
+            while not self._usable(after):
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or self._stop.is_set():
+                    return None
+                self._cond.wait(remaining)
+            bgr, index, t = self._bgr, self._count - 1, self._t_capture
+            if self._rgb is not None and self._rgb.index == index:
+                return self._rgb
+        assert bgr is not None  # _usable() checked it
+        rgb = _to_rgb(bgr)  # outside the lock: the reader thread never waits for a caller
+        rgb.setflags(write=False)  # shared by every caller until the next frame
+        frame = Frame(rgb, index, t)
+        with self._cond:
+            if self._count - 1 == index:
+                self._rgb = frame
+        return frame
+
+    def _usable(self, after: float | None) -> bool:
+        if self._bgr is None or (after is not None and self._t_capture < after):
+            return False
+        # A slideshow's frame legitimately lives one period: do not call it stale.
+        max_age = max(self.options.max_age_s, 2.0 * self._period_s)
+        return time.perf_counter() - self._t_capture <= max_age
+
+    def _pace_fps(self, cap: Any) -> float:
+        if self.options.fps is not None:
+            return self.options.fps
+        if self.spec.kind == "folder":
+            return FOLDER_FPS
+        fps = float(cap.get(_cv2().CAP_PROP_FPS))
+        return fps if 1.0 <= fps <= 240.0 else FALLBACK_FPS  # headers can hold 0 or 90000
+
+    def _run(self, cap: _Capture | None) -> None:
+        fails = 0  # consecutive failed opens/reads since the last good frame
+        try:
+            while not self._stop.is_set():
+                if cap is None:
+                    cap = _open(self.spec)
+                    if cap is None:
+                        fails += 1
+                        self._set_lost()
+                        self._stop.wait(self.options.retry_s)
+                        continue
+                ok, image = _read(cap)
+                if ok and image is not None and image.size:
+                    fails = 0
+                    self._publish(image)
+                    self._pace()
+                    continue
+                cap.release()
+                cap = None
+                if self.spec.kind == "file" and not self.spec.loop:
+                    self._status(STATUS_ENDED)
+                    return
+                # One failure is a file's end (loop: reopen at once) or a hiccup; a second in a
+                # row, with no frame between, means the source is gone.
+                fails += 1
+                if fails >= 2:
+                    self._set_lost()
+                    self._stop.wait(self.options.retry_s)
+        finally:
+            if cap is not None:
+                cap.release()
+
+    def _publish(self, image: np.ndarray) -> None:
+        now = time.perf_counter()
+        with self._cond:
+            self._bgr, self._t_capture = image, now
+            self._count += 1
+            self._cond.notify_all()
+        if self._lost:
+            self._lost = False
+            self._status(STATUS_BACK)
+
+    def _pace(self) -> None:
+        """Files and folders: sleep until the next frame is due, as a camera would."""
+        if not self._period_s:
+            return
+        now = time.perf_counter()
+        self._next_t += self._period_s
+        if self._next_t < now - self._period_s:  # fell behind (first frame, reopen): no burst
+            self._next_t = now + self._period_s
+        self._stop.wait(max(0.0, self._next_t - now))
+
+    def _set_lost(self) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        with self._cond:
+            self._bgr = self._rgb = None  # never hand out a frame from before the loss
+        self._status(STATUS_LOST)
+
+    def _status(self, message: str) -> None:
+        if self._on_status is None:
+            log.warning("%s: %s", message, self.spec.describe())
+            return
+        try:
+            self._on_status(message)
+        except Exception:  # the app's callback must not kill the reader
+            log.exception("camera status callback failed")
+
+
+# --- model input ------------------------------------------------------------------------------
+
+
+def prepare(image: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """RGB uint8 (H, W, 3) → uint8 (h, w, channels): centre crop, resize, grey if asked.
+
+    The crop is the largest centred region with the aspect ratio h:w (a square for the square
+    inputs MT-Net takes), so the subject in the middle of the view is not squashed. Grey is
+    luminance (0.299 R + 0.587 G + 0.114 B), the same weights MNIST-style grey images have.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"prepare() takes RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    cv2 = _cv2()
+    height, width = size
+    h, w = image.shape[:2]
+    if h * width > w * height:  # too tall: crop rows
+        crop_h, crop_w = max(1, round(w * height / width)), w
+    else:
+        crop_h, crop_w = h, max(1, round(h * width / height))
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    pixels = image[top : top + crop_h, left : left + crop_w]
+    if (crop_h, crop_w) != (height, width):
+        # INTER_AREA averages every source pixel when shrinking (thin strokes survive, no
+        # aliasing); enlarging with it is nearest-neighbour, so bilinear there.
+        shrink = crop_h > height or crop_w > width
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        pixels = cv2.resize(pixels, (width, height), interpolation=interpolation)
+    if channels == 1:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)  # grey of 3 pixels, not 3× the work
+    return np.ascontiguousarray(pixels).reshape(height, width, channels)

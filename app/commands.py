@@ -1,0 +1,142 @@
+"""The app's subcommands of `earsight`: live, doctor, soundscape (registered in app/cli.py).
+
+Each ``add_<name>(sub)`` builds its parser; the run functions assemble the library pieces:
+runtime (engine.runtime) → frame grabber (app.camera) → audio (app.audio) → status voice
+(app.voice) → controller (app.controllers), then hand them to ``app.live.LiveApp``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from app.config import KEY_KINDS, MODES, LiveOptions, config_path, resolve_options
+
+log = logging.getLogger(__name__)
+
+
+def _live_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per LiveOptions field; defaults are None so the config file can fill them."""
+    p.add_argument("--model", help="shipped model name or .onnx/.pt path")
+    p.add_argument("--backend", help="auto | tensorrt | onnx-cuda | onnx-cpu | torch")
+    p.add_argument("--source", help="0, /dev/video0, csi://0, rtsp://…, a video file or a folder")
+    p.add_argument("--loop", action="store_true", default=None, help="loop a video file")
+    p.add_argument("--keys", choices=KEY_KINDS, help="auto = hotkey with a display, else terminal")
+    p.add_argument("--hotkey", help="describe key of the desktop hotkey (default f9)")
+    p.add_argument("--evdev-device", help="input device of a wearable button")
+    p.add_argument("--audio-device", help="sounddevice output name or index")
+    p.add_argument("--out-dir", help="write WAVs here when there is no audio device")
+    p.add_argument("--threshold", type=float, help="confidence below which to say 'not sure'")
+    p.add_argument("--gate", choices=("not-sure", "top-two"))
+    p.add_argument("--mode", choices=MODES, help="start in word or soundscape mode")
+    p.add_argument("--verbosity", type=int, choices=(0, 1, 2))
+    p.add_argument(
+        "--no-speech",
+        dest="speak_status",
+        action="store_false",
+        default=None,
+        help="print status lines but do not speak them",
+    )
+    p.add_argument("--threads", type=int, help="CPU inference threads")
+    p.add_argument("--config", type=Path, help=f"config file (default {config_path()})")
+
+
+def options_from(args: argparse.Namespace) -> LiveOptions:
+    names = {f.name for f in dataclasses.fields(LiveOptions)}
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    return resolve_options(flags, args.config)
+
+
+def add_live(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("live", help="camera loop: press a key, hear what the camera sees")
+    _live_flags(p)
+    p.add_argument("--record", type=Path, help="also save every sound played as a WAV here")
+    p.set_defaults(run=run_live)
+
+
+def add_soundscape(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("soundscape", help="live, starting in vOICe soundscape mode (a key toggles)")
+    _live_flags(p)
+    p.add_argument("--record", type=Path, help="also save every sound played as a WAV here")
+    p.set_defaults(run=run_live, mode="soundscape")
+
+
+def add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check camera, audio, speech, GPU, model; exit 0 if ok")
+    _live_flags(p)
+    p.set_defaults(run=run_doctor)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from app.doctor import run_doctor as doctor
+
+    return doctor(options_from(args))
+
+
+def build_live(options: LiveOptions) -> dict[str, Any]:
+    """Every part of the live app, in start-up order; speaks progress as it goes."""
+    from app.audio import AudioOptions, open_audio
+    from app.camera import FrameGrabber, parse_source
+    from app.describe import ConfidenceGate
+    from app.models import resolve_model
+    from app.voice import StatusVoice
+    from engine.runtime import RuntimeOptions, load
+
+    voice = StatusVoice(verbosity=options.verbosity, enabled=options.speak_status)
+    voice.say("EarSight starting")
+    gate = ConfidenceGate(options.threshold, options.gate)
+    runtime = load(
+        resolve_model(options.model), options.backend, RuntimeOptions(threads=options.threads)
+    )
+    runtime.warmup()
+    where = "on the GPU" if runtime.info.device.startswith("cuda") else "on the CPU"
+    voice.say(f"model {runtime.info.model.stem} ready {where}", level=2)
+    audio = open_audio(
+        AudioOptions(device=options.audio_device, sample_rate=runtime.info.output_rate),
+        Path(options.out_dir) if options.out_dir else Path("earsight-wavs"),
+    )
+    source = parse_source(options.source, loop=options.loop)
+    grabber = FrameGrabber(source, on_status=lambda status: voice.say(status, level=0))
+    return {"voice": voice, "gate": gate, "runtime": runtime, "audio": audio, "grabber": grabber}
+
+
+def run_live(args: argparse.Namespace) -> int:
+    from app.controllers import KeyMap, make_controller
+    from app.live import LiveApp
+
+    options = options_from(args)
+    parts = build_live(options)
+    app = LiveApp(
+        options,
+        parts["runtime"],
+        parts["grabber"],
+        parts["audio"],
+        parts["voice"],
+        parts["gate"],
+        record_dir=args.record,
+    )
+    try:
+        controller = make_controller(
+            options.keys,
+            app.on_action,
+            keymap=KeyMap(describe=options.hotkey),
+            evdev_device=options.evdev_device,
+        )
+        with parts["grabber"]:
+            parts["voice"].say(f"ready: press {_describe_key(options)} to hear the camera")
+            return app.run(controller)
+    finally:
+        parts["audio"].close()
+        parts["runtime"].close()
+        parts["voice"].close()
+
+
+def _describe_key(options: LiveOptions) -> str:
+    if options.keys == "terminal":
+        return "space"
+    if options.keys == "evdev":
+        return "the button"
+    return options.hotkey.upper()

@@ -1,0 +1,105 @@
+"""Options of `earsight live`: defaults < the user's TOML config file < command-line flags.
+
+The config file lives in the user config dir (platformdirs), e.g. ~/.config/earsight/config.toml:
+
+    model = "mnist-ad"
+    source = "/dev/video0"
+    hotkey = "f9"
+    threshold = 0.5
+    verbosity = 1
+
+Every key is also a flag of `earsight live` (``--source``, ``--hotkey`` …).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import EarSightError
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+CONFIG_NAME = "config.toml"
+MODES = ("word", "soundscape")
+KEY_KINDS = ("auto", "hotkey", "terminal", "evdev")
+
+
+class ConfigError(EarSightError):
+    """The config file or an option value is wrong."""
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    model: str = "mnist-ad"  # a shipped model name or a path to .onnx / .pt
+    backend: str = "auto"  # auto | tensorrt | onnx-cuda | onnx-cpu | torch
+    source: str = "0"  # camera index, /dev/videoN, csi://N, rtsp://…, a video file, a folder
+    loop: bool = False  # loop a video file source
+    keys: str = "auto"  # auto (hotkey with a display, else terminal) | hotkey | terminal | evdev
+    hotkey: str = "f9"  # the describe key of the desktop hotkey controller
+    evdev_device: str | None = None  # e.g. /dev/input/event3 for a wearable button
+    audio_device: str | None = None  # sounddevice name or index; None = system default
+    out_dir: str | None = None  # where WAVs go when there is no audio device
+    threshold: float = 0.5  # confidence gate: below this top probability, say "not sure"
+    gate: str = "not-sure"  # not-sure | top-two
+    mode: str = "word"  # word | soundscape (a key toggles)
+    verbosity: int = 1  # 0 errors only, 1 normal, 2 chatty
+    speak_status: bool = True  # speak status messages (they are always printed)
+    threads: int | None = None  # CPU inference threads (default: all cores)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold must be in 0..1, got {self.threshold}", "e.g. 0.5")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.keys not in KEY_KINDS:
+            raise ConfigError(f"keys must be one of {', '.join(KEY_KINDS)}, got {self.keys!r}")
+        if self.verbosity not in (0, 1, 2):
+            raise ConfigError(f"verbosity must be 0, 1 or 2, got {self.verbosity}")
+
+
+def config_path() -> Path:
+    """$EARSIGHT_CONFIG if set, else the platform's user config dir."""
+    if env := os.environ.get("EARSIGHT_CONFIG"):
+        return Path(env)
+    try:
+        from platformdirs import user_config_dir
+
+        return Path(user_config_dir("earsight")) / CONFIG_NAME
+    except ImportError:
+        return Path.home() / ".config" / "earsight" / CONFIG_NAME
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The file's options (empty when it does not exist); one-line errors for bad files."""
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid TOML ({err})", "fix or delete that file") from err
+    known = {f.name: f for f in dataclasses.fields(LiveOptions)}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(
+                f"{path}: unknown option {key!r}", f"known options: {', '.join(sorted(known))}"
+            )
+        if isinstance(value, dict | list):
+            raise ConfigError(f"{path}: {key} must be a single value, not {type(value).__name__}")
+    return data
+
+
+def resolve_options(flags: dict[str, Any], path: Path | None = None) -> LiveOptions:
+    """Defaults, then the config file, then every flag the user actually gave (not None)."""
+    merged = {**read_config(path or config_path())}
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return LiveOptions(**merged)
+    except TypeError as err:  # a wrong type in the file, e.g. threshold = "high"
+        raise ConfigError(f"bad option value ({err})", "check the config file") from err

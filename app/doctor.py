@@ -1,0 +1,159 @@
+"""`earsight doctor`: checks everything `earsight live` needs and reports in plain lines.
+
+Each check prints `ok   <what>: <detail>` or `FAIL <what>: <detail> — <fix>`; optional parts
+(GPU, TensorRT) print `--   …` when absent. The exit code is 0 when `live` can run with these
+options (model, camera and either an audio device or --out for WAV files), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.config import LiveOptions
+
+log = logging.getLogger(__name__)
+
+CAMERA_WAIT_S = 3.0  # a USB camera can take a couple of seconds to deliver its first frame
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("FAIL" if self.required else "--  ")
+        tail = f" — {self.fix}" if (self.fix and not self.ok) else ""
+        return f"{mark} {self.name}: {self.detail}{tail}"
+
+
+def check_model(options: LiveOptions) -> Check:
+    from app.models import resolve_model
+    from engine.sidecar import read_sidecar
+    from trainer.errors import EarSightError
+
+    try:
+        path = resolve_model(options.model)
+    except EarSightError as err:
+        return Check("model", False, err.what, err.fix)
+    if path.suffix != ".onnx":
+        return Check("model", path.is_file(), f"{path} (checkpoint, no checksum to compare)")
+    try:
+        sidecar = read_sidecar(path, verify_sha256=True)  # raises on a checksum mismatch
+    except EarSightError as err:
+        return Check("model", False, err.what, err.fix)
+    return Check("model", True, f"{path.name}, sha256 {sidecar['sha256'][:12]}… matches")
+
+
+def check_camera(options: LiveOptions) -> Check:
+    from app.camera import FrameGrabber, parse_source
+    from trainer.errors import EarSightError
+
+    try:
+        spec = parse_source(options.source, loop=options.loop)
+        with FrameGrabber(spec) as grabber:
+            frame = grabber.latest(CAMERA_WAIT_S)
+    except EarSightError as err:
+        return Check("camera", False, err.what, err.fix)
+    if frame is None:
+        return Check(
+            "camera",
+            False,
+            f"{options.source} opened but sent no frame",
+            "check the cable, or that no other program uses the camera",
+        )
+    h, w = frame.image.shape[:2]
+    return Check("camera", True, f"{options.source}: {w}×{h} frames")
+
+
+def check_audio(options: LiveOptions) -> Check:
+    fallback = f"WAV files will be written to {options.out_dir}" if options.out_dir else ""
+    try:
+        import sounddevice as sd
+
+        device = sd.query_devices(options.audio_device, kind="output")
+    except Exception as err:  # PortAudio missing, no device, unknown name: all the same here
+        fix = "plug in headphones or a speaker, or pass --out DIR to get WAV files"
+        detail = f"no audio output ({str(err).splitlines()[0][:80]})"
+        return Check("audio", bool(fallback), f"{detail}; {fallback}" if fallback else detail, fix)
+    return Check("audio", True, f"output device {device['name']!r}")
+
+
+def check_speech(_options: LiveOptions) -> Check:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        return Check(
+            "speech",
+            False,
+            "espeak-ng not found",
+            "sudo apt-get install espeak-ng (or ./install.sh)",
+            required=False,
+        )
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    return Check("speech", True, version.stdout.strip().split(" Data")[0], required=False)
+
+
+def check_gpu(_options: LiveOptions) -> Check:
+    import onnxruntime as ort
+
+    providers = ort.get_available_providers()
+    if "CUDAExecutionProvider" in providers:
+        return Check("GPU", True, "ONNX Runtime can use CUDA", required=False)
+    smi = shutil.which("nvidia-smi")
+    detail = "NVIDIA driver present but ONNX Runtime is CPU-only" if smi else "no NVIDIA GPU"
+    return Check("GPU", False, detail, "the CPU works; a GPU is optional", required=False)
+
+
+def check_tensorrt(_options: LiveOptions) -> Check:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return Check(
+            "TensorRT",
+            False,
+            "not installed",
+            "optional: pip install earsight[tensorrt] on a CUDA machine",
+            required=False,
+        )
+    return Check("TensorRT", True, f"version {trt.__version__}", required=False)
+
+
+def check_engine_cache(_options: LiveOptions) -> Check:
+    from engine.cache import default_cache_dir
+
+    folder = Path(default_cache_dir())
+    plans = sorted(folder.glob("*.plan")) if folder.is_dir() else []
+    return Check("engine cache", True, f"{folder}: {len(plans)} cached engine(s)", required=False)
+
+
+CHECKS: tuple[Callable[[LiveOptions], Check], ...] = (
+    check_model,
+    check_camera,
+    check_audio,
+    check_speech,
+    check_gpu,
+    check_tensorrt,
+    check_engine_cache,
+)
+
+
+def run_doctor(options: LiveOptions, printer: Callable[[str], None] = print) -> int:
+    """Print one line per check; 0 when `live` can run, 1 otherwise."""
+    failed = False
+    for check in CHECKS:
+        try:
+            result = check(options)
+        except Exception as err:  # a check must never take the doctor down
+            result = Check(check.__name__.removeprefix("check_"), False, f"check crashed: {err}")
+        printer(result.line())
+        failed |= result.required and not result.ok
+    printer("live can run" if not failed else "live cannot run: fix the FAIL lines above")
+    return 1 if failed else 0

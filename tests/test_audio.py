@@ -1,0 +1,250 @@
+"""app.audio on a real PortAudio stream (an ALSA device with no sound card) and app.earcons.
+
+What was played is what ``AudioOut.tee`` received: every buffer handed to the device.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib.util
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import earcons
+from app.audio import AudioOptions, AudioOut, AudioUnavailable, WavSink, open_audio
+from engine.postprocess import fade, resample
+from tests.alsa_null import AlsaNull
+
+RATE = 48_000
+needs_portaudio = pytest.mark.skipif(
+    importlib.util.find_spec("sounddevice") is None or not ctypes.util.find_library("portaudio"),
+    reason="sounddevice/PortAudio not installed (pip install 'earsight[app]', libportaudio2)",
+)
+
+
+def tone(hz: float, seconds: float, rate: int = RATE, level: float = 0.5) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return fade((level * np.sin(2 * np.pi * hz * t)).astype(np.float32), rate, 0.005)
+
+
+class Capture:
+    """tee + on_first_buffer recorder; ``first`` is set when a sound's first buffer went out."""
+
+    def __init__(self) -> None:
+        self.buffers: list[np.ndarray] = []
+        self.firsts: list[float] = []
+        self.first = threading.Event()
+
+    def tee(self, buffer: np.ndarray) -> None:
+        self.buffers.append(buffer)
+
+    def on_first(self, t: float) -> None:
+        self.firsts.append(t)
+        self.first.set()
+
+    @property
+    def samples(self) -> np.ndarray:
+        return np.concatenate(self.buffers) if self.buffers else np.zeros(0, np.float32)
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """A real-time ALSA output for this module (PortAudio re-scanned on entry and exit)."""
+    with AlsaNull(tmp_path_factory.mktemp("alsa"), paced_bytes_per_s=RATE * 4) as dev:
+        yield dev
+
+
+@pytest.fixture
+def out(device):
+    cap = Capture()
+    with AudioOut(AudioOptions(sample_rate=RATE), cap.on_first, cap.tee) as audio:
+        audio.capture = cap
+        yield audio
+
+
+@needs_portaudio
+def test_play_hands_exactly_the_samples_to_the_device(out):
+    cap, sound = out.capture, tone(440, 0.3)
+    t_play = time.perf_counter()
+    out.play(sound, RATE)
+    assert time.perf_counter() - t_play < 0.01  # non-blocking
+    assert out.is_playing
+    assert out.wait(2.0)
+    played = cap.samples
+    assert np.array_equal(played[: len(sound)], sound)
+    assert not played[len(sound) :].any()  # only the last buffer's zero padding after it
+    assert len(played) - len(sound) < 4096
+    assert len(cap.firsts) == 1 and 0 <= cap.firsts[0] - t_play < 0.1
+    assert not out.is_playing
+
+
+@needs_portaudio
+def test_a_new_play_interrupts_the_sound_with_a_short_fade(out):
+    cap = out.capture
+    first, second = tone(440, 2.0), tone(880, 0.3)
+    out.play(first, RATE)
+    assert cap.first.wait(1.0)
+    time.sleep(0.1)  # the first sound is audibly playing
+    out.play(second, RATE)
+    assert out.wait(2.0)
+    played = cap.samples
+    cut = int(np.flatnonzero(played[: len(first)] != first[: len(played)])[0]) - 1
+    n_fade = round(0.005 * RATE)
+    assert 0.05 * RATE < cut < 0.5 * RATE  # the first sound was cut after ~0.1 s of its 2 s
+    assert np.array_equal(played[:cut], first[:cut])
+    tail = played[cut : cut + n_fade]
+    assert np.all(np.abs(tail) <= np.abs(first[cut : cut + n_fade]) + 1e-7)  # faded, not cut
+    assert tail[-1] == 0.0
+    start = cut + n_fade
+    assert np.array_equal(played[start : start + len(second)], second)
+    assert np.count_nonzero(np.abs(played) > 1e-4) < len(first) + len(second)
+    assert len(cap.firsts) == 2  # each sound reported its first buffer once
+
+
+@needs_portaudio
+def test_other_rates_are_resampled_to_the_device_rate(out):
+    rate_in, sound = 22_050, tone(1_000, 0.2, 22_050)
+    out.play(sound, rate_in)
+    assert out.wait(2.0)
+    expected = resample(sound, rate_in, RATE)
+    played = out.capture.samples
+    assert len(expected) == 9_600  # ceil(4410 · 48000 / 22050)
+    assert len(expected) / len(sound) == pytest.approx(RATE / rate_in, rel=1e-3)
+    assert np.allclose(played[: len(expected)], expected, atol=1e-6)
+    spectrum = np.abs(np.fft.rfft(played[: len(expected)], 48_000))
+    assert np.argmax(spectrum) == pytest.approx(1_000, abs=2)  # still 1 kHz (1 Hz bins)
+
+
+@needs_portaudio
+def test_stop_fades_out_and_many_presses_do_not_queue(out):
+    cap, word = out.capture, tone(440, 0.5)
+    for _ in range(100):  # a burst of key presses: each replaces the last, nothing queues up
+        out.play(word, RATE)
+    assert out.wait(2.0)
+    assert np.count_nonzero(np.abs(cap.samples) > 1e-4) < 3 * len(word)
+    cap.buffers.clear()
+    out.play(tone(440, 5.0), RATE)
+    time.sleep(0.1)
+    t0 = time.perf_counter()
+    out.stop()
+    assert out.wait(0.5) and time.perf_counter() - t0 < 0.1
+    assert np.count_nonzero(np.abs(cap.samples) > 1e-4) < 0.5 * RATE
+
+
+@needs_portaudio
+def test_close_is_quick_and_play_after_close_is_ignored(device):
+    audio = AudioOut(AudioOptions())
+    audio.play(tone(440, 3.0), RATE)
+    t0 = time.perf_counter()
+    audio.close()
+    assert time.perf_counter() - t0 < 0.5
+    audio.play(tone(440, 0.1), RATE)
+    assert not audio.is_playing
+    audio.close()  # twice is fine
+
+
+@needs_portaudio
+def test_unknown_device_is_a_one_line_user_error(device):
+    with pytest.raises(AudioUnavailable) as info:
+        AudioOut(AudioOptions(device="no-such-device"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("no audio output device: ")
+    assert "no-such-device" in message and "WAV" in message
+
+
+@needs_portaudio
+def test_open_audio_uses_the_device_when_there_is_one(device, tmp_path):
+    audio = open_audio(AudioOptions(), tmp_path / "wavs")
+    try:
+        assert isinstance(audio, AudioOut)
+    finally:
+        audio.close()
+    assert not (tmp_path / "wavs").exists()
+
+
+@needs_portaudio
+def test_open_audio_falls_back_to_readable_wav_files(device, tmp_path, caplog):
+    import soundfile as sf
+
+    folder = tmp_path / "wavs"
+    with caplog.at_level(logging.WARNING, logger="app.audio"):
+        sink = open_audio(AudioOptions(device="no-such-device"), folder)
+    assert isinstance(sink, WavSink)
+    assert "no audio output device" in caplog.text and str(folder) in caplog.text
+    firsts: list[float] = []
+    sink.on_first_buffer = firsts.append
+    word, other = tone(440, 0.2), tone(660, 0.1, 22_050)
+    sink.play(word, RATE, label="five")
+    sink.play(other, 22_050, label="Not sure!")
+    assert sink.wait(0) and not sink.is_playing and len(firsts) == 2
+    sink.close()
+    assert [p.name for p in sorted(folder.iterdir())] == ["0001-five.wav", "0002-not-sure.wav"]
+    data, rate = sf.read(folder / "0001-five.wav", dtype="float32")
+    assert rate == RATE and sf.info(folder / "0001-five.wav").subtype == "PCM_16"
+    assert np.allclose(data, word, atol=1 / 32_768)
+    data, rate = sf.read(folder / "0002-not-sure.wav", dtype="float32")
+    assert rate == 22_050 and len(data) == len(other)
+    WavSink(folder).play(word, RATE)  # a second run adds files instead of overwriting
+    assert (folder / "0003-sound.wav").exists()
+
+
+# --- earcons --------------------------------------------------------------------------------
+
+EARCON_SECONDS = {
+    "capture": earcons.CLICK_S,
+    "not-sure": 2 * earcons.NOT_SURE_NOTE_S,
+    "error": 2 * earcons.ERROR_BEEP_S + earcons.ERROR_GAP_S,
+    "ready": earcons.READY_NOTE_S * len(earcons.READY_HZ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(earcons.EARCONS))
+@pytest.mark.parametrize("rate", [48_000, 22_050])
+def test_earcons_are_short_soft_and_faded(name, rate):
+    sound = earcons.EARCONS[name](rate)
+    assert sound.dtype == np.float32 and sound.ndim == 1
+    assert len(sound) / rate == pytest.approx(EARCON_SECONDS[name], abs=1 / rate)
+    assert 0.05 < np.abs(sound).max() <= earcons.PEAK
+    assert sound[0] == 0.0 and sound[-1] == 0.0  # raised-cosine ends: no click
+    assert np.abs(sound[:3]).max() < 0.01 and np.abs(sound[-3:]).max() < 0.01
+    assert np.array_equal(sound, earcons.EARCONS[name](rate))  # deterministic
+
+
+def test_capture_click_is_about_15_ms_and_quieter_than_the_rest():
+    click = earcons.capture_click()
+    assert 0.010 <= len(click) / 48_000 <= 0.020
+    assert np.abs(click).max() <= earcons.CLICK_PEAK
+
+
+def test_not_sure_tone_falls_from_660_to_440_hz():
+    sound, rate = earcons.not_sure_tone(), 48_000
+    half = len(sound) // 2
+
+    def pitch(x: np.ndarray) -> float:
+        return float(np.argmax(np.abs(np.fft.rfft(x, rate))))  # 1 Hz bins
+
+    assert pitch(sound[:half]) == pytest.approx(660, abs=5)
+    assert pitch(sound[half:]) == pytest.approx(440, abs=5)
+
+
+def test_wav_sink_reports_an_unwritable_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(AudioUnavailable, match="cannot create"):
+        WavSink(blocker / "wavs")
+
+
+def test_alsa_null_helper_restores_the_environment(tmp_path):
+    import os
+
+    before = os.environ.get("ALSA_CONFIG_PATH")
+    with AlsaNull(tmp_path / "a", paced_bytes_per_s=None) as dev:
+        assert os.environ["ALSA_CONFIG_PATH"] == str(dev.config)
+        assert "type null" in Path(dev.config).read_text()
+    assert os.environ.get("ALSA_CONFIG_PATH") == before

@@ -1,0 +1,197 @@
+"""`earsight live` end to end with real parts: a video file as the camera, key presses through a
+pty, ONNX Runtime, sounddevice on an ALSA null device (what reached the device captured by the
+output's tee), pocketsphinx listening to it. Plus floods, signals and missing devices."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.alsa_null import AlsaNull
+
+cv2 = pytest.importorskip("cv2")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "assets" / "samples" / "mnist").glob("*.png"))
+FPS = 10
+SEGMENT_FRAMES = 10  # each digit stays on screen 1 s
+CANVAS = (120, 160)  # (H, W) of the fake camera; the digit sits in the middle
+
+
+def write_digit_video(path: Path) -> list[str]:
+    """One MNIST sample per second, scaled ×4 in a 160×120 frame; returns the words in order."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, CANVAS[::-1])
+    words = []
+    for sample in SAMPLES:
+        digit = cv2.resize(cv2.imread(str(sample), cv2.IMREAD_GRAYSCALE), (112, 112),
+                           interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        frame = np.zeros((*CANVAS, 3), np.uint8)
+        top, left = (CANVAS[0] - 112) // 2, (CANVAS[1] - 112) // 2
+        frame[top : top + 112, left : left + 112] = digit[..., None]
+        for _ in range(SEGMENT_FRAMES):
+            writer.write(frame)
+        words.append(sample.name.split("-")[0])
+    writer.release()
+    return words
+
+
+@pytest.fixture(scope="module")
+def digit_video(tmp_path_factory) -> tuple[Path, list[str]]:
+    path = tmp_path_factory.mktemp("video") / "digits.avi"
+    return path, write_digit_video(path)
+
+
+def build_app(video: Path, tee: list, **option_overrides):
+    from app.audio import AudioOptions, AudioOut
+    from app.camera import FrameGrabber, parse_source
+    from app.config import LiveOptions
+    from app.describe import ConfidenceGate
+    from app.live import LiveApp
+    from app.models import resolve_model
+    from app.voice import StatusVoice
+    from engine.runtime import RuntimeOptions, load
+
+    options = LiveOptions(source=str(video), loop=True, speak_status=False, **option_overrides)
+    runtime = load(resolve_model(options.model), "onnx-cpu", RuntimeOptions(threads=1))
+    runtime.warmup()
+    audio = AudioOut(AudioOptions(sample_rate=runtime.info.output_rate), tee=tee.append)
+    grabber = FrameGrabber(parse_source(str(video), loop=True))
+    voice = StatusVoice(enabled=False)
+    gate = ConfidenceGate(options.threshold, options.gate)
+    return LiveApp(options, runtime, grabber, audio, voice, gate), runtime, audio, grabber
+
+
+def test_presses_on_a_digit_video_speak_the_right_words(tmp_path, digit_video):
+    from app.controllers import TerminalController
+    from trainer.metrics import WordRecognizer
+
+    video, words = digit_video
+    tee: list[np.ndarray] = []
+    with AlsaNull(tmp_path):
+        app, runtime, audio, grabber = build_app(video, tee)
+        master, slave = os.openpty()
+        controller = TerminalController(app.on_action, fd=slave)
+        heard, truth = [], []
+        recognizer = WordRecognizer(runtime.info.labels, sample_rate_in=runtime.info.output_rate)
+        with grabber:
+            app._worker.start()
+            controller.start()
+            try:
+                for _ in range(len(words)):
+                    time.sleep(SEGMENT_FRAMES / FPS * 0.9)
+                    tee.clear()
+                    n_before = len(app.state.timings)
+                    os.write(master, b" ")
+                    deadline = time.monotonic() + 5
+                    while len(app.state.timings) == n_before and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    time.sleep(0.05)
+                    assert audio.wait(5.0)
+                    timing = app.state.timings[-1]
+                    truth.append(words[(timing.frame_index // SEGMENT_FRAMES) % len(words)])
+                    heard.append(recognizer.recognize(np.concatenate(tee)))
+            finally:
+                controller.stop()
+                app.stop_event.set()
+                app._wake.set()
+                audio.close()
+                os.close(master)
+                os.close(slave)
+    correct = np.mean([h == t for h, t in zip(heard, truth, strict=True)])
+    assert correct >= 0.95, list(zip(truth, heard, strict=True))
+    # Every press was time-stamped through to the first audio buffer.
+    assert all(t.key_to_audio_ms() is not None for t in app.state.timings)
+
+
+def test_a_flood_of_presses_builds_no_queue(tmp_path, digit_video):
+    video, _ = digit_video
+    tee: list[np.ndarray] = []
+    with AlsaNull(tmp_path):
+        app, _runtime, audio, grabber = build_app(video, tee)
+        from app.controllers import Action
+
+        with grabber:
+            app._worker.start()
+            t0 = time.perf_counter()
+            for _ in range(100):  # 100 presses in one second
+                app.on_action(Action.DESCRIBE, time.perf_counter())
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - t0
+            time.sleep(0.5)
+            served = len(app.state.timings)
+            app.stop_event.set()
+            app._wake.set()
+            app._worker.join(1.0)
+        audio.close()
+    assert elapsed < 2.0  # on_action never blocked the controller
+    assert 1 <= served <= 100 and not app._worker.is_alive()
+    # Coalescing: after the flood stops, nothing is left to serve.
+    assert app._pending_key is None
+
+
+def _earsight() -> str:
+    return str(Path(sys.executable).with_name("earsight"))
+
+
+def _start_live(tmp_path: Path, video: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    master, slave = os.openpty()
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf"),
+           "EARSIGHT_CONFIG": str(tmp_path / "none.toml")}  # fmt: skip
+    (tmp_path / "asound.conf").write_text("pcm.!default { type null }\n")
+    proc = subprocess.Popen(
+        [_earsight(), "live", "--source", str(video), "--loop", "--keys", "terminal",
+         "--no-speech", "--threads", "1", *extra],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    )  # fmt: skip
+    os.close(slave)
+    return proc, master
+
+
+def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 60.0) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if text in line or (not line and proc.poll() is not None):
+            return seen
+    return seen
+
+
+def test_live_cli_speaks_on_space_and_exits_on_sigterm_within_a_second(tmp_path, digit_video):
+    video, words = digit_video
+    proc, master = _start_live(tmp_path, video, "--record", str(tmp_path / "rec"))
+    try:
+        seen = _wait_for(proc, "ready: press space")
+        assert "ready: press space" in seen, seen + proc.stderr.read()
+        os.write(master, b" ")
+        seen = _wait_for(proc, "", timeout=5)  # the spoken word's plain line
+        assert seen.strip() in words or "not sure" in seen, seen
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        assert time.monotonic() - t0 < 1.0
+        assert proc.returncode == 0
+        assert len(list((tmp_path / "rec").glob("*.wav"))) == 1
+    finally:
+        proc.kill()
+        os.close(master)
+
+
+def test_live_cli_without_a_camera_says_so_in_one_line(tmp_path):
+    proc, master = _start_live(tmp_path, tmp_path / "no-such-video.avi")
+    try:
+        proc.wait(timeout=60)
+        err = proc.stderr.read()
+        assert proc.returncode == 2
+        assert err.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in err
+    finally:
+        proc.kill()
+        os.close(master)
