@@ -130,8 +130,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backends",
         type=_str_list,
-        default=DEFAULT_BACKENDS,
-        help="comma list, each optionally :fp16/:fp32 (default %(default)s)",
+        help=f"comma list, each optionally :fp16/:fp32 (default {','.join(DEFAULT_BACKENDS)}; "
+        "with --e2e: onnx-cpu,torch)",
     )
     p.add_argument("--batches", type=_int_list, default=DEFAULT_BATCHES, help="e.g. 1,8,64,256")
     p.add_argument("--iters", type=_positive_int, default=d.iters, help="timed runs per batch")
@@ -150,15 +150,31 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=_positive_int, default=s.image_channels)
     p.add_argument("--audio-length", type=_positive_int, default=s.audio_length)
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
+    p.add_argument(
+        "--e2e",
+        action="store_true",
+        help="key press → first audio through the live loop (app/bench_e2e.py)",
+    )
+    p.add_argument("--source", help="--e2e: camera/video source (default: a sample-digit video)")
+    p.add_argument("--presses", type=_positive_int, default=40, help="--e2e: presses per backend")
     p.set_defaults(run=_run_bench)
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from engine.bench import BenchOptions, SynthSpec, run_bench
+    if args.e2e:
+        from app.bench_e2e import DEFAULT_BACKENDS as E2E_BACKENDS
+        from app.bench_e2e import E2EOptions, main_e2e
+        from app.models import DEFAULT_MODEL
+
+        model = str(args.model or DEFAULT_MODEL)
+        backends = args.backends or E2E_BACKENDS
+        opts = E2EOptions(model, args.source, backends, args.presses, args.threads)
+        return main_e2e(opts, args.json)
+    from engine.bench import DEFAULT_BACKENDS, BenchOptions, SynthSpec, run_bench
     from engine.bench_table import format_table
 
     opts = BenchOptions(
-        backends=args.backends,
+        backends=args.backends or DEFAULT_BACKENDS,
         batches=tuple(sorted(set(args.batches))),
         iters=args.iters,
         warmup=args.warmup,

@@ -85,8 +85,8 @@ class LiveApp:
                 self._pending_key = t_key
             self._wake.set()
         elif name == "REPEAT" and self.state.last_sound is not None:
-            wave, rate, _ = self.state.last_sound
-            self.audio.play(wave, rate)
+            wave, rate, label = self.state.last_sound
+            self.audio.play(wave, rate, label)
         elif name == "VERBOSITY":
             self.state.verbosity = (self.state.verbosity + 1) % 3
             self.voice.verbosity = self.state.verbosity
@@ -132,7 +132,7 @@ class LiveApp:
         self._timing = timing
         self.state.timings.append(timing)
         self.state.last_sound = (wave, rate, label)
-        self.audio.play(wave, rate)
+        self.audio.play(wave, rate, label)
         if self.record_dir is not None:
             self._record(wave, rate, label, len(self.state.timings))
         if self.state.verbosity >= 2:

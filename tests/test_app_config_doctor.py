@@ -1,0 +1,101 @@
+"""Config file precedence, `earsight doctor` on real parts, and the end-to-end latency bench."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, LiveOptions, read_config, resolve_options
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "assets" / "samples" / "mnist"
+
+
+def test_flags_beat_the_config_file_which_beats_defaults(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('source = "/dev/video2"\nthreshold = 0.7\nverbosity = 2\n')
+    opts = resolve_options({"threshold": 0.9, "source": None}, cfg)
+    assert opts.threshold == 0.9  # flag
+    assert opts.source == "/dev/video2" and opts.verbosity == 2  # file
+    assert opts.hotkey == LiveOptions().hotkey  # default
+
+
+def test_missing_config_file_means_defaults(tmp_path):
+    assert resolve_options({}, tmp_path / "absent.toml") == LiveOptions()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("threshold = ", "not valid TOML"),
+        ("colour = 'red'\n", "unknown option 'colour'"),
+        ("threshold = 3.0\n", "threshold must be in 0..1"),
+        ('threshold = "high"\n', "bad option value"),
+        ("mode = 'video'\n", "mode must be one of"),
+    ],
+)
+def test_bad_config_gives_one_clear_line(tmp_path, text, message):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        resolve_options({}, cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_read_config_rejects_tables(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[model]\nname = 'x'\n")
+    with pytest.raises(ConfigError, match="single value"):
+        read_config(cfg)
+
+
+def _earsight(*args: str, alsa: Path | None = None, timeout: float = 120):
+    env = {**os.environ, "EARSIGHT_CONFIG": "/nonexistent/config.toml"}
+    if alsa is not None:
+        alsa.write_text("pcm.!default { type null }\n")
+        env["ALSA_CONFIG_PATH"] = str(alsa)
+    exe = str(Path(sys.executable).with_name("earsight"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_doctor_passes_with_a_camera_and_an_audio_device(tmp_path):
+    proc = _earsight("doctor", "--source", str(SAMPLES), alsa=tmp_path / "asound.conf")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("ok   model: mnist-ad.onnx") for line in lines)
+    assert any(line.startswith("ok   camera:") for line in lines)
+    assert any(line.startswith("ok   audio:") for line in lines)
+    assert lines[-1] == "live can run"
+
+
+def test_doctor_fails_without_a_camera_and_says_why(tmp_path):
+    proc = _earsight("doctor", "--source", str(tmp_path / "missing.avi"), alsa=tmp_path / "a.conf")
+    assert proc.returncode == 1
+    assert any(line.startswith("FAIL camera:") for line in proc.stdout.splitlines())
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_doctor_detects_a_damaged_model(tmp_path):
+    model = tmp_path / "m.onnx"
+    shipped = ROOT / "assets" / "models" / "mnist-ad.onnx"
+    model.write_bytes(shipped.read_bytes()[:-10] + b"0123456789")
+    (tmp_path / "m.onnx.json").write_text(Path(f"{shipped}.json").read_text())
+    proc = _earsight("doctor", "--model", str(model), "--source", str(SAMPLES),
+                     alsa=tmp_path / "a.conf")  # fmt: skip
+    assert proc.returncode == 1
+    assert any(line.startswith("FAIL model:") and "sha256" in line
+               for line in proc.stdout.splitlines())  # fmt: skip
+
+
+@pytest.mark.slow
+def test_e2e_bench_prints_key_to_audio_latency(tmp_path):
+    proc = _earsight("bench", "--e2e", "--presses", "4", "--threads", "1",
+                     alsa=tmp_path / "a.conf", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isalpha()}
+    assert "onnx-cpu" in rows and "torch" in rows
+    assert "4/4" in rows["onnx-cpu"] and "×" in rows["onnx-cpu"]
