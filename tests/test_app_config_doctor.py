@@ -97,5 +97,8 @@ def test_e2e_bench_prints_key_to_audio_latency(tmp_path):
                      alsa=tmp_path / "a.conf", timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isalpha()}
-    assert "onnx-cpu" in rows and "torch" in rows
-    assert "4/4" in rows["onnx-cpu"] and "×" in rows["onnx-cpu"]
+    assert "4/4" in rows["onnx-cpu"]
+    # The torch peer needs the training checkpoint the sidecar records (absent on a fresh
+    # clone): then its row says why it did not run, and there is no ratio to print.
+    assert "4/4" in rows["torch"] or "not run" in rows["torch"]
+    assert ("×" in rows["onnx-cpu"]) == ("not run" not in rows["torch"])
