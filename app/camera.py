@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from app.imaging import fit_to_input
 from trainer.errors import EarSightError, UsageError
 
 log = logging.getLogger(__name__)
@@ -450,19 +451,7 @@ def prepare(image: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarr
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     cv2 = _cv2()
     height, width = size
-    h, w = image.shape[:2]
-    if h * width > w * height:  # too tall: crop rows
-        crop_h, crop_w = max(1, round(w * height / width)), w
-    else:
-        crop_h, crop_w = h, max(1, round(h * width / height))
-    top, left = (h - crop_h) // 2, (w - crop_w) // 2
-    pixels = image[top : top + crop_h, left : left + crop_w]
-    if (crop_h, crop_w) != (height, width):
-        # INTER_AREA averages every source pixel when shrinking (thin strokes survive, no
-        # aliasing); enlarging with it is nearest-neighbour, so bilinear there.
-        shrink = crop_h > height or crop_w > width
-        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        pixels = cv2.resize(pixels, (width, height), interpolation=interpolation)
+    pixels = fit_to_input(image, height, width)
     if channels == 1:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)  # grey of 3 pixels, not 3× the work
     return np.ascontiguousarray(pixels).reshape(height, width, channels)

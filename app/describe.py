@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.imaging import fit_to_input
 from engine.postprocess import PostprocessOptions, postprocess, postprocess_one
 from engine.runtime import Runtime
 from trainer.errors import EarSightError, UsageError
@@ -161,25 +162,6 @@ def _to_channels(pixels: np.ndarray, channels: int, path: Path) -> np.ndarray:
         raise ImageError(f"cannot use image {path}: {n} channels, the model takes {channels}")
     code = codes[(n, channels)]
     return pixels if code is None else cv2.cvtColor(pixels, code)
-
-
-def fit_to_input(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Centre-crop (H, W[, C]) to the aspect ratio height:width, then resize to it."""
-    cv2 = _cv2()
-    h, w = pixels.shape[:2]
-    if h * width > w * height:  # too tall: crop rows
-        crop_h, crop_w = max(1, round(w * height / width)), w
-    else:  # too wide (or exact): crop columns
-        crop_h, crop_w = h, max(1, round(h * width / height))
-    top, left = (h - crop_h) // 2, (w - crop_w) // 2
-    pixels = pixels[top : top + crop_h, left : left + crop_w]
-    if (crop_h, crop_w) == (height, width):
-        return np.ascontiguousarray(pixels)
-    # INTER_AREA averages every source pixel when shrinking (thin strokes survive, no aliasing);
-    # when enlarging it degenerates to nearest neighbour, so use bilinear there.
-    shrink = crop_h > height or crop_w > width
-    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return cv2.resize(pixels, (width, height), interpolation=interpolation)
 
 
 def load_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
