@@ -96,11 +96,21 @@ def build_live(options: LiveOptions) -> dict[str, Any]:
     voice.say(f"model {runtime.info.model.stem} ready {where}", level=2)
     audio = open_audio(
         AudioOptions(device=options.audio_device, sample_rate=runtime.info.output_rate),
-        Path(options.out_dir) if options.out_dir else Path("earsight-wavs"),
+        Path(options.out_dir) if options.out_dir else default_wav_dir(),
     )
     source = parse_source(options.source, loop=options.loop)
     grabber = FrameGrabber(source, on_status=lambda status: voice.say(status, level=0))
     return {"voice": voice, "gate": gate, "runtime": runtime, "audio": audio, "grabber": grabber}
+
+
+def default_wav_dir() -> Path:
+    """Where sounds go when there is no audio device and no --out-dir: the user data dir."""
+    try:
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("earsight")) / "wavs"
+    except ImportError:
+        return Path.home() / ".local" / "share" / "earsight" / "wavs"
 
 
 def run_live(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from app import earcons
 from app.config import LiveOptions
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class LiveApp:
         self._timing: PressTiming | None = None
         if hasattr(audio, "on_first_buffer"):
             audio.on_first_buffer = self._first_audio
+        self._rate = runtime.info.output_rate
+        self._click = earcons.capture_click(self._rate)
 
     # --- controller side: cheap, never blocks ---------------------------------------------
 
@@ -84,6 +87,7 @@ class LiveApp:
             with self._lock:
                 self._pending_key = t_key
             self._wake.set()
+            self.audio.play(self._click, self._rate, "click")  # heard at once; the word cuts it
         elif name == "REPEAT" and self.state.last_sound is not None:
             wave, rate, label = self.state.last_sound
             self.audio.play(wave, rate, label)
@@ -118,6 +122,7 @@ class LiveApp:
         timing = PressTiming(key=t_key)
         frame = self.grabber.latest(FRAME_WAIT_S)
         if frame is None:
+            self.audio.play(earcons.error_tone(self._rate), self._rate, "error")
             self.voice.say("no camera image", level=0)
             return
         timing.frame, timing.frame_index = time.perf_counter(), frame.index
@@ -129,9 +134,11 @@ class LiveApp:
             wave, rate, label = self._word_for(frame.image)
         timing.inferred = time.perf_counter()
         timing.word = label
-        self._timing = timing
         self.state.timings.append(timing)
         self.state.last_sound = (wave, rate, label)
+        # Stamp the word's first buffer, not the click's: the click either already started
+        # (its stamp went to the previous timing) or is replaced by this play before it starts.
+        self._timing = timing
         self.audio.play(wave, rate, label)
         if self.record_dir is not None:
             self._record(wave, rate, label, len(self.state.timings))
@@ -153,7 +160,8 @@ class LiveApp:
             return waves[0], rate, said
         from app.describe import phrase_clip
 
-        return phrase_clip(said, rate, self.runtime.options.postprocess), rate, said
+        phrase = phrase_clip(said, rate, self.runtime.options.postprocess)
+        return np.concatenate([earcons.not_sure_tone(rate), phrase]), rate, said
 
     def _record(self, wave: np.ndarray, rate: int, label: str, index: int) -> None:
         import soundfile as sf
