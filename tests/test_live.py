@@ -140,11 +140,16 @@ def _earsight() -> str:
     return str(Path(sys.executable).with_name("earsight"))
 
 
+NULL_DEVICE = "pcm.!default { type null }\n"
+NO_DEVICE = "pcm.!default { type hw card 97 }\n"  # a sound card that is not there
+
+
 def _start_live(tmp_path: Path, video: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     master, slave = os.openpty()
     env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf"),
            "EARSIGHT_CONFIG": str(tmp_path / "none.toml")}  # fmt: skip
-    (tmp_path / "asound.conf").write_text("pcm.!default { type null }\n")
+    no_audio = "--out-dir" in extra
+    (tmp_path / "asound.conf").write_text(NO_DEVICE if no_audio else NULL_DEVICE)
     proc = subprocess.Popen(
         [_earsight(), "live", "--source", str(video), "--loop", "--keys", "terminal",
          "--no-speech", "--threads", "1", *extra],
@@ -187,6 +192,45 @@ def test_live_cli_speaks_on_space_and_exits_on_sigterm_within_a_second(tmp_path,
 
 def test_live_cli_without_a_camera_says_so_in_one_line(tmp_path):
     proc, master = _start_live(tmp_path, tmp_path / "no-such-video.avi")
+    try:
+        proc.wait(timeout=60)
+        err = proc.stderr.read()
+        assert proc.returncode == 2
+        assert err.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in err
+    finally:
+        proc.kill()
+        os.close(master)
+
+
+def test_live_without_an_audio_device_writes_wavs_instead(tmp_path, digit_video):
+    video, words = digit_video
+    out = tmp_path / "wavs"
+    proc, master = _start_live(tmp_path, video, "--out-dir", str(out))
+    try:
+        seen = _wait_for(proc, "ready: press space")
+        assert "ready: press space" in seen, seen + proc.stderr.read()
+        os.write(master, b" ")
+        _wait_for(proc, "", timeout=5)
+        deadline = time.monotonic() + 5
+        while not any(p.name.endswith(tuple(f"-{w}.wav" for w in words)) for p in
+                      out.glob("*.wav")) and time.monotonic() < deadline:  # fmt: skip
+            time.sleep(0.05)
+        names = [p.name for p in out.glob("*.wav")]
+        assert any(n.endswith(tuple(f"-{w}.wav" for w in words)) for n in names), names
+        assert "no audio output" in seen.lower() or "wav" in seen.lower(), seen
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
+        os.close(master)
+
+
+def test_live_with_a_corrupt_model_says_so_in_one_line(tmp_path, digit_video):
+    video, _ = digit_video
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    proc, master = _start_live(tmp_path, video, "--model", str(bad))
     try:
         proc.wait(timeout=60)
         err = proc.stderr.read()
