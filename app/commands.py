@@ -93,7 +93,7 @@ def build_live(options: LiveOptions) -> dict[str, Any]:
     )
     runtime.warmup()
     where = "on the GPU" if runtime.info.device.startswith("cuda") else "on the CPU"
-    voice.say(f"model {runtime.info.model.stem} ready {where}", level=2)
+    voice.say(f"model {runtime.info.model.stem} ready {where}")
     audio = open_audio(
         AudioOptions(device=options.audio_device, sample_rate=runtime.info.output_rate),
         Path(options.out_dir) if options.out_dir else default_wav_dir(),
