@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from trainer import metrics
+from trainer.augment import to_tensor_images
 from trainer.checkpoint import load_model
 from trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
 from trainer.errors import EarSightError
 from trainer.model import MTNet
-from trainer.train import to_tensor_images
 
 log = logging.getLogger(__name__)
 

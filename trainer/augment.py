@@ -1,0 +1,39 @@
+"""Training images as tensors, and their augmentation (shapes: B, C, H, W unless noted)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def augment(images: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """Random shift by up to 1/8 of the side (zero fill), optional horizontal flip. (B,C,H,W)."""
+    if mode == "none":
+        return images
+    b, _, h, w = images.shape
+    pad = max(1, h // 8)
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=gen)
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+    if mode == "shift+flip":
+        flip = torch.rand(b, generator=gen) < 0.5
+        out[flip] = out[flip].flip(-1)
+    return out
+
+
+def augment_mode(requested: str, dataset: str) -> str:
+    """ "auto": shifts for digits (a flipped 2 is not a 2), shifts and flips for photos."""
+    if requested != "auto":
+        return requested
+    return "shift+flip" if dataset.startswith("cifar") else "shift"
+
+
+def to_tensor_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, H, W, C) uint8 → (B, C, H, W) float32 in 0..255 (Eq. 1 standardizes inside)."""
+    # Copy read-only arrays (np.frombuffer-decoded MNIST is read-only): torch wants writable.
+    return (
+        torch.as_tensor(np.array(images, copy=not images.flags.writeable))
+        .to(device)
+        .permute(0, 3, 1, 2)
+        .float()
+    )
