@@ -18,20 +18,47 @@ OpenCV is the [app] extra and is imported on first use, so parsing a URI stays l
 from __future__ import annotations
 
 import logging
-import os
-import re
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from app.imaging import fit_to_input
-from trainer.errors import EarSightError, UsageError
+from app.sources import (
+    CameraError,
+    Capture,
+    SourceSpec,
+    csi_pipeline,
+    import_cv2,
+    open_capture,
+    open_error,
+    parse_source,
+    read_capture,
+)
+from trainer.errors import UsageError
+
+# Re-exported: callers import the source names from here, as before the split.
+__all__ = [
+    "FALLBACK_FPS",
+    "FOLDER_FPS",
+    "MAX_AGE_S",
+    "RETRY_S",
+    "STATUS_BACK",
+    "STATUS_ENDED",
+    "STATUS_LOST",
+    "STOP_JOIN_S",
+    "CameraError",
+    "Frame",
+    "FrameGrabber",
+    "GrabberOptions",
+    "SourceSpec",
+    "csi_pipeline",
+    "parse_source",
+    "prepare",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,43 +70,6 @@ MAX_AGE_S = 1.0  # latest() never returns a frame captured longer ago than this
 STOP_JOIN_S = 1.0  # stop() waits this long for the reader thread
 FOLDER_FPS = 1.0  # image folders are a slideshow: one image per second unless options.fps
 FALLBACK_FPS = 30.0  # video files whose header gives no usable frame rate
-STREAM_TIMEOUT_MS = 5000  # RTSP open/read give up after 5 s instead of FFmpeg's 30 s
-# TCP: lost UDP packets smear whole frames; nobuffer/low_delay: no decoder-side frame queue.
-RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
-CSI_WIDTH, CSI_HEIGHT, CSI_FPS = 1280, 720, 30  # a mode every Jetson CSI sensor (IMX219/477) has
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"})
-SOURCE_HINT = "give 0, /dev/video0, csi://0, rtsp://host/path, a video file or an image folder"
-
-
-class CameraError(EarSightError):
-    """A camera source is unknown, missing or cannot be opened."""
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """What to open: ``target`` goes to cv2.VideoCapture with the ``api`` backend."""
-
-    uri: str  # as the user gave it, for messages
-    kind: str  # "camera" | "csi" | "rtsp" | "file" | "folder"
-    target: int | str  # device index, GStreamer pipeline, URL or path
-    api: str  # "any" | "v4l2" | "gstreamer" | "ffmpeg" | "folder"
-    loop: bool = False  # video files: start again at the end (folders always cycle)
-
-    @property
-    def live(self) -> bool:
-        """A camera or stream (read as fast as it delivers) rather than a file to pace."""
-        return self.kind in ("camera", "csi", "rtsp")
-
-    def describe(self) -> str:
-        """What was tried, for messages: ``V4L2 camera 0``, ``video file clip.avi``, …"""
-        names = {
-            "camera": f"camera {self.target} ({self.api.upper()})",
-            "csi": f"Jetson CSI camera {self.uri} (GStreamer nvarguscamerasrc)",
-            "rtsp": f"stream {self.target} (FFmpeg)",
-            "file": f"video file {self.target}",
-            "folder": f"image folder {self.target}",
-        }
-        return names[self.kind]
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,159 +94,8 @@ class GrabberOptions:
                 raise UsageError(f"camera option {name} must be positive, got {value}")
 
 
-def csi_pipeline(sensor_id: int, width: int = CSI_WIDTH, height: int = CSI_HEIGHT) -> str:
-    """The GStreamer pipeline for a Jetson CSI sensor, BGR frames into OpenCV's appsink."""
-    return (
-        f"nvarguscamerasrc sensor-id={sensor_id} ! "
-        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={CSI_FPS}/1 ! "
-        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
-        "appsink drop=true max-buffers=1"  # the appsink keeps 1 frame and drops older ones
-    )
-
-
-def parse_source(uri: str, *, loop: bool = False) -> SourceSpec:
-    """A jetson-inference style URI → SourceSpec; CameraError (one line) when it cannot be one.
-
-    Files and folders must exist now (a typo should fail at once); camera devices are checked
-    when opened, since they come and go.
-    """
-    text = uri.strip()
-    if not text:
-        raise CameraError("no camera source given", SOURCE_HINT)
-    if text.isdigit():
-        return SourceSpec(uri, "camera", int(text), "any")
-    if m := re.fullmatch(r"(?:v4l2://)?/dev/video(\d+)", text):
-        return SourceSpec(uri, "camera", int(m[1]), "v4l2")
-    if m := re.fullmatch(r"csi://(\d+)", text):
-        return SourceSpec(uri, "csi", csi_pipeline(int(m[1])), "gstreamer")
-    if re.match(r"rtsps?://\S+", text):
-        return SourceSpec(uri, "rtsp", text, "ffmpeg")
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    elif m := re.match(r"([a-z][a-z0-9+.-]*)://", text):
-        raise CameraError(f"camera source {uri!r}: unknown scheme {m[1]}://", SOURCE_HINT)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        if not _folder_images(path):
-            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-            raise CameraError(f"camera source {uri!r}: no images ({suffixes}) in folder {path}")
-        return SourceSpec(uri, "folder", str(path), "folder", loop=True)
-    if path.is_file():
-        return SourceSpec(uri, "file", str(path), "any", loop=loop)
-    raise CameraError(
-        f"camera source {uri!r}: not a camera index or URI, and no such file or folder {path}",
-        SOURCE_HINT,
-    )
-
-
-# --- opening ----------------------------------------------------------------------------------
-
-
-class _Capture(Protocol):
-    def read(self) -> tuple[bool, np.ndarray | None]: ...
-    def release(self) -> None: ...
-
-
-def _cv2() -> Any:
-    try:
-        import cv2  # the [app] extra: parsing a URI must not need it
-    except ImportError as err:
-        raise UsageError("OpenCV is not installed", "pip install 'earsight[app]'") from err
-    return cv2
-
-
-def _natural_key(path: Path) -> list[int | str]:
-    """img2.png before img10.png."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name.lower())]
-
-
-def _folder_images(folder: Path) -> list[Path]:
-    try:
-        files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-    except OSError:
-        return []
-    return sorted(files, key=_natural_key)
-
-
-class _FolderCapture:
-    """An image folder read like a video: each read() is the next image, cycling."""
-
-    def __init__(self, images: list[Path]) -> None:
-        self._images = images
-        self._next = 0
-
-    def read(self) -> tuple[bool, np.ndarray | None]:
-        cv2 = _cv2()
-        for _ in range(len(self._images)):  # skip unreadable files; fail if none decodes
-            path = self._images[self._next]
-            self._next = (self._next + 1) % len(self._images)
-            try:
-                data = np.frombuffer(path.read_bytes(), np.uint8)
-            except OSError:
-                continue
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-            if image is not None:
-                return True, image
-        return False, None
-
-    def release(self) -> None:
-        pass
-
-
-def _open(spec: SourceSpec) -> _Capture | None:
-    """Open the source, or None. Missing files/devices are checked first: OpenCV would print."""
-    if spec.kind == "folder":
-        images = _folder_images(Path(str(spec.target)))
-        return _FolderCapture(images) if images else None
-    if spec.kind == "file" and not Path(str(spec.target)).is_file():
-        return None
-    if spec.kind == "camera" and sys.platform == "linux":
-        if not Path(f"/dev/video{spec.target}").exists():
-            return None
-    cv2 = _cv2()
-    api = {"any": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER}
-    params: list[int] = []
-    if spec.kind == "rtsp":
-        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", RTSP_FFMPEG_OPTIONS)
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
-        params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
-    quiet = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        cap = cv2.VideoCapture(spec.target, api.get(spec.api, cv2.CAP_FFMPEG), params)
-    except cv2.error as err:  # e.g. a GStreamer pipeline that does not parse on this machine
-        log.debug("opening %s failed: %s", spec.describe(), err)
-        return None
-    finally:
-        cv2.utils.logging.setLogLevel(quiet)
-    if not cap.isOpened():
-        cap.release()
-        return None
-    if spec.live:  # 1 buffered frame: what read() returns is (nearly) what the sensor sees now
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-    return cap
-
-
-def _read(cap: _Capture) -> tuple[bool, np.ndarray | None]:
-    try:
-        return cap.read()
-    except Exception as err:  # cv2.error from a driver is a failed read like any other
-        log.debug("camera read failed: %s", err)
-        return False, None
-
-
-def _open_failed(spec: SourceSpec) -> CameraError:
-    what = f"cannot open {spec.describe()}"
-    if spec.kind == "camera":
-        return CameraError(f"{what}: no such camera", "plug one in (see `ls /dev/video*`)")
-    if spec.kind == "csi" and not re.search(r"GStreamer:\s+YES", _cv2().getBuildInformation()):
-        return CameraError(f"{what}: this OpenCV has no GStreamer", "use the JetPack OpenCV")
-    if spec.kind == "file":
-        return CameraError(f"{what}: not a video OpenCV can decode", "try an MJPG/H.264 file")
-    return CameraError(what, "check the cable/address, then try again")
-
-
 def _to_rgb(image: np.ndarray) -> np.ndarray:
-    cv2 = _cv2()
+    cv2 = import_cv2()
     if image.ndim == 2 or image.shape[2] == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
@@ -297,9 +136,9 @@ class FrameGrabber:
         """Open the source (CameraError if it cannot be) and start reading."""
         if self._thread is not None:
             raise RuntimeError("FrameGrabber.start() called twice")
-        cap = _open(self.spec)
+        cap = open_capture(self.spec)
         if cap is None:
-            raise _open_failed(self.spec)
+            raise open_error(self.spec)
         if not self.spec.live:
             self._period_s = 1.0 / self._pace_fps(cap)
         self._thread = threading.Thread(target=self._run, args=(cap,), name="camera", daemon=True)
@@ -362,21 +201,21 @@ class FrameGrabber:
             return self.options.fps
         if self.spec.kind == "folder":
             return FOLDER_FPS
-        fps = float(cap.get(_cv2().CAP_PROP_FPS))
+        fps = float(cap.get(import_cv2().CAP_PROP_FPS))
         return fps if 1.0 <= fps <= 240.0 else FALLBACK_FPS  # headers can hold 0 or 90000
 
-    def _run(self, cap: _Capture | None) -> None:
+    def _run(self, cap: Capture | None) -> None:
         fails = 0  # consecutive failed opens/reads since the last good frame
         try:
             while not self._stop.is_set():
                 if cap is None:
-                    cap = _open(self.spec)
+                    cap = open_capture(self.spec)
                     if cap is None:
                         fails += 1
                         self._set_lost()
                         self._stop.wait(self.options.retry_s)
                         continue
-                ok, image = _read(cap)
+                ok, image = read_capture(cap)
                 if ok and image is not None and image.size:
                     fails = 0
                     self._publish(image)
@@ -449,7 +288,7 @@ def prepare(image: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarr
         raise ValueError(f"prepare() takes RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    cv2 = _cv2()
+    cv2 = import_cv2()
     height, width = size
     pixels = fit_to_input(image, height, width)
     if channels == 1:

@@ -1,0 +1,132 @@
+"""What key input delivers and the base all key controllers share.
+
+An Action (describe, repeat, …) goes to ``on_action(action, t_key)`` on the controller's own
+thread; a KeyMap names the desktop hotkeys. The controllers themselves live in keys_terminal,
+keys_hotkey and keys_evdev; app.controllers picks one (make_controller).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from trainer.errors import EarSightError, UsageError
+
+log = logging.getLogger(__name__)
+
+STOP_JOIN_S = 0.2  # stop() returns within this (the thread is woken through a pipe)
+TERMINAL_HINT = "use --keys terminal (keys typed in this terminal) or --keys evdev (a button)"
+
+
+class Action(enum.Enum):
+    DESCRIBE = "describe"  # say what the camera sees now
+    REPEAT = "repeat"  # say the last word again
+    VERBOSITY = "verbosity"  # next verbosity level
+    TOGGLE_MODE = "toggle mode"  # word ↔ soundscape
+    QUIT = "quit"
+
+
+OnAction = Callable[[Action, float], None]
+
+
+class ControllerUnavailable(EarSightError):
+    """This kind of key input cannot work here (no display, no device, missing package)."""
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """Desktop hotkeys: pynput key names (f9, esc, space, pause, …) or single characters."""
+
+    describe: str = "f9"
+    repeat: str = "f10"
+    verbosity: str = "f11"
+    toggle: str = "f12"
+    quit: str = "esc"
+
+    def bindings(self) -> dict[str, Action]:
+        """Key name (lower case) → Action; UsageError when two actions share a key."""
+        actions = {"toggle": Action.TOGGLE_MODE}
+        out: dict[str, Action] = {}
+        for f in fields(self):
+            key = getattr(self, f.name).strip().lower()
+            if key in out:
+                raise UsageError(f"key {key!r} is bound twice", "give each action its own key")
+            out[key] = actions.get(f.name) or Action[f.name.upper()]
+        return out
+
+
+def deliver(on_action: OnAction, action: Action, t_key: float) -> None:
+    try:
+        on_action(action, t_key)
+    except Exception:  # the app's bug must not silence the keys
+        log.exception("key action %s failed", action.value)
+
+
+class Controller:
+    """start() / stop() / context manager; subclasses read keys and call _deliver."""
+
+    kind = "?"
+
+    def start(self) -> Controller:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Controller:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ThreadController(Controller):
+    """A reader thread woken by a pipe, so stop() never waits for a timeout to expire."""
+
+    def __init__(self, on_action: OnAction) -> None:
+        self._on_action = on_action
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1
+
+    def _start_thread(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"{type(self).__name__}.start() called twice")
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name=f"keys-{self.kind}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread is not threading.current_thread():
+            self._thread.join(STOP_JOIN_S)
+        if self._thread.is_alive():  # still inside a callback: closing its pipe would break it
+            log.warning("%s key thread still busy after %.1f s; leaving it", self.kind, STOP_JOIN_S)
+            return
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _wait_readable(self, fd: int, timeout_s: float | None = None) -> bool:
+        """True when fd has input; False on stop or timeout."""
+        ready, _, _ = select.select([fd, self._wake_r], [], [], timeout_s)
+        return fd in ready and not self._stop.is_set()
+
+    def _run(self) -> None:
+        raise NotImplementedError
