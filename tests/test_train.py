@@ -146,3 +146,17 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     assert [h["stage"] for h in ckpt["progress"]["history"]] == [1, 2]
     # Only rank 0 speaks: each epoch line appears once.
     assert proc.stdout.count("stage 2 epoch 1/1") == 1
+
+
+def test_table4_compares_mtnet_with_the_i2t2a_baseline(tmp_path, digits):
+    from trainer.evaluate import format_table, table4
+
+    best = fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=1, batch_size=32), tmp_path)
+    rows = dict(table4(best, max_items=10))
+    ours = rows["MT-Net (ours, compact)"]
+    i2t2a = next(m for name, m in rows.items() if name.startswith("I2T2A (ours"))
+    # Same classifier decisions for both rows: the baseline speaks the head's argmax word.
+    assert i2t2a["image_acc"] == ours["image_acc"]
+    # A different TTS voice from the ground truth: even correct words are not the reference.
+    assert i2t2a["corr2d"] < 0.99
+    assert "| I2T2A (ours" in format_table(list(rows.items()))

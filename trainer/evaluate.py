@@ -46,6 +46,11 @@ PAPER_MTNET = {  # Table 4, MT-Net row: (Corr2D, PESQ, STOI)
     "cifar10": (0.7654, 1.7574, 0.6996),
     "cifar100": (0.6053, 1.3050, 0.4465),
 }
+PAPER_I2T2A = {  # Table 4, I2T2A row
+    "mnist": (0.9126, 2.9614, 0.9451),
+    "cifar10": (0.7263, 1.6104, 0.7122),
+    "cifar100": (0.5860, 1.2642, 0.4651),
+}
 
 
 @torch.no_grad()
@@ -57,6 +62,16 @@ def generate(model: MTNet, images: np.ndarray, device: str = "cpu") -> tuple[np.
         waves.append(w.float().cpu().numpy())
         probs.append(p.float().cpu().numpy())
     return np.concatenate(waves), np.concatenate(probs)
+
+
+@torch.no_grad()
+def classify(model: MTNet, images: np.ndarray) -> np.ndarray:
+    """The softmax head only: (N, H, W, C) uint8 → (N, K) probabilities."""
+    probs = []
+    for start in range(0, len(images), BATCH):
+        x = to_tensor_images(images[start : start + BATCH], torch.device("cpu"))
+        probs.append(model.image_encoder(x)[1].softmax(-1).numpy())
+    return np.concatenate(probs)
 
 
 def stratified_subset(labels: np.ndarray, max_items: int, seed: int = 0) -> np.ndarray:
@@ -163,11 +178,33 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def paper_row(dataset: str) -> tuple[str, dict] | None:
-    if dataset not in PAPER_MTNET:
+def paper_row(dataset: str, method: str = "MT-Net") -> tuple[str, dict] | None:
+    table = PAPER_MTNET if method == "MT-Net" else PAPER_I2T2A
+    if dataset not in table:
         return None
-    corr, pesq, stoi = PAPER_MTNET[dataset]
-    return "MT-Net (paper, Table 4)", {"corr2d": corr, "pesq": pesq, "stoi": stoi}
+    corr, pesq, stoi = table[dataset]
+    return f"{method} (paper, Table 4)", {"corr2d": corr, "pesq": pesq, "stoi": stoi}
+
+
+def table4(path: Path | str, max_items: int, data_root: str | None = None) -> list[tuple]:
+    """Paper Table 4 rows on our data: our MT-Net and our I2T2A on the same test images and
+    ground truth, next to the paper's MT-Net and I2T2A rows."""
+    from trainer.baseline import i2t2a_predictor
+
+    model, ckpt = load_model(path)
+    spec = DatasetSpec(**ckpt["dataset"])
+    if data_root is not None:
+        spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
+    data = build_dataset(spec)
+    ours = evaluate_split(functools.partial(generate, model), data, data.test, max_items)
+    baseline = i2t2a_predictor(data, functools.partial(classify, model))
+    i2t2a = evaluate_split(baseline, data, data.test, max_items)
+    rows = [
+        (f"MT-Net (ours, {model.cfg.preset})", ours),
+        ("I2T2A (ours: classifier → espeak-ng en-gb)", i2t2a),
+    ]
+    rows += [r for m in ("MT-Net", "I2T2A") if (r := paper_row(data.name, m)) is not None]
+    return rows
 
 
 def _fmt(value) -> str:
@@ -188,8 +225,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="folder holding the dataset (default: as trained)")
     parser.add_argument("--json", type=Path, help="also write the metrics here")
     parser.add_argument("--onnx", type=Path, help="score this export of the checkpoint instead")
+    parser.add_argument("--table", type=int, choices=(4,), help="4: MT-Net vs I2T2A (Table 4)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.table == 4:
+        try:
+            rows = table4(args.checkpoint, args.max_items, args.data_root)
+        except EarSightError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(format_table(rows))
+        if args.json:
+            args.json.write_text(json.dumps([{"name": n, **m} for n, m in rows], indent=2))
+        return 0
     try:
         result = evaluate_checkpoint(
             args.checkpoint, args.max_items, args.data_root, onnx=args.onnx
