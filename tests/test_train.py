@@ -160,3 +160,30 @@ def test_table4_compares_mtnet_with_the_i2t2a_baseline(tmp_path, digits):
     # A different TTS voice from the ground truth: even correct words are not the reference.
     assert i2t2a["corr2d"] < 0.99
     assert "| I2T2A (ours" in format_table(list(rows.items()))
+
+
+def test_table3_cli_gives_one_row_per_ablation(tmp_path, digits):
+    quick = dict(ae_epochs=1, epochs=1, batch_size=32)
+    full = fit(digits, SPEC, TrainOptions(**quick), tmp_path / "full")
+    holes = fit(digits, SPEC, TrainOptions(ablation="no-holes", **quick), tmp_path / "holes")
+    proc = _run(
+        [
+            sys.executable,
+            str(ROOT / "trainer" / "evaluate.py"),
+            str(full),
+            str(holes),
+            "--table",
+            "3",
+            "--max-items",
+            "10",
+            "--json",
+            str(tmp_path / "t3.json"),
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| proposed (full) |" in proc.stdout and "| proposed (no holes) |" in proc.stdout
+    rows = json.loads((tmp_path / "t3.json").read_text())
+    assert [r["ablation"] for r in rows] == ["full", "no-holes"]
+    # Several checkpoints without --table 3 is a usage error, in one line.
+    proc = _run([sys.executable, str(ROOT / "trainer" / "evaluate.py"), str(full), str(holes)])
+    assert proc.returncode == 2 and proc.stderr.startswith("error: several checkpoints")

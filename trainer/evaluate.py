@@ -31,9 +31,9 @@ import torch
 
 from trainer import metrics
 from trainer.augment import to_tensor_images
-from trainer.checkpoint import load_model
+from trainer.checkpoint import load_model, read_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
-from trainer.errors import EarSightError
+from trainer.errors import EarSightError, UsageError
 from trainer.model import MTNet
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,50 @@ def _fmt(value) -> str:
     return f"{value:.4f}"
 
 
+ABLATION_NAMES = {  # paper Table 3 rows
+    "gen": "Meth.(L_gen)",
+    "gen+rep": "Meth.(L_gen + L_rep)",
+    "no-holes": "proposed (no holes)",
+    "autoencoder": "proposed (autoencoder)",
+    "full": "proposed (full)",
+}
+
+
+def table3(paths: list[str], max_items: int, data_root: str | None = None) -> list[tuple]:
+    """Paper Table 3: one row per ablation checkpoint, all on one dataset's test split."""
+    specs = [read_checkpoint(p)["dataset"] for p in paths]
+    if any(spec != specs[0] for spec in specs):
+        raise UsageError(
+            "the checkpoints were trained on different datasets",
+            "pass ablations of one dataset (same --dataset, --voices, limits)",
+        )
+    spec = DatasetSpec(**specs[0])
+    if data_root is not None:
+        spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
+    data = build_dataset(spec)
+    rows = []
+    for path in paths:
+        result = evaluate_checkpoint(path, max_items, data=data)
+        rows.append((ABLATION_NAMES.get(result["ablation"], result["ablation"]), result))
+    return rows
+
+
+def _rows(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    if args.table == 3:
+        return table3(args.checkpoint, args.max_items, args.data_root)
+    if len(args.checkpoint) != 1:
+        raise UsageError("several checkpoints only make sense with --table 3", "pass one")
+    if args.table == 4:
+        return table4(args.checkpoint[0], args.max_items, args.data_root)
+    result = evaluate_checkpoint(args.checkpoint[0], args.max_items, args.data_root, onnx=args.onnx)
+    onnx = ", ONNX" if args.onnx else ""
+    rows = [(f"ours ({result['preset']}, {result['ablation']}{onnx})", result)]
+    return rows + [r for r in (paper_row(result["dataset"]),) if r is not None]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="a .pt file written by trainer/fit.py")
+    parser.add_argument("checkpoint", nargs="+", help=".pt file(s) written by trainer/fit.py")
     parser.add_argument(
         "--max-items",
         type=int,
@@ -223,35 +264,24 @@ def main(argv: list[str] | None = None) -> int:
         help="test clips scored by PESQ/STOI/speech recognition",
     )
     parser.add_argument("--data-root", help="folder holding the dataset (default: as trained)")
-    parser.add_argument("--json", type=Path, help="also write the metrics here")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--onnx", type=Path, help="score this export of the checkpoint instead")
-    parser.add_argument("--table", type=int, choices=(4,), help="4: MT-Net vs I2T2A (Table 4)")
+    parser.add_argument(
+        "--table",
+        type=int,
+        choices=(3, 4),
+        help="3: ablations (one checkpoint per row); 4: MT-Net vs I2T2A",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.table == 4:
-        try:
-            rows = table4(args.checkpoint, args.max_items, args.data_root)
-        except EarSightError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(format_table(rows))
-        if args.json:
-            args.json.write_text(json.dumps([{"name": n, **m} for n, m in rows], indent=2))
-        return 0
     try:
-        result = evaluate_checkpoint(
-            args.checkpoint, args.max_items, args.data_root, onnx=args.onnx
-        )
+        rows = _rows(args)
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    name = f"ours ({result['preset']}, {result['ablation']}{', ONNX' if args.onnx else ''})"
-    rows = [(name, result)]
-    if (paper := paper_row(result["dataset"])) is not None:
-        rows.append(paper)
     print(format_table(rows))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps([{"name": n, **m} for n, m in rows], indent=2))
     return 0
 
 
