@@ -84,17 +84,20 @@ def test_doctor_detects_a_damaged_model(tmp_path):
     shipped = ROOT / "assets" / "models" / "mnist-ad.onnx"
     model.write_bytes(shipped.read_bytes()[:-10] + b"0123456789")
     (tmp_path / "m.onnx.json").write_text(Path(f"{shipped}.json").read_text())
-    proc = _earsight("doctor", "--model", str(model), "--source", str(SAMPLES),
-                     alsa=tmp_path / "a.conf")  # fmt: skip
+    proc = _earsight(
+        "doctor", "--model", str(model), "--source", str(SAMPLES), alsa=tmp_path / "a.conf"
+    )
     assert proc.returncode == 1
-    assert any(line.startswith("FAIL model:") and "sha256" in line
-               for line in proc.stdout.splitlines())  # fmt: skip
+    assert any(
+        line.startswith("FAIL model:") and "sha256" in line for line in proc.stdout.splitlines()
+    )
 
 
 @pytest.mark.slow
 def test_e2e_bench_prints_key_to_audio_latency(tmp_path):
-    proc = _earsight("bench", "--e2e", "--presses", "4", "--threads", "1",
-                     alsa=tmp_path / "a.conf", timeout=300)  # fmt: skip
+    proc = _earsight(
+        "bench", "--e2e", "--presses", "4", "--threads", "1", alsa=tmp_path / "a.conf", timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isalpha()}
     assert "4/4" in rows["onnx-cpu"]

@@ -30,8 +30,11 @@ def write_digit_video(path: Path) -> list[str]:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, CANVAS[::-1])
     words = []
     for sample in SAMPLES:
-        digit = cv2.resize(cv2.imread(str(sample), cv2.IMREAD_GRAYSCALE), (112, 112),
-                           interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        digit = cv2.resize(
+            cv2.imread(str(sample), cv2.IMREAD_GRAYSCALE),
+            (112, 112),
+            interpolation=cv2.INTER_NEAREST,
+        )
         frame = np.zeros((*CANVAS, 3), np.uint8)
         top, left = (CANVAS[0] - 112) // 2, (CANVAS[1] - 112) // 2
         frame[top : top + 112, left : left + 112] = digit[..., None]
@@ -146,15 +149,33 @@ NO_DEVICE = "pcm.!default { type hw card 97 }\n"  # a sound card that is not the
 
 def _start_live(tmp_path: Path, video: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     master, slave = os.openpty()
-    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf"),
-           "EARSIGHT_CONFIG": str(tmp_path / "none.toml")}  # fmt: skip
+    env = {
+        **os.environ,
+        "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf"),
+        "EARSIGHT_CONFIG": str(tmp_path / "none.toml"),
+    }
     no_audio = "--out-dir" in extra
     (tmp_path / "asound.conf").write_text(NO_DEVICE if no_audio else NULL_DEVICE)
     proc = subprocess.Popen(
-        [_earsight(), "live", "--source", str(video), "--loop", "--keys", "terminal",
-         "--no-speech", "--threads", "1", *extra],
-        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-    )  # fmt: skip
+        [
+            _earsight(),
+            "live",
+            "--source",
+            str(video),
+            "--loop",
+            "--keys",
+            "terminal",
+            "--no-speech",
+            "--threads",
+            "1",
+            *extra,
+        ],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     os.close(slave)
     return proc, master
 
@@ -212,8 +233,10 @@ def test_live_without_an_audio_device_writes_wavs_instead(tmp_path, digit_video)
         os.write(master, b" ")
         _wait_for(proc, "", timeout=5)
         deadline = time.monotonic() + 5
-        while not any(p.name.endswith(tuple(f"-{w}.wav" for w in words)) for p in
-                      out.glob("*.wav")) and time.monotonic() < deadline:  # fmt: skip
+        while (
+            not any(p.name.endswith(tuple(f"-{w}.wav" for w in words)) for p in out.glob("*.wav"))
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         names = [p.name for p in out.glob("*.wav")]
         assert any(n.endswith(tuple(f"-{w}.wav" for w in words)) for n in names), names

@@ -86,12 +86,37 @@ def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
 
 def test_fit_cli_writes_checkpoint_metrics_and_report(tmp_path):
     out = tmp_path / "run"
-    proc = _run([sys.executable, str(ROOT / "trainer" / "fit.py"), "--dataset", "digits",
-                 "--limit-train", "300", "--limit-test", "60", "--ae-epochs", "1", "--epochs",
-                 "1", "--batch-size", "32", "--eval-items", "10", "--out", str(out)])  # fmt: skip
+    proc = _run(
+        [
+            sys.executable,
+            str(ROOT / "trainer" / "fit.py"),
+            "--dataset",
+            "digits",
+            "--limit-train",
+            "300",
+            "--limit-test",
+            "60",
+            "--ae-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--eval-items",
+            "10",
+            "--out",
+            str(out),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
-    for name in ("best.pt", "last.pt", "metrics.json", "report.md", "curves.png",
-                 "spectrograms.png"):  # fmt: skip
+    for name in (
+        "best.pt",
+        "last.pt",
+        "metrics.json",
+        "report.md",
+        "curves.png",
+        "spectrograms.png",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= {"corr2d", "pesq", "stoi", "word_acc_generated", "image_acc"}
@@ -137,10 +162,34 @@ def test_evaluate_cli_rejects_a_corrupt_checkpoint(tmp_path):
 def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
-    proc = _run([str(torchrun), "--standalone", "--nproc-per-node", "2", str(ROOT / "trainer" /
-                 "fit.py"), "--dataset", "digits", "--limit-train", "256", "--limit-test", "40",
-                 "--ae-epochs", "1", "--epochs", "1", "--batch-size", "32", "--device", "cpu",
-                 "--threads", "1", "--no-report", "--out", str(out)])  # fmt: skip
+    proc = _run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(ROOT / "trainer" / "fit.py"),
+            "--dataset",
+            "digits",
+            "--limit-train",
+            "256",
+            "--limit-test",
+            "40",
+            "--ae-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--no-report",
+            "--out",
+            str(out),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     ckpt = read_checkpoint(out / "best.pt")
     assert [h["stage"] for h in ckpt["progress"]["history"]] == [1, 2]
