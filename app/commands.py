@@ -136,7 +136,8 @@ def run_live(args: argparse.Namespace) -> int:
             evdev_device=options.evdev_device,
         )
         with parts["grabber"]:
-            parts["voice"].say(f"ready: press {_describe_key(options)} to hear the camera")
+            key = _describe_key(type(controller).__name__, options.hotkey)
+            parts["voice"].say(f"ready: press {key} to hear the camera")
             return app.run(controller)
     finally:
         parts["audio"].close()
@@ -144,9 +145,10 @@ def run_live(args: argparse.Namespace) -> int:
         parts["voice"].close()
 
 
-def _describe_key(options: LiveOptions) -> str:
-    if options.keys == "terminal":
+def _describe_key(controller: str, hotkey: str) -> str:
+    """The key to name in the "ready" message, for the controller auto actually picked."""
+    if controller == "TerminalController":
         return "space"
-    if options.keys == "evdev":
+    if controller == "EvdevController":
         return "the button"
-    return options.hotkey.upper()
+    return hotkey.upper()
