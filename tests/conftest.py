@@ -25,6 +25,13 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def torch_on_one_thread() -> Iterator[None]:
+    """A module's tests on one torch thread (the torch backend pins the process-wide count)."""
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
 def engine_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """best.pt of a compact MT-Net trained 1+1 epochs on 240 sklearn digits (8×8×1, ~6 s)."""

@@ -19,12 +19,7 @@ from trainer.errors import CheckpointError
 PRECISIONS = ("fp32", "fp16")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the dev box's second core is busy: 2 threads crawl
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list:

@@ -25,13 +25,7 @@ HAS_ORT_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 OPTS = RuntimeOptions(threads=1)  # one core is busy with training on the dev machine
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_torch_threads():
-    """The torch backend pins torch's (process-wide) thread count; put it back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the dev box's second core is busy: 2 threads crawl
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 
 
 # (backend, ONNX precision it runs) — every backend, skipped with a reason where it cannot run.
