@@ -104,11 +104,16 @@ def test_fit_cli_writes_checkpoint_metrics_and_report(tmp_path):
             "32",
             "--eval-items",
             "10",
+            "--arch",
+            "enc_widths=8,8,16,16,24",
             "--out",
             str(out),
         ]
     )
     assert proc.returncode == 0, proc.stderr
+    stored = read_checkpoint(out / "best.pt")
+    assert tuple(stored["config"]["enc_widths"]) == (8, 8, 16, 16, 24)  # --arch reached the model
+    assert stored["train"]["arch"] == ("enc_widths=8,8,16,16,24",)
     for name in (
         "best.pt",
         "last.pt",
@@ -136,6 +141,8 @@ def test_describe_prints_both_presets():
         (["--dataset", "mnist", "--data-root", "/nonexistent/data"], "/nonexistent/data/mnist"),
         (["--dataset", "digits"], "--out are required"),
         (["--dataset", "digits", "--device", "cuda"], None),
+        (["--dataset", "digits", "--arch", "enc_widths=8,x"], "comma-separated integers"),
+        (["--dataset", "digits", "--arch", "image_size=64"], "KEY=VALUE with KEY one of"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
@@ -236,3 +243,31 @@ def test_table3_cli_gives_one_row_per_ablation(tmp_path, digits):
     # Several checkpoints without --table 3 is a usage error, in one line.
     proc = _run([sys.executable, str(ROOT / "trainer" / "evaluate.py"), str(full), str(holes)])
     assert proc.returncode == 2 and proc.stderr.startswith("error: several checkpoints")
+
+
+def test_slim_checkpoint_is_smaller_and_generates_the_same(tmp_path, engine_checkpoint, digits):
+    slim = tmp_path / "slim.pt"
+    proc = _run(
+        [sys.executable, str(ROOT / "trainer" / "checkpoint.py"), str(engine_checkpoint), str(slim)]
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert slim.stat().st_size < 0.6 * engine_checkpoint.stat().st_size
+    full, _ = load_model(engine_checkpoint)
+    small, ckpt = load_model(slim)
+    assert ckpt["inference_only"] and "optimizer" not in ckpt
+    images = torch.from_numpy(digits.test.images[:16]).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        for a, b in zip(full(images), small(images), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_slim_checkpoint_missing_generator_weights_is_refused(tmp_path, engine_checkpoint):
+    from trainer.checkpoint import save_checkpoint
+    from trainer.errors import CheckpointError
+
+    ckpt = read_checkpoint(engine_checkpoint)
+    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("generator.")}
+    ckpt["inference_only"] = True
+    save_checkpoint(tmp_path / "bad.pt", {k: v for k, v in ckpt.items() if k != "format"})
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_model(tmp_path / "bad.pt")

@@ -9,10 +9,18 @@ A checkpoint is a dict saved with ``torch.save``:
     phi_a         (n_classes, n_voices, D_a) audio semantic features of the training clips
     progress      {"stage": 1|2, "epoch": completed epochs of that stage, "history": [...]}
     optimizer     optimizer state (resume only; stripped from best.pt)
+    inference_only  True in a slim checkpoint: the audio autoencoder's parts that only
+                  training uses are left out (a quarter of the size; cannot --resume)
 Files are written to a temporary name and renamed, so a kill mid-write never leaves a torn file.
 """
 
 from __future__ import annotations
+
+if __package__ in (None, ""):  # run as `python trainer/checkpoint.py`
+    import sys
+    from pathlib import Path as _P
+
+    sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
 
 import logging
 import os
@@ -59,14 +67,66 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
     return ckpt
 
 
+def training_only_prefixes(cfg: MTNetConfig) -> tuple[str, ...]:
+    """State-dict prefixes that inference never reads: the audio encoder (stage 1 / Φ^A), and
+    the audio decoder unless it *is* the generator (Table 3's autoencoder ablation)."""
+    prefixes = ("audio_autoencoder.encoder.",)
+    if cfg.generator == "gated":
+        prefixes += ("audio_autoencoder.decoder.",)
+    return prefixes
+
+
 def load_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[MTNet, dict]:
     """MTNet in eval mode, built from the checkpoint's own config, and the checkpoint dict."""
     ckpt = read_checkpoint(path)
     model = MTNet(MTNetConfig.from_dict(ckpt["config"]))
+    slim = bool(ckpt.get("inference_only"))
     try:
-        model.load_state_dict(ckpt["model"])
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=not slim)
     except RuntimeError as err:
         raise CheckpointError(
             f"{path}: weights do not match the stored config", "the file is damaged; retrain"
         ) from err
+    allowed = training_only_prefixes(model.cfg) if slim else ()
+    if unexpected or any(not key.startswith(allowed) for key in missing):
+        raise CheckpointError(
+            f"{path}: weights do not match the stored config", "the file is damaged; retrain"
+        )
     return model.to(device).eval(), ckpt
+
+
+def save_inference_checkpoint(src: Path | str, dst: Path | str) -> Path:
+    """A slim copy of ``src`` for evaluation and export only (no optimizer, no audio encoder)."""
+    ckpt = read_checkpoint(src)
+    drop = training_only_prefixes(MTNetConfig.from_dict(ckpt["config"]))
+    ckpt.pop("optimizer", None)
+    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith(drop)}
+    ckpt["inference_only"] = True
+    save_checkpoint(Path(dst), {k: v for k, v in ckpt.items() if k != "format"})
+    return Path(dst)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="checkpoint.py", description="Write a slim copy of a checkpoint for evaluation/export."
+    )
+    parser.add_argument("source", type=Path, help="a .pt written by trainer/fit.py")
+    parser.add_argument("dest", type=Path, help="where the slim .pt goes")
+    args = parser.parse_args(argv)
+    try:
+        out = save_inference_checkpoint(args.source, args.dest)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    mib = out.stat().st_size / 2**20
+    print(f"wrote {out} ({mib:.1f} MiB, inference only)")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

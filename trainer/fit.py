@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, report)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="compact")
     p.add_argument("--ablation", choices=ABLATIONS, default="full", help="paper Table 3 rows")
+    p.add_argument(
+        "--arch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one field of the preset, e.g. enc_widths=32,64,128,256,256 (repeatable)",
+    )
     d = TrainOptions()
     p.add_argument("--epochs", type=int, default=d.epochs, help="stage 2 (joint) epochs")
     p.add_argument("--ae-epochs", type=int, default=d.ae_epochs, help="stage 1 epochs")
@@ -149,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         preset=args.preset,
         ablation=args.ablation,
+        arch=tuple(args.arch),
         ae_epochs=args.ae_epochs,
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -93,6 +94,53 @@ def make_config(preset: str, **overrides) -> MTNetConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return MTNetConfig(preset=preset, **{**PRESETS[preset], **overrides})
+
+
+# Fields a user may change with ``fit.py --arch KEY=VALUE``; the rest follow from the dataset.
+ARCH_FIELDS = (
+    "enc_widths",
+    "enc_pool",
+    "dilation",
+    "image_feature",
+    "ae_hidden",
+    "audio_feature",
+    "map_hidden",
+    "gen_channels",
+    "gen_blocks",
+    "gen_dilation",
+    "gen_hidden",
+)
+
+
+def parse_arch(items: Sequence[str]) -> dict:
+    """``["enc_widths=32,64,128,256,256", "enc_pool=0,0,1,1,1"]`` → typed config overrides.
+
+    Types follow the field's default: int, or a tuple of int/bool written with commas.
+    ValueError (one line, what to write instead) on an unknown key or a malformed value.
+    """
+    defaults = MTNetConfig()
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in ARCH_FIELDS:
+            raise ValueError(f"--arch {item!r}: write KEY=VALUE with KEY one of {ARCH_FIELDS}")
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, tuple):
+                kind = bool if isinstance(default[0], bool) else int
+                out[key] = tuple(kind(int(v)) for v in text.split(","))
+            else:
+                out[key] = int(text)
+        except ValueError:
+            raise ValueError(f"--arch {item!r}: {key} takes {_arch_example(default)}") from None
+    return out
+
+
+def _arch_example(default: object) -> str:
+    if isinstance(default, tuple):
+        return "comma-separated " + ("0/1 flags" if isinstance(default[0], bool) else "integers")
+    return "an integer"
 
 
 # --------------------------------------------------------------------------------------------

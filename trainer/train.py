@@ -29,7 +29,7 @@ from trainer.augment import augment, augment_mode, to_tensor_images
 from trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec, Split
 from trainer.errors import UsageError
-from trainer.model import MTNet, MTNetConfig, make_config
+from trainer.model import MTNet, MTNetConfig, make_config, parse_arch
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ EVAL_BATCH = 256  # images per forward pass in validation
 class TrainOptions:
     preset: str = "compact"
     ablation: str = "full"
+    arch: tuple[str, ...] = ()  # "KEY=VALUE" changes to the preset (model.parse_arch)
     ae_epochs: int = 2  # stage 1 passes over the training audio
     epochs: int = 3  # stage 2 passes over the training images
     batch_size: int = 128  # global batch (split across ranks under torchrun)
@@ -69,6 +70,10 @@ def model_config(data: ADDataset, opts: TrainOptions) -> MTNetConfig:
         sample_rate=data.spoken.sample_rate,
         labels=data.classes,
     )
+    try:
+        overrides.update(parse_arch(opts.arch))
+    except ValueError as err:
+        raise UsageError(str(err), "see python trainer/fit.py --help") from None
     if opts.ablation == "no-holes":
         overrides.update(dilation=1, gen_dilation=1)
     if opts.ablation == "autoencoder":
@@ -138,6 +143,21 @@ def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
+def gpu_memory(device: torch.device) -> dict[str, float]:
+    """Peak GPU memory of this process so far, GiB (tensors; the allocator's cache on top)."""
+    if device.type != "cuda":
+        return {}
+    return {
+        "gpu_peak_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+        "gpu_peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30,
+    }
+
+
+def _gpu_note(record: dict) -> str:
+    peak = record.get("gpu_peak_reserved_gib")
+    return f", GPU peak {peak:.1f} GiB" if peak is not None else ""
+
+
 def _progress(total: int, desc: str):
     quiet = rank_world()[0] != 0 or not sys.stderr.isatty()  # no bars in logs or CI
     return tqdm(total=total, desc=desc, disable=quiet, unit="step", dynamic_ncols=True)
@@ -187,6 +207,7 @@ def train_autoencoder_epoch(
         "rec": total / max(1, n_steps),
         "seconds": seconds,
         "clips_per_s": n_steps * opts.batch_size / max(seconds, 1e-9),
+        **gpu_memory(device),
     }
 
 
@@ -271,7 +292,12 @@ def train_joint_epoch(
             bar.set_postfix(gen=f"{parts['gen']:.2f}", acc=f"{parts['acc']:.3f}")
     seconds = time.perf_counter() - start
     out = {k: v / max(1, n_steps) for k, v in sums.items()}
-    return {**out, "seconds": seconds, "images_per_s": n_steps * opts.batch_size / seconds}
+    return {
+        **out,
+        "seconds": seconds,
+        "images_per_s": n_steps * opts.batch_size / seconds,
+        **gpu_memory(device),
+    }
 
 
 @torch.no_grad()
@@ -348,7 +374,8 @@ def fit(
         state["epoch"] += 1
         _say(
             f"stage 1 epoch {record['epoch']}/{opts.ae_epochs}: reconstruction "
-            f"{record['rec']:.4f}, {record['clips_per_s']:.0f} clips/s"
+            f"{record['rec']:.4f}, {record['clips_per_s']:.0f} clips/s, "
+            f"{record['seconds']:.0f} s{_gpu_note(record)}"
         )
         end_epoch(record, is_best=False)
     if state["stage"] == 1:
@@ -370,7 +397,8 @@ def fit(
         _say(
             f"stage 2 epoch {record['epoch']}/{opts.epochs}: gen {record['gen']:.3f} "
             f"acc {record['acc']:.4f} | val gen {record['val_gen']:.3f} "
-            f"val acc {record['val_acc']:.4f} | {record['images_per_s']:.0f} img/s"
+            f"val acc {record['val_acc']:.4f} | {record['images_per_s']:.0f} img/s, "
+            f"{record['seconds']:.0f} s{_gpu_note(record)}"
         )
         end_epoch(record, is_best=improved)
     if rank_world()[1] > 1:
@@ -382,8 +410,9 @@ def fit(
 
 def _restore(model: MTNet, path: Path, opts: TrainOptions, device: torch.device):
     ckpt = read_checkpoint(path)
-    if ckpt["train"] != opts.to_dict():
-        changed = sorted(k for k, v in opts.to_dict().items() if ckpt["train"].get(k) != v)
+    saved = {**TrainOptions().to_dict(), **ckpt["train"]}  # older runs lack newer options
+    if saved != opts.to_dict():
+        changed = sorted(k for k, v in opts.to_dict().items() if saved.get(k) != v)
         raise UsageError(
             f"--resume with different options ({', '.join(changed)})",
             "use the original options, or a new --out to start over",
