@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.models import DEFAULT_MODEL
+
 PRESS_GAP_S = 0.35  # between presses: each word finishes starting before the next press
 FIRST_AUDIO_TIMEOUT_S = 3.0
 DEFAULT_BACKENDS = ("onnx-cpu", "torch")
@@ -27,20 +29,28 @@ DEFAULT_BACKENDS = ("onnx-cpu", "torch")
 
 @dataclass(frozen=True)
 class E2EOptions:
-    model: str = "mnist-ad"
-    source: str | None = None  # None: a video of the shipped sample digits
+    model: str = DEFAULT_MODEL
+    source: str | None = None  # None: a video of the shipped sample images for the model
     backends: tuple[str, ...] = DEFAULT_BACKENDS
     presses: int = 40
     threads: int | None = None
 
 
-def sample_video(folder: Path) -> Path:
-    """A 10 fps MJPG video showing each shipped sample image for one second."""
+def sample_images(model: str) -> list[Path]:
+    """The shipped samples a model was trained for: digits for a grey model, else CIFAR-10."""
+    from app.models import ASSETS_DIR, resolve_model
+    from engine.sidecar import read_sidecar
+
+    model_path = resolve_model(model)
+    grey = model_path.suffix == ".onnx" and read_sidecar(model_path)["input_size"][2] == 1
+    folder = ASSETS_DIR / "samples" / ("mnist" if grey else "cifar10")
+    return sorted(p for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
+
+
+def sample_video(folder: Path, samples: list[Path]) -> Path:
+    """A 10 fps MJPG video showing each sample image for one second."""
     import cv2
 
-    from app.models import ASSETS_DIR
-
-    samples = sorted((ASSETS_DIR / "samples" / "mnist").glob("*.png"))
     path = folder / "samples.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
     for sample in samples:
@@ -120,7 +130,7 @@ def _worker(backend: str, source: str, opts: E2EOptions, queue: mp.Queue) -> Non
 
 def run_e2e(opts: E2EOptions) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        source = opts.source or str(sample_video(Path(tmp)))
+        source = opts.source or str(sample_video(Path(tmp), sample_images(opts.model)))
         ctx = mp.get_context("spawn")
         rows = []
         for backend in opts.backends:

@@ -4,7 +4,7 @@
     earsight engine build model.onnx [--max-batch N]
     earsight bench [--model PATH] [--backends torch,onnx-cpu] [--batches 1,8,64,256]
     earsight describe IMAGE... [--out DIR]
-    earsight live [--source 0] [--keys auto|hotkey|terminal|evdev] [--model mnist-ad]
+    earsight live [--source 0] [--keys auto|hotkey|terminal|evdev] [--model cifar10-ad]
     earsight soundscape [...]      live, starting in the vOICe soundscape mode
     earsight doctor [...]          checks camera, audio, speech, GPU, TensorRT, model
 

@@ -2,7 +2,7 @@
 
 The config file lives in the user config dir (platformdirs), e.g. ~/.config/earsight/config.toml:
 
-    model = "mnist-ad"
+    model = "cifar10-ad"
     source = "/dev/video0"
     hotkey = "f9"
     threshold = 0.5
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.models import DEFAULT_MODEL
 from trainer.errors import EarSightError
 
 try:
@@ -37,7 +38,7 @@ class ConfigError(EarSightError):
 
 @dataclass(frozen=True)
 class LiveOptions:
-    model: str = "mnist-ad"  # a shipped model name or a path to .onnx / .pt
+    model: str = DEFAULT_MODEL  # a shipped model name or a path to .onnx / .pt
     backend: str = "auto"  # auto | tensorrt | onnx-cuda | onnx-cpu | torch
     source: str = "0"  # camera index, /dev/videoN, csi://N, rtsp://…, a video file, a folder
     loop: bool = False  # loop a video file source

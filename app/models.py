@@ -1,4 +1,4 @@
-"""The models shipped in ``assets/models``: find one by name (``mnist-ad``) or take a path.
+"""The models shipped in ``assets/models``: find one by name (``cifar10-ad``) or take a path.
 
 Assets are located relative to this package, never the working directory, so ``earsight`` works
 from any folder (the project is installed editable: ``assets/`` sits beside ``app/``).
@@ -17,9 +17,9 @@ ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 MODELS_DIR = ASSETS_DIR / "models"
 MODEL_SUFFIX = ".onnx"  # every shipped model is an ONNX export with its .onnx.json sidecar
 
-# The digit model for now; a CIFAR-10 model (everyday objects) replaces it as the default when it
-# ships, since that is what a camera actually sees.
-DEFAULT_MODEL = "mnist-ad"
+# Everyday objects (CIFAR-10's ten classes) are what a camera actually sees; `--model mnist-ad`
+# for handwritten digits.
+DEFAULT_MODEL = "cifar10-ad"
 
 
 class UnknownModel(EarSightError):

@@ -66,7 +66,7 @@ def test_doctor_passes_with_a_camera_and_an_audio_device(tmp_path):
     proc = _earsight("doctor", "--source", str(SAMPLES), alsa=tmp_path / "asound.conf")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(line.startswith("ok   model: mnist-ad.onnx") for line in lines)
+    assert any(line.startswith("ok   model: cifar10-ad.onnx") for line in lines)
     assert any(line.startswith("ok   camera:") for line in lines)
     assert any(line.startswith("ok   audio:") for line in lines)
     assert lines[-1] == "live can run"

@@ -25,7 +25,8 @@ from trainer.metrics import WordRecognizer
 
 EARSIGHT = Path(sys.executable).with_name("earsight")  # console script of `pip install -e .`
 SAMPLES = sorted((ASSETS_DIR / "samples" / "mnist").glob("*.png"))
-LINE = re.compile(r"^(?P<name>\S+\.png): (?P<said>[a-z ]+) \((?P<probs>[^)]*)\)$")
+CIFAR_SAMPLES = sorted((ASSETS_DIR / "samples" / "cifar10").glob("*.jpg"))
+LINE = re.compile(r"^(?P<name>\S+\.(png|jpg)): (?P<said>[a-z ]+) \((?P<probs>[^)]*)\)$")
 # mnist-ad is sure of blank and noise images (black: "eight" at 0.9991, noise ~0.998): softmax
 # confidence is no out-of-distribution detector, so the gate test needs a threshold above that.
 STRICT = "0.9999"
@@ -35,10 +36,11 @@ def _truth(path: Path) -> str:
     return path.name.split("-")[0]
 
 
-def _earsight(*args: str) -> subprocess.CompletedProcess:
+def _earsight(*args: str, model: str | None = "mnist-ad") -> subprocess.CompletedProcess:
     cmd = [str(EARSIGHT)] if EARSIGHT.exists() else [sys.executable, "-m", "app.cli"]
+    chosen = ["--model", model] if model else []  # None: the default model
     return subprocess.run(
-        [*cmd, "describe", "--backend", "onnx-cpu", "--threads", "1", *args],
+        [*cmd, "describe", "--backend", "onnx-cpu", "--threads", "1", *chosen, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -54,7 +56,7 @@ def _lines(stdout: str) -> dict[str, re.Match]:
 @pytest.fixture(scope="module")
 def runtime():
     assert len(SAMPLES) == 20, "assets/samples/mnist should hold 2 PNGs per digit"
-    with load(resolve_model(DEFAULT_MODEL), "onnx-cpu", RuntimeOptions(threads=1)) as rt:
+    with load(resolve_model("mnist-ad"), "onnx-cpu", RuntimeOptions(threads=1)) as rt:
         yield rt
 
 
@@ -159,6 +161,28 @@ def test_cli_prints_one_line_per_image_and_writes_wavs(tmp_path):
     assert proc.stdout.splitlines()[-1] == f"wrote 20 WAV files to {out}"
     assert sorted(p.stem for p in out.glob("*.wav")) == [p.stem for p in SAMPLES]
     assert "\x1b[" not in proc.stdout + proc.stderr and proc.stderr == ""
+
+
+def test_default_model_is_cifar10_ad_and_speaks_the_cifar_samples(tmp_path):
+    assert DEFAULT_MODEL == "cifar10-ad" and len(CIFAR_SAMPLES) == 20  # 2 test images per class
+    out = tmp_path / "wavs"
+    proc = _earsight(*map(str, CIFAR_SAMPLES), "--out", str(out), model=None)
+    assert proc.returncode == 0, proc.stderr
+    lines = _lines(proc.stdout)
+    assert sorted(lines) == [p.name for p in CIFAR_SAMPLES]
+    said = {name: m["said"] for name, m in lines.items()}
+    right = sum(word == _truth(Path(name)) for name, word in said.items())
+    wrong = [n for n, w in said.items() if w != _truth(Path(n)) and w != "not sure"]
+    # cifar10-ad: 84.6% on the test set; on these 20, 15 right, 4 "not sure", 1 wrong.
+    assert right >= 13 and len(wrong) <= 3, said
+    labels = load(resolve_model(DEFAULT_MODEL), "onnx-cpu", RuntimeOptions(threads=1)).info.labels
+    recognizer = WordRecognizer([*labels, "not sure"], sample_rate_in=48_000)
+    heard = 0
+    for name, word in said.items():
+        wave, rate = soundfile.read(str(out / f"{Path(name).stem}.wav"), dtype="float32")
+        assert rate == 48_000
+        heard += recognizer.recognize(wave) == word
+    assert heard >= 18, said  # the generated words are intelligible, "not sure" too
 
 
 def test_cli_bad_images_error_and_the_rest_are_still_described(tmp_path):

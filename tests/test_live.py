@@ -61,7 +61,8 @@ def build_app(video: Path, tee: list, **option_overrides):
     from app.voice import StatusVoice
     from engine.runtime import RuntimeOptions, load
 
-    options = LiveOptions(source=str(video), loop=True, speak_status=False, **option_overrides)
+    overrides = {"model": "mnist-ad", **option_overrides}  # the test video shows digits
+    options = LiveOptions(source=str(video), loop=True, speak_status=False, **overrides)
     runtime = load(resolve_model(options.model), "onnx-cpu", RuntimeOptions(threads=1))
     runtime.warmup()
     audio = AudioOut(AudioOptions(sample_rate=runtime.info.output_rate), tee=tee.append)
@@ -168,6 +169,8 @@ def _start_live(tmp_path: Path, video: Path, *extra: str) -> tuple[subprocess.Po
             "--no-speech",
             "--threads",
             "1",
+            "--model",
+            "mnist-ad",  # the test video shows digits; a later --model in extra wins
             *extra,
         ],
         stdin=slave,
