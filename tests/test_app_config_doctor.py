@@ -105,3 +105,12 @@ def test_e2e_bench_prints_key_to_audio_latency(tmp_path):
     # clone): then its row says why it did not run, and there is no ratio to print.
     assert "4/4" in rows["torch"] or "not run" in rows["torch"]
     assert ("×" in rows["onnx-cpu"]) == ("not run" not in rows["torch"])
+
+
+def test_e2e_bench_shows_each_model_the_samples_it_was_trained_for():
+    from app.bench_e2e import sample_images
+
+    digits, photos = sample_images("mnist-ad"), sample_images("cifar10-ad")
+    assert len(digits) == len(photos) == 20
+    assert {p.parent.name for p in digits} == {"mnist"} and {p.suffix for p in digits} == {".png"}
+    assert {p.parent.name for p in photos} == {"cifar10"} and {p.suffix for p in photos} == {".jpg"}
