@@ -133,6 +133,26 @@ def test_describe_prints_both_presets():
     proc = _run([sys.executable, str(ROOT / "trainer" / "fit.py"), "--describe"])
     assert proc.returncode == 0, proc.stderr
     assert "| paper | mnist | 18140 |" in proc.stdout and "| compact | cifar10 |" in proc.stdout
+    fit_py = str(ROOT / "trainer" / "fit.py")
+    wide = _run(
+        [sys.executable, fit_py, "--describe", "--dataset", "cifar10", "--arch", "dilation=1"]
+    )
+    wider = _run(
+        [
+            sys.executable,
+            fit_py,
+            "--describe",
+            "--dataset",
+            "cifar10",
+            "--arch",
+            "enc_widths=64,64,64,64,64",
+        ]
+    )
+
+    def compact_gmac(text: str) -> float:
+        return float(next(r for r in text.splitlines() if r.startswith("| compact")).split("|")[-2])
+
+    assert compact_gmac(wider.stdout) > compact_gmac(wide.stdout) > 0  # --arch reaches the sizes
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,14 @@ import torch.distributed as dist
 from trainer.dataset import DatasetSpec, build_dataset
 from trainer.errors import EarSightError, UsageError
 from trainer.images import SOURCES
-from trainer.model import PRESETS, MTNet, count_parameters, inference_macs, make_config
+from trainer.model import (
+    PRESETS,
+    MTNet,
+    count_parameters,
+    inference_macs,
+    make_config,
+    parse_arch,
+)
 from trainer.train import ABLATIONS, TrainOptions, fit, rank_world
 
 log = logging.getLogger("trainer.fit")
@@ -43,7 +50,12 @@ DESCRIBE_SHAPES = {
 }
 
 
-def describe(dataset: str | None) -> str:
+def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str:
+    """Markdown table of model sizes per preset and dataset, with ``--arch`` changes applied."""
+    try:
+        changes = parse_arch(arch)
+    except ValueError as err:
+        raise UsageError(str(err), "see python trainer/fit.py --help") from None
     rows = [
         "| preset | dataset | L_s | parameters (all) | parameters (inference) | GMAC/image |",
         "|---|---|---|---|---|---|",
@@ -58,6 +70,7 @@ def describe(dataset: str | None) -> str:
                 image_channels=channels,
                 n_classes=classes,
                 audio_length=length,
+                **changes,
             )
             with torch.device("meta"):  # sizes only: no memory, no init time
                 model = MTNet(cfg)
@@ -128,7 +141,7 @@ def _init_distributed(device: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.describe:
-        print(describe(args.dataset))
+        print(describe(args.dataset, args.arch))
         return 0
     if args.dataset is None or args.out is None:
         raise UsageError("--dataset and --out are required", "see python trainer/fit.py --help")
