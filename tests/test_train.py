@@ -291,3 +291,38 @@ def test_slim_checkpoint_missing_generator_weights_is_refused(tmp_path, engine_c
     save_checkpoint(tmp_path / "bad.pt", {k: v for k, v in ckpt.items() if k != "format"})
     with pytest.raises(CheckpointError, match="do not match"):
         load_model(tmp_path / "bad.pt")
+
+
+def test_cifar100_format_trains_and_gets_the_paper_rows(tmp_path, monkeypatch):
+    """CIFAR-100 is not available offline: the whole path (official tarball format, fine labels,
+    multi-word class names, training, Table 4 with the paper's CIFAR-100 rows) on a small file
+    written in that exact format."""
+    from tests.test_images import cifar_batch, py2_pickle, write_tar
+    from trainer.downloads import CHECKSUMS, md5sum
+    from trainer.evaluate import table4
+
+    names = ["apple", "aquarium_fish", "maple_tree", "sweet_pepper"]
+    top = "cifar-100-python/"
+    train = cifar_batch([i % 4 for i in range(96)], "fine_labels", 1)
+    test = cifar_batch([i % 4 for i in range(16)], "fine_labels", 2)
+    tarball = tmp_path / "data" / "cifar100" / "cifar-100-python.tar.gz"
+    meta = {"fine_label_names": names, "coarse_label_names": ["a", "b"]}
+    write_tar(
+        tarball,
+        {
+            top + "meta": py2_pickle(meta),
+            top + "train": py2_pickle(train),
+            top + "test": py2_pickle(test),
+        },
+    )
+    monkeypatch.setitem(CHECKSUMS, tarball.name, md5sum(tarball))
+    monkeypatch.setenv("EARSIGHT_DATA", str(tmp_path / "user-data"))
+    spec = DatasetSpec(source="cifar100", data_root=str(tmp_path / "data"))
+    data = build_dataset(spec)
+    assert data.classes == ("apple", "aquarium fish", "maple tree", "sweet pepper")
+    best = fit(data, spec, QUICK, tmp_path / "run")
+    rows = dict(table4(best, max_items=8))
+    assert rows["MT-Net (paper, Table 4)"]["corr2d"] == 0.6053  # the paper's CIFAR-100 row
+    ours = rows["MT-Net (ours, compact)"]
+    assert ours["n_images"] == 16 and ours["n_audio_items"] == 8
+    assert ours["word_acc_ground_truth"] >= 0.75  # "aquarium fish" etc. are recognizable
