@@ -1,7 +1,7 @@
 """``earsight describe``: image files → the spoken word (WAV) and a plain line per image.
 
-    rt = engine.runtime.load(app.models.resolve_model("mnist-ad"))
-    for d in describe_images(["five.png"], rt, out_dir=Path("wavs"), gate=ConfidenceGate()):
+    rt = engine.runtime.load(app.models.resolve_model("cifar10-ad"))
+    for d in describe_images(["cat.jpg"], rt, out_dir=Path("wavs"), gate=ConfidenceGate()):
         print(d.error or f"{d.image.name}: {d.word}")
 
 Images are fitted to the model's input the way the live camera path will be: centre-cropped to
@@ -36,7 +36,9 @@ NOT_SURE = "not sure"
 # to a reading. On the MNIST test set (mnist-ad, 10,000 images, 60 errors) 0.5 gates 0.35% of
 # images, and about half of those were wrong (17 errors caught, 18 right answers withheld);
 # 0.9 would catch 43 errors but withhold 156 right answers, 0.99 withhold 766. A blind user who
-# hears "not sure" presses again: cheap when it is rare, annoying when it is routine.
+# hears "not sure" presses again: cheap when it is rare, annoying when it is routine. On the
+# CIFAR-10 test set (cifar10-ad, 85.1% right) 0.5 answers 89.4% of images, 89.9% of them right;
+# 0.7 answers 76.8% (94.1% right); 0.9 answers 49.2% (98.3% right): `--threshold` trades.
 DEFAULT_THRESHOLD = 0.5
 OPENCV_HINT = "install OpenCV: pip install 'earsight[app]' (or ./install.sh)"
 
