@@ -326,3 +326,14 @@ def test_cifar100_format_trains_and_gets_the_paper_rows(tmp_path, monkeypatch):
     ours = rows["MT-Net (ours, compact)"]
     assert ours["n_images"] == 16 and ours["n_audio_items"] == 8
     assert ours["word_acc_ground_truth"] >= 0.75  # "aquarium fish" etc. are recognizable
+
+
+def test_slim_cli_on_a_missing_checkpoint_is_one_line(tmp_path):
+    script = str(ROOT / "trainer" / "checkpoint.py")
+    proc = _run([sys.executable, script, "nope.pt", "out.pt"], cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip()
+        == "error: checkpoint not found: nope.pt — pass the .pt file fit.py wrote"
+    )
+    assert not (tmp_path / "out.pt").exists()
