@@ -263,6 +263,18 @@ def test_table3_cli_gives_one_row_per_ablation(tmp_path, digits):
     # Several checkpoints without --table 3 is a usage error, in one line.
     proc = _run([sys.executable, str(ROOT / "trainer" / "evaluate.py"), str(full), str(holes)])
     assert proc.returncode == 2 and proc.stderr.startswith("error: several checkpoints")
+    # The same data read from another folder is the same dataset; other data is refused.
+    from trainer.checkpoint import save_checkpoint
+    from trainer.errors import UsageError
+    from trainer.evaluate import table3
+
+    ckpt = read_checkpoint(holes)
+    for name, change in (("moved", {"data_root": "/elsewhere"}), ("other", {"limit_test": 7})):
+        copy = {**ckpt, "dataset": {**ckpt["dataset"], **change}}
+        save_checkpoint(tmp_path / f"{name}.pt", {k: v for k, v in copy.items() if k != "format"})
+    assert len(table3([str(full), str(tmp_path / "moved.pt")], max_items=4)) == 2
+    with pytest.raises(UsageError, match="different datasets"):
+        table3([str(full), str(tmp_path / "other.pt")], max_items=4)
 
 
 def test_slim_checkpoint_is_smaller_and_generates_the_same(tmp_path, engine_checkpoint, digits):
