@@ -139,10 +139,18 @@ def write_cifar10(folder: Path) -> dict[str, dict[str, object]]:
 CIFAR100_NAMES = ["apple", "aquarium_fish", "maple_tree", "sweet_pepper"]
 
 
-def write_cifar100(folder: Path, meta: object = None) -> None:
+def write_cifar100(
+    folder: Path,
+    meta: object = None,
+    train_labels: tuple[int, ...] = (0, 1, 2, 3, 1),
+    test_labels: tuple[int, ...] = (3, 1),
+) -> None:
     top = "cifar-100-python/"
-    train = cifar_batch([0, 1, 2, 3, 1], "fine_labels", 1) | {"coarse_labels": [0, 0, 1, 1, 0]}
-    test = cifar_batch([3, 1], "fine_labels", 2) | {"coarse_labels": [1, 0]}
+    coarse = {0: 0, 1: 0, 2: 1, 3: 1}  # fruit, fish, tree, pepper → two superclasses
+    train = cifar_batch(list(train_labels), "fine_labels", 1)
+    train["coarse_labels"] = [coarse[i] for i in train_labels]
+    test = cifar_batch(list(test_labels), "fine_labels", 2)
+    test["coarse_labels"] = [coarse[i] for i in test_labels]
     if meta is None:
         meta = {"fine_label_names": CIFAR100_NAMES, "coarse_label_names": ["fruit", "fish"]}
     members = {top + "meta": py2_pickle(meta), top + "test": py2_pickle(test)}

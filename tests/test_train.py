@@ -309,24 +309,15 @@ def test_cifar100_format_trains_and_gets_the_paper_rows(tmp_path, monkeypatch):
     """CIFAR-100 is not available offline: the whole path (official tarball format, fine labels,
     multi-word class names, training, Table 4 with the paper's CIFAR-100 rows) on a small file
     written in that exact format."""
-    from tests.test_images import cifar_batch, py2_pickle, write_tar
+    from tests.test_images import write_cifar100
     from trainer.downloads import CHECKSUMS, md5sum
     from trainer.evaluate import table4
 
-    names = ["apple", "aquarium_fish", "maple_tree", "sweet_pepper"]
-    top = "cifar-100-python/"
-    train = cifar_batch([i % 4 for i in range(96)], "fine_labels", 1)
-    test = cifar_batch([i % 4 for i in range(16)], "fine_labels", 2)
-    tarball = tmp_path / "data" / "cifar100" / "cifar-100-python.tar.gz"
-    meta = {"fine_label_names": names, "coarse_label_names": ["a", "b"]}
-    write_tar(
-        tarball,
-        {
-            top + "meta": py2_pickle(meta),
-            top + "train": py2_pickle(train),
-            top + "test": py2_pickle(test),
-        },
+    folder = tmp_path / "data" / "cifar100"
+    write_cifar100(
+        folder, train_labels=tuple(i % 4 for i in range(96)), test_labels=(0, 1, 2, 3) * 4
     )
+    tarball = folder / "cifar-100-python.tar.gz"
     monkeypatch.setitem(CHECKSUMS, tarball.name, md5sum(tarball))
     monkeypatch.setenv("EARSIGHT_DATA", str(tmp_path / "user-data"))
     spec = DatasetSpec(source="cifar100", data_root=str(tmp_path / "data"))

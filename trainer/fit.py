@@ -36,9 +36,8 @@ from trainer.model import (
     count_parameters,
     inference_macs,
     make_config,
-    parse_arch,
 )
-from trainer.train import ABLATIONS, TrainOptions, fit, rank_world
+from trainer.train import ABLATIONS, TrainOptions, arch_changes, fit, rank_world
 
 log = logging.getLogger("trainer.fit")
 
@@ -52,10 +51,7 @@ DESCRIBE_SHAPES = {
 
 def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str:
     """Markdown table of model sizes per preset and dataset, with ``--arch`` changes applied."""
-    try:
-        changes = parse_arch(arch)
-    except ValueError as err:
-        raise UsageError(str(err), "see python trainer/fit.py --help") from None
+    changes = arch_changes(arch)
     rows = [
         "| preset | dataset | L_s | parameters (all) | parameters (inference) | GMAC/image |",
         "|---|---|---|---|---|---|",

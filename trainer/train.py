@@ -70,15 +70,20 @@ def model_config(data: ADDataset, opts: TrainOptions) -> MTNetConfig:
         sample_rate=data.spoken.sample_rate,
         labels=data.classes,
     )
-    try:
-        overrides.update(parse_arch(opts.arch))
-    except ValueError as err:
-        raise UsageError(str(err), "see python trainer/fit.py --help") from None
+    overrides.update(arch_changes(opts.arch))
     if opts.ablation == "no-holes":
         overrides.update(dilation=1, gen_dilation=1)
     if opts.ablation == "autoencoder":
         overrides["generator"] = "autoencoder"
     return make_config(opts.preset, **overrides)
+
+
+def arch_changes(items: tuple[str, ...] | list[str]) -> dict:
+    """``--arch KEY=VALUE`` items as config overrides; a malformed one is a UsageError."""
+    try:
+        return parse_arch(items)
+    except ValueError as err:
+        raise UsageError(str(err), "see python trainer/fit.py --help") from None
 
 
 def loss_weights(opts: TrainOptions) -> losses.JointLossWeights:
