@@ -340,3 +340,22 @@ def test_slim_cli_on_a_missing_checkpoint_is_one_line(tmp_path):
         == "error: checkpoint not found: nope.pt — pass the .pt file fit.py wrote"
     )
     assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("mode", ["shift", "shift+flip"])
+def test_augment_is_the_per_image_crop_and_flip_in_one_gather(mode):
+    from trainer.augment import augment
+
+    images = torch.arange(6 * 3 * 32 * 32, dtype=torch.float32).reshape(6, 3, 32, 32)
+    got = augment(images, mode, torch.Generator().manual_seed(5))
+    # Reference: crop each zero-padded image at its own offset, then flip, one image at a time,
+    # with the same draws in the same order.
+    gen = torch.Generator().manual_seed(5)
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    dy, dx = torch.randint(0, 9, (2, 6), generator=gen)
+    want = torch.stack([padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32] for i in range(6)])
+    if mode == "shift+flip":
+        flip = torch.rand(6, generator=gen) < 0.5
+        want[flip] = want[flip].flip(-1)
+    assert torch.equal(got, want)
+    assert not torch.equal(got, images)  # it did move something

@@ -7,16 +7,24 @@ import torch
 
 
 def augment(images: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
-    """Random shift by up to 1/8 of the side (zero fill), optional horizontal flip. (B,C,H,W)."""
+    """Random shift by up to 1/8 of the side (zero fill), optional horizontal flip. (B,C,H,W).
+
+    The draws come from ``gen`` (a CPU generator, so a run repeats on any device); the crops are
+    one gather on the images' own device, no per-image Python loop (the GPU trainer's host cost).
+    """
     if mode == "none":
         return images
-    b, _, h, w = images.shape
+    b, c, h, w = images.shape
     pad = max(1, h // 8)
-    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=gen)
-    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=gen).to(images.device)
+    rows = dy[:, None] + torch.arange(h, device=images.device)  # (B, H) rows of each crop
+    cols = dx[:, None] + torch.arange(w, device=images.device)  # (B, W)
+    batch = torch.arange(b, device=images.device)[:, None, None, None]
+    chans = torch.arange(c, device=images.device)[None, :, None, None]
+    out = padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
     if mode == "shift+flip":
-        flip = torch.rand(b, generator=gen) < 0.5
+        flip = (torch.rand(b, generator=gen) < 0.5).to(images.device)
         out[flip] = out[flip].flip(-1)
     return out
 

@@ -263,17 +263,16 @@ def train_joint_epoch(
     weights, sums = loss_weights(opts), {"per": 0.0, "rep": 0.0, "gen": 0.0, "acc": 0.0}
     mode = augment_mode(opts.augment, data.name)
     aug_gen = torch.Generator().manual_seed(opts.seed * 7_919 + epoch)
+    clips = torch.from_numpy(data.spoken.clips).to(device)  # (K, V, L_s): a few MB, sent once
     n_steps, start = steps_per_epoch(len(data.train), opts), time.perf_counter()
     with _progress(n_steps, f"stage 2 epoch {epoch + 1}") as bar:
         for i, idx in enumerate(epoch_batches(len(data.train), opts, 2, epoch)):
             for g in optim.param_groups:
                 g["lr"] = lr_at(epoch * n_steps + i, opts.epochs * n_steps, opts)
-            labels_np, voices_np = data.train.labels[idx], data.train.voices[idx]
-            images = augment(
-                to_tensor_images(data.train.images[idx], torch.device("cpu")), mode, aug_gen
-            ).to(device)
-            labels = torch.from_numpy(labels_np).to(device)
-            audio = torch.from_numpy(data.audio(labels_np, voices_np)).to(device)
+            images = augment(to_tensor_images(data.train.images[idx], device), mode, aug_gen)
+            labels = torch.from_numpy(data.train.labels[idx]).to(device)
+            voices = torch.from_numpy(data.train.voices[idx]).to(device)
+            audio = clips[labels, voices]  # (B, L_s), gathered on the device
             with _autocast(device):
                 generated, logits, phi = net(images)
             loss, parts = losses.joint_loss(
@@ -281,7 +280,7 @@ def train_joint_epoch(
                 logits=logits,
                 labels=labels,
                 phi=phi,
-                phi_a=phi_a[labels, torch.from_numpy(voices_np).to(device)],
+                phi_a=phi_a[labels, voices],
                 generated=generated,
                 audio=audio,
                 params=model.joint_parameters(),
