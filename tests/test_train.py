@@ -163,6 +163,9 @@ def test_describe_prints_both_presets():
         (["--dataset", "digits", "--device", "cuda"], None),
         (["--dataset", "digits", "--arch", "enc_widths=8,x"], "comma-separated integers"),
         (["--dataset", "digits", "--arch", "image_size=64"], "KEY=VALUE with KEY one of"),
+        (["--dataset", "digits", "--arch", "enc_pool=1,1"], "must have the same length"),
+        (["--dataset", "digits", "--arch", "ae_hidden=64,32,16"], "ae_hidden takes two widths"),
+        (["--describe", "--arch", "enc_pool=1,1"], "must have the same length"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):

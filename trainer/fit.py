@@ -35,9 +35,15 @@ from trainer.model import (
     MTNet,
     count_parameters,
     inference_macs,
-    make_config,
 )
-from trainer.train import ABLATIONS, TrainOptions, arch_changes, fit, rank_world
+from trainer.train import (
+    ABLATIONS,
+    TrainOptions,
+    arch_changes,
+    checked_config,
+    fit,
+    rank_world,
+)
 
 log = logging.getLogger("trainer.fit")
 
@@ -60,7 +66,7 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
         for name, (size, channels, classes, length) in DESCRIBE_SHAPES.items():
             if dataset not in (None, name):
                 continue
-            cfg = make_config(
+            cfg = checked_config(
                 preset,
                 image_size=size,
                 image_channels=channels,

@@ -56,6 +56,8 @@ class MTNetConfig:
     def __post_init__(self) -> None:
         if len(self.enc_widths) != len(self.enc_pool):
             raise ValueError("enc_widths and enc_pool must have the same length")
+        if len(self.ae_hidden) != 2:
+            raise ValueError("ae_hidden takes two widths (the autoencoder's two hidden layers)")
         if self.audio_feature % self.gen_channels:
             raise ValueError("audio_feature must be divisible by gen_channels (reshape of φ)")
         if self.generator not in GENERATORS:

@@ -75,7 +75,15 @@ def model_config(data: ADDataset, opts: TrainOptions) -> MTNetConfig:
         overrides.update(dilation=1, gen_dilation=1)
     if opts.ablation == "autoencoder":
         overrides["generator"] = "autoencoder"
-    return make_config(opts.preset, **overrides)
+    return checked_config(opts.preset, **overrides)
+
+
+def checked_config(preset: str, **fields) -> MTNetConfig:
+    """make_config, with a --arch combination the model cannot be built from as a UsageError."""
+    try:
+        return make_config(preset, **fields)
+    except ValueError as err:
+        raise UsageError(str(err), "fix the --arch values") from None
 
 
 def arch_changes(items: tuple[str, ...] | list[str]) -> dict:
