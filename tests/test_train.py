@@ -306,6 +306,11 @@ def test_slim_checkpoint_missing_generator_weights_is_refused(tmp_path, engine_c
     save_checkpoint(tmp_path / "bad.pt", {k: v for k, v in ckpt.items() if k != "format"})
     with pytest.raises(CheckpointError, match="do not match"):
         load_model(tmp_path / "bad.pt")
+    full = read_checkpoint(engine_checkpoint)
+    full["model"]["generator.fc2.weight"] = torch.zeros(3, 3)  # right name, wrong shape
+    save_checkpoint(tmp_path / "shape.pt", {k: v for k, v in full.items() if k != "format"})
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_model(tmp_path / "shape.pt")
 
 
 def test_cifar100_format_trains_and_gets_the_paper_rows(tmp_path, monkeypatch):

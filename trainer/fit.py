@@ -27,15 +27,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from trainer.checkpoint import training_only_prefixes
 from trainer.dataset import DatasetSpec, build_dataset
 from trainer.errors import EarSightError, UsageError
 from trainer.images import SOURCES
-from trainer.model import (
-    PRESETS,
-    MTNet,
-    count_parameters,
-    inference_macs,
-)
+from trainer.model import PRESETS, MTNet, count_parameters, inference_macs
 from trainer.train import (
     ABLATIONS,
     TrainOptions,
@@ -77,9 +73,10 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
             with torch.device("meta"):  # sizes only: no memory, no init time
                 model = MTNet(cfg)
             total = count_parameters(model)
-            infer = total - count_parameters(model.audio_autoencoder.encoder)
-            if cfg.generator == "gated":
-                infer -= count_parameters(model.audio_autoencoder.decoder)
+            training_only = training_only_prefixes(cfg)
+            infer = sum(
+                p.numel() for n, p in model.named_parameters() if not n.startswith(training_only)
+            )
             rows.append(
                 f"| {preset} | {name} | {length} | {total / 1e6:.2f} M | "
                 f"{infer / 1e6:.2f} M | {inference_macs(cfg) / 1e9:.3f} |"
