@@ -1,6 +1,6 @@
 """``earsight``: a thin command line over the library (engine.*, later the camera app).
 
-    earsight export CHECKPOINT -o model.onnx [--fp16] [--opset N]
+    earsight export CHECKPOINT -o model.onnx [--fp16] [--flip-tta] [--opset N]
     earsight engine build model.onnx [--max-batch N]
     earsight bench [--model PATH] [--backends torch,onnx-cpu] [--batches 1,8,64,256]
     earsight describe IMAGE... [--out DIR]
@@ -67,6 +67,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path, help="a .pt written by trainer/fit.py")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx to write")
     p.add_argument("--fp16", action="store_true", help="fp16 weights and compute (same I/O)")
+    p.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="average each image with its mirror (models trained with flips; 2× encoder cost)",
+    )
     p.add_argument("--opset", type=_positive_int, default=DEFAULT_OPSET, help="ONNX opset")
     p.add_argument("--max-batch", type=_positive_int, default=DEFAULT_MAX_BATCH)
     p.set_defaults(run=_run_export)
@@ -76,8 +81,11 @@ def _run_export(args: argparse.Namespace) -> int:
     from engine.export import export_onnx
 
     precision = "fp16" if args.fp16 else "fp32"
-    result = export_onnx(args.checkpoint, args.output, precision, args.opset, args.max_batch)
-    print(f"wrote {result.path} ({precision}, opset {result.opset}, sha256 {result.sha256[:16]}…)")
+    result = export_onnx(
+        args.checkpoint, args.output, precision, args.opset, args.max_batch, args.flip_tta
+    )
+    kind = precision + (", mirror-averaged" if args.flip_tta else "")
+    print(f"wrote {result.path} ({kind}, opset {result.opset}, sha256 {result.sha256[:16]}…)")
     return 0
 
 

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import ExportError
@@ -43,8 +42,9 @@ from engine.sidecar import (
     build_sidecar,
     write_sidecar,
 )
+from trainer.augment import trained_with_flips
 from trainer.checkpoint import load_model
-from trainer.model import MTNet, standardize
+from trainer.model import MTNet, standardize, with_flip_tta
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class InferenceGraph(nn.Module):
 class HalfInferenceGraph(nn.Module):
     """fp16 body, fp32 boundaries: Eq. 1 in fp32 → fp16 network → fp32 waveform and softmax.
 
-    Mirrors MTNet.forward_train minus the cast inside Eq. 1 (that would hand fp32 to fp16 convs);
+    Mirrors MTNet.forward minus the cast inside Eq. 1 (that would hand fp32 to fp16 convs);
     parity against the untouched fp32 MTNet.forward at export time catches any drift.
     """
 
@@ -79,10 +79,8 @@ class HalfInferenceGraph(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = standardize(images.permute(0, 3, 1, 2)).half()  # (B, C, H, W) fp16, O(1) values
-        enc = self.model.image_encoder
-        pooled = enc.stages(x).mean(dim=(2, 3))  # (B, C_5)
-        phi_i = F.relu(enc.fc2(F.relu(enc.fc1(pooled))))  # (B, D_i)
-        logits = enc.classifier(phi_i)  # (B, K)
+        phi_i = self.model.image_features(x)  # (B, D_i), mirror-averaged if cfg.flip_tta
+        logits = self.model.image_encoder.classifier(phi_i)  # (B, K)
         waveform = self.model.generate(self.model.mapping(phi_i))  # (B, L_s)
         return waveform.float(), logits.float().softmax(dim=-1)
 
@@ -246,8 +244,12 @@ def export_onnx(
     precision: str = "fp32",
     opset: int = DEFAULT_OPSET,
     max_batch: int = DEFAULT_MAX_BATCH,
+    flip_tta: bool = False,
 ) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (+ ``out.json`` sidecar); raise ExportError on failure.
+
+    ``flip_tta``: the graph averages each image's features with its mirror's (one batch of 2B
+    through the encoder), for models trained on mirrored images; recorded in the sidecar config.
 
     The ONNX is written under a temporary name and only renamed once it passed the checker and
     the parity test, so ``out`` is never a half-written or out-of-tolerance model.
@@ -255,7 +257,15 @@ def export_onnx(
     _validate(precision, opset, max_batch)
     start = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
-    reference, _ckpt = load_model(checkpoint)  # CheckpointError (one line) if unusable
+    reference, ckpt = load_model(checkpoint)  # CheckpointError (one line) if unusable
+    if flip_tta:
+        if not trained_with_flips(ckpt):
+            raise ExportError(
+                f"--flip-tta: {checkpoint.name} was not trained on mirrored images "
+                "(a mirrored digit is not the same digit)",
+                "export it without --flip-tta",
+            )
+        with_flip_tta(reference)
     body = copy.deepcopy(reference)  # the fp16 graph converts its copy in place
     graph = InferenceGraph(body) if precision == "fp32" else HalfInferenceGraph(body)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from trainer.model import (
     inference_macs,
     make_config,
     standardize,
+    with_flip_tta,
 )
 
 
@@ -43,6 +44,27 @@ def test_inference_shapes():
     assert phi.shape == (2, cfg.audio_feature)
     phi_a, recon = model.audio_autoencoder(torch.zeros(3, 2_000))
     assert phi_a.shape == (3, cfg.audio_feature) and recon.shape == (3, 2_000)
+
+
+def test_flip_tta_averages_image_and_mirror_features():
+    torch.manual_seed(0)
+    cfg = make_config("compact", image_size=16, image_channels=3, audio_length=800)
+    model = MTNet(cfg).eval()
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    mirrors = images.flip(-1)
+    with torch.no_grad():
+        _, plain = model(images)
+        _, plain_mirrored = model(mirrors)
+        assert not torch.allclose(plain, plain_mirrored, atol=1e-4)  # the net is not symmetric
+        with_flip_tta(model)
+        wave, probs = model(images)
+        wave_m, probs_m = model(mirrors)
+        enc = model.image_encoder
+        phi_i = (enc.embed(standardize(images)) + enc.embed(standardize(mirrors))) / 2
+    torch.testing.assert_close(wave, wave_m)  # an image and its mirror get one answer…
+    torch.testing.assert_close(probs, probs_m)
+    torch.testing.assert_close(probs, enc.classifier(phi_i).softmax(-1))  # …from the mean φ^I
+    torch.testing.assert_close(wave, model.generate(model.mapping(phi_i)))
 
 
 def test_paper_preset_is_table1_and_table2():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -239,6 +240,36 @@ def test_table4_compares_mtnet_with_the_i2t2a_baseline(tmp_path, digits):
     # A different TTS voice from the ground truth: even correct words are not the reference.
     assert i2t2a["corr2d"] < 0.99
     assert "| I2T2A (ours" in format_table(list(rows.items()))
+
+
+def test_flip_tta_evaluation_mirror_averages_mtnet_and_the_baseline(tmp_path, digits):
+    from trainer.errors import UsageError
+    from trainer.evaluate import classify, generate, load_for_eval, table4
+
+    quick = dict(ae_epochs=1, epochs=1, batch_size=32)
+    plain = fit(digits, SPEC, TrainOptions(**quick), tmp_path / "plain")
+    with pytest.raises(UsageError, match="not trained on mirrored images"):
+        table4(plain, max_items=10, flip_tta=True)  # a mirrored digit is another picture
+    mirrored = fit(digits, SPEC, TrainOptions(augment="shift+flip", **quick), tmp_path / "m")
+    rows = dict(table4(mirrored, max_items=10, flip_tta=True))
+    assert rows["MT-Net (ours, compact, mirror-averaged)"]["n_images"] == len(digits.test)
+    # The I2T2A row's classifier is the same mirror-averaged head as MT-Net's probabilities.
+    model, _ = load_for_eval(mirrored, flip_tta=True)
+    images = digits.test.images[:16]
+    np.testing.assert_allclose(classify(model, images), generate(model, images)[1], atol=1e-6)
+    plain_model, _ = load_for_eval(mirrored)
+    assert np.abs(classify(plain_model, images) - classify(model, images)).max() > 1e-4
+    proc = _run(
+        [
+            sys.executable,
+            str(ROOT / "trainer" / "evaluate.py"),
+            str(mirrored),
+            "--flip-tta",
+            "--onnx",
+            str(tmp_path / "m.onnx"),
+        ]
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --flip-tta with --onnx")
 
 
 def test_table3_cli_gives_one_row_per_ablation(tmp_path, digits):

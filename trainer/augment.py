@@ -45,3 +45,12 @@ def to_tensor_images(images: np.ndarray, device: torch.device) -> torch.Tensor:
         .permute(0, 3, 1, 2)
         .float()
     )
+
+
+def trained_with_flips(ckpt: dict) -> bool:
+    """Whether a checkpoint (fit.py's dict) saw mirrored images in training.
+
+    Only then may inference average an image with its mirror (``MTNetConfig.flip_tta``).
+    """
+    source = ckpt.get("dataset", {}).get("source", "")
+    return "flip" in augment_mode(ckpt.get("train", {}).get("augment", "auto"), source)

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from trainer import metrics
-from trainer.augment import to_tensor_images
+from trainer.augment import to_tensor_images, trained_with_flips
 from trainer.checkpoint import load_model, read_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
 from trainer.errors import EarSightError, UsageError
-from trainer.model import MTNet
+from trainer.model import MTNet, standardize, with_flip_tta
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,12 @@ def generate(model: MTNet, images: np.ndarray, device: str = "cpu") -> tuple[np.
 
 @torch.no_grad()
 def classify(model: MTNet, images: np.ndarray) -> np.ndarray:
-    """The softmax head only: (N, H, W, C) uint8 → (N, K) probabilities."""
+    """The softmax head only (mirror-averaged if the model is): (N, H, W, C) uint8 → (N, K)."""
     probs = []
     for start in range(0, len(images), BATCH):
-        x = to_tensor_images(images[start : start + BATCH], torch.device("cpu"))
-        probs.append(model.image_encoder(x)[1].softmax(-1).numpy())
+        x = standardize(to_tensor_images(images[start : start + BATCH], torch.device("cpu")))
+        logits = model.image_encoder.classifier(model.image_features(x))
+        probs.append(logits.softmax(-1).numpy())
     return np.concatenate(probs)
 
 
@@ -100,6 +101,19 @@ def onnx_predictor(onnx_path: Path | str, threads: int | None = None) -> Predict
         return np.concatenate([w for w, _ in outs]), np.concatenate([p for _, p in outs])
 
     return predict
+
+
+def load_for_eval(path: Path | str, flip_tta: bool = False) -> tuple[MTNet, dict]:
+    """The checkpoint's model, mirror-averaging its answers if asked (and if it may)."""
+    model, ckpt = load_model(path)
+    if flip_tta:
+        if not trained_with_flips(ckpt):
+            raise UsageError(
+                f"--flip-tta: {Path(path).name} was not trained on mirrored images",
+                "drop --flip-tta for this model",
+            )
+        with_flip_tta(model)
+    return model, ckpt
 
 
 def evaluate_split(
@@ -139,9 +153,10 @@ def evaluate_checkpoint(
     data_root: str | None = None,
     data: ADDataset | None = None,
     onnx: Path | str | None = None,
+    flip_tta: bool = False,
 ) -> dict:
     """Metrics of a checkpoint (or, with ``onnx``, of its export) on its dataset's test split."""
-    model, ckpt = load_model(path)
+    model, ckpt = load_for_eval(path, flip_tta)
     if data is None:
         spec = DatasetSpec(**ckpt["dataset"])
         if data_root is not None:
@@ -149,11 +164,18 @@ def evaluate_checkpoint(
         data = build_dataset(spec)
     predict = onnx_predictor(onnx) if onnx else functools.partial(generate, model)
     row = evaluate_split(predict, data, data.test, max_items)
+    if onnx:  # the exported graph decides whether it mirror-averages
+        from engine.sidecar import read_sidecar
+
+        tta = bool(read_sidecar(Path(onnx), verify_sha256=False)["config"].get("flip_tta"))
+    else:
+        tta = model.cfg.flip_tta
     return {
         "dataset": data.name,
         "preset": model.cfg.preset,
         "model": str(onnx) if onnx else "checkpoint",
         "ablation": ckpt["train"].get("ablation", "full"),
+        "flip_tta": tta,
         **row,
     }
 
@@ -186,12 +208,14 @@ def paper_row(dataset: str, method: str = "MT-Net") -> tuple[str, dict] | None:
     return f"{method} (paper, Table 4)", {"corr2d": corr, "pesq": pesq, "stoi": stoi}
 
 
-def table4(path: Path | str, max_items: int, data_root: str | None = None) -> list[tuple]:
+def table4(
+    path: Path | str, max_items: int, data_root: str | None = None, flip_tta: bool = False
+) -> list[tuple]:
     """Paper Table 4 rows on our data: our MT-Net and our I2T2A on the same test images and
     ground truth, next to the paper's MT-Net and I2T2A rows."""
     from trainer.baseline import i2t2a_predictor
 
-    model, ckpt = load_model(path)
+    model, ckpt = load_for_eval(path, flip_tta)
     spec = DatasetSpec(**ckpt["dataset"])
     if data_root is not None:
         spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
@@ -200,11 +224,15 @@ def table4(path: Path | str, max_items: int, data_root: str | None = None) -> li
     baseline = i2t2a_predictor(data, functools.partial(classify, model))
     i2t2a = evaluate_split(baseline, data, data.test, max_items)
     rows = [
-        (f"MT-Net (ours, {model.cfg.preset})", ours),
+        (f"MT-Net (ours, {model.cfg.preset}{_tta_note(model.cfg.flip_tta)})", ours),
         ("I2T2A (ours: classifier → espeak-ng en-gb)", i2t2a),
     ]
     rows += [r for m in ("MT-Net", "I2T2A") if (r := paper_row(data.name, m)) is not None]
     return rows
+
+
+def _tta_note(flip_tta: bool) -> str:
+    return ", mirror-averaged" if flip_tta else ""
 
 
 def _fmt(value) -> str:
@@ -222,7 +250,9 @@ ABLATION_NAMES = {  # paper Table 3 rows
 }
 
 
-def table3(paths: list[str], max_items: int, data_root: str | None = None) -> list[tuple]:
+def table3(
+    paths: list[str], max_items: int, data_root: str | None = None, flip_tta: bool = False
+) -> list[tuple]:
     """Paper Table 3: one row per ablation checkpoint, all on one dataset's test split."""
     specs = [read_checkpoint(p)["dataset"] for p in paths]
 
@@ -240,21 +270,29 @@ def table3(paths: list[str], max_items: int, data_root: str | None = None) -> li
     data = build_dataset(spec)
     rows = []
     for path in paths:
-        result = evaluate_checkpoint(path, max_items, data=data)
+        result = evaluate_checkpoint(path, max_items, data=data, flip_tta=flip_tta)
         rows.append((ABLATION_NAMES.get(result["ablation"], result["ablation"]), result))
     return rows
 
 
 def _rows(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    if args.onnx and args.flip_tta:
+        raise UsageError(
+            "--flip-tta with --onnx: the export decides whether it mirror-averages",
+            "drop --flip-tta, or score an export made with `earsight export --flip-tta`",
+        )
     if args.table == 3:
-        return table3(args.checkpoint, args.max_items, args.data_root)
+        return table3(args.checkpoint, args.max_items, args.data_root, args.flip_tta)
     if len(args.checkpoint) != 1:
         raise UsageError("several checkpoints only make sense with --table 3", "pass one")
     if args.table == 4:
-        return table4(args.checkpoint[0], args.max_items, args.data_root)
-    result = evaluate_checkpoint(args.checkpoint[0], args.max_items, args.data_root, onnx=args.onnx)
+        return table4(args.checkpoint[0], args.max_items, args.data_root, args.flip_tta)
+    result = evaluate_checkpoint(
+        args.checkpoint[0], args.max_items, args.data_root, onnx=args.onnx, flip_tta=args.flip_tta
+    )
     onnx = ", ONNX" if args.onnx else ""
-    rows = [(f"ours ({result['preset']}, {result['ablation']}{onnx})", result)]
+    tta = _tta_note(result["flip_tta"])
+    rows = [(f"ours ({result['preset']}, {result['ablation']}{tta}{onnx})", result)]
     return rows + [r for r in (paper_row(result["dataset"]),) if r is not None]
 
 
@@ -270,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="folder holding the dataset (default: as trained)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--onnx", type=Path, help="score this export of the checkpoint instead")
+    parser.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="average each image with its mirror (as `earsight export --flip-tta` does)",
+    )
     parser.add_argument(
         "--table",
         type=int,

@@ -52,6 +52,9 @@ class MTNetConfig:
     gen_dilation: int = 2
     gen_hidden: int = 1024
     labels: tuple[str, ...] = field(default_factory=tuple)  # spoken word per class
+    # Inference only (test-time augmentation): φ^I is the mean over the image and its mirror.
+    # For models trained on mirrored images (photos, not digits); costs a second encoder pass.
+    flip_tta: bool = False
 
     def __post_init__(self) -> None:
         if len(self.enc_widths) != len(self.enc_pool):
@@ -203,10 +206,14 @@ class ImageEncoder(nn.Module):
         self.fc2 = nn.Linear(cfg.image_feature, cfg.image_feature)
         self.classifier = nn.Linear(cfg.image_feature, cfg.n_classes)  # the softmax layer
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stages(standardize(images))  # (B, C_5, H', W')
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1-standardized images (B, C, H, W), any float dtype → φ^I (B, D_i)."""
+        x = self.stages(x)  # (B, C_5, H', W')
         x = x.mean(dim=(2, 3))  # global average pooling → (B, C_5)
-        phi_i = F.relu(self.fc2(F.relu(self.fc1(x))))  # (B, D_i)
+        return F.relu(self.fc2(F.relu(self.fc1(x))))  # (B, D_i)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phi_i = self.embed(standardize(images))
         return phi_i, self.classifier(phi_i)
 
 
@@ -322,10 +329,18 @@ class MTNet(nn.Module):
         phi = self.mapping(phi_i)
         return self.generate(phi), logits, phi
 
+    def image_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference φ^I: standardized (B, C, H, W) → (B, D_i), mirror-averaged if cfg.flip_tta."""
+        if not self.cfg.flip_tta:
+            return self.image_encoder.embed(x)
+        both = self.image_encoder.embed(torch.cat([x, x.flip(-1)]))  # (2B, D_i), one pass
+        return both.unflatten(0, (2, x.shape[0])).mean(dim=0)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: images (B, C, H, W) → waveform (B, L_s), class probabilities (B, K)."""
-        waveform, logits, _ = self.forward_train(images)
-        return waveform, logits.softmax(dim=-1)
+        phi_i = self.image_features(standardize(images))
+        logits = self.image_encoder.classifier(phi_i)
+        return self.generate(self.mapping(phi_i)), logits.softmax(dim=-1)
 
     def joint_parameters(self) -> list[nn.Parameter]:
         """W^J of Eq. 11: all but the audio autoencoder (whose decoder joins if it generates)."""
@@ -333,6 +348,12 @@ class MTNet(nn.Module):
         if self.generator is not None:
             return params + list(self.generator.parameters())
         return params + list(self.audio_autoencoder.decoder.parameters())
+
+
+def with_flip_tta(model: MTNet, on: bool = True) -> MTNet:
+    """``model`` (same weights) answering with test-time mirror averaging on or off."""
+    model.cfg = dataclasses.replace(model.cfg, flip_tta=on)
+    return model
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -12,6 +12,7 @@ from engine.errors import BackendUnavailable, ModelFileError, OutOfMemory
 from engine.source import ModelSource
 from trainer.checkpoint import load_model
 from trainer.errors import CheckpointError
+from trainer.model import with_flip_tta
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class TorchBackend(Backend):
             self.model, _ = load_model(source.checkpoint, device=self.device)
         except CheckpointError as err:
             raise ModelFileError(err.what, err.fix) from err
+        exported = (source.sidecar or {}).get("config", {})
+        if exported.get("flip_tta"):  # the export's graph mirror-averages: answer the same
+            with_flip_tta(self.model)
         self.precision = "fp32"
         self.providers = (f"torch {torch.__version__}",)
         if self.device.startswith("cuda"):
