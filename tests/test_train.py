@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -55,21 +56,68 @@ def test_train_then_evaluate_end_to_end(tmp_path, digits):
     assert result["word_acc_ground_truth"] >= 0.9  # the ceiling: clean espeak-ng words
 
 
-def test_resume_after_kill_gives_the_same_result(tmp_path, digits):
-    straight = fit(digits, SPEC, QUICK, tmp_path / "a")
+@pytest.mark.parametrize("opts", [QUICK, dataclasses.replace(QUICK, ema=0.9, cutout=3)])
+def test_resume_after_kill_gives_the_same_result(tmp_path, digits, opts):
+    straight = fit(digits, SPEC, opts, tmp_path / "a")
 
     def kill_after_first_joint_epoch(record: dict) -> None:
         if record["stage"] == 2 and record["epoch"] == 1:
             raise Killed
 
     with pytest.raises(Killed):
-        fit(digits, SPEC, QUICK, tmp_path / "b", on_epoch=kill_after_first_joint_epoch)
+        fit(digits, SPEC, opts, tmp_path / "b", on_epoch=kill_after_first_joint_epoch)
     assert read_checkpoint(tmp_path / "b" / LAST_NAME)["progress"]["epoch"] == 1
-    resumed = fit(digits, SPEC, QUICK, tmp_path / "b", resume=True)
+    resumed = fit(digits, SPEC, opts, tmp_path / "b", resume=True)
     a, b = read_checkpoint(straight)["model"], read_checkpoint(resumed)["model"]
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_ema_best_checkpoint_holds_the_weight_average(tmp_path, digits):
+    from trainer.averaging import WeightAverage
+
+    # The update rule, on a live BatchNorm model: avg ← d·avg + (1 − d)·current, buffers too.
+    live = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    average = WeightAverage(live, decay=0.75)
+    before = {k: v.clone() for k, v in average.state_dict().items()}
+    with torch.no_grad():
+        live[0].weight.add_(4.0)
+    live.train()(torch.randn(8, 3))  # moves the BN running statistics and step count
+    average.update()
+    now, current = average.state_dict(), live.state_dict()
+    torch.testing.assert_close(now["0.weight"], before["0.weight"] + 0.25 * 4.0)
+    torch.testing.assert_close(
+        now["1.running_mean"], 0.75 * before["1.running_mean"] + 0.25 * current["1.running_mean"]
+    )
+    assert now["1.num_batches_tracked"] == 1
+    # In training: best.pt (what export uses) holds the average, last.pt the raw weights too.
+    opts = dataclasses.replace(QUICK, ema=0.9)
+    best = fit(digits, SPEC, opts, tmp_path)
+    saved, last = read_checkpoint(best), read_checkpoint(tmp_path / LAST_NAME)
+    key = "mapping.fc1.weight"
+    assert torch.equal(saved["model"][key], last["average"][key])
+    assert not torch.equal(last["model"][key], last["average"][key])
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(live, decay=1.0)
+
+
+def test_cutout_blanks_one_clipped_square_per_image():
+    from trainer.augment import augment, blank_squares
+
+    images = torch.full((64, 3, 16, 16), 200.0)
+    out = blank_squares(images, 6, torch.Generator().manual_seed(1))
+    blank = out[:, 0] == 0  # (B, H, W), same square in every channel
+    assert torch.equal(blank[:, None].expand(-1, 3, -1, -1), out == 0)
+    rows, cols = blank.any(2).sum(1), blank.any(1).sum(1)  # square's height and width
+    assert torch.equal(blank.sum((1, 2)), rows * cols)  # one rectangle per image
+    assert rows.max() == 6 and cols.max() == 6 and rows.min() < 6  # clipped at the border
+    assert (rows >= 3).all() and (cols >= 3).all()  # the centre is always inside
+    # Off by default: the shift/flip draws and results are unchanged.
+    gen_a, gen_b = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    assert torch.equal(
+        augment(images, "shift+flip", gen_a), augment(images, "shift+flip", gen_b, 0)
+    )
 
 
 def test_resume_with_other_options_is_refused(tmp_path, digits):
@@ -167,6 +215,8 @@ def test_describe_prints_both_presets():
         (["--dataset", "digits", "--arch", "enc_pool=1,1"], "must have the same length"),
         (["--dataset", "digits", "--arch", "ae_hidden=64,32,16"], "ae_hidden takes two widths"),
         (["--describe", "--arch", "enc_pool=1,1"], "must have the same length"),
+        (["--dataset", "digits", "--ema", "1.5"], "--ema in [0, 1)"),
+        (["--dataset", "digits", "--cutout", "-2"], "--cutout must be ≥ 0"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):

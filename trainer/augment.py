@@ -6,12 +6,32 @@ import numpy as np
 import torch
 
 
-def augment(images: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
-    """Random shift by up to 1/8 of the side (zero fill), optional horizontal flip. (B,C,H,W).
+def augment(images: torch.Tensor, mode: str, gen: torch.Generator, cutout: int = 0) -> torch.Tensor:
+    """Random shift by up to 1/8 of the side (zero fill), optional horizontal flip, optional
+    cutout (a ``cutout``-pixel square set to 0). (B, C, H, W) → (B, C, H, W).
 
     The draws come from ``gen`` (a CPU generator, so a run repeats on any device); the crops are
     one gather on the images' own device, no per-image Python loop (the GPU trainer's host cost).
     """
+    shifted = shift_and_flip(images, mode, gen)
+    return blank_squares(shifted, cutout, gen) if cutout > 0 else shifted
+
+
+def blank_squares(images: torch.Tensor, side: int, gen: torch.Generator) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017): zero one side×side square per image, centred anywhere
+    in the image and clipped at its border, so the net cannot lean on one small region."""
+    b, _, h, w = images.shape
+    cy, cx = torch.randint(0, h, (b,), generator=gen), torch.randint(0, w, (b,), generator=gen)
+    top, left = (cy - side // 2).to(images.device), (cx - side // 2).to(images.device)
+    rows = torch.arange(h, device=images.device)[None, :]  # (1, H)
+    cols = torch.arange(w, device=images.device)[None, :]  # (1, W)
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + side)  # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + side)  # (B, W)
+    return images.masked_fill(in_rows[:, None, :, None] & in_cols[:, None, None, :], 0.0)
+
+
+def shift_and_flip(images: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """Random shift by up to 1/8 of the side (zero fill), and a horizontal flip if ``mode`` says."""
     if mode == "none":
         return images
     b, c, h, w = images.shape

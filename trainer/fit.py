@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
     p.add_argument("--augment", choices=("auto", "none", "shift", "shift+flip"), default="auto")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--cutout", type=int, default=d.cutout, help="blank a square of this side (px) per image"
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=d.ema,
+        help="validate and save a running average of the weights with this per-step decay "
+        "(e.g. 0.999; 0 = off)",
+    )
     p.add_argument("--voices", type=int, default=1, help="1 = one canonical voice (paper-like)")
     p.add_argument("--limit-train", type=int, help="use only the first N training images")
     p.add_argument("--limit-test", type=int, help="use only the first N test images")
@@ -146,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--dataset and --out are required", "see python trainer/fit.py --help")
     if args.batch_size < 1 or args.epochs < 0 or args.ae_epochs < 0:
         raise UsageError("--batch-size must be ≥ 1 and epochs ≥ 0", "fix the numbers")
+    if args.cutout < 0 or not 0.0 <= args.ema < 1.0:
+        raise UsageError("--cutout must be ≥ 0 and --ema in [0, 1)", "e.g. --cutout 8 --ema 0.999")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # tiny tanh gradients otherwise crawl on x86 CPUs
@@ -176,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         augment=args.augment,
         label_smoothing=args.label_smoothing,
+        cutout=args.cutout,
+        ema=args.ema,
         seed=args.seed,
         device=device,
     )

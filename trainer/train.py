@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from trainer import losses
 from trainer.augment import augment, augment_mode, to_tensor_images
+from trainer.averaging import WeightAverage
 from trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec, Split
 from trainer.errors import UsageError
@@ -52,6 +53,8 @@ class TrainOptions:
     warmup_steps: int = 100
     augment: str = "auto"  # "none" | "shift" | "shift+flip" | "auto" (by dataset)
     label_smoothing: float = 0.0
+    cutout: int = 0  # side (px) of a square blanked in each training image; 0 = off
+    ema: float = 0.0  # per-step decay of the weight average used for validation/best.pt; 0 = off
     seed: int = 0
     device: str = "auto"
 
@@ -264,6 +267,7 @@ def train_joint_epoch(
     optim: torch.optim.Optimizer,
     epoch: int,
     device: torch.device,
+    average: WeightAverage | None = None,
 ) -> dict[str, float]:
     net = _wrap(_JointForward(model), device)
     model.train()
@@ -277,7 +281,8 @@ def train_joint_epoch(
         for i, idx in enumerate(epoch_batches(len(data.train), opts, 2, epoch)):
             for g in optim.param_groups:
                 g["lr"] = lr_at(epoch * n_steps + i, opts.epochs * n_steps, opts)
-            images = augment(to_tensor_images(data.train.images[idx], device), mode, aug_gen)
+            images = to_tensor_images(data.train.images[idx], device)
+            images = augment(images, mode, aug_gen, cutout=opts.cutout)
             labels = torch.from_numpy(data.train.labels[idx]).to(device)
             voices = torch.from_numpy(data.train.voices[idx]).to(device)
             audio = clips[labels, voices]  # (B, L_s), gathered on the device
@@ -297,6 +302,8 @@ def train_joint_epoch(
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
+            if average is not None:
+                average.update()
             parts["acc"] = (logits.argmax(1) == labels).float().mean().item()
             for key in sums:
                 sums[key] += parts[key]
@@ -354,16 +361,17 @@ def fit(
     model = MTNet(model_config(data, opts)).to(device)
     state = {"stage": 1, "epoch": 0, "history": [], "best": None, "phi_a": None}
     optim = _optimizer(model.audio_autoencoder.parameters(), opts)
+    average = None  # the weight average of stage 2 (--ema), what validation and best.pt use
     if resume and (out_dir / LAST_NAME).is_file():
-        state, optim = _restore(model, out_dir / LAST_NAME, opts, device)
+        state, optim, average = _restore(model, out_dir / LAST_NAME, opts, device)
         _say(f"resuming: stage {state['stage']}, {state['epoch']} epoch(s) done")
 
-    def snapshot() -> dict:
+    def snapshot(weights: nn.Module) -> dict:
         return {
             "config": model.cfg.to_dict(),
             "dataset": spec.to_dict(),
             "train": opts.to_dict(),
-            "model": model.state_dict(),
+            "model": weights.state_dict(),
             "phi_a": state["phi_a"],
             "progress": {k: state[k] for k in ("stage", "epoch", "history", "best")},
         }
@@ -371,9 +379,10 @@ def fit(
     def end_epoch(record: dict, is_best: bool) -> None:
         state["history"].append(record)
         if rank_world()[0] == 0:
-            save_checkpoint(out_dir / LAST_NAME, {**snapshot(), "optimizer": optim.state_dict()})
+            resumable = {"optimizer": optim.state_dict(), "average": _state_or_none(average)}
+            save_checkpoint(out_dir / LAST_NAME, {**snapshot(model), **resumable})
             if is_best:
-                save_checkpoint(out_dir / BEST_NAME, snapshot())
+                save_checkpoint(out_dir / BEST_NAME, snapshot(_answering(model, average)))
         if on_epoch is not None:  # after saving: a callback that raises acts like a kill
             on_epoch(record)
 
@@ -394,13 +403,15 @@ def fit(
         state.update(stage=2, epoch=0, phi_a=audio_features(model, data, device).cpu())
         freeze_for_stage2(model)
         optim = _optimizer(model.joint_parameters(), opts)
+        average = WeightAverage(model, opts.ema) if opts.ema else None
     phi_a = state["phi_a"].to(device)
     while state["epoch"] < opts.epochs:
+        epoch = state["epoch"]
         record = {
             "stage": 2,
-            "epoch": state["epoch"] + 1,
-            **train_joint_epoch(model, data, phi_a, opts, optim, state["epoch"], device),
-            **validate(model, data, data.val, device),
+            "epoch": epoch + 1,
+            **train_joint_epoch(model, data, phi_a, opts, optim, epoch, device, average),
+            **validate(_answering(model, average), data, data.val, device),
         }
         state["epoch"] += 1
         improved = state["best"] is None or record["val_gen"] < state["best"]["val_gen"]
@@ -415,9 +426,18 @@ def fit(
         end_epoch(record, is_best=improved)
     if rank_world()[1] > 1:
         dist.barrier()
-    if not (out_dir / BEST_NAME).is_file() and rank_world()[0] == 0:
-        save_checkpoint(out_dir / BEST_NAME, snapshot())  # epochs=0 or nothing improved
+    if not (out_dir / BEST_NAME).is_file() and rank_world()[0] == 0:  # epochs=0
+        save_checkpoint(out_dir / BEST_NAME, snapshot(_answering(model, average)))
     return out_dir / BEST_NAME
+
+
+def _answering(model: MTNet, average: WeightAverage | None) -> nn.Module:
+    """The weights that validate and go into best.pt: the average when there is one."""
+    return model if average is None else average.model
+
+
+def _state_or_none(average: WeightAverage | None) -> dict | None:
+    return None if average is None else average.state_dict()
 
 
 def _restore(model: MTNet, path: Path, opts: TrainOptions, device: torch.device):
@@ -431,10 +451,14 @@ def _restore(model: MTNet, path: Path, opts: TrainOptions, device: torch.device)
         )
     model.load_state_dict(ckpt["model"])
     state = {**ckpt["progress"], "phi_a": ckpt["phi_a"]}
+    average = None
     if state["stage"] == 2:
         freeze_for_stage2(model)
         optim = _optimizer(model.joint_parameters(), opts)
+        if opts.ema:
+            average = WeightAverage(model, opts.ema)
+            average.load_state_dict(ckpt["average"])
     else:
         optim = _optimizer(model.audio_autoencoder.parameters(), opts)
     optim.load_state_dict(ckpt["optimizer"])
-    return state, optim
+    return state, optim, average
