@@ -49,7 +49,11 @@ class AudioUnavailable(EarSightError):
 class AudioOptions:
     device: str | int | None = None  # sounddevice name (substring) or index; None = default
     sample_rate: int = 48_000  # Hz; the runtime's output rate, so words need no resampling
-    latency: str = "low"  # PortAudio's "low" or "high" suggested latency
+    # PortAudio's suggested output latency: "low", "high" or seconds. "high" (≈ 35 ms through
+    # PulseAudio, vs 8.7 ms for "low"): with "low", a busy CPU (inference right after the click)
+    # made the stream underrun, and the ALSA→PulseAudio path then stalled ≈ 1.9 s before the
+    # sound (7 of 100 sounds late; "high": 1 of 100; `python -m app.bench_audio`).
+    latency: str | float = "high"
     blocksize: int = 0  # frames per callback; 0 lets PortAudio pick (lowest latency)
 
 

@@ -242,6 +242,7 @@ class ModelFiles:
 
         self.workdir = workdir
         self.onnx: dict[str, Path] = {}
+        self.exported: dict | None = None  # the ONNX's config: peers are built the same way
         if model is None:
             self.checkpoint: Path | None = synth_checkpoint(synth, workdir / "random.pt")
             self.name = f"random {synth.preset} {synth.image_size}x{synth.image_size}x" + (
@@ -252,29 +253,36 @@ class ModelFiles:
         self.checkpoint, self.name = source.checkpoint, str(model)
         if source.onnx is not None:
             self.onnx[source.contract.precision] = source.onnx
+            self.exported = (source.sidecar or {}).get("config")
+            self.given_onnx = source.onnx
+
+    @property
+    def flip_tta(self) -> bool:
+        return bool((self.exported or {}).get("flip_tta"))
 
     def config(self):
         from trainer.checkpoint import read_checkpoint
         from trainer.model import MTNetConfig
 
-        if self.checkpoint is not None:
-            return MTNetConfig.from_dict(read_checkpoint(self.checkpoint)["config"])
-        from engine.sidecar import read_sidecar
-
-        return MTNetConfig.from_dict(read_sidecar(next(iter(self.onnx.values())))["config"])
+        if self.exported is not None:
+            return MTNetConfig.from_dict(self.exported)
+        return MTNetConfig.from_dict(read_checkpoint(self.checkpoint)["config"])
 
     def for_spec(self, name: str, precision: str) -> Path:
         if name == "torch":
             if self.checkpoint is None:
                 raise EngineError("no checkpoint beside the ONNX for the torch reference")
-            return self.checkpoint
+            # Through the ONNX's sidecar the torch backend answers as the export does
+            # (mirror averaging included); a bare checkpoint is its own reference.
+            return self.given_onnx if self.exported else self.checkpoint
         if precision not in self.onnx:
             if self.checkpoint is None:
                 raise EngineError(f"no {precision} ONNX and no checkpoint to export one from")
             from engine.export import export_onnx
 
             out = self.workdir / f"model-{precision}.onnx"
-            self.onnx[precision] = export_onnx(self.checkpoint, out, precision=precision).path
+            exported = export_onnx(self.checkpoint, out, precision, flip_tta=self.flip_tta)
+            self.onnx[precision] = exported.path
         return self.onnx[precision]
 
 

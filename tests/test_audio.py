@@ -248,3 +248,14 @@ def test_alsa_null_helper_restores_the_environment(tmp_path):
         assert os.environ["ALSA_CONFIG_PATH"] == str(dev.config)
         assert "type null" in Path(dev.config).read_text()
     assert os.environ.get("ALSA_CONFIG_PATH") == before
+
+
+def test_audio_latency_probe_prints_one_row_per_setting(tmp_path, capsys):
+    from app import bench_audio
+
+    with AlsaNull(tmp_path):  # paced like a sound card
+        assert bench_audio.main(["--latency", "low", "0.05", "--sounds", "3"]) == 0
+    header, *rows = capsys.readouterr().out.strip().splitlines()
+    assert header.startswith("latency  sounds  p50 ms")
+    assert [r.split()[:2] for r in rows] == [["low", "3"], ["0.05", "3"]]
+    assert all(0 < float(r.split()[2]) < bench_audio.WAIT_S * 1e3 for r in rows)  # all started

@@ -171,3 +171,18 @@ def test_flip_tta_is_refused_for_a_model_trained_without_mirrors(engine_checkpoi
     with pytest.raises(ExportError, match="not trained on mirrored images") as err:
         export_onnx(engine_checkpoint, tmp_path / "m.onnx", flip_tta=True)
     assert "\n" not in str(err.value) and not list(tmp_path.iterdir())
+
+
+def test_bench_builds_every_peer_like_the_export(mirror_trained_checkpoint, tmp_path):
+    from engine.bench import ModelFiles, SynthSpec
+    from trainer.model import inference_macs
+
+    exported = export_onnx(mirror_trained_checkpoint, tmp_path / "m.onnx", flip_tta=True)
+    files = ModelFiles(exported.path, SynthSpec(), tmp_path)
+    cfg = files.config()
+    assert cfg.flip_tta  # so the MMAC column counts both encoder passes
+    plain = load_model(mirror_trained_checkpoint)[0].cfg
+    assert inference_macs(cfg) > inference_macs(plain)
+    assert files.for_spec("torch", "fp32") == exported.path  # torch follows the sidecar
+    fp16 = files.for_spec("onnx-cpu", "fp16")
+    assert json.loads(sidecar_path(fp16).read_text())["config"]["flip_tta"] is True

@@ -56,6 +56,27 @@ def test_train_then_evaluate_end_to_end(tmp_path, digits):
     assert result["word_acc_ground_truth"] >= 0.9  # the ceiling: clean espeak-ng words
 
 
+def test_evaluation_in_chunks_matches_one_pass(tmp_path, digits, monkeypatch):
+    import functools
+
+    from trainer import evaluate
+
+    model, _ = load_model(fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=1), tmp_path))
+    predict = functools.partial(evaluate.generate, model)
+    whole = evaluate.evaluate_split(predict, digits, digits.test, max_items=10)
+    sizes = []
+
+    def counting(images):
+        sizes.append(len(images))
+        return predict(images)
+
+    monkeypatch.setattr(evaluate, "EVAL_CHUNK", 7)  # 120 test images → 18 chunks
+    chunked = evaluate.evaluate_split(counting, digits, digits.test, max_items=10)
+    assert max(sizes) == 7 and sum(sizes) == len(digits.test)
+    for key in ("corr2d", "pesq", "stoi", "word_acc_generated", "image_acc", "n_audio_items"):
+        assert chunked[key] == pytest.approx(whole[key], abs=1e-5), key
+
+
 @pytest.mark.parametrize("opts", [QUICK, dataclasses.replace(QUICK, ema=0.9, cutout=3)])
 def test_resume_after_kill_gives_the_same_result(tmp_path, digits, opts):
     straight = fit(digits, SPEC, opts, tmp_path / "a")
