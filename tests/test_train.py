@@ -16,7 +16,7 @@ import torch
 from trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
 from trainer.dataset import DatasetSpec, build_dataset
 from trainer.evaluate import evaluate_checkpoint
-from trainer.train import TrainOptions, fit
+from trainer.train import TrainOptions, fit, steps_per_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = DatasetSpec(source="digits", limit_train=480, limit_test=120)
@@ -40,6 +40,19 @@ def test_dataset_pairs_each_image_with_its_class_word(digits):
     for row, label in zip(audio, digits.train.labels[:5], strict=True):
         assert (row == digits.spoken.clips[label, 0]).all()
     assert len(digits.train) + len(digits.val) == 480 and len(digits.test) == 120
+
+
+def test_limits_keep_every_class_of_a_class_sorted_source():
+    from trainer.dataset import _limit
+    from trainer.images import ImageSplit
+
+    # Like the CIFAR-10 JPEG zips: stored class by class.
+    labels = np.repeat(np.arange(3), 50).astype(np.uint8)
+    images = np.arange(150, dtype=np.uint8).reshape(150, 1, 1, 1)
+    kept = _limit(ImageSplit(images=images, labels=labels), 31)
+    assert np.bincount(kept.labels).tolist() == [11, 10, 10]  # not 31 images of class 0
+    assert kept.images.ravel().tolist() == [*range(11), *range(50, 60), *range(100, 110)]
+    assert _limit(ImageSplit(images=images, labels=labels), None).labels is labels
 
 
 def test_train_then_evaluate_end_to_end(tmp_path, digits):
@@ -98,27 +111,32 @@ def test_resume_after_kill_gives_the_same_result(tmp_path, digits, opts):
 def test_ema_best_checkpoint_holds_the_weight_average(tmp_path, digits):
     from trainer.averaging import WeightAverage
 
-    # The update rule, on a live BatchNorm model: avg ← d·avg + (1 − d)·current, buffers too.
+    # The update rule, on a live BatchNorm model: avg ← d·avg + (1 − d)·current, buffers too,
+    # with d warming up as min(decay, (1 + t) / (10 + t)).
     live = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
     average = WeightAverage(live, decay=0.75)
-    before = {k: v.clone() for k, v in average.state_dict().items()}
+    assert average.current_decay() == pytest.approx(0.1)  # step 0: mostly the new weights
+    before = {k: v.clone() for k, v in average.state_dict()["model"].items()}
     with torch.no_grad():
         live[0].weight.add_(4.0)
     live.train()(torch.randn(8, 3))  # moves the BN running statistics and step count
     average.update()
-    now, current = average.state_dict(), live.state_dict()
-    torch.testing.assert_close(now["0.weight"], before["0.weight"] + 0.25 * 4.0)
+    now, current = average.state_dict()["model"], live.state_dict()
+    torch.testing.assert_close(now["0.weight"], before["0.weight"] + 0.9 * 4.0)
     torch.testing.assert_close(
-        now["1.running_mean"], 0.75 * before["1.running_mean"] + 0.25 * current["1.running_mean"]
+        now["1.running_mean"], 0.1 * before["1.running_mean"] + 0.9 * current["1.running_mean"]
     )
     assert now["1.num_batches_tracked"] == 1
+    average.steps = 1_000
+    assert average.current_decay() == 0.75  # warmed up: the configured decay
     # In training: best.pt (what export uses) holds the average, last.pt the raw weights too.
-    opts = dataclasses.replace(QUICK, ema=0.9)
+    opts = dataclasses.replace(QUICK, ema=0.99)
     best = fit(digits, SPEC, opts, tmp_path)
     saved, last = read_checkpoint(best), read_checkpoint(tmp_path / LAST_NAME)
     key = "mapping.fc1.weight"
-    assert torch.equal(saved["model"][key], last["average"][key])
-    assert not torch.equal(last["model"][key], last["average"][key])
+    assert torch.equal(saved["model"][key], last["average"]["model"][key])
+    assert not torch.equal(last["model"][key], last["average"]["model"][key])
+    assert last["average"]["steps"] == 2 * steps_per_epoch(len(digits.train), opts)
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(live, decay=1.0)
 

@@ -14,12 +14,16 @@ from torch import nn
 
 
 class WeightAverage:
-    """avg ← decay · avg + (1 − decay) · current, after every optimizer step."""
+    """avg ← d · avg + (1 − d) · current after every optimizer step, d = min(decay, (1 + t) /
+    (10 + t)) at step t (TensorFlow's warm-up): the average starts at the stage's freshly
+    initialized weights, and a fixed 0.995 would still hold a third of them after 200 steps.
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"the averaging decay must be in (0, 1), got {decay}")
         self.decay = decay
+        self.steps = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         # Pair the tensors once: state_dict() entries share storage with the live modules.
         pairs = zip(self.model.state_dict().values(), model.state_dict().values(), strict=True)
@@ -27,15 +31,21 @@ class WeightAverage:
         self._floats = [(a, c) for a, c in pairs if a.is_floating_point()]
         self._others = [(a, c) for a, c in pairs if not a.is_floating_point()]  # BN step counts
 
+    def current_decay(self) -> float:
+        return min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+
     @torch.no_grad()
     def update(self) -> None:
+        weight = 1.0 - self.current_decay()
         for a, c in self._floats:
-            a.lerp_(c, 1.0 - self.decay)
+            a.lerp_(c, weight)
         for a, c in self._others:
             a.copy_(c)
+        self.steps += 1
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.model.state_dict()
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "model": self.model.state_dict()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state)
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        self.model.load_state_dict(state["model"])

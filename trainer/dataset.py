@@ -32,7 +32,7 @@ class DatasetSpec:
     data_root: str | None = None  # None = the default data folder
     voices: int = 1  # 1 = one canonical voice (paper-like); N = N voices/speeds/pitches
     words_per_min: int = DEFAULT_WORDS_PER_MIN
-    limit_train: int | None = None  # keep the first N train images (quick experiments, tests)
+    limit_train: int | None = None  # keep N train images, classes in turn (quick runs, tests)
     limit_test: int | None = None
     seed: int = 0
 
@@ -78,9 +78,20 @@ def _voices_for(n_images: int, n_voices: int, seed: int) -> np.ndarray:
 
 
 def _limit(split: ImageSplit, n: int | None) -> ImageSplit:
+    """``n`` images taking each class's first in turn, kept in the source's order.
+
+    Not simply the first ``n``: the CIFAR-10 JPEG zips and image folders are stored class by
+    class, where the first 10,000 would be two classes of ten.
+    """
     if n is None or n >= len(split.labels):
         return split
-    return ImageSplit(images=split.images[:n], labels=split.labels[:n])
+    labels = np.asarray(split.labels)
+    rank = np.empty(len(labels), dtype=np.int64)  # position of each image within its class
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rank[members] = np.arange(len(members))
+    keep = np.sort(np.lexsort((labels, rank))[:n])  # round-robin over classes, then source order
+    return ImageSplit(images=split.images[keep], labels=split.labels[keep])
 
 
 def _train_val(split: ImageSplit, voices: np.ndarray, seed: int) -> tuple[Split, Split]:

@@ -118,8 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. 0.999; 0 = off)",
     )
     p.add_argument("--voices", type=int, default=1, help="1 = one canonical voice (paper-like)")
-    p.add_argument("--limit-train", type=int, help="use only the first N training images")
-    p.add_argument("--limit-test", type=int, help="use only the first N test images")
+    p.add_argument(
+        "--limit-train", type=int, help="use only N training images (each class's first, in turn)"
+    )
+    p.add_argument(
+        "--limit-test", type=int, help="use only N test images (each class's first, in turn)"
+    )
     p.add_argument(
         "--eval-items",
         type=int,
