@@ -137,6 +137,10 @@ def test_ema_best_checkpoint_holds_the_weight_average(tmp_path, digits):
     assert torch.equal(saved["model"][key], last["average"]["model"][key])
     assert not torch.equal(last["model"][key], last["average"]["model"][key])
     assert last["average"]["steps"] == 2 * steps_per_epoch(len(digits.train), opts)
+    from trainer.checkpoint import save_inference_checkpoint
+
+    slim = read_checkpoint(save_inference_checkpoint(tmp_path / LAST_NAME, tmp_path / "slim.pt"))
+    assert "average" not in slim and torch.equal(slim["model"][key], last["average"]["model"][key])
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(live, decay=1.0)
 

@@ -94,10 +94,16 @@ def load_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[MT
 
 
 def save_inference_checkpoint(src: Path | str, dst: Path | str) -> Path:
-    """A slim copy of ``src`` for evaluation and export only (no optimizer, no audio encoder)."""
+    """A slim copy of ``src`` for evaluation and export only (no optimizer, no audio encoder).
+
+    From a last.pt trained with ``--ema`` it keeps the weight average, as best.pt does.
+    """
     ckpt = read_checkpoint(src)
     drop = training_only_prefixes(MTNetConfig.from_dict(ckpt["config"]))
     ckpt.pop("optimizer", None)
+    average = ckpt.pop("average", None)
+    if average is not None:
+        ckpt["model"] = average["model"]
     ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith(drop)}
     ckpt["inference_only"] = True
     save_checkpoint(Path(dst), {k: v for k, v in ckpt.items() if k != "format"})
