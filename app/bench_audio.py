@@ -61,14 +61,34 @@ def probe(latency: str | float, sounds: int) -> dict:
     return {"latency": latency, "waits_ms": waits, "underflows": getattr(audio, "underflows", 0)}
 
 
+def _latency(text: str) -> str | float:
+    if text in ("low", "high"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 2.0:
+        raise argparse.ArgumentTypeError(f"expected low, high or seconds in (0, 2], got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.bench_audio", description=__doc__)
-    parser.add_argument("--latency", nargs="+", default=["low", "high"], help="low|high|seconds")
-    parser.add_argument("--sounds", type=int, default=50)
+    parser.add_argument(
+        "--latency", nargs="+", type=_latency, default=["low", "high"], help="low|high|seconds"
+    )
+    parser.add_argument("--sounds", type=_count, default=50)
     args = parser.parse_args(argv)
     print("latency  sounds  p50 ms  waits > 100 ms  3 slowest ms           underflows")
-    for text in args.latency:
-        latency = text if text in ("low", "high") else float(text)
+    for latency in args.latency:
+        text = str(latency)
         row = probe(latency, args.sounds)
         waits = np.asarray(row["waits_ms"])
         slow = " / ".join(f"{w:,.0f}" for w in np.sort(waits)[-3:])

@@ -259,3 +259,16 @@ def test_audio_latency_probe_prints_one_row_per_setting(tmp_path, capsys):
     assert header.startswith("latency  sounds  p50 ms")
     assert [r.split()[:2] for r in rows] == [["low", "3"], ["0.05", "3"]]
     assert all(0 < float(r.split()[2]) < bench_audio.WAIT_S * 1e3 for r in rows)  # all started
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["--latency", "soon"], "expected low, high or seconds"), (["--sounds", "0"], "positive")],
+)
+def test_audio_latency_probe_bad_arguments_are_one_line(capsys, argv, needle):
+    from app import bench_audio
+
+    with pytest.raises(SystemExit) as exit_:
+        bench_audio.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and needle in err[-1] and "Traceback" not in "\n".join(err)
