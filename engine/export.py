@@ -42,9 +42,8 @@ from engine.sidecar import (
     build_sidecar,
     write_sidecar,
 )
-from trainer.augment import trained_with_flips
 from trainer.checkpoint import load_model
-from trainer.model import MTNet, standardize, with_flip_tta
+from trainer.model import MTNet, standardize
 
 log = logging.getLogger(__name__)
 
@@ -257,15 +256,8 @@ def export_onnx(
     _validate(precision, opset, max_batch)
     start = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
-    reference, ckpt = load_model(checkpoint)  # CheckpointError (one line) if unusable
-    if flip_tta:
-        if not trained_with_flips(ckpt):
-            raise ExportError(
-                f"--flip-tta: {checkpoint.name} was not trained on mirrored images "
-                "(a mirrored digit is not the same digit)",
-                "export it without --flip-tta",
-            )
-        with_flip_tta(reference)
+    # CheckpointError if unusable, UsageError if it may not mirror-average (one line each)
+    reference, _ckpt = load_model(checkpoint, flip_tta=flip_tta)
     body = copy.deepcopy(reference)  # the fp16 graph converts its copy in place
     graph = InferenceGraph(body) if precision == "fp32" else HalfInferenceGraph(body)
     out.parent.mkdir(parents=True, exist_ok=True)

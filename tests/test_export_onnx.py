@@ -14,7 +14,7 @@ from engine.errors import ExportError
 from engine.export import TOLERANCE, export_onnx
 from engine.sidecar import PREPROCESSING, sha256_file, sidecar_path
 from trainer.checkpoint import load_model
-from trainer.errors import CheckpointError
+from trainer.errors import CheckpointError, UsageError
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -168,7 +168,7 @@ def test_flip_tta_export_answers_an_image_and_its_mirror_alike(mirror_trained_ch
 
 
 def test_flip_tta_is_refused_for_a_model_trained_without_mirrors(engine_checkpoint, tmp_path):
-    with pytest.raises(ExportError, match="not trained on mirrored images") as err:
+    with pytest.raises(UsageError, match="not trained on mirrored images") as err:
         export_onnx(engine_checkpoint, tmp_path / "m.onnx", flip_tta=True)
     assert "\n" not in str(err.value) and not list(tmp_path.iterdir())
 

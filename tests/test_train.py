@@ -337,7 +337,7 @@ def test_table4_compares_mtnet_with_the_i2t2a_baseline(tmp_path, digits):
 
 def test_flip_tta_evaluation_mirror_averages_mtnet_and_the_baseline(tmp_path, digits):
     from trainer.errors import UsageError
-    from trainer.evaluate import classify, generate, load_for_eval, table4
+    from trainer.evaluate import classify, generate, table4
 
     quick = dict(ae_epochs=1, epochs=1, batch_size=32)
     plain = fit(digits, SPEC, TrainOptions(**quick), tmp_path / "plain")
@@ -347,10 +347,10 @@ def test_flip_tta_evaluation_mirror_averages_mtnet_and_the_baseline(tmp_path, di
     rows = dict(table4(mirrored, max_items=10, flip_tta=True))
     assert rows["MT-Net (ours, compact, mirror-averaged)"]["n_images"] == len(digits.test)
     # The I2T2A row's classifier is the same mirror-averaged head as MT-Net's probabilities.
-    model, _ = load_for_eval(mirrored, flip_tta=True)
+    model, _ = load_model(mirrored, flip_tta=True)
     images = digits.test.images[:16]
     np.testing.assert_allclose(classify(model, images), generate(model, images)[1], atol=1e-6)
-    plain_model, _ = load_for_eval(mirrored)
+    plain_model, _ = load_model(mirrored)
     assert np.abs(classify(plain_model, images) - classify(model, images)).max() > 1e-4
     proc = _run(
         [

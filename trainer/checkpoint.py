@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as `python trainer/checkpoint.py`
 
     sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -29,7 +30,8 @@ from typing import Any
 
 import torch
 
-from trainer.errors import CheckpointError
+from trainer.augment import trained_with_flips
+from trainer.errors import CheckpointError, UsageError
 from trainer.model import MTNet, MTNetConfig
 
 log = logging.getLogger(__name__)
@@ -76,10 +78,25 @@ def training_only_prefixes(cfg: MTNetConfig) -> tuple[str, ...]:
     return prefixes
 
 
-def load_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[MTNet, dict]:
-    """MTNet in eval mode, built from the checkpoint's own config, and the checkpoint dict."""
+def load_model(
+    path: Path | str, device: str | torch.device = "cpu", flip_tta: bool = False
+) -> tuple[MTNet, dict]:
+    """MTNet in eval mode, built from the checkpoint's own config, and the checkpoint dict.
+
+    ``flip_tta``: answer with test-time mirror averaging (``MTNetConfig.flip_tta``); a UsageError
+    for a model not trained on mirrored images (a mirrored digit is another picture).
+    """
     ckpt = read_checkpoint(path)
-    model = MTNet(MTNetConfig.from_dict(ckpt["config"]))
+    cfg = MTNetConfig.from_dict(ckpt["config"])
+    if flip_tta:
+        if not trained_with_flips(ckpt):
+            raise UsageError(
+                f"--flip-tta: {Path(path).name} was not trained on mirrored images "
+                "(a mirrored digit is not the same digit)",
+                "drop --flip-tta for this model",
+            )
+        cfg = dataclasses.replace(cfg, flip_tta=True)
+    model = MTNet(cfg)
     # A slim checkpoint may lack exactly the training-only weights; a full one lacks nothing.
     allowed = training_only_prefixes(model.cfg) if ckpt.get("inference_only") else ()
     try:

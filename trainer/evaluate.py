@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from trainer import metrics
-from trainer.augment import to_tensor_images, trained_with_flips
+from trainer.augment import to_tensor_images
 from trainer.checkpoint import load_model, read_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
 from trainer.errors import EarSightError, UsageError
-from trainer.model import MTNet, standardize, with_flip_tta
+from trainer.model import MTNet, standardize
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +104,6 @@ def onnx_predictor(onnx_path: Path | str, threads: int | None = None) -> Predict
     return predict
 
 
-def load_for_eval(path: Path | str, flip_tta: bool = False) -> tuple[MTNet, dict]:
-    """The checkpoint's model, mirror-averaging its answers if asked (and if it may)."""
-    model, ckpt = load_model(path)
-    if flip_tta:
-        if not trained_with_flips(ckpt):
-            raise UsageError(
-                f"--flip-tta: {Path(path).name} was not trained on mirrored images",
-                "drop --flip-tta for this model",
-            )
-        with_flip_tta(model)
-    return model, ckpt
-
-
 def evaluate_split(
     predict: Predictor,
     data: ADDataset,
@@ -170,7 +157,7 @@ def evaluate_checkpoint(
     flip_tta: bool = False,
 ) -> dict:
     """Metrics of a checkpoint (or, with ``onnx``, of its export) on its dataset's test split."""
-    model, ckpt = load_for_eval(path, flip_tta)
+    model, ckpt = load_model(path, flip_tta=flip_tta)
     if data is None:
         spec = DatasetSpec(**ckpt["dataset"])
         if data_root is not None:
@@ -229,7 +216,7 @@ def table4(
     ground truth, next to the paper's MT-Net and I2T2A rows."""
     from trainer.baseline import i2t2a_predictor
 
-    model, ckpt = load_for_eval(path, flip_tta)
+    model, ckpt = load_model(path, flip_tta=flip_tta)
     spec = DatasetSpec(**ckpt["dataset"])
     if data_root is not None:
         spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
