@@ -16,7 +16,8 @@ import torch
 from trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
 from trainer.dataset import DatasetSpec, build_dataset
 from trainer.evaluate import evaluate_checkpoint
-from trainer.train import TrainOptions, fit, steps_per_epoch
+from trainer.plumbing import steps_per_epoch
+from trainer.train import TrainOptions, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = DatasetSpec(source="digits", limit_train=480, limit_test=120)

@@ -32,14 +32,8 @@ from trainer.dataset import DatasetSpec, build_dataset
 from trainer.errors import EarSightError, UsageError
 from trainer.images import SOURCES
 from trainer.model import PRESETS, MTNet, count_parameters, inference_macs
-from trainer.train import (
-    ABLATIONS,
-    TrainOptions,
-    arch_changes,
-    checked_config,
-    fit,
-    rank_world,
-)
+from trainer.plumbing import rank_world
+from trainer.train import ABLATIONS, TrainOptions, arch_changes, checked_config, fit
 
 log = logging.getLogger("trainer.fit")
 

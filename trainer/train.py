@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from trainer import losses
 from trainer.augment import augment, augment_mode, to_tensor_images
@@ -31,6 +27,19 @@ from trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_check
 from trainer.dataset import ADDataset, DatasetSpec, Split
 from trainer.errors import UsageError
 from trainer.model import MTNet, MTNetConfig, make_config, parse_arch
+from trainer.plumbing import (
+    autocast_for,
+    epoch_batches,
+    gpu_memory,
+    gpu_note,
+    lr_at,
+    pick_device,
+    progress_bar,
+    rank_world,
+    say,
+    steps_per_epoch,
+    wrap_for_ranks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,88 +112,6 @@ def loss_weights(opts: TrainOptions) -> losses.JointLossWeights:
 
 
 # --------------------------------------------------------------------------------------------
-# Plumbing: device, ranks, batches, learning rate (image tensors: trainer/augment.py)
-# --------------------------------------------------------------------------------------------
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(
-            "--device cuda was asked for but no CUDA GPU is visible", "use --device cpu"
-        )
-    return torch.device(name)
-
-
-def rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def epoch_batches(n: int, opts: TrainOptions, stage: int, epoch: int) -> Iterator[np.ndarray]:
-    """This rank's slice of each global batch of a seeded permutation (last partial dropped)."""
-    rank, world = rank_world()
-    gen = torch.Generator().manual_seed(opts.seed * 1_000_003 + stage * 10_007 + epoch)
-    perm = torch.randperm(n, generator=gen).numpy()
-    per_rank = opts.batch_size // world
-    for start in range(0, n - opts.batch_size + 1, opts.batch_size):
-        yield perm[start + rank * per_rank : start + (rank + 1) * per_rank]
-
-
-def steps_per_epoch(n: int, opts: TrainOptions) -> int:
-    return max(0, n // opts.batch_size)
-
-
-def lr_at(step: int, total: int, opts: TrainOptions) -> float:
-    if opts.schedule == "constant":
-        return opts.lr
-    if step < opts.warmup_steps:
-        return opts.lr * (step + 1) / opts.warmup_steps
-    progress = (step - opts.warmup_steps) / max(1, total - opts.warmup_steps)
-    return opts.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _autocast(device: torch.device):
-    # bf16 on GPUs (same exponent range as fp32: no loss scaling); fp32 on CPU.
-    enabled = device.type == "cuda"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def _wrap(module: nn.Module, device: torch.device) -> nn.Module:
-    if rank_world()[1] == 1:
-        return module
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
-
-
-def gpu_memory(device: torch.device) -> dict[str, float]:
-    """Peak GPU memory of this process so far, GiB (tensors; the allocator's cache on top)."""
-    if device.type != "cuda":
-        return {}
-    return {
-        "gpu_peak_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
-        "gpu_peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30,
-    }
-
-
-def _gpu_note(record: dict) -> str:
-    peak = record.get("gpu_peak_reserved_gib")
-    return f", GPU peak {peak:.1f} GiB" if peak is not None else ""
-
-
-def _progress(total: int, desc: str):
-    quiet = rank_world()[0] != 0 or not sys.stderr.isatty()  # no bars in logs or CI
-    return tqdm(total=total, desc=desc, disable=quiet, unit="step", dynamic_ncols=True)
-
-
-def _say(msg: str) -> None:
-    if rank_world()[0] == 0:
-        print(msg, flush=True)
-
-
-# --------------------------------------------------------------------------------------------
 # Stage 1: audio feature learning (Eq. 6)
 # --------------------------------------------------------------------------------------------
 
@@ -197,17 +124,17 @@ def train_autoencoder_epoch(
     epoch: int,
     device: torch.device,
 ) -> dict[str, float]:
-    ae = _wrap(model.audio_autoencoder, device)
+    ae = wrap_for_ranks(model.audio_autoencoder, device)
     ae.train()
     n_steps, total = steps_per_epoch(len(data.train), opts), 0.0
     start = time.perf_counter()
-    with _progress(n_steps, f"stage 1 epoch {epoch + 1}") as bar:
+    with progress_bar(n_steps, f"stage 1 epoch {epoch + 1}") as bar:
         for i, idx in enumerate(epoch_batches(len(data.train), opts, 1, epoch)):
             for g in optim.param_groups:
                 g["lr"] = lr_at(epoch * n_steps + i, opts.ae_epochs * n_steps, opts)
             audio = torch.from_numpy(data.audio(data.train.labels[idx], data.train.voices[idx]))
             audio = audio.to(device)
-            with _autocast(device):
+            with autocast_for(device):
                 _, recon = ae(audio)
             loss_rec = losses.reconstruction_loss(audio, recon)
             pen = losses.weight_penalty(model.audio_autoencoder.parameters())
@@ -269,7 +196,7 @@ def train_joint_epoch(
     device: torch.device,
     average: WeightAverage | None = None,
 ) -> dict[str, float]:
-    net = _wrap(_JointForward(model), device)
+    net = wrap_for_ranks(_JointForward(model), device)
     model.train()
     model.audio_autoencoder.eval()  # frozen (its decoder still trains for the AE ablation)
     weights, sums = loss_weights(opts), {"per": 0.0, "rep": 0.0, "gen": 0.0, "acc": 0.0}
@@ -277,7 +204,7 @@ def train_joint_epoch(
     aug_gen = torch.Generator().manual_seed(opts.seed * 7_919 + epoch)
     clips = torch.from_numpy(data.spoken.clips).to(device)  # (K, V, L_s): a few MB, sent once
     n_steps, start = steps_per_epoch(len(data.train), opts), time.perf_counter()
-    with _progress(n_steps, f"stage 2 epoch {epoch + 1}") as bar:
+    with progress_bar(n_steps, f"stage 2 epoch {epoch + 1}") as bar:
         for i, idx in enumerate(epoch_batches(len(data.train), opts, 2, epoch)):
             for g in optim.param_groups:
                 g["lr"] = lr_at(epoch * n_steps + i, opts.epochs * n_steps, opts)
@@ -286,7 +213,7 @@ def train_joint_epoch(
             labels = torch.from_numpy(data.train.labels[idx]).to(device)
             voices = torch.from_numpy(data.train.voices[idx]).to(device)
             audio = clips[labels, voices]  # (B, L_s), gathered on the device
-            with _autocast(device):
+            with autocast_for(device):
                 generated, logits, phi = net(images)
             loss, parts = losses.joint_loss(
                 weights,
@@ -327,7 +254,7 @@ def validate(model: MTNet, data: ADDataset, split: Split, device: torch.device) 
     for start in range(0, len(split), EVAL_BATCH):
         sl = slice(start, start + EVAL_BATCH)
         images = to_tensor_images(split.images[sl], device)
-        with _autocast(device):
+        with autocast_for(device):
             generated, probs = model(images)
         labels = torch.from_numpy(split.labels[sl]).to(device)
         audio = torch.from_numpy(data.audio(split.labels[sl], split.voices[sl])).to(device)
@@ -364,7 +291,7 @@ def fit(
     average = None  # the weight average of stage 2 (--ema), what validation and best.pt use
     if resume and (out_dir / LAST_NAME).is_file():
         state, optim, average = _restore(model, out_dir / LAST_NAME, opts, device)
-        _say(f"resuming: stage {state['stage']}, {state['epoch']} epoch(s) done")
+        say(f"resuming: stage {state['stage']}, {state['epoch']} epoch(s) done")
 
     def snapshot(weights: nn.Module) -> dict:
         return {
@@ -393,10 +320,10 @@ def fit(
             **train_autoencoder_epoch(model, data, opts, optim, state["epoch"], device),
         }
         state["epoch"] += 1
-        _say(
+        say(
             f"stage 1 epoch {record['epoch']}/{opts.ae_epochs}: reconstruction "
             f"{record['rec']:.4f}, {record['clips_per_s']:.0f} clips/s, "
-            f"{record['seconds']:.0f} s{_gpu_note(record)}"
+            f"{record['seconds']:.0f} s{gpu_note(record)}"
         )
         end_epoch(record, is_best=False)
     if state["stage"] == 1:
@@ -417,11 +344,11 @@ def fit(
         improved = state["best"] is None or record["val_gen"] < state["best"]["val_gen"]
         if improved:
             state["best"] = {"epoch": record["epoch"], "val_gen": record["val_gen"]}
-        _say(
+        say(
             f"stage 2 epoch {record['epoch']}/{opts.epochs}: gen {record['gen']:.3f} "
             f"acc {record['acc']:.4f} | val gen {record['val_gen']:.3f} "
             f"val acc {record['val_acc']:.4f} | {record['images_per_s']:.0f} img/s, "
-            f"{record['seconds']:.0f} s{_gpu_note(record)}"
+            f"{record['seconds']:.0f} s{gpu_note(record)}"
         )
         end_epoch(record, is_best=improved)
     if rank_world()[1] > 1:
