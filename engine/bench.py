@@ -243,6 +243,7 @@ class ModelFiles:
         self.workdir = workdir
         self.onnx: dict[str, Path] = {}
         self.exported: dict | None = None  # the ONNX's config: peers are built the same way
+        self.given_onnx: Path | None = None
         if model is None:
             self.checkpoint: Path | None = synth_checkpoint(synth, workdir / "random.pt")
             self.name = f"random {synth.preset} {synth.image_size}x{synth.image_size}x" + (

@@ -350,12 +350,6 @@ class MTNet(nn.Module):
         return params + list(self.audio_autoencoder.decoder.parameters())
 
 
-def with_flip_tta(model: MTNet, on: bool = True) -> MTNet:
-    """``model`` (same weights) answering with test-time mirror averaging on or off."""
-    model.cfg = dataclasses.replace(model.cfg, flip_tta=on)
-    return model
-
-
 def _init_weights(module: nn.Module) -> None:
     # Algorithm 1: "all weights are randomly sampled by truncated_normal distribution".
     # std = 1/sqrt(fan_in) keeps activations O(1) through the tanh stacks. Tails beyond 2σ are

@@ -12,7 +12,6 @@ from engine.errors import BackendUnavailable, ModelFileError, OutOfMemory
 from engine.source import ModelSource
 from trainer.checkpoint import load_model
 from trainer.errors import CheckpointError
-from trainer.model import with_flip_tta
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,11 @@ class TorchBackend(Backend):
             # Process-wide: torch has one intra-op pool. Pinned like ORT's for a fair comparison.
             torch.set_num_threads(options.cpu_threads())
         try:
-            self.model, _ = load_model(source.checkpoint, device=self.device)
+            # The export's graph may mirror-average (sidecar config): answer the same.
+            flip_tta = bool((source.sidecar or {}).get("config", {}).get("flip_tta"))
+            self.model, _ = load_model(source.checkpoint, device=self.device, flip_tta=flip_tta)
         except CheckpointError as err:
             raise ModelFileError(err.what, err.fix) from err
-        exported = (source.sidecar or {}).get("config", {})
-        if exported.get("flip_tta"):  # the export's graph mirror-averages: answer the same
-            with_flip_tta(self.model)
         self.precision = "fp32"
         self.providers = (f"torch {torch.__version__}",)
         if self.device.startswith("cuda"):
