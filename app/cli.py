@@ -1,6 +1,6 @@
 """``earsight``: a thin command line over the library (engine.*, later the camera app).
 
-    earsight export CHECKPOINT -o model.onnx [--fp16] [--flip-tta] [--opset N]
+    earsight export CHECKPOINT -o model.onnx [--fp16 | --int8 [--data-root DIR]] [--flip-tta]
     earsight engine build model.onnx [--max-batch N]
     earsight bench [--model PATH] [--backends torch,onnx-cpu] [--batches 1,8,64,256]
     earsight describe IMAGE... [--out DIR]
@@ -66,7 +66,18 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (+ JSON sidecar)")
     p.add_argument("checkpoint", type=Path, help="a .pt written by trainer/fit.py")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx to write")
-    p.add_argument("--fp16", action="store_true", help="fp16 weights and compute (same I/O)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--fp16", action="store_true", help="fp16 weights and compute (same I/O)"
+    )
+    precision.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 encoder convolutions for CPUs, calibrated on the checkpoint's training images",
+    )
+    p.add_argument(
+        "--data-root", type=Path, default=None, help="--int8: where the training dataset is"
+    )
     p.add_argument(
         "--flip-tta",
         action="store_true",
@@ -80,9 +91,21 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from engine.export import export_onnx
 
-    precision = "fp16" if args.fp16 else "fp32"
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    calibration = test_images = None
+    if args.int8:
+        from engine.quantize import checkpoint_images
+
+        calibration, test_images = checkpoint_images(args.checkpoint, args.data_root)
     result = export_onnx(
-        args.checkpoint, args.output, precision, args.opset, args.max_batch, args.flip_tta
+        args.checkpoint,
+        args.output,
+        precision,
+        args.opset,
+        args.max_batch,
+        args.flip_tta,
+        calibration=calibration,
+        test_images=test_images,
     )
     kind = precision + (", mirror-averaged" if args.flip_tta else "")
     print(f"wrote {result.path} ({kind}, opset {result.opset}, sha256 {result.sha256[:16]}…)")
@@ -230,6 +253,12 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
         help="below the threshold say 'not sure' or 'maybe X or Y' (default %(default)s)",
     )
     p.add_argument("--threads", type=_positive_int, help="CPU threads (default: physical cores)")
+    p.add_argument(
+        "--no-int8",
+        dest="int8",
+        action="store_false",
+        help="on the CPU run the model as given, not its int8 variant (name.int8.onnx)",
+    )
     p.set_defaults(run=_run_describe)
 
 
@@ -241,7 +270,8 @@ def _run_describe(args: argparse.Namespace) -> int:
 
     gate = ConfidenceGate(args.threshold, args.gate)  # bad values fail before the model loads
     model = resolve_model(args.model)
-    with load(model, args.backend, RuntimeOptions(threads=args.threads)) as runtime:
+    options = RuntimeOptions(threads=args.threads, cpu_int8=args.int8)
+    with load(model, args.backend, options) as runtime:
         results = describe_images(args.images, runtime, args.out, gate)
     for d in results:
         if d.ok:

@@ -41,6 +41,13 @@ def _live_flags(p: argparse.ArgumentParser) -> None:
         help="print status lines but do not speak them",
     )
     p.add_argument("--threads", type=int, help="CPU inference threads")
+    p.add_argument(
+        "--no-int8",
+        dest="int8",
+        action="store_false",
+        default=None,
+        help="on the CPU run the model as given, not its int8 variant",
+    )
     p.add_argument("--config", type=Path, help=f"config file (default {config_path()})")
 
 
@@ -89,7 +96,9 @@ def build_live(options: LiveOptions) -> dict[str, Any]:
     voice.say("EarSight starting")
     gate = ConfidenceGate(options.threshold, options.gate)
     runtime = load(
-        resolve_model(options.model), options.backend, RuntimeOptions(threads=options.threads)
+        resolve_model(options.model),
+        options.backend,
+        RuntimeOptions(threads=options.threads, cpu_int8=options.int8),
     )
     runtime.warmup()
     where = "on the GPU" if runtime.info.device.startswith("cuda") else "on the CPU"

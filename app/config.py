@@ -53,6 +53,7 @@ class LiveOptions:
     verbosity: int = 1  # 0 errors only, 1 normal, 2 chatty
     speak_status: bool = True  # speak status messages (they are always printed)
     threads: int | None = None  # CPU inference threads (default: all cores)
+    int8: bool = True  # ONNX Runtime CPU runs the model's int8 variant (name.int8.onnx) if shipped
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:

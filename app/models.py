@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from engine.source import INT8_SUFFIX
 from trainer.errors import EarSightError
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,13 @@ class UnknownModel(EarSightError):
 
 
 def available_models() -> tuple[str, ...]:
-    """Names (file stems) of the shipped models, sorted; empty if the assets are missing."""
-    return tuple(sorted(p.stem for p in MODELS_DIR.glob(f"*{MODEL_SUFFIX}") if p.is_file()))
+    """Names (file stems) of the shipped models, sorted; empty if the assets are missing.
+
+    A model's int8 CPU variant (``cifar10-ad.int8.onnx``) is not another model: the runtime
+    picks it for ONNX Runtime CPU, and ``--model cifar10-ad.int8`` still names it.
+    """
+    files = (p for p in MODELS_DIR.glob(f"*{MODEL_SUFFIX}") if p.is_file())
+    return tuple(sorted(p.stem for p in files if not p.name.endswith(INT8_SUFFIX)))
 
 
 def resolve_model(name_or_path: str | Path) -> Path:

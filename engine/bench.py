@@ -90,9 +90,11 @@ class BenchReport:
 def parse_spec(spec: str) -> tuple[str, str]:
     name, _, precision = spec.partition(":")
     precision = precision or DEFAULT_PRECISION.get(name, "fp32")
-    if name not in BACKEND_NAMES or precision not in ("fp32", "fp16"):
+    int8_ok = precision != "int8" or name in ("onnx-cpu", "onnx-cuda")
+    if name not in BACKEND_NAMES or precision not in ("fp32", "fp16", "int8") or not int8_ok:
         raise EngineError(
-            f"unknown backend {spec!r}", f"use {', '.join(BACKEND_NAMES)} with optional :fp16"
+            f"unknown backend {spec!r}",
+            f"use {', '.join(BACKEND_NAMES)} with optional :fp16 (onnx-cpu/onnx-cuda also :int8)",
         )
     return name, precision
 
@@ -159,6 +161,7 @@ def measure(spec: str, model: str, opts: BenchOptions) -> Row:
             device=opts.device,
             trt_precision=precision,
             trt_max_batch=max(opts.batches),
+            cpu_int8=False,  # each row runs exactly the file its spec names
         )
         rt = load(model, backend=name, options=options)
         row.precision, row.device = rt.info.precision, rt.info.device
@@ -238,7 +241,7 @@ class ModelFiles:
     """The checkpoint and the ONNX exports the rows need, exported once each, on demand."""
 
     def __init__(self, model: Path | None, synth: SynthSpec, workdir: Path) -> None:
-        from engine.source import resolve_model
+        from engine.source import cpu_variant, resolve_model
 
         self.workdir = workdir
         self.onnx: dict[str, Path] = {}
@@ -256,6 +259,9 @@ class ModelFiles:
             self.onnx[source.contract.precision] = source.onnx
             self.exported = (source.sidecar or {}).get("config")
             self.given_onnx = source.onnx
+            variant = cpu_variant(source)  # name.int8.onnx beside it: the `:int8` rows
+            if variant is not None:
+                self.onnx["int8"] = variant.path
 
     @property
     def flip_tta(self) -> bool:
@@ -276,6 +282,11 @@ class ModelFiles:
             # Through the ONNX's sidecar the torch backend answers as the export does
             # (mirror averaging included); a bare checkpoint is its own reference.
             return self.given_onnx if self.exported else self.checkpoint
+        if precision == "int8" and precision not in self.onnx:
+            raise EngineError(  # calibration needs the training data: not the bench's job
+                "no int8 export beside the model",
+                "write one with `earsight export CHECKPOINT -o NAME.int8.onnx --int8`",
+            )
         if precision not in self.onnx:
             if self.checkpoint is None:
                 raise EngineError(f"no {precision} ONNX and no checkpoint to export one from")

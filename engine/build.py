@@ -52,6 +52,11 @@ def choose_mode(requested: str, onnx_precision: str, has_fp16_flag: bool, strong
     """
     if requested not in ("fp16", "fp32"):
         raise EngineBuildError(f"precision must be fp16 or fp32, got {requested!r}")
+    if onnx_precision == "int8":  # QDQ tuned for ONNX Runtime CPU; GPUs get the float export
+        raise EngineBuildError(
+            "this is the int8 CPU export; TensorRT engines are built from fp16/fp32 exports",
+            "build the model's fp16 ONNX (e.g. cifar10-ad.onnx, not cifar10-ad.int8.onnx)",
+        )
     if onnx_precision == "fp16":
         if strongly:
             return "fp16-strongly-typed"

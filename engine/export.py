@@ -1,4 +1,4 @@
-"""Export a checkpoint to ONNX: one inference contract, fp32 or fp16, checked and parity-tested.
+"""Export a checkpoint to ONNX: one inference contract, fp32/fp16/int8, checked and parity-tested.
 
 Contract (identical for both precisions, see docs/ENGINE.md)::
 
@@ -9,6 +9,9 @@ Contract (identical for both precisions, see docs/ENGINE.md)::
 The graph casts and permutes to NCHW and applies Eq. 1 itself, so no preprocessing happens
 outside it. fp16 converts weights and compute but casts at both boundaries, so callers never
 see the difference; Eq. 1 stays fp32 (sums of up to P squared 0..255 pixels overflow fp16).
+
+int8 (CPU) starts from the checked fp32 export and quantizes the encoder's convolutions
+(engine/quantize.py); it needs calibration and test images and is judged on those.
 
 Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export-based) at opset 18, the lowest opset
 it implements (asked for 17 it emits 18 and its down-converter fails on this graph's ReduceMean).
@@ -32,6 +35,14 @@ import torch
 from torch import nn
 
 from engine.errors import ExportError
+from engine.quantize import (
+    CALIBRATION_IMAGES,
+    PARITY_IMAGES,
+    Int8Parity,
+    check_int8_parity,
+    quantize_int8,
+    sample_images,
+)
 from engine.sidecar import (
     BATCH_AXIS,
     DEFAULT_MAX_BATCH,
@@ -108,7 +119,7 @@ class ExportResult:
     opset: int
     exporter: str
     sha256: str
-    parity: Parity
+    parity: Parity | Int8Parity
     seconds: float
 
 
@@ -237,6 +248,43 @@ def _write_checked(
     return exporter, parity
 
 
+def _quantize_checked(
+    reference: MTNet, tmp: Path, calibration: np.ndarray, test_images: np.ndarray
+) -> Int8Parity:
+    """Replace the checked fp32 ONNX at ``tmp`` by its int8 version if that passes its limits."""
+    import onnx
+
+    fp32 = tmp.with_name(tmp.name + ".fp32")
+    os.replace(tmp, fp32)
+    try:
+        quantize_int8(fp32, tmp, sample_images(calibration, CALIBRATION_IMAGES))
+        onnx.checker.check_model(str(tmp), full_check=True)
+        parity = check_int8_parity(reference, tmp, sample_images(test_images, PARITY_IMAGES))
+    except ExportError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as err:  # the quantizer and checker raise many types; keep the first line
+        tmp.unlink(missing_ok=True)
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise ExportError(f"int8 quantization failed: {type(err).__name__}: {first}") from err
+    finally:
+        fp32.unlink(missing_ok=True)
+    log.info(
+        "parity (int8, %d test images): top-1 agreement %.4f, waveform r mean %.4f (min %.4f)",
+        parity.images,
+        parity.top1_agreement,
+        parity.waveform_corr_mean,
+        parity.waveform_corr_min,
+    )
+    if parity.failures():
+        tmp.unlink(missing_ok=True)
+        raise ExportError(
+            f"int8 ONNX strays from torch: {'; '.join(parity.failures())}",
+            "export fp16 for this checkpoint",
+        )
+    return parity
+
+
 def export_onnx(
     checkpoint: Path,
     out: Path,
@@ -244,25 +292,37 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     max_batch: int = DEFAULT_MAX_BATCH,
     flip_tta: bool = False,
+    calibration: np.ndarray | None = None,
+    test_images: np.ndarray | None = None,
 ) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (+ ``out.json`` sidecar); raise ExportError on failure.
 
     ``flip_tta``: the graph averages each image's features with its mirror's (one batch of 2B
     through the encoder), for models trained on mirrored images; recorded in the sidecar config.
+    ``calibration``/``test_images`` (N, H, W, C) uint8: int8 only; seeded samples of each are used
+    (training images for the activation scales, test images for the parity check).
 
     The ONNX is written under a temporary name and only renamed once it passed the checker and
     the parity test, so ``out`` is never a half-written or out-of-tolerance model.
     """
     _validate(precision, opset, max_batch)
+    if precision == "int8" and (calibration is None or test_images is None):
+        raise ExportError(
+            "int8 export needs calibration and test images",
+            "pass --data-root where the checkpoint's dataset is (earsight export --int8)",
+        )
     start = time.perf_counter()
     checkpoint, out = Path(checkpoint), Path(out)
     # CheckpointError if unusable, UsageError if it may not mirror-average (one line each)
     reference, _ckpt = load_model(checkpoint, flip_tta=flip_tta)
     body = copy.deepcopy(reference)  # the fp16 graph converts its copy in place
-    graph = InferenceGraph(body) if precision == "fp32" else HalfInferenceGraph(body)
+    graph = HalfInferenceGraph(body) if precision == "fp16" else InferenceGraph(body)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    exporter, parity = _write_checked(graph, reference, tmp, precision, opset, max_batch)
+    float_precision = "fp16" if precision == "fp16" else "fp32"
+    exporter, parity = _write_checked(graph, reference, tmp, float_precision, opset, max_batch)
+    if precision == "int8":
+        parity = _quantize_checked(reference, tmp, calibration, test_images)
     os.replace(tmp, out)
     sidecar = build_sidecar(
         reference.cfg,

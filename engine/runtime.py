@@ -6,7 +6,9 @@
 
 ``backend="auto"`` tries TensorRT (cached engine) → ONNX Runtime CUDA → ONNX Runtime CPU →
 torch, logging each skipped backend once with its reason (INFO when it is simply absent, WARNING
-when it is installed but failed). A bad model file is an error, never a fallback.
+when it is installed but failed). A bad model file is an error, never a fallback. ONNX Runtime CPU
+runs a model's int8 variant (``name.int8.onnx``, same weights) when there is one, logged;
+``RuntimeOptions(cpu_int8=False)`` (``--no-int8``) keeps the file as given.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from engine.backends.base import Backend, RuntimeOptions
 from engine.errors import BackendFailed, BackendUnavailable, InputError
 from engine.postprocess import pad_batch, postprocess
-from engine.source import ModelSource, resolve_model
+from engine.source import ModelSource, cpu_variant, resolve_model
 from trainer.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class RuntimeInfo:
     backend: str  # one of BACKEND_NAMES
     providers: tuple[str, ...]  # ORT providers in use, or the library and its version
     device: str
-    precision: str  # "fp32" | "fp16" of the arithmetic
+    precision: str  # "fp32" | "fp16" | "int8" of the arithmetic (int8: the encoder's convs)
     labels: tuple[str, ...]  # spoken word per class: labels[probs.argmax()]
     input_shape: tuple[int, int, int]  # (H, W, C) of one uint8 image
     sample_rate: int  # Hz of the raw model waveform
@@ -132,6 +134,21 @@ class Runtime:
         self.close()
 
 
+def source_for(name: str, source: ModelSource, options: RuntimeOptions) -> ModelSource:
+    """What backend ``name`` should run: the int8 variant for onnx-cpu when allowed and present."""
+    if name != "onnx-cpu" or not options.cpu_int8:
+        return source
+    variant = cpu_variant(source, verify_sha256=options.verify_sha256)
+    if variant is None:
+        return source
+    log.info(
+        "onnx-cpu: running %s, the int8 export of the same weights (--no-int8 runs %s)",
+        variant.path.name,
+        source.path.name,
+    )
+    return variant
+
+
 def make_backend(
     name: str, source: ModelSource, options: RuntimeOptions, explicit: bool
 ) -> Backend:
@@ -164,20 +181,22 @@ def load(
         )
     source = resolve_model(model_path, verify_sha256=options.verify_sha256)
     if backend != "auto":
+        source = source_for(backend, source, options)
         runtime = Runtime(make_backend(backend, source, options, explicit=True), source, options)
         log.info("backend %s on %s", backend, runtime.info.device)
         return runtime
     fallbacks: list[str] = []
     for name in AUTO_ORDER:
         try:
-            chosen = make_backend(name, source, options, explicit=False)
+            chosen_source = source_for(name, source, options)
+            chosen = make_backend(name, chosen_source, options, explicit=False)
         except BackendUnavailable as err:
             level = logging.WARNING if isinstance(err, BackendFailed) else logging.INFO
             log.log(level, "backend %s unavailable: %s", name, err)
             fallbacks.append(f"{name}: {err}")
             continue
         log.info("backend %s on %s", name, chosen.device)
-        return Runtime(chosen, source, options, tuple(fallbacks))
+        return Runtime(chosen, chosen_source, options, tuple(fallbacks))
     raise BackendUnavailable(
         f"no backend can run {Path(model_path).name} ({'; '.join(fallbacks)})",
         "install onnxruntime, or keep the checkpoint beside the model",

@@ -7,7 +7,8 @@ checkpoint it came from and how close it is to torch. Schema (``format`` 1)::
     format          1
     model_file      "model.onnx" (name only; the sidecar lives beside it)
     sha256          sha256 of the ONNX file's bytes
-    precision       "fp32" | "fp16" (fp16 = weights and compute; boundaries are unchanged)
+    precision       "fp32" | "fp16" | "int8" (fp16 = weights and compute; int8 = the encoder's
+                    convolutions, engine/quantize.py; boundaries are unchanged in all three)
     opset           ONNX opset of the default domain
     exporter        e.g. "torch.onnx dynamo (torch 2.13.0)"
     input           {"name": "images", "dtype": "uint8", "layout": "NHWC",
@@ -21,8 +22,11 @@ checkpoint it came from and how close it is to torch. Schema (``format`` 1)::
     vocabulary      the spoken word of each class, index = position in "probs"
     preset          MT-Net preset ("paper" | "compact")
     config          MTNetConfig.to_dict()
-    checkpoint      {"path": absolute path at export time, "name": file name, "sha256": …}
-    parity          {"images": N, "waveform_max_abs": …, "probs_max_abs": …, "tolerance": …}
+    checkpoint      {"path": at export time, relative to the sidecar's folder (older sidecars:
+                    absolute), "name": file name, "sha256": …}
+    parity          {"images": N, "waveform_max_abs": …, "probs_max_abs": …, "tolerance": …};
+                    int8: {"images", "top1_agreement", "waveform_corr_mean", "waveform_corr_min",
+                    "waveform_max_abs", "probs_max_abs", "limits"} on real test images
     max_batch       largest batch the export was declared for
 """
 
@@ -44,7 +48,7 @@ SIDECAR_FORMAT = 1
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("waveform", "probs")
 BATCH_AXIS = "batch"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_OPSET = 18  # lowest opset the dynamo exporter implements
 DEFAULT_MAX_BATCH = 1024  # upper bound of the symbolic batch axis declared to torch.export
 PREPROCESSING = (
@@ -124,7 +128,9 @@ def build_sidecar(
         "preset": cfg.preset,
         "config": cfg.to_dict(),
         "checkpoint": {
-            "path": str(checkpoint.resolve()),
+            # relative to the sidecar's folder: it holds in a clone or a copied tree, and an
+            # export does not publish the exporting machine's directory layout
+            "path": os.path.relpath(checkpoint.resolve(), onnx_path.resolve().parent),
             "name": checkpoint.name,
             "sha256": sha256_file(checkpoint),
         },

@@ -2,8 +2,10 @@
 
 Every backend starts from a ``ModelSource``: ONNX backends need ``onnx``, the torch backend needs
 ``checkpoint`` (given directly, or the one the sidecar records, or a file of that name beside the
-ONNX). Problems with the files themselves are ``ModelFileError``s, raised before any backend is
-tried, so a corrupt model never silently falls through to another backend.
+ONNX). ``cpu_variant`` finds the int8 export of the same weights beside an ONNX
+(``name.int8.onnx``), which ONNX Runtime CPU runs faster. Problems with the files themselves are
+``ModelFileError``s, raised before any backend is tried, so a corrupt model never silently falls
+through to another backend.
 
 Importing this module does not import torch (ONNX-only deployments never load it).
 """
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+INT8_SUFFIX = ".int8.onnx"  # cifar10-ad.onnx → cifar10-ad.int8.onnx: its CPU variant
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,50 @@ def _sidecar_checkpoint(onnx: Path, side: dict[str, Any]) -> Path | None:
     recorded = side.get("checkpoint") or {}
     candidates = []
     if recorded.get("path"):
-        candidates.append(Path(recorded["path"]))
+        candidates.append(onnx.parent / recorded["path"])  # an absolute path stays absolute
     if recorded.get("name"):
         candidates.append(onnx.parent / recorded["name"])
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     return None
+
+
+def int8_variant_path(onnx: Path) -> Path:
+    """``cifar10-ad.onnx`` → ``cifar10-ad.int8.onnx`` (where its CPU variant would be)."""
+    stem = onnx.name[: -len(onnx.suffix)] if onnx.suffix else onnx.name
+    return onnx.with_name(stem + INT8_SUFFIX)
+
+
+def cpu_variant(source: ModelSource, verify_sha256: bool = True) -> ModelSource | None:
+    """The int8 export of the same weights beside ``source``'s ONNX, or None.
+
+    "Same weights" means both sidecars record the same checkpoint sha256 and the same config
+    (mirror averaging included): a stale or foreign ``.int8.onnx`` is ignored with a warning,
+    never run in the model's place.
+    """
+    if source.onnx is None or source.sidecar is None or source.contract.precision == "int8":
+        return None
+    path = int8_variant_path(source.onnx)
+    if not path.is_file() or path == source.onnx:
+        return None
+    try:
+        variant = resolve_model(path, verify_sha256=verify_sha256)
+    except ModelFileError as err:
+        log.warning("ignoring the int8 variant %s: %s", path.name, err)
+        return None
+    mine, theirs = source.sidecar, variant.sidecar or {}
+    recorded = mine.get("checkpoint", {}).get("sha256")
+    if (
+        recorded is None
+        or recorded != theirs.get("checkpoint", {}).get("sha256")
+        or mine.get("config") != theirs.get("config")
+    ):
+        log.warning(
+            "ignoring %s: not an export of the same weights as %s (re-export it with "
+            "`earsight export --int8`)",
+            path.name,
+            source.onnx.name,
+        )
+        return None
+    return variant

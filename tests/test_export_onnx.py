@@ -125,7 +125,7 @@ def test_legacy_exporter_below_opset_18_and_failed_parity_leaves_nothing(
 
 def test_export_errors_are_one_line(engine_checkpoint, tmp_path):
     with pytest.raises(ExportError, match="precision") as err:
-        export_onnx(engine_checkpoint, tmp_path / "m.onnx", precision="int8")
+        export_onnx(engine_checkpoint, tmp_path / "m.onnx", precision="int4")
     assert "\n" not in str(err.value)
     with pytest.raises(CheckpointError, match="not found"):
         export_onnx(tmp_path / "missing.pt", tmp_path / "m.onnx")

@@ -94,7 +94,7 @@ def onnx_predictor(onnx_path: Path | str, threads: int | None = None) -> Predict
     """The exported model through ONNX Runtime (raw output, before post-processing)."""
     from engine.runtime import RuntimeOptions, load  # the engine is optional for training
 
-    options = RuntimeOptions(threads=threads) if threads else RuntimeOptions()
+    options = RuntimeOptions(threads=threads, cpu_int8=False)  # score exactly the file given
     runtime = load(onnx_path, backend="onnx-cpu", options=options)
 
     def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

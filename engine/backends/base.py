@@ -47,6 +47,7 @@ class RuntimeOptions:
     build_engine: bool = False  # auto may build a missing TensorRT engine (minutes) if True
     engine_cache: Path | None = None  # None = platformdirs user cache / "engines"
     verify_sha256: bool = True  # check the ONNX against its sidecar on load
+    cpu_int8: bool = True  # onnx-cpu runs the model's int8 variant (name.int8.onnx) if present
     postprocess: PostprocessOptions = field(default_factory=PostprocessOptions)
 
     def cpu_threads(self) -> int:
@@ -58,7 +59,7 @@ class Backend(ABC):
 
     name: str  # "tensorrt" | "onnx-cuda" | "onnx-cpu" | "torch"
     device: str  # e.g. "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)"
-    precision: str  # "fp32" | "fp16"
+    precision: str  # "fp32" | "fp16" | "int8"
     providers: tuple[str, ...] = ()  # ONNX Runtime providers in use, or the library
     max_batch: int | None = None  # largest batch it accepts (TensorRT profile), None = any
 

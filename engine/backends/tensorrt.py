@@ -25,6 +25,11 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, source: ModelSource, options: RuntimeOptions, allow_build: bool) -> None:
+        if source.contract.precision == "int8":  # QDQ tuned for ONNX Runtime CPU
+            raise BackendUnavailable(
+                f"{source.path.name} is the int8 CPU export; TensorRT runs fp16/fp32 exports",
+                "pass the model's fp16 ONNX (e.g. cifar10-ad.onnx) on a GPU",
+            )
         trt = import_tensorrt()  # BackendUnavailable with the install hint when missing
         import torch
 

@@ -1,0 +1,169 @@
+"""int8 CPU export (engine/quantize.py) and the runtime's use of a model's int8 variant."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from engine.errors import BackendUnavailable, EngineBuildError, ExportError
+from engine.export import export_onnx
+from engine.quantize import INT8_LIMITS, checkpoint_images, store_large_weights_half
+from engine.runtime import RuntimeOptions, load, make_backend
+from engine.sidecar import read_sidecar
+from engine.source import cpu_variant, int8_variant_path, resolve_model
+
+pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
+
+OPTS = RuntimeOptions(threads=1)
+
+
+@pytest.fixture(scope="module")
+def digits_images(engine_checkpoint: Path) -> tuple[np.ndarray, np.ndarray]:
+    return checkpoint_images(engine_checkpoint, None)  # sklearn digits: no files needed
+
+
+@pytest.fixture(scope="module")
+def int8_pair(engine_checkpoint, digits_images, tmp_path_factory) -> Path:
+    """A folder with model.onnx (fp32) and model.int8.onnx, both from engine_checkpoint."""
+    folder = tmp_path_factory.mktemp("int8-pair")
+    export_onnx(engine_checkpoint, folder / "model.onnx", "fp32")
+    train, test = digits_images
+    export_onnx(
+        engine_checkpoint, folder / "model.int8.onnx", "int8", calibration=train, test_images=test
+    )
+    return folder / "model.onnx"
+
+
+def _producers(model: onnx.ModelProto) -> dict[str, str]:
+    return {out: node.op_type for node in model.graph.node for out in node.output}
+
+
+def test_int8_export_quantizes_all_encoder_convolutions_but_the_first(int8_pair):
+    model = onnx.load(str(int8_variant_path(int8_pair)))
+    made_by = _producers(model)
+    weights = {t.name: len(t.dims) for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    # QDQ: a quantized conv reads its input and its weight through DequantizeLinear
+    quantized = [made_by.get(n.input[0]) == "DequantizeLinear" for n in convs]
+    image_convs = [
+        q for n, q in zip(convs, quantized, strict=True) if weights.get(n.input[1], 0) != 3
+    ]
+    assert image_convs[0] is False and all(image_convs[1:]) and len(image_convs) > 2
+    one_d = [n for n in convs if weights.get(n.input[1]) == 3]  # the generator's convolutions
+    assert one_d and not any(made_by.get(n.input[0]) == "DequantizeLinear" for n in one_d)
+
+
+def test_int8_sidecar_records_parity_on_real_images(int8_pair, digits_images):
+    side = read_sidecar(int8_variant_path(int8_pair))
+    parity = side["parity"]
+    assert side["precision"] == "int8" and side["config"]["flip_tta"] is False
+    assert parity["images"] == min(500, len(digits_images[1]))
+    assert parity["top1_agreement"] >= INT8_LIMITS["top1_agreement"]
+    assert parity["waveform_corr_mean"] >= INT8_LIMITS["waveform_corr_mean"]
+    assert parity["waveform_corr_min"] <= parity["waveform_corr_mean"] <= 1.0 + 1e-9
+    assert parity["limits"] == INT8_LIMITS
+
+
+def test_int8_export_that_strays_is_refused_and_leaves_no_file(
+    engine_checkpoint, digits_images, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(INT8_LIMITS, "waveform_corr_mean", 1.01)  # no int8 model reaches r > 1
+    train, test = digits_images
+    with pytest.raises(ExportError, match=r"int8 ONNX strays from torch: waveform_corr_mean"):
+        export_onnx(
+            engine_checkpoint, tmp_path / "m.onnx", "int8", calibration=train, test_images=test
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_export_without_images_is_a_usage_error(engine_checkpoint, tmp_path):
+    with pytest.raises(ExportError, match="int8 export needs calibration and test images"):
+        export_onnx(engine_checkpoint, tmp_path / "m.onnx", "int8")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_large_float_weights_are_stored_half_and_cast_back(tmp_path):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((512, 600)).astype(np.float32)  # 1.2 MB
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 512])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 600])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert store_large_weights_half(model) == 1
+    onnx.checker.check_model(model)
+    assert model.graph.initializer[0].data_type == TensorProto.FLOAT16
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    x = np.ones((1, 512), np.float32)
+    (y,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, x @ weight.astype(np.float16).astype(np.float32), rtol=1e-4)
+
+
+def test_onnx_cpu_runs_the_int8_variant_unless_told_not_to(int8_pair, caplog):
+    with caplog.at_level(logging.INFO, logger="engine.runtime"):
+        rt = load(int8_pair, "onnx-cpu", OPTS)
+    assert rt.info.precision == "int8" and rt.info.model.name == "model.int8.onnx"
+    assert "running model.int8.onnx, the int8 export of the same weights" in caplog.text
+    auto = load(int8_pair, "auto", OPTS)
+    assert auto.info.backend == "onnx-cpu" and auto.info.precision == "int8"
+    kept = load(int8_pair, "onnx-cpu", RuntimeOptions(threads=1, cpu_int8=False))
+    assert kept.info.precision == "fp32" and kept.info.model.name == "model.onnx"
+    torch_rt = load(int8_pair, "torch", OPTS)  # only ONNX Runtime CPU takes the variant
+    assert torch_rt.info.model.name == "model.onnx"
+    image = np.zeros((1, *rt.info.input_shape), np.uint8)
+    assert rt.infer(image)[0].shape == kept.infer(image)[0].shape
+
+
+def test_an_int8_file_of_other_weights_is_ignored_with_a_warning(
+    int8_pair, engine_checkpoint, tmp_path, caplog
+):
+    for name in ("model.onnx", "model.int8.onnx", "model.int8.onnx.json"):
+        shutil.copy(int8_pair.parent / name, tmp_path / name)
+    side_path = tmp_path / "model.onnx.json"
+    side = json.loads((int8_pair.parent / "model.onnx.json").read_text())
+    side["checkpoint"]["sha256"] = "0" * 64  # as if exported from another checkpoint
+    side["checkpoint"]["path"] = str(engine_checkpoint)
+    side_path.write_text(json.dumps(side))
+    with caplog.at_level(logging.WARNING, logger="engine.source"):
+        rt = load(tmp_path / "model.onnx", "onnx-cpu", OPTS)
+    assert rt.info.precision == "fp32" and rt.info.model.name == "model.onnx"
+    assert "ignoring model.int8.onnx: not an export of the same weights" in caplog.text
+
+
+def test_tensorrt_refuses_the_int8_export_so_auto_falls_through(int8_pair):
+    from engine.build import choose_mode
+
+    variant = cpu_variant(resolve_model(int8_pair))
+    assert variant is not None and variant.contract.precision == "int8"
+    with pytest.raises(BackendUnavailable, match="int8 CPU export; TensorRT runs fp16/fp32"):
+        make_backend("tensorrt", variant, OPTS, explicit=True)
+    with pytest.raises(EngineBuildError, match="int8 CPU export"):
+        choose_mode("fp16", "int8", has_fp16_flag=True, strongly=True)
+
+
+def test_sidecar_checkpoint_path_is_relative_and_survives_a_move(int8_pair, tmp_path):
+    recorded = read_sidecar(int8_pair)["checkpoint"]["path"]
+    assert not Path(recorded).is_absolute()
+    assert resolve_model(int8_pair).checkpoint is not None
+    # Move the export alone: the relative path breaks, the checkpoint is found beside it by name.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("model.onnx", "model.onnx.json"):
+        shutil.copy(int8_pair.parent / name, moved / name)
+    assert resolve_model(moved / "model.onnx").checkpoint is None
+    checkpoint = (int8_pair.parent / recorded).resolve()
+    shutil.copy(checkpoint, moved / checkpoint.name)
+    assert resolve_model(moved / "model.onnx").checkpoint == moved / checkpoint.name
