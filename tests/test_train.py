@@ -283,6 +283,25 @@ def test_evaluate_cli_rejects_a_corrupt_checkpoint(tmp_path):
     assert "not a readable EarSight checkpoint" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--table", "4", "--onnx", "m.onnx"],
+            "--onnx with --table 4: the tables score checkpoints",
+        ),
+        (["--flip-tta", "--onnx", "m.onnx"], "--flip-tta with --onnx: the export decides"),
+    ],
+)
+def test_evaluate_cli_refuses_options_it_would_ignore(tmp_path, capsys, flags, message):
+    from trainer.evaluate import main
+
+    # checked before any file is read: the checkpoint need not exist
+    assert main([str(tmp_path / "best.pt"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     out = tmp_path / "ddp"

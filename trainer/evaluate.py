@@ -282,6 +282,11 @@ def _rows(args: argparse.Namespace) -> list[tuple[str, dict]]:
             "--flip-tta with --onnx: the export decides whether it mirror-averages",
             "drop --flip-tta, or score an export made with `earsight export --flip-tta`",
         )
+    if args.onnx and args.table:
+        raise UsageError(  # the tables score checkpoints; an export is scored on its own
+            f"--onnx with --table {args.table}: the tables score checkpoints",
+            "drop --table to score the export (its row comes with the paper's)",
+        )
     if args.table == 3:
         return table3(args.checkpoint, args.max_items, args.data_root, args.flip_tta)
     if len(args.checkpoint) != 1:
