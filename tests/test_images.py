@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer import downloads, images
+from trainer import cifar, downloads, images
 from trainer.downloads import CHECKSUMS, md5sum
 from trainer.errors import DatasetError
 from trainer.images import ImageSet, default_data_root, load_images
@@ -125,7 +125,7 @@ def write_cifar10(folder: Path) -> dict[str, dict[str, object]]:
     top = "cifar-10-batches-py/"
     batches = {f"data_batch_{i}": cifar_batch([i, i + 1, 9], "labels", i) for i in range(1, 6)}
     batches["test_batch"] = cifar_batch([3, 0], "labels", 7)
-    meta = {"num_cases_per_batch": 3, "label_names": list(images.CIFAR10_CLASSES), "num_vis": 3072}
+    meta = {"num_cases_per_batch": 3, "label_names": list(cifar.CIFAR10_CLASSES), "num_vis": 3072}
     # Stored out of order, as in the official tarball, which the loader must not depend on.
     members = {top + "readme.html": b"<html></html>", top + "batches.meta": py2_pickle(meta)}
     for name in ("data_batch_4", "test_batch", "data_batch_3", "data_batch_2"):
@@ -288,7 +288,7 @@ def test_cifar10_tarball(tmp_path: Path, trust: Trust) -> None:
     batches = write_cifar10(tmp_path / "cifar10")
     trust(tmp_path / "cifar10" / "cifar-10-python.tar.gz")
     data = load_images("cifar10", tmp_path)
-    assert data.classes == images.CIFAR10_CLASSES
+    assert data.classes == cifar.CIFAR10_CLASSES
     assert data.train.images.shape == (15, 32, 32, 3) and data.test.images.shape == (2, 32, 32, 3)
     assert data.train.labels.tolist() == [1, 2, 9, 2, 3, 9, 3, 4, 9, 4, 5, 9, 5, 6, 9]
     # Row-major planes: byte 0 is R of pixel (0,0), 1024 is its G, 2048 its B; 33 is R of (1,1).
@@ -300,7 +300,7 @@ def test_cifar10_tarball(tmp_path: Path, trust: Trust) -> None:
 def test_cifar10_prefers_tarball_over_jpeg_zips(tmp_path: Path, trust: Trust) -> None:
     write_cifar10(tmp_path / "cifar10")
     write_cifar10_zips(tmp_path / "cifar10")
-    for name in ("cifar-10-python.tar.gz", *images.CIFAR10_ZIPS):
+    for name in ("cifar-10-python.tar.gz", *cifar.CIFAR10_ZIPS):
         trust(tmp_path / "cifar10" / name)
     assert load_images("cifar10", tmp_path).train.images.shape[0] == 15
 
@@ -378,10 +378,10 @@ def test_cifar_tarball_missing_member_and_garbage(tmp_path: Path, trust: Trust) 
 
 def test_cifar10_jpeg_zips_order_and_colours(tmp_path: Path, trust: Trust) -> None:
     write_cifar10_zips(tmp_path / "cifar10")
-    for name in images.CIFAR10_ZIPS:
+    for name in cifar.CIFAR10_ZIPS:
         trust(tmp_path / "cifar10" / name)
     data = load_images("cifar10", tmp_path, cache=False)
-    assert data.classes == images.CIFAR10_CLASSES
+    assert data.classes == cifar.CIFAR10_CLASSES
     assert data.train.images.shape == (5, 32, 32, 3) and data.test.images.shape == (1, 32, 32, 3)
     assert data.train.labels.tolist() == [0, 0, 9, 9, 9]  # airplane before truck
     red = data.train.images[:, 16, 16, 0].astype(int)
@@ -403,7 +403,7 @@ def test_cifar10_missing_names_both_layouts(tmp_path: Path) -> None:
 def test_cifar10_bad_zip(tmp_path: Path, trust: Trust) -> None:
     write_cifar10_zips(tmp_path / "cifar10")
     (tmp_path / "cifar10" / "cifar10_jpeg_test.zip").write_bytes(b"PK garbage")
-    for name in images.CIFAR10_ZIPS:
+    for name in cifar.CIFAR10_ZIPS:
         trust(tmp_path / "cifar10" / name)
     with pytest.raises(DatasetError, match="not a readable zip file"):
         load_images("cifar10", tmp_path)
@@ -412,7 +412,7 @@ def test_cifar10_bad_zip(tmp_path: Path, trust: Trust) -> None:
 def test_cifar10_zip_with_undecodable_jpeg(tmp_path: Path, trust: Trust) -> None:
     write_cifar10_zips(tmp_path / "cifar10")
     write_jpeg_zip(tmp_path / "cifar10" / "cifar10_jpeg_test.zip", {"dog/0.jpg": b"nope"})
-    for name in images.CIFAR10_ZIPS:
+    for name in cifar.CIFAR10_ZIPS:
         trust(tmp_path / "cifar10" / name)
     with pytest.raises(DatasetError, match=r"dog/0\.jpg is not a readable image"):
         load_images("cifar10", tmp_path, cache=False)
@@ -420,8 +420,8 @@ def test_cifar10_zip_with_undecodable_jpeg(tmp_path: Path, trust: Trust) -> None
 
 def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
-    real = images._read_jpeg_zip
-    monkeypatch.setattr(images, "_read_jpeg_zip", lambda p: calls.append(p) or real(p))
+    real = cifar._read_jpeg_zip
+    monkeypatch.setattr(cifar, "_read_jpeg_zip", lambda p: calls.append(p) or real(p))
     return calls
 
 
@@ -439,7 +439,7 @@ def test_cache_hit_returns_identical_arrays(
 ) -> None:
     folder = tmp_path / "cifar10"
     write_cifar10_zips(folder)
-    for name in images.CIFAR10_ZIPS:
+    for name in cifar.CIFAR10_ZIPS:
         trust(folder / name)
     first = load_images("cifar10", tmp_path)
     assert (folder / ".earsight-cache-jpeg.npz").is_file()
@@ -456,7 +456,7 @@ def test_cache_for_read_only_root_goes_to_user_data(
 ) -> None:
     folder = tmp_path / "shared" / "cifar10"
     write_cifar10_zips(folder)
-    for name in images.CIFAR10_ZIPS:
+    for name in cifar.CIFAR10_ZIPS:
         trust(folder / name)
     folder.chmod(0o555)  # no write bits: respected even when the tests run as root
     try:
@@ -476,7 +476,7 @@ def test_cache_skipped_with_warning_when_nowhere_writable(
 ) -> None:
     folder = tmp_path / "cifar10"
     write_cifar10_zips(folder)
-    for name in images.CIFAR10_ZIPS:
+    for name in cifar.CIFAR10_ZIPS:
         trust(folder / name)
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
@@ -631,7 +631,7 @@ def test_download_network_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with socket.socket() as probe:  # a port that was free a moment ago: connection refused
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setattr(images, "CIFAR_URL_BASE", f"http://127.0.0.1:{port}/")
+    monkeypatch.setattr(cifar, "CIFAR_URL_BASE", f"http://127.0.0.1:{port}/")
     with pytest.raises(DatasetError) as err:
         load_images("cifar10", tmp_path, download=True)
     message = str(err.value)
@@ -645,7 +645,7 @@ def test_download_cifar100_from_file_url(
     source = tmp_path / "mirror"
     write_cifar100(source)
     trust(source / "cifar-100-python.tar.gz")
-    monkeypatch.setattr(images, "CIFAR_URL_BASE", source.as_uri() + "/")
+    monkeypatch.setattr(cifar, "CIFAR_URL_BASE", source.as_uri() + "/")
     data = load_images("cifar100", tmp_path / "root", download=True)
     assert data.classes[1] == "aquarium fish"
     assert downloads.md5sum(tmp_path / "root" / "cifar100" / "cifar-100-python.tar.gz") == md5sum(

@@ -5,6 +5,11 @@ the spoken word for each class. Files are read in their official formats (MNIST 
 "python version" tarballs) plus the CIFAR-10 JPEG zips of the offline copy in /work/shared/data.
 Files with an official name are md5-checked before use (see ``trainer.downloads.CHECKSUMS``), and
 CIFAR pickles go through an unpickler that can build numpy arrays and nothing else.
+
+This module holds the public API, the MNIST and sklearn digits loaders and the helpers every
+source shares (label checks, the .npz cache). The CIFAR readers live in ``trainer.cifar`` and the
+image-folder source in ``trainer.image_folder``; both import this module, so ``load_images``
+imports them only when asked for their sources.
 """
 
 from __future__ import annotations
@@ -13,15 +18,11 @@ import gzip
 import hashlib
 import logging
 import os
-import pickle
-import tarfile
-import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -36,27 +37,18 @@ log = logging.getLogger(__name__)
 SOURCES: tuple[str, ...] = ("mnist", "cifar10", "cifar100", "digits", "folder")
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-CIFAR10_CLASSES = (  # the official label order (batches.meta)
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
 
 MNIST_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
-CIFAR_URL_BASE = "https://www.cs.toronto.edu/~kriz/"
-CIFAR10_TARBALL = "cifar-10-python.tar.gz"
-CIFAR100_TARBALL = "cifar-100-python.tar.gz"
-CIFAR10_ZIPS = ("cifar10_jpeg_train.zip", "cifar10_jpeg_test.zip")
 
 MNIST_SIDE_PX = 28
-CIFAR_SIDE_PX = 32
 IDX_IMAGES_MAGIC = 2051  # idx3: unsigned byte, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # idx1: unsigned byte, 1 dimension
 DIGITS_MAX_VALUE = 16  # sklearn digits are counts of set pixels in 4x4 blocks: 0..16
 TEST_FRACTION = 0.2  # digits and split-less folders: 80 % train / 20 % test
 SPLIT_SEED = 0  # fixed so the same files always give the same split
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 
 FIX_MISSING = "run with --download, or pass --data-root DIR"
 
@@ -104,10 +96,14 @@ def load_images(
     if name == "folder":
         if root is None:
             raise DatasetError("the folder source needs a folder", "pass --data-root DIR")
+        from trainer.image_folder import _load_folder  # lazy: that module imports this one
+
         return _load_folder(Path(root), cache=cache)
     base = Path(root) if root is not None else default_data_root()
     if name == "mnist":
         return _load_mnist(base / "mnist", download=download)
+    from trainer.cifar import _load_cifar10, _load_cifar100  # lazy: that module imports this one
+
     if name == "cifar10":
         return _load_cifar10(base / "cifar10", download=download, cache=cache)
     return _load_cifar100(base / "cifar100", download=download)
@@ -164,261 +160,6 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
             f"{path} has {len(raw)} bytes but its header {dims} needs {expected}", FIX_CORRUPT
         )
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
-
-
-# --- CIFAR python tarballs ----------------------------------------------------------------------
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Builds dicts, lists, bytes, numbers and numpy arrays; refuses every other global.
-
-    A pickle's globals are callables it may invoke with any arguments (``os.system``...), so only
-    the three numpy arrays are built from are allowed, whatever numpy version pickled them.
-    """
-
-    _ALLOWED: ClassVar[dict[tuple[str, str], Any]] = {
-        ("numpy.core.multiarray", "_reconstruct"): np.zeros(1).__reduce__()[0],
-        ("numpy._core.multiarray", "_reconstruct"): np.zeros(1).__reduce__()[0],
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
-
-
-def _read_tar_pickles(path: Path, members: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Unpickle ``members`` of a CIFAR tarball into dicts with str keys."""
-    verify(path)
-    out: dict[str, dict[str, Any]] = {}
-    try:
-        # Stream mode: one pass over the gzip, whatever order the members are stored in.
-        with tarfile.open(path, "r|gz") as tar:
-            for info in tar:
-                if info.name in members and (fh := tar.extractfile(info)) is not None:
-                    out[info.name] = _unpickle_batch(fh, f"{path}:{info.name}")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise DatasetError(f"{path} is not a readable tar.gz file ({err})", FIX_CORRUPT) from err
-    missing = [m for m in members if m not in out]
-    if missing:
-        raise DatasetError(f"{path} has no file {missing[0]}", FIX_CORRUPT)
-    return out
-
-
-def _unpickle_batch(fh: IO[bytes], where: str) -> dict[str, Any]:
-    try:
-        # encoding="bytes": the official pickles come from Python 2, whose str become bytes.
-        obj = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
-    except (tarfile.TarError, OSError, EOFError, zlib.error):
-        raise  # the archive itself is broken: reported by the caller
-    except Exception as err:  # untrusted bytes can fail in any way; all of them mean "bad file"
-        raise DatasetError(f"{where} is corrupt or unsafe ({err})", FIX_CORRUPT) from err
-    if not isinstance(obj, dict):
-        raise DatasetError(f"{where} is not a CIFAR batch (a {type(obj).__name__})", FIX_CORRUPT)
-    return {_text(k): v for k, v in obj.items()}
-
-
-def _cifar_split(
-    batches: Sequence[dict[str, Any]], label_key: str, n_classes: int, where: Path
-) -> ImageSplit:
-    """Stack batches of (N, 3072) row-major RGB planes into (N, 32, 32, 3)."""
-    try:
-        data = np.concatenate([np.asarray(b["data"], np.uint8) for b in batches])
-        labels = np.concatenate([np.asarray(b[label_key], np.int64) for b in batches])
-    except (KeyError, ValueError, TypeError) as err:
-        raise DatasetError(f"{where} has a malformed batch ({err!r})", FIX_CORRUPT) from err
-    side = CIFAR_SIDE_PX
-    if data.ndim != 2 or data.shape[1] != 3 * side * side:
-        raise DatasetError(
-            f"{where} has data of shape {data.shape}, expected (N, 3072)", FIX_CORRUPT
-        )
-    images = data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
-    return _split(np.ascontiguousarray(images), labels, n_classes, where)
-
-
-def _load_cifar10(folder: Path, *, download: bool, cache: bool) -> ImageSet:
-    tarball = folder / CIFAR10_TARBALL
-    zips = [folder / z for z in CIFAR10_ZIPS]
-    if not tarball.is_file() and not all(z.is_file() for z in zips):
-        if not download:
-            missing = [tarball] + [z for z in zips if not z.is_file()]
-            raise DatasetError(
-                f"CIFAR-10 not found: expected {missing[0]} "
-                f"(or {' and '.join(str(z) for z in missing[1:])})",
-                FIX_MISSING,
-            )
-        downloads.download([CIFAR_URL_BASE + CIFAR10_TARBALL], tarball)
-    if tarball.is_file():  # the official file is lossless; the JPEGs are not
-        top = "cifar-10-batches-py/"
-        train = [f"{top}data_batch_{i}" for i in range(1, 6)]
-        dicts = _read_tar_pickles(tarball, [*train, f"{top}test_batch", f"{top}batches.meta"])
-        names = dicts[f"{top}batches.meta"].get("label_names", CIFAR10_CLASSES)
-        classes = tuple(_word(n) for n in names)
-        return ImageSet(
-            "cifar10",
-            classes,
-            _cifar_split([dicts[m] for m in train], "labels", len(classes), tarball),
-            _cifar_split([dicts[f"{top}test_batch"]], "labels", len(classes), tarball),
-        )
-    return _cached("cifar10", "jpeg", folder, zips, _load_cifar10_zips, enabled=cache)
-
-
-def _load_cifar100(folder: Path, *, download: bool) -> ImageSet:
-    tarball = folder / CIFAR100_TARBALL
-    if not tarball.is_file() and download:
-        downloads.download([CIFAR_URL_BASE + CIFAR100_TARBALL], tarball)
-    _require([tarball], "CIFAR-100")
-    top = "cifar-100-python/"
-    dicts = _read_tar_pickles(tarball, [f"{top}train", f"{top}test", f"{top}meta"])
-    try:
-        classes = tuple(_word(n) for n in dicts[f"{top}meta"]["fine_label_names"])
-    except (KeyError, TypeError) as err:
-        raise DatasetError(f"{tarball} meta has no fine_label_names", FIX_CORRUPT) from err
-    return ImageSet(
-        "cifar100",
-        classes,
-        _cifar_split([dicts[f"{top}train"]], "fine_labels", len(classes), tarball),
-        _cifar_split([dicts[f"{top}test"]], "fine_labels", len(classes), tarball),
-    )
-
-
-# --- CIFAR-10 JPEG zips and image folders -------------------------------------------------------
-
-
-def _load_cifar10_zips(zips: Sequence[Path]) -> ImageSet:
-    splits = [_read_jpeg_zip(path) for path in zips]
-    return ImageSet("cifar10", CIFAR10_CLASSES, splits[0], splits[1])
-
-
-def _read_jpeg_zip(path: Path) -> ImageSplit:
-    """Decode ``<class>/NNNN.jpg`` entries, ordered by class index then file number."""
-    verify(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            entries = []
-            for info in archive.infolist():
-                if info.is_dir():
-                    continue
-                cls, _, stem = info.filename.removesuffix(".jpg").partition("/")
-                if cls not in CIFAR10_CLASSES or not stem.isdigit():
-                    raise DatasetError(
-                        f"{path} has an unexpected entry {info.filename}",
-                        "expected <class>/NNNN.jpg entries only",
-                    )
-                entries.append((CIFAR10_CLASSES.index(cls), int(stem), info))
-            entries.sort(key=lambda e: e[:2])
-            images = [_decode(archive.read(e[2]), f"{path}:{e[2].filename}") for e in entries]
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
-        raise DatasetError(f"{path} is not a readable zip file ({err})", FIX_CORRUPT) from err
-    labels = np.array([e[0] for e in entries], np.int64)
-    stacked = _stack(images, [f"{path}:{e[2].filename}" for e in entries], path)
-    if stacked.shape[1:] != (CIFAR_SIDE_PX, CIFAR_SIDE_PX, 3):
-        raise DatasetError(
-            f"{path} images are {stacked.shape[1:]}, expected 32 x 32 RGB", FIX_CORRUPT
-        )
-    return _split(stacked, labels, len(CIFAR10_CLASSES), path)
-
-
-def _load_folder(root: Path, *, cache: bool) -> ImageSet:
-    if not root.is_dir():
-        raise DatasetError(
-            f"image folder {root} does not exist",
-            "pass --data-root DIR with one sub-folder of images per word",
-        )
-    has_splits = (root / "train").is_dir() and (root / "test").is_dir()
-    files = _list_folder(root / "train" if has_splits else root)
-    if has_splits:
-        files += _list_folder(root / "test")
-    return _cached(
-        "folder", "folder", root, files, lambda f: _read_folder(root, has_splits, f), enabled=cache
-    )
-
-
-def _list_folder(folder: Path) -> list[Path]:
-    """Image files in ``folder/<word>/``, sorted by word then file name."""
-    files = [
-        p
-        for d in sorted(folder.iterdir())
-        if d.is_dir() and not d.name.startswith(".")
-        for p in sorted(d.iterdir())
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    ]
-    if not files:
-        raise DatasetError(
-            f"no images found in {folder}",
-            "lay it out as DIR/<word>/*.jpg|png|bmp, one sub-folder per word",
-        )
-    return files
-
-
-def _read_folder(root: Path, has_splits: bool, files: Sequence[Path]) -> ImageSet:
-    if has_splits:
-        words = sorted({p.parent.name for p in files if p.parent.parent.name == "train"})
-    else:
-        words = sorted({p.parent.name for p in files})
-    index = {w: i for i, w in enumerate(words)}
-    unknown = [p for p in files if p.parent.name not in index]
-    if unknown:
-        raise DatasetError(
-            f"{unknown[0].parent} has no matching folder in {root / 'train'}",
-            "every test word needs training images too",
-        )
-    images = _stack([_decode(p.read_bytes(), str(p)) for p in files], [str(p) for p in files], root)
-    labels = np.array([index[p.parent.name] for p in files], np.int64)
-    if has_splits:
-        is_test = np.array([p.parent.parent.name == "test" for p in files])
-    else:
-        is_test = np.zeros(len(files), bool)
-        for label in range(len(words)):
-            members = np.flatnonzero(labels == label)
-            n_test = round(TEST_FRACTION * len(members)) if len(members) > 1 else 0
-            picks = np.random.default_rng(SPLIT_SEED).permutation(members)[:n_test]
-            is_test[picks] = True
-    classes = tuple(_word(w) for w in words)
-    return ImageSet(
-        "folder",
-        classes,
-        _split(images[~is_test], labels[~is_test], len(words), root),
-        _split(images[is_test], labels[is_test], len(words), root),
-    )
-
-
-def _decode(data: bytes, where: str) -> np.ndarray:
-    """Decode an image file's bytes to (H, W, 1) grey or (H, W, 3) RGB uint8."""
-    try:
-        import cv2
-    except ImportError as err:
-        raise DatasetError(
-            "reading JPEG/PNG images needs OpenCV", "pip install opencv-python-headless"
-        ) from err
-    # ANYCOLOR keeps grey files single-channel; 16-bit and alpha are reduced to 8-bit grey/RGB.
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR)
-    if image is None:
-        raise DatasetError(f"{where} is not a readable image", "delete or replace that file")
-    return image[..., None] if image.ndim == 2 else image[..., ::-1]  # OpenCV decodes to BGR
-
-
-def _stack(images: Sequence[np.ndarray], names: Sequence[str], where: Path) -> np.ndarray:
-    """Stack equal-sized images, promoting grey to RGB if any image is in colour."""
-    sizes = Counter(im.shape[:2] for im in images)
-    if len(sizes) > 1:
-        bad = next(i for i, im in enumerate(images) if im.shape[:2] != images[0].shape[:2])
-        found = ", ".join(f"{w}x{h} ({n} files)" for (h, w), n in sizes.items())
-        raise DatasetError(
-            f"images in {where} differ in size: {names[bad]} is {_wxh(images[bad])} but "
-            f"{names[0]} is {_wxh(images[0])} (width x height found: {found})",
-            "resize them all to one size first; EarSight does not resize silently",
-        )
-    if any(im.shape[2] == 3 for im in images):
-        images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in images]
-    return np.ascontiguousarray(np.stack(images)) if images else np.zeros((0, 0, 0, 1), np.uint8)
-
-
-def _wxh(image: np.ndarray) -> str:
-    return f"{image.shape[1]}x{image.shape[0]}"
 
 
 # --- sklearn digits ------------------------------------------------------------------------------

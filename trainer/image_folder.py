@@ -1,0 +1,120 @@
+"""The ``folder`` image source: a user's own images laid out as ``DIR/<word>/*.jpg|png|bmp``.
+
+With ``train/`` and ``test/`` sub-folders the split is theirs; otherwise a fixed-seed 20 % of each
+word's images is the test split. Images are decoded with OpenCV and must all be one size (grey is
+promoted to RGB when any is in colour); the decoded arrays are cached under
+``default_data_root()/cache``, as EarSight does not write into a user's folder. ``_decode`` and
+``_stack`` also serve the CIFAR-10 JPEG zips (``trainer.cifar``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from trainer.errors import DatasetError
+from trainer.images import SPLIT_SEED, TEST_FRACTION, ImageSet, _cached, _split, _word
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+
+
+def _load_folder(root: Path, *, cache: bool) -> ImageSet:
+    if not root.is_dir():
+        raise DatasetError(
+            f"image folder {root} does not exist",
+            "pass --data-root DIR with one sub-folder of images per word",
+        )
+    has_splits = (root / "train").is_dir() and (root / "test").is_dir()
+    files = _list_folder(root / "train" if has_splits else root)
+    if has_splits:
+        files += _list_folder(root / "test")
+    return _cached(
+        "folder", "folder", root, files, lambda f: _read_folder(root, has_splits, f), enabled=cache
+    )
+
+
+def _list_folder(folder: Path) -> list[Path]:
+    """Image files in ``folder/<word>/``, sorted by word then file name."""
+    files = [
+        p
+        for d in sorted(folder.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+        for p in sorted(d.iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    ]
+    if not files:
+        raise DatasetError(
+            f"no images found in {folder}",
+            "lay it out as DIR/<word>/*.jpg|png|bmp, one sub-folder per word",
+        )
+    return files
+
+
+def _read_folder(root: Path, has_splits: bool, files: Sequence[Path]) -> ImageSet:
+    if has_splits:
+        words = sorted({p.parent.name for p in files if p.parent.parent.name == "train"})
+    else:
+        words = sorted({p.parent.name for p in files})
+    index = {w: i for i, w in enumerate(words)}
+    unknown = [p for p in files if p.parent.name not in index]
+    if unknown:
+        raise DatasetError(
+            f"{unknown[0].parent} has no matching folder in {root / 'train'}",
+            "every test word needs training images too",
+        )
+    images = _stack([_decode(p.read_bytes(), str(p)) for p in files], [str(p) for p in files], root)
+    labels = np.array([index[p.parent.name] for p in files], np.int64)
+    if has_splits:
+        is_test = np.array([p.parent.parent.name == "test" for p in files])
+    else:
+        is_test = np.zeros(len(files), bool)
+        for label in range(len(words)):
+            members = np.flatnonzero(labels == label)
+            n_test = round(TEST_FRACTION * len(members)) if len(members) > 1 else 0
+            picks = np.random.default_rng(SPLIT_SEED).permutation(members)[:n_test]
+            is_test[picks] = True
+    classes = tuple(_word(w) for w in words)
+    return ImageSet(
+        "folder",
+        classes,
+        _split(images[~is_test], labels[~is_test], len(words), root),
+        _split(images[is_test], labels[is_test], len(words), root),
+    )
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    """Decode an image file's bytes to (H, W, 1) grey or (H, W, 3) RGB uint8."""
+    try:
+        import cv2
+    except ImportError as err:
+        raise DatasetError(
+            "reading JPEG/PNG images needs OpenCV", "pip install opencv-python-headless"
+        ) from err
+    # ANYCOLOR keeps grey files single-channel; 16-bit and alpha are reduced to 8-bit grey/RGB.
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR)
+    if image is None:
+        raise DatasetError(f"{where} is not a readable image", "delete or replace that file")
+    return image[..., None] if image.ndim == 2 else image[..., ::-1]  # OpenCV decodes to BGR
+
+
+def _stack(images: Sequence[np.ndarray], names: Sequence[str], where: Path) -> np.ndarray:
+    """Stack equal-sized images, promoting grey to RGB if any image is in colour."""
+    sizes = Counter(im.shape[:2] for im in images)
+    if len(sizes) > 1:
+        bad = next(i for i, im in enumerate(images) if im.shape[:2] != images[0].shape[:2])
+        found = ", ".join(f"{w}x{h} ({n} files)" for (h, w), n in sizes.items())
+        raise DatasetError(
+            f"images in {where} differ in size: {names[bad]} is {_wxh(images[bad])} but "
+            f"{names[0]} is {_wxh(images[0])} (width x height found: {found})",
+            "resize them all to one size first; EarSight does not resize silently",
+        )
+    if any(im.shape[2] == 3 for im in images):
+        images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in images]
+    return np.ascontiguousarray(np.stack(images)) if images else np.zeros((0, 0, 0, 1), np.uint8)
+
+
+def _wxh(image: np.ndarray) -> str:
+    return f"{image.shape[1]}x{image.shape[0]}"
