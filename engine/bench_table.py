@@ -10,6 +10,8 @@ NA = "–"
 
 
 def _peak_for(row: Row, report: BenchReport) -> float | None:
+    if row.precision == "int8":  # integer MACs against a float peak would read as > 100 %
+        return None
     if not row.device.startswith("cuda"):
         return report.peak_gflops.get("cpu")
     return report.peak_gflops.get("gpu-fp16" if row.precision == "fp16" else "gpu-fp32")

@@ -167,3 +167,32 @@ def test_sidecar_checkpoint_path_is_relative_and_survives_a_move(int8_pair, tmp_
     checkpoint = (int8_pair.parent / recorded).resolve()
     shutil.copy(checkpoint, moved / checkpoint.name)
     assert resolve_model(moved / "model.onnx").checkpoint == moved / checkpoint.name
+
+
+def test_bench_times_the_int8_variant_only_in_its_own_row(int8_pair, tmp_path):
+    from engine.bench import BenchOptions, parse_spec, run_bench
+    from engine.bench_table import format_table
+    from engine.errors import EngineError
+
+    assert parse_spec("onnx-cpu:int8") == ("onnx-cpu", "int8")
+    for spec in ("torch:int8", "tensorrt:int8"):
+        with pytest.raises(EngineError, match="unknown backend"):
+            parse_spec(spec)
+    opts = BenchOptions(
+        backends=("onnx-cpu", "onnx-cpu:int8"), batches=(1,), iters=3, threads=1, budget_s=1
+    )
+    paired = run_bench(int8_pair, opts, say=lambda _: None)
+    rows = {r.spec: r for r in paired.rows}
+    assert rows["onnx-cpu"].precision == "fp32"  # the file named, not its variant
+    assert rows["onnx-cpu:int8"].precision == "int8" and not rows["onnx-cpu:int8"].error
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for name in ("model.onnx", "model.onnx.json"):
+        shutil.copy(int8_pair.parent / name, alone / name)
+    report = run_bench(alone / "model.onnx", opts, say=lambda _: None)
+    missing = next(r for r in report.rows if r.spec == "onnx-cpu:int8")
+    assert "no int8 export beside the model" in missing.error
+    int8_line = next(
+        line for line in format_table(paired).splitlines() if line.startswith("onnx-cpu:int8")
+    )
+    assert int8_line.rstrip().endswith("–")  # no % of a float FLOP peak for integer MACs
