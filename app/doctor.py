@@ -50,7 +50,21 @@ def check_model(options: LiveOptions) -> Check:
         sidecar = read_sidecar(path, verify_sha256=True)  # raises on a checksum mismatch
     except EarSightError as err:
         return Check("model", False, err.what, err.fix)
-    return Check("model", True, f"{path.name}, sha256 {sidecar['sha256'][:12]}… matches")
+    detail = f"{path.name}, sha256 {sidecar['sha256'][:12]}… matches"
+    return Check("model", True, detail + _int8_note(path, options))
+
+
+def _int8_note(path: Path, options: LiveOptions) -> str:
+    """What ONNX Runtime CPU will run instead of ``path``: its int8 variant, if usable."""
+    from engine.source import cpu_variant, int8_variant_path
+    from engine.source import resolve_model as model_source
+
+    if not options.int8 or not int8_variant_path(path).is_file():
+        return ""
+    variant = cpu_variant(model_source(path))  # logs why a variant is ignored
+    if variant is None:
+        return f"; {int8_variant_path(path).name} ignored (see the warning above)"
+    return f"; on the CPU {variant.path.name}, sha256 {variant.sidecar['sha256'][:12]}… matches"
 
 
 def check_camera(options: LiveOptions) -> Check:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_doctor_passes_with_a_camera_and_an_audio_device(tmp_path):
     proc = _earsight("doctor", "--source", str(SAMPLES), alsa=tmp_path / "asound.conf")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(line.startswith("ok   model: cifar10-ad.onnx") for line in lines)
+    model = next(line for line in lines if line.startswith("ok   model: cifar10-ad.onnx"))
+    assert "; on the CPU cifar10-ad.int8.onnx, sha256" in model  # what onnx-cpu will run
     assert any(line.startswith("ok   camera:") for line in lines)
     assert any(line.startswith("ok   audio:") for line in lines)
     assert lines[-1] == "live can run"
@@ -91,6 +93,22 @@ def test_doctor_detects_a_damaged_model(tmp_path):
     assert any(
         line.startswith("FAIL model:") and "sha256" in line for line in proc.stdout.splitlines()
     )
+
+
+def test_doctor_says_when_the_int8_variant_is_damaged_and_ignored(tmp_path):
+    from app.doctor import check_model
+
+    shipped = ROOT / "assets" / "models"
+    for name in ("cifar10-ad.onnx", "cifar10-ad.onnx.json", "cifar10-ad.int8.onnx.json"):
+        shutil.copy(shipped / name, tmp_path / name)
+    data = (shipped / "cifar10-ad.int8.onnx").read_bytes()
+    (tmp_path / "cifar10-ad.int8.onnx").write_bytes(data[:-10] + b"0123456789")
+    model = str(tmp_path / "cifar10-ad.onnx")
+    damaged = check_model(LiveOptions(model=model))
+    assert damaged.ok and damaged.detail.endswith(
+        "; cifar10-ad.int8.onnx ignored (see the warning above)"
+    )
+    assert "int8" not in check_model(LiveOptions(model=model, int8=False)).detail
 
 
 @pytest.mark.slow
