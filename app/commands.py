@@ -102,7 +102,8 @@ def build_live(options: LiveOptions) -> dict[str, Any]:
     )
     runtime.warmup()
     where = "on the GPU" if runtime.info.device.startswith("cuda") else "on the CPU"
-    voice.say(f"model {runtime.info.model.stem} ready {where}")
+    name = runtime.info.model.stem.removesuffix(".int8")  # the CPU variant is the same model
+    voice.say(f"model {name} ready {where}")
     audio = open_audio(
         AudioOptions(device=options.audio_device, sample_rate=runtime.info.output_rate),
         Path(options.out_dir) if options.out_dir else default_wav_dir(),

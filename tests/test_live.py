@@ -214,6 +214,20 @@ def test_live_cli_speaks_on_space_and_exits_on_sigterm_within_a_second(tmp_path,
         os.close(master)
 
 
+def test_live_on_the_cpu_runs_the_int8_variant_under_the_model_name(tmp_path):
+    samples = ROOT / "assets" / "samples" / "cifar10"
+    proc, master = _start_live(tmp_path, samples, "--model", "cifar10-ad")
+    try:
+        seen = _wait_for(proc, "ready: press space")
+        assert "model cifar10-ad ready on the CPU" in seen, seen + proc.stderr.read()
+        assert "onnx-cpu: running cifar10-ad.int8.onnx" in seen  # the log says which file
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+    finally:
+        proc.kill()
+        os.close(master)
+
+
 def test_live_without_an_audio_device_writes_wavs_instead(tmp_path, digit_video):
     video, words = digit_video
     out = tmp_path / "wavs"
