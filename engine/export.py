@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.errors import ExportError
+from engine.errors import ExportError, first_line
 from engine.quantize import (
     CALIBRATION_IMAGES,
     PARITY_IMAGES,
@@ -228,8 +228,7 @@ def _write_checked(
         raise
     except Exception as err:  # exporter/checker raise many types; keep the first line
         tmp.unlink(missing_ok=True)
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-        raise ExportError(f"ONNX export failed: {type(err).__name__}: {first}") from err
+        raise ExportError(f"ONNX export failed: {first_line(err)}") from err
     log.info(
         "parity (%s, %d images): waveform max |err| %.2e, probs max |err| %.2e (tolerance %.0e)",
         precision,
@@ -265,8 +264,7 @@ def _quantize_checked(
         raise
     except Exception as err:  # the quantizer and checker raise many types; keep the first line
         tmp.unlink(missing_ok=True)
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-        raise ExportError(f"int8 quantization failed: {type(err).__name__}: {first}") from err
+        raise ExportError(f"int8 quantization failed: {first_line(err)}") from err
     finally:
         fp32.unlink(missing_ok=True)
     log.info(

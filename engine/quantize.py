@@ -28,11 +28,17 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.errors import ExportError
 from engine.sidecar import INPUT_NAME, OUTPUT_NAMES
+
+if TYPE_CHECKING:  # onnx and torch load only when an int8 export runs
+    import onnx
+
+    from trainer.model import MTNet
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +86,7 @@ def sample_images(images: np.ndarray, count: int, seed: int = SEED) -> np.ndarra
     return images[pick]
 
 
-def encoder_convolutions(model: object) -> list[str]:
+def encoder_convolutions(model: onnx.ModelProto) -> list[str]:
     """Names of the 2-D Conv nodes (4-D weights) in graph order, minus the first."""
     weights = {t.name: len(t.dims) for t in model.graph.initializer}
     convs = [
@@ -106,7 +112,7 @@ def _calibration_reader(images: np.ndarray) -> object:
     return Batches()
 
 
-def store_large_weights_half(model: object) -> int:
+def store_large_weights_half(model: onnx.ModelProto) -> int:
     """Store big fp32 initializers as fp16 + a Cast to fp32; returns how many were converted."""
     import onnx
     from onnx import helper, numpy_helper
@@ -181,7 +187,7 @@ def _correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(norm > 0, dot / np.maximum(norm, 1e-30), 1.0)
 
 
-def check_int8_parity(reference: object, onnx_path: Path, images: np.ndarray) -> Int8Parity:
+def check_int8_parity(reference: MTNet, onnx_path: Path, images: np.ndarray) -> Int8Parity:
     """Compare the int8 ONNX (ORT CPU) with the fp32 torch ``reference`` on real images."""
     import onnxruntime as ort
     import torch

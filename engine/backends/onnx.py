@@ -7,7 +7,13 @@ import logging
 import numpy as np
 
 from engine.backends.base import Backend, RuntimeOptions
-from engine.errors import BackendFailed, BackendUnavailable, ModelFileError, OutOfMemory
+from engine.errors import (
+    BackendFailed,
+    BackendUnavailable,
+    ModelFileError,
+    OutOfMemory,
+    first_line,
+)
 from engine.sidecar import INPUT_NAME, OUTPUT_NAMES
 from engine.source import ModelSource
 
@@ -17,11 +23,6 @@ CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 _ORT_LOG_ERRORS_ONLY = 3  # ORT severity: 0 verbose … 3 error, 4 fatal
 _REEXPORT = "re-export it with `earsight export CHECKPOINT -o MODEL.onnx`"
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:160]}" if text else type(err).__name__
 
 
 class OnnxBackend(Backend):
@@ -69,9 +70,9 @@ class OnnxBackend(Backend):
             return ort.InferenceSession(str(source.onnx), so, providers=providers)
         except Exception as err:  # ORT raises its own pybind types (InvalidProtobuf, Fail, …)
             if cuda:
-                raise BackendFailed(f"ONNX Runtime CUDA failed: {_first_line(err)}") from err
+                raise BackendFailed(f"ONNX Runtime CUDA failed: {first_line(err)}") from err
             raise ModelFileError(
-                f"{source.onnx} could not be loaded by ONNX Runtime ({_first_line(err)})",
+                f"{source.onnx} could not be loaded by ONNX Runtime ({first_line(err)})",
                 _REEXPORT,
             ) from err
 
