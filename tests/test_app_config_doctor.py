@@ -125,6 +125,20 @@ def test_e2e_bench_prints_key_to_audio_latency(tmp_path):
     assert ("×" in rows["onnx-cpu"]) == ("not run" not in rows["torch"])
 
 
+@pytest.mark.slow
+def test_e2e_bench_fails_only_when_no_backend_ran(tmp_path):
+    shipped = ROOT / "assets" / "models"
+    for name in ("mnist-ad.onnx", "mnist-ad.onnx.json"):  # without its training checkpoint
+        shutil.copy(shipped / name, tmp_path / name)
+    model = str(tmp_path / "mnist-ad.onnx")
+    args = ("bench", "--e2e", "--presses", "2", "--threads", "1", "--model", model)
+    proc = _earsight(*args, alsa=tmp_path / "a.conf", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # onnx-cpu ran, torch could not
+    assert "torch     not run: BackendUnavailable: no checkpoint" in proc.stdout
+    alone = _earsight(*args, "--backends", "torch", alsa=tmp_path / "a.conf", timeout=300)
+    assert alone.returncode == 1 and "not run" in alone.stdout
+
+
 def test_e2e_bench_shows_each_model_the_samples_it_was_trained_for():
     from app.bench_e2e import sample_images
 
