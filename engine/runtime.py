@@ -5,10 +5,11 @@
     rt.info.backend, rt.info.output_rate, rt.info.labels[probs[0].argmax()]
 
 ``backend="auto"`` tries TensorRT (cached engine) → ONNX Runtime CUDA → ONNX Runtime CPU →
-torch, logging each skipped backend once with its reason (INFO when it is simply absent, WARNING
-when it is installed but failed). A bad model file is an error, never a fallback. ONNX Runtime CPU
-runs a model's int8 variant (``name.int8.onnx``, same weights) when there is one, logged;
-``RuntimeOptions(cpu_int8=False)`` (``--no-int8``) keeps the file as given.
+torch, logging each skipped backend once with its reason (DEBUG when it is simply absent, WARNING
+when it is installed but failed), then one INFO line naming the backend, device, file and
+precision that run and the backends skipped. A bad model file is an error, never a fallback.
+ONNX Runtime CPU runs a model's int8 variant (``name.int8.onnx``, same weights) when there is
+one; ``RuntimeOptions(cpu_int8=False)`` (``--no-int8``) keeps the file as given.
 """
 
 from __future__ import annotations
@@ -141,12 +142,25 @@ def source_for(name: str, source: ModelSource, options: RuntimeOptions) -> Model
     variant = cpu_variant(source, verify_sha256=options.verify_sha256)
     if variant is None:
         return source
-    log.info(
-        "onnx-cpu: running %s, the int8 export of the same weights (--no-int8 runs %s)",
-        variant.path.name,
-        source.path.name,
+    log.debug(
+        "onnx-cpu: %s is the int8 export of %s's weights", variant.path.name, source.path.name
     )
     return variant
+
+
+def _log_choice(runtime: Runtime, skipped: list[str]) -> None:
+    # One INFO line (stdout in the CLI, read aloud by screen readers): what runs, where, and
+    # which faster backends were skipped; each reason is its own DEBUG/WARNING line above.
+    info = runtime.info
+    tail = f"; skipped {', '.join(skipped)}" if skipped else ""
+    log.info(
+        "backend %s on %s: %s (%s%s)",
+        info.backend,
+        info.device,
+        info.model.name,
+        info.precision,
+        tail,
+    )
 
 
 def make_backend(
@@ -183,7 +197,7 @@ def load(
     if backend != "auto":
         source = source_for(backend, source, options)
         runtime = Runtime(make_backend(backend, source, options, explicit=True), source, options)
-        log.info("backend %s on %s", backend, runtime.info.device)
+        _log_choice(runtime, [])
         return runtime
     fallbacks: list[str] = []
     for name in AUTO_ORDER:
@@ -191,12 +205,13 @@ def load(
             chosen_source = source_for(name, source, options)
             chosen = make_backend(name, chosen_source, options, explicit=False)
         except BackendUnavailable as err:
-            level = logging.WARNING if isinstance(err, BackendFailed) else logging.INFO
+            level = logging.WARNING if isinstance(err, BackendFailed) else logging.DEBUG
             log.log(level, "backend %s unavailable: %s", name, err)
             fallbacks.append(f"{name}: {err}")
             continue
-        log.info("backend %s on %s", name, chosen.device)
-        return Runtime(chosen, chosen_source, options, tuple(fallbacks))
+        runtime = Runtime(chosen, chosen_source, options, tuple(fallbacks))
+        _log_choice(runtime, [f.split(":")[0] for f in fallbacks])
+        return runtime
     raise BackendUnavailable(
         f"no backend can run {Path(model_path).name} ({'; '.join(fallbacks)})",
         "install onnxruntime, or keep the checkpoint beside the model",

@@ -220,7 +220,7 @@ def test_live_on_the_cpu_runs_the_int8_variant_under_the_model_name(tmp_path):
     try:
         seen = _wait_for(proc, "ready: press space")
         assert "model cifar10-ad ready on the CPU" in seen, seen + proc.stderr.read()
-        assert "onnx-cpu: running cifar10-ad.int8.onnx" in seen  # the log says which file
+        assert "backend onnx-cpu on cpu: cifar10-ad.int8.onnx (int8" in seen  # which file runs
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=5)
     finally:

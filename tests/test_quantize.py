@@ -116,7 +116,7 @@ def test_onnx_cpu_runs_the_int8_variant_unless_told_not_to(int8_pair, caplog):
     with caplog.at_level(logging.INFO, logger="engine.runtime"):
         rt = load(int8_pair, "onnx-cpu", OPTS)
     assert rt.info.precision == "int8" and rt.info.model.name == "model.int8.onnx"
-    assert "running model.int8.onnx, the int8 export of the same weights" in caplog.text
+    assert "backend onnx-cpu on cpu: model.int8.onnx (int8)" in caplog.text
     auto = load(int8_pair, "auto", OPTS)
     assert auto.info.backend == "onnx-cpu" and auto.info.precision == "int8"
     kept = load(int8_pair, "onnx-cpu", RuntimeOptions(threads=1, cpu_int8=False))

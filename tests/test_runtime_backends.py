@@ -131,11 +131,17 @@ cpu_only = pytest.mark.skipif(HAS_TRT or HAS_ORT_CUDA, reason="checks the CPU-on
 
 @cpu_only
 def test_auto_logs_each_fallback_reason_once(engine_onnx, caplog):
-    caplog.set_level(logging.INFO, logger="engine.runtime")
+    caplog.set_level(logging.DEBUG, logger="engine.runtime")
     rt = load(engine_onnx["fp32"].path, options=OPTS)
     assert rt.info.backend == "onnx-cpu"
     messages = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(messages) == 2
+    # absent backends are DEBUG detail; INFO is one line saying what runs and what was skipped
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == [
+        f"backend onnx-cpu on cpu: {engine_onnx['fp32'].path.name} (fp32; skipped tensorrt, "
+        "onnx-cuda)"
+    ]
     assert sum("tensorrt" in m and "TensorRT is not installed" in m for m in messages) == 1
     assert sum("onnx-cuda" in m and "no CUDA provider" in m for m in messages) == 1
     assert [f.split(":")[0] for f in rt.info.fallbacks] == ["tensorrt", "onnx-cuda"]
@@ -143,7 +149,7 @@ def test_auto_logs_each_fallback_reason_once(engine_onnx, caplog):
 
 @cpu_only
 def test_auto_on_a_checkpoint_falls_back_to_torch(engine_checkpoint, caplog):
-    caplog.set_level(logging.INFO, logger="engine.runtime")
+    caplog.set_level(logging.DEBUG, logger="engine.runtime")
     rt = load(engine_checkpoint, options=OPTS)
     assert rt.info.backend == "torch" and rt.info.sidecar is None
     skipped = [r.getMessage().split()[1] for r in caplog.records if "unavailable" in r.getMessage()]
