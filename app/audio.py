@@ -33,6 +33,11 @@ from trainer.errors import EarSightError
 log = logging.getLogger(__name__)
 
 FADE_OUT_S = 0.005  # fade applied to the rest of an interrupted sound
+# A new stream is "flowing" once the device has asked for this many buffers. Through ALSA's
+# PulseAudio plugin the first request comes at once and the second ≈ 1.9 s later (measured on a
+# PulseAudio sink, 2026-11-23); a sound played in that gap waits for it.
+FLOWING_CALLBACKS = 8
+STREAM_START_TIMEOUT_S = 5.0
 AUDIBLE = 1e-4  # |sample| above this (−80 dBFS) counts as sound, for on_first_buffer
 WAV_SUBTYPE = "PCM_16"
 NO_DEVICE_FIX = "plug in headphones or run with --out-dir DIR to write WAV files"
@@ -52,7 +57,7 @@ class AudioOptions:
     # PortAudio's suggested output latency: "low", "high" or seconds. "high" (≈ 35 ms through
     # PulseAudio, vs 8.7 ms for "low"): with "low", a busy CPU (inference right after the click)
     # made the stream underrun, and the ALSA→PulseAudio path then stalled ≈ 1.9 s before the
-    # sound (7 of 100 sounds late; "high": 1 of 100; `python -m app.bench_audio`).
+    # sound (6 of 100 sounds late; "high": 0 of 100; `python -m app.bench_audio`).
     latency: str | float = "high"
     blocksize: int = 0  # frames per callback; 0 lets PortAudio pick (lowest latency)
 
@@ -106,6 +111,8 @@ class AudioOut:
         self._first_at: int | None = None  # _handed index of the new sound's first audible one
         self._idle = threading.Event()
         self._idle.set()
+        self._callbacks = 0  # buffers the device asked for since start (callback thread only)
+        self._flowing = threading.Event()  # set at FLOWING_CALLBACKS
         self._stream, self.sample_rate = self._open_stream(options)
         n = max(2, round(FADE_OUT_S * self.sample_rate))
         self._fade = (0.5 + 0.5 * np.cos(np.pi * np.arange(n) / (n - 1))).astype(np.float32)
@@ -196,6 +203,14 @@ class AudioOut:
         """Block until the current sound is played out; False if ``timeout`` s passed first."""
         return self._idle.wait(timeout)
 
+    def wait_until_flowing(self, timeout: float = STREAM_START_TIMEOUT_S) -> bool:
+        """Block until the device is steadily asking for audio; False if ``timeout`` s passed.
+
+        Call it before telling the user the app is ready: some audio paths (ALSA's PulseAudio
+        plugin) start a stream with a ≈ 2 s pause, and a sound played then starts that late.
+        """
+        return self._flowing.wait(timeout)
+
     def close(self) -> None:
         """Cut the sound short (faded), drain the device buffer, release the device."""
         if self._stream is None:
@@ -245,6 +260,9 @@ class AudioOut:
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         if status.output_underflow:
             self.underflows += 1
+        self._callbacks += 1
+        if self._callbacks == FLOWING_CALLBACKS:
+            self._flowing.set()
         out = outdata[:, 0]
         with self._lock:
             n = self._fill(out)
@@ -318,6 +336,9 @@ class WavSink:
 
     def wait(self, timeout: float | None = None) -> bool:
         return True
+
+    def wait_until_flowing(self, timeout: float = STREAM_START_TIMEOUT_S) -> bool:
+        return True  # files have no start-up pause
 
     def close(self) -> None:
         pass

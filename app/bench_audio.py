@@ -2,11 +2,12 @@
 
     ALSA_CONFIG_PATH=/tmp/asound-pulse.conf python -m app.bench_audio --latency low high 0.03
 
-For each suggested output latency: open ``AudioOut``, keep every core busy in other processes
-(inference does that while the click plays), play a 0.5 s tone every 0.1–0.5 s, and time
-``play()`` → the callback handing over the tone's first buffer. Prints one row per setting with
-the p50, how many waited > 100 ms, the three slowest and the underflows the stream reported
-(docs/BENCHMARKS.md).
+For each suggested output latency: open ``AudioOut`` and wait until it flows (as the live app
+does before "ready"; the time this took is the "start ms" column), keep every core busy in other
+processes (inference does that while the click plays), play a 0.5 s tone every 0.1–0.5 s, and
+time ``play()`` → the callback handing over the tone's first buffer. Prints one row per setting
+with the p50, how many waited > 100 ms, the three slowest and the underflows the stream
+reported (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def probe(latency: str | float, sounds: int) -> dict:
     """Waits (ms) from play() to the first buffer, for ``sounds`` tones on a busy CPU."""
     tone = (0.3 * np.sin(np.arange(int(TONE_S * RATE_HZ)) * 0.1)).astype(np.float32)
     starts: list[float] = []
+    opened = time.perf_counter()
     audio = open_audio(AudioOptions(sample_rate=RATE_HZ, latency=latency), Path(tempfile.mkdtemp()))
+    audio.wait_until_flowing()  # as the live app does before it says "ready"
+    start_ms = (time.perf_counter() - opened) * 1e3
     audio.on_first_buffer = starts.append
     stop = mp.Event()
     burners = [mp.Process(target=_burn, args=(stop,)) for _ in range(os.cpu_count() or 1)]
@@ -58,7 +62,8 @@ def probe(latency: str | float, sounds: int) -> dict:
         for p in burners:
             p.join()
         audio.close()
-    return {"latency": latency, "waits_ms": waits, "underflows": getattr(audio, "underflows", 0)}
+    underflows = getattr(audio, "underflows", 0)
+    return {"latency": latency, "start_ms": start_ms, "waits_ms": waits, "underflows": underflows}
 
 
 def _latency(text: str) -> str | float:
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sounds", type=_count, default=50)
     args = parser.parse_args(argv)
-    print("latency  sounds  p50 ms  waits > 100 ms  3 slowest ms           underflows")
+    print("latency  start ms  sounds  p50 ms  waits > 100 ms  3 slowest ms           underflows")
     for latency in args.latency:
         text = str(latency)
         row = probe(latency, args.sounds)
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         slow = " / ".join(f"{w:,.0f}" for w in np.sort(waits)[-3:])
         late = int((waits > LATE_MS).sum())
         print(
-            f"{text:<8} {len(waits):6d}  {np.median(waits):6.1f}  {late:14d}  {slow:<22} "
+            f"{text:<8} {row['start_ms']:8,.0f}  {len(waits):6d}  {np.median(waits):6.1f}  "
+            f"{late:14d}  {slow:<22} "
             f"{row['underflows']}"
         )
     return 0

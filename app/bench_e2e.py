@@ -86,6 +86,7 @@ def _measure(backend: str, source: str, opts: E2EOptions) -> dict:
     runtime = load(resolve_model(opts.model), backend, RuntimeOptions(threads=opts.threads))
     runtime.warmup()
     audio = open_audio(AudioOptions(sample_rate=runtime.info.output_rate), Path(tempfile.mkdtemp()))
+    audio.wait_until_flowing()  # as `earsight live` does before it says "ready"
     grabber = FrameGrabber(parse_source(source, loop=True))
     gate = ConfidenceGate(options.threshold, options.gate)
     app = LiveApp(

@@ -95,19 +95,27 @@ def build_live(options: LiveOptions) -> dict[str, Any]:
     voice = StatusVoice(verbosity=options.verbosity, enabled=options.speak_status)
     voice.say("EarSight starting")
     gate = ConfidenceGate(options.threshold, options.gate)
-    runtime = load(
-        resolve_model(options.model),
-        options.backend,
-        RuntimeOptions(threads=options.threads, cpu_int8=options.int8),
+    runtime_options = RuntimeOptions(threads=options.threads, cpu_int8=options.int8)
+    # The stream opens first so that its start-up pause (≈ 2 s through PulseAudio) passes
+    # while the model loads; a mismatched rate is resampled in play().
+    audio = open_audio(
+        AudioOptions(
+            device=options.audio_device,
+            sample_rate=runtime_options.postprocess.output_rate or AudioOptions.sample_rate,
+        ),
+        Path(options.out_dir) if options.out_dir else default_wav_dir(),
     )
-    runtime.warmup()
+    try:
+        runtime = load(resolve_model(options.model), options.backend, runtime_options)
+        runtime.warmup()
+    except BaseException:
+        audio.close()
+        raise
+    if not audio.wait_until_flowing():
+        log.warning("the audio device is slow to start: the first sound may come late")
     where = "on the GPU" if runtime.info.device.startswith("cuda") else "on the CPU"
     name = runtime.info.model.stem.removesuffix(".int8")  # the CPU variant is the same model
     voice.say(f"model {name} ready {where}")
-    audio = open_audio(
-        AudioOptions(device=options.audio_device, sample_rate=runtime.info.output_rate),
-        Path(options.out_dir) if options.out_dir else default_wav_dir(),
-    )
     source = parse_source(options.source, loop=options.loop)
     grabber = FrameGrabber(source, on_status=lambda status: voice.say(status, level=0))
     return {"voice": voice, "gate": gate, "runtime": runtime, "audio": audio, "grabber": grabber}

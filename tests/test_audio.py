@@ -149,6 +149,21 @@ def test_close_is_quick_and_play_after_close_is_ignored(device):
 
 
 @needs_portaudio
+def test_wait_until_flowing_returns_once_the_device_keeps_asking(device, tmp_path):
+    from app.audio import FLOWING_CALLBACKS
+
+    audio = AudioOut(AudioOptions(sample_rate=RATE))
+    try:
+        t0 = time.perf_counter()
+        assert audio.wait_until_flowing(5.0)
+        # the paced device asks for a buffer every few ms: several buffers' time, not seconds
+        assert audio._callbacks >= FLOWING_CALLBACKS and time.perf_counter() - t0 < 2.0
+    finally:
+        audio.close()
+    assert WavSink(tmp_path).wait_until_flowing(0.0)  # files never pause
+
+
+@needs_portaudio
 def test_unknown_device_is_a_one_line_user_error(device):
     with pytest.raises(AudioUnavailable) as info:
         AudioOut(AudioOptions(device="no-such-device"))
@@ -256,9 +271,11 @@ def test_audio_latency_probe_prints_one_row_per_setting(tmp_path, capsys):
     with AlsaNull(tmp_path):  # paced like a sound card
         assert bench_audio.main(["--latency", "low", "0.05", "--sounds", "3"]) == 0
     header, *rows = capsys.readouterr().out.strip().splitlines()
-    assert header.startswith("latency  sounds  p50 ms")
-    assert [r.split()[:2] for r in rows] == [["low", "3"], ["0.05", "3"]]
-    assert all(0 < float(r.split()[2]) < bench_audio.WAIT_S * 1e3 for r in rows)  # all started
+    assert header.startswith("latency  start ms  sounds  p50 ms")
+    assert [r.split()[0] for r in rows] == ["low", "0.05"]
+    assert all(r.split()[2] == "3" for r in rows)
+    assert all(0 < float(r.split()[1].replace(",", "")) < 5e3 for r in rows)  # stream flowed
+    assert all(0 < float(r.split()[3]) < bench_audio.WAIT_S * 1e3 for r in rows)  # all started
 
 
 @pytest.mark.parametrize(
