@@ -214,10 +214,11 @@ def check_int8_parity(reference: MTNet, onnx_path: Path, images: np.ndarray) -> 
 def checkpoint_images(checkpoint: Path, data_root: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) images (N, H, W, C) uint8 of the dataset ``checkpoint`` was trained on.
 
-    ``data_root`` overrides the folder recorded at training time; DatasetError (one line, with
+    ``data_root`` overrides the folder recorded at training time; ExportError (one line, with
     what to do) when the files are not there.
     """
     from trainer.checkpoint import read_checkpoint
+    from trainer.errors import DatasetError
     from trainer.images import load_images
 
     spec = read_checkpoint(Path(checkpoint)).get("dataset") or {}
@@ -228,5 +229,11 @@ def checkpoint_images(checkpoint: Path, data_root: Path | None) -> tuple[np.ndar
             "int8 needs the training data: retrain with trainer/fit.py, or export fp16",
         )
     root = data_root if data_root is not None else spec.get("data_root")
-    images = load_images(source, Path(root) if root else None)
+    try:
+        images = load_images(source, Path(root) if root else None)
+    except DatasetError as err:  # its fix names fit.py's --download, which export lacks
+        raise ExportError(
+            f"int8 calibration needs the {source} images: {err.what}",
+            "pass --data-root DIR where they are (`trainer/fit.py --download` fetches them)",
+        ) from err
     return images.train.images, images.test.images

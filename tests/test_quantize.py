@@ -196,3 +196,17 @@ def test_bench_times_the_int8_variant_only_in_its_own_row(int8_pair, tmp_path):
         line for line in format_table(paired).splitlines() if line.startswith("onnx-cpu:int8")
     )
     assert int8_line.rstrip().endswith("–")  # no % of a float FLOP peak for integer MACs
+
+
+def test_int8_export_without_the_training_data_says_where_to_point(engine_checkpoint, tmp_path):
+    from trainer.checkpoint import read_checkpoint, save_checkpoint
+
+    ckpt = read_checkpoint(engine_checkpoint)
+    ckpt["dataset"] = {**ckpt["dataset"], "source": "mnist"}  # as if trained on MNIST files
+    moved = tmp_path / "mnist.pt"
+    save_checkpoint(moved, ckpt)
+    with pytest.raises(ExportError) as err:
+        checkpoint_images(moved, tmp_path / "no-data")
+    message = str(err.value)
+    assert message.startswith("int8 calibration needs the mnist images: MNIST")
+    assert "pass --data-root DIR" in message and "\n" not in message
