@@ -45,7 +45,7 @@ class LiveOptions:
     keys: str = "auto"  # auto (hotkey with a display, else terminal) | hotkey | terminal | evdev
     hotkey: str = "f9"  # the describe key of the desktop hotkey controller
     evdev_device: str | None = None  # e.g. /dev/input/event3 for a wearable button
-    audio_device: str | None = None  # sounddevice name or index; None = system default
+    audio_device: str | int | None = None  # sounddevice name or index; None = system default
     out_dir: str | None = None  # where WAVs go when there is no audio device
     threshold: float = 0.5  # confidence gate: below this top probability, say "not sure"
     gate: str = "not-sure"  # not-sure | top-two
@@ -94,7 +94,30 @@ def read_config(path: Path) -> dict[str, Any]:
             )
         if isinstance(value, dict | list):
             raise ConfigError(f"{path}: {key} must be a single value, not {type(value).__name__}")
+        _check_type(path, key, value, str(known[key].type))
     return data
+
+
+# TOML value types each LiveOptions annotation accepts (an int is a fine float; a bool, which
+# Python counts as an int, is only a bool: `loop = "no"` or `verbosity = true` are mistakes).
+_TOML_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "bool": (bool,),
+    "int": (int,),
+    "float": (int, float),
+}
+
+
+def _check_type(path: Path, key: str, value: Any, annotation: str) -> None:
+    names = [n.strip() for n in annotation.split("|") if n.strip() != "None"]
+    allowed = tuple(t for name in names for t in _TOML_TYPES[name])
+    if isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool)):
+        return
+    example = {"str": '"text"', "bool": "true or false", "int": "a whole number"}
+    raise ConfigError(
+        f"{path}: {key} must be {' or '.join(names)}, got {value!r}",
+        f"write e.g. {key} = {example.get(names[0], '0.5')}",
+    )
 
 
 def resolve_options(flags: dict[str, Any], path: Path | None = None) -> LiveOptions:

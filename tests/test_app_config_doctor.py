@@ -35,7 +35,10 @@ def test_missing_config_file_means_defaults(tmp_path):
         ("threshold = ", "not valid TOML"),
         ("colour = 'red'\n", "unknown option 'colour'"),
         ("threshold = 3.0\n", "threshold must be in 0..1"),
-        ('threshold = "high"\n', "bad option value"),
+        ('threshold = "high"\n', "threshold must be float, got 'high'"),
+        ('loop = "no"\n', "loop must be bool, got 'no'"),  # a non-empty string is truthy
+        ("verbosity = true\n", "verbosity must be int, got True"),
+        ("int8 = 1\n", "int8 must be bool, got 1"),
         ("mode = 'video'\n", "mode must be one of"),
     ],
 )
