@@ -109,7 +109,7 @@ def cpu_variant(source: ModelSource, verify_sha256: bool = True) -> ModelSource 
     if (
         recorded is None
         or recorded != theirs.get("checkpoint", {}).get("sha256")
-        or mine.get("config") != theirs.get("config")
+        or not _same_config(mine.get("config") or {}, theirs.get("config") or {})
     ):
         log.warning(
             "ignoring %s: not an export of the same weights as %s (re-export it with "
@@ -119,3 +119,16 @@ def cpu_variant(source: ModelSource, verify_sha256: bool = True) -> ModelSource 
         )
         return None
     return variant
+
+
+def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal configs, where a field only one sidecar has must be off (False, 0, None) there.
+
+    A field one sidecar lacks was added to MTNetConfig after that export, and fields added since
+    default to off (``flip_tta``): an older fp16 export and a new int8 one of the same weights
+    still pair up, an averaging one and a non-averaging one do not.
+    """
+    return all(
+        a[key] == b[key] if key in a and key in b else not (a.get(key) or b.get(key))
+        for key in a.keys() | b.keys()
+    )

@@ -210,3 +210,16 @@ def test_int8_export_without_the_training_data_says_where_to_point(engine_checkp
     message = str(err.value)
     assert message.startswith("int8 calibration needs the mnist images: MNIST")
     assert "pass --data-root DIR" in message and "\n" not in message
+
+
+def test_an_older_sidecar_without_newer_config_fields_still_pairs(int8_pair, tmp_path):
+    for name in ("model.onnx", "model.int8.onnx", "model.int8.onnx.json"):
+        shutil.copy(int8_pair.parent / name, tmp_path / name)
+    side = json.loads((int8_pair.parent / "model.onnx.json").read_text())
+    del side["config"]["flip_tta"]  # as written before mirror averaging existed
+    (tmp_path / "model.onnx.json").write_text(json.dumps(side))
+    assert cpu_variant(resolve_model(tmp_path / "model.onnx")) is not None
+    int8_side = json.loads((tmp_path / "model.int8.onnx.json").read_text())
+    int8_side["config"]["flip_tta"] = True  # a field that is on is a real difference
+    (tmp_path / "model.int8.onnx.json").write_text(json.dumps(int8_side))
+    assert cpu_variant(resolve_model(tmp_path / "model.onnx")) is None
