@@ -22,8 +22,9 @@ checkpoint it came from and how close it is to torch. Schema (``format`` 1)::
     vocabulary      the spoken word of each class, index = position in "probs"
     preset          MT-Net preset ("paper" | "compact")
     config          MTNetConfig.to_dict()
-    checkpoint      {"path": at export time, relative to the sidecar's folder (older sidecars:
-                    absolute), "name": file name, "sha256": …}
+    checkpoint      {"path": at export time, relative to the sidecar's folder when both are in
+                    one tree below the root (else, and in older sidecars, absolute),
+                    "name": file name, "sha256": …}
     parity          {"images": N, "waveform_max_abs": …, "probs_max_abs": …, "tolerance": …};
                     int8: {"images", "top1_agreement", "waveform_corr_mean", "waveform_corr_min",
                     "waveform_max_abs", "probs_max_abs", "limits"} on real test images
@@ -128,14 +129,22 @@ def build_sidecar(
         "preset": cfg.preset,
         "config": cfg.to_dict(),
         "checkpoint": {
-            # relative to the sidecar's folder: it holds in a clone or a copied tree, and an
-            # export does not publish the exporting machine's directory layout
-            "path": os.path.relpath(checkpoint.resolve(), onnx_path.resolve().parent),
+            "path": _checkpoint_path(checkpoint, onnx_path),
             "name": checkpoint.name,
             "sha256": sha256_file(checkpoint),
         },
         **fields,
     }
+
+
+def _checkpoint_path(checkpoint: Path, onnx_path: Path) -> str:
+    """Relative to the sidecar's folder when both are in one tree below the root: that holds in
+    a clone or a copied tree and does not publish the exporting machine's layout; else absolute.
+    """
+    ckpt, folder = checkpoint.resolve(), onnx_path.resolve().parent
+    if Path(os.path.commonpath([ckpt, folder])) == Path(ckpt.anchor):
+        return str(ckpt)  # only the root in common (/work/… vs /tmp/…): ../../.. says nothing
+    return os.path.relpath(ckpt, folder)
 
 
 def write_sidecar(onnx_path: Path, sidecar: dict[str, Any]) -> Path:

@@ -154,6 +154,14 @@ def test_tensorrt_refuses_the_int8_export_so_auto_falls_through(int8_pair):
         choose_mode("fp16", "int8", has_fp16_flag=True, strongly=True)
 
 
+def test_sidecar_checkpoint_path_is_absolute_only_across_top_level_trees():
+    from engine.sidecar import _checkpoint_path
+
+    model = Path("/srv/earsight/assets/models/m.onnx")
+    assert _checkpoint_path(Path("/srv/earsight/runs/a/best.pt"), model) == "../../runs/a/best.pt"
+    assert _checkpoint_path(Path("/data/runs/a/best.pt"), model) == "/data/runs/a/best.pt"
+
+
 def test_sidecar_checkpoint_path_is_relative_and_survives_a_move(int8_pair, tmp_path):
     recorded = read_sidecar(int8_pair)["checkpoint"]["path"]
     assert not Path(recorded).is_absolute()
