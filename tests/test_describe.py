@@ -232,3 +232,22 @@ def test_description_of_a_failed_image_has_only_the_error(runtime, tmp_path):
     (d,) = describe_images([tmp_path / "nope.png"], runtime, tmp_path / "out")
     assert d == Description(tmp_path / "nope.png", "", (), False, None, 0.0, d.error)
     assert not d.ok and "nope.png" in d.error
+
+
+def test_shipped_models_are_small_verified_carded_and_paired():
+    from engine.sidecar import read_sidecar
+    from engine.source import cpu_variant
+    from engine.source import resolve_model as model_source
+
+    models = ASSETS_DIR / "models"
+    files = sorted(models.glob("*.onnx"))
+    assert {p.name for p in files} >= {"mnist-ad.onnx", "cifar10-ad.onnx", "cifar10-ad.int8.onnx"}
+    for path in files:
+        assert path.stat().st_size <= 20e6, path.name  # issue #5: each ≤ 20 MB
+        side = read_sidecar(path, verify_sha256=True)  # raises if the file changed
+        assert not Path(side["checkpoint"]["path"]).is_absolute()  # no dev-machine layout
+    for name in available_models():  # a card per model; the int8 file is not another model
+        assert (models / f"{name}.md").is_file(), name
+    assert available_models() == ("cifar10-ad", "mnist-ad")
+    variant = cpu_variant(model_source(models / "cifar10-ad.onnx"))
+    assert variant is not None and variant.path.name == "cifar10-ad.int8.onnx"
