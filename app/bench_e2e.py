@@ -74,16 +74,19 @@ def _measure(backend: str, source: str, opts: E2EOptions) -> dict:
     """Runs in a fresh process: build the live app on ``backend``, press, collect stamps."""
     from app.audio import AudioOptions, open_audio
     from app.camera import FrameGrabber, parse_source
+    from app.commands import live_runtime_options
     from app.config import LiveOptions
     from app.controllers import Action
     from app.describe import ConfidenceGate
     from app.live import LiveApp
     from app.models import resolve_model
     from app.voice import StatusVoice
-    from engine.runtime import RuntimeOptions, load
+    from engine.runtime import load
 
-    options = LiveOptions(model=opts.model, source=source, loop=True, speak_status=False)
-    runtime = load(resolve_model(opts.model), backend, RuntimeOptions(threads=opts.threads))
+    options = LiveOptions(
+        model=opts.model, source=source, loop=True, speak_status=False, threads=opts.threads
+    )
+    runtime = load(resolve_model(opts.model), backend, live_runtime_options(options))  # as live
     runtime.warmup()
     audio = open_audio(AudioOptions(sample_rate=runtime.info.output_rate), Path(tempfile.mkdtemp()))
     audio.wait_until_flowing()  # as `earsight live` does before it says "ready"

@@ -49,6 +49,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (≥ 0), got {text!r}") from None
+    if not 0.0 <= value <= 60.0:
+        raise argparse.ArgumentTypeError(f"expected seconds in 0..60, got {value}")
+    return value
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     return tuple(_positive_int(part) for part in text.split(",") if part.strip())
 
@@ -168,6 +178,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iters", type=_positive_int, default=d.iters, help="timed runs per batch")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed runs per batch")
     p.add_argument("--budget-s", type=float, default=d.budget_s, help="time cap per batch")
+    p.add_argument(
+        "--gap-s",
+        type=_seconds,
+        default=d.gap_s,
+        help="pause between timed runs, as between key presses (CPU ms then counts idle spinning)",
+    )
+    p.add_argument(
+        "--no-spin",
+        dest="spin",
+        action="store_false",
+        help="ONNX Runtime CPU threads sleep between runs (as `earsight live` runs them)",
+    )
     p.add_argument("--threads", type=_positive_int, help="CPU threads (default: physical cores)")
     p.add_argument("--device", default=d.device, help="torch backend device")
     p.add_argument(
@@ -213,6 +235,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         peak_gflops=args.peak_gflops,
+        gap_s=args.gap_s,
+        spin=args.spin,
     )
     synth = SynthSpec(args.preset, args.image_size, args.channels, args.audio_length)
     report = run_bench(args.model, opts, synth)

@@ -47,6 +47,8 @@ class BenchOptions:
     threads: int | None = None  # CPU intra-op threads for every backend; None = physical cores
     device: str = "auto"  # torch backend device
     peak_gflops: float | None = None  # None = estimate (CPU) / known table (GPU)
+    gap_s: float = 0.0  # pause between timed runs (a key press every gap_s s); 0 = back to back
+    spin: bool = True  # ONNX Runtime CPU threads spin-wait between runs (RuntimeOptions.cpu_spin)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Row:
     error: str = ""  # why it did not run; empty when it did
     latency_ms: dict[int, tuple[float, float]] = field(default_factory=dict)  # batch: (p50, p99)
     throughput: dict[int, float] = field(default_factory=dict)  # batch: images/s
+    cpu_ms: dict[int, float] = field(default_factory=dict)  # batch: process CPU ms per run
     peak_rss_mb: float = 0.0
     gpu_mb: float | None = None
 
@@ -115,20 +118,24 @@ def quick_unavailable(name: str) -> str | None:
     return None
 
 
-def _time_batch(rt, batch: int, opts: BenchOptions) -> list[float]:
+def _time_batch(rt, batch: int, opts: BenchOptions) -> tuple[list[float], float]:
+    """Wall seconds of each timed run, and process CPU seconds per run (all threads, gaps too:
+    what spinning threads burn between runs is part of a run's cost)."""
     rng = np.random.default_rng(BENCH_SEED)
     images = rng.integers(0, 256, size=(batch, *rt.info.input_shape), dtype=np.uint8)
     for _ in range(opts.warmup):
         rt.infer(images)
     times: list[float] = []
     deadline = time.perf_counter() + opts.budget_s
+    cpu_start = time.process_time()
     for _ in range(opts.iters):
         start = time.perf_counter()
         rt.infer(images)
         times.append(time.perf_counter() - start)
+        time.sleep(opts.gap_s)
         if time.perf_counter() > deadline and len(times) >= MIN_TIMED_RUNS:
             break
-    return times
+    return times, (time.process_time() - cpu_start) / len(times)
 
 
 def peak_rss_mb() -> float:
@@ -162,11 +169,14 @@ def measure(spec: str, model: str, opts: BenchOptions) -> Row:
             trt_precision=precision,
             trt_max_batch=max(opts.batches),
             cpu_int8=False,  # each row runs exactly the file its spec names
+            cpu_spin=opts.spin,
         )
         rt = load(model, backend=name, options=options)
         row.precision, row.device = rt.info.precision, rt.info.device
         for batch in opts.batches:
-            times = np.asarray(_time_batch(rt, batch, opts)) * 1e3  # ms
+            wall_s, cpu_s = _time_batch(rt, batch, opts)
+            times = np.asarray(wall_s) * 1e3  # ms
+            row.cpu_ms[batch] = cpu_s * 1e3
             gpu.sample()
             row.latency_ms[batch] = (
                 float(np.percentile(times, 50)),

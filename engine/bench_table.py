@@ -36,7 +36,7 @@ def _speedup(row: Row, ref: Row | None, batch: int, latency: bool) -> str:
 def _cells(row: Row, ref: Row | None, report: BenchReport, batches: list[int]) -> list[str]:
     first, last = batches[0], batches[-1]
     if row.error:
-        return [row.spec, NA, "not run", *[NA] * (len(batches) + 7)]
+        return [row.spec, NA, "not run", *[NA] * (len(batches) + 8)]
     p50, p99 = row.latency_ms[first]
     return [
         row.spec,
@@ -44,6 +44,7 @@ def _cells(row: Row, ref: Row | None, report: BenchReport, batches: list[int]) -
         row.device,
         f"{p50:.2f}",
         f"{p99:.2f}",
+        f"{row.cpu_ms[first]:.2f}",
         *[f"{row.throughput[b]:,.0f}" for b in batches],
         f"{row.peak_rss_mb:,.0f}",
         NA if row.gpu_mb is None else f"{row.gpu_mb:,.0f}",
@@ -62,6 +63,7 @@ def format_table(report: BenchReport) -> str:
         "device",
         f"b{first} p50 ms",
         f"b{first} p99 ms",
+        f"b{first} CPU ms",
         *[f"img/s b{b}" for b in batches],
         "peak RSS MB",
         "GPU MB",

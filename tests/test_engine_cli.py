@@ -54,12 +54,13 @@ def test_bench_prints_a_table_with_torch_onnx_and_speedup(engine_onnx):
     assert proc.returncode == 0, proc.stderr
     table = [re.split(r"\s{2,}", line.strip()) for line in proc.stdout.splitlines()]
     header = next(cells for cells in table if cells[0] == "backend")
-    for column in ("b1 p50 ms", "img/s b8", "speedup b1 latency", "% FLOP peak"):
+    for column in ("b1 p50 ms", "b1 CPU ms", "img/s b8", "speedup b1 latency", "% FLOP peak"):
         assert column in header
     rows = {cells[0]: dict(zip(header, cells, strict=False)) for cells in table}
     for name in ("torch", "onnx-cpu"):
         assert rows[name]["precision"] == "fp32" and float(rows[name]["b1 p50 ms"]) > 0
         assert float(rows[name]["img/s b8"].replace(",", "")) > 0
+        assert float(rows[name]["b1 CPU ms"]) > 0
     assert rows["torch"]["speedup b1 latency"] == "1.00"
     assert float(rows["onnx-cpu"]["speedup b1 latency"]) > 0
     assert "estimate" in proc.stdout
@@ -97,3 +98,13 @@ def test_engine_build_without_tensorrt_says_how_to_install(capsys, tmp_path):
     code, _, err = _run(capsys, "engine", "build", str(model))
     assert code == 2 and err.startswith("error: TensorRT is not installed")
     assert "pip install earsight[tensorrt]" in err and err.count("\n") == 1
+
+
+def test_bench_gap_is_slept_between_runs_not_timed(engine_onnx, capsys):
+    from engine.bench import BenchOptions, run_bench
+
+    opts = BenchOptions(backends=("onnx-cpu",), batches=(1,), iters=4, threads=1, gap_s=0.05)
+    (row,) = run_bench(engine_onnx["fp32"].path, opts, say=lambda _: None).rows
+    assert not row.error and row.cpu_ms[1] > 0
+    assert row.latency_ms[1][0] < 50.0  # a 50 ms sleep inside the timed run would show here
+    assert _run(capsys, "bench", "--gap-s", "-1")[0] == 2

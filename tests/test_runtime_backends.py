@@ -219,3 +219,18 @@ def test_unknown_backend_is_a_usage_error(engine_onnx):
 
     with pytest.raises(UsageError, match="unknown backend 'tpu'"):
         load(engine_onnx["fp32"].path, backend="tpu")
+
+
+def test_onnx_cpu_threads_spin_unless_the_live_app_says_not(engine_onnx):
+    from app.commands import live_runtime_options
+    from app.config import LiveOptions
+
+    def spinning(options: RuntimeOptions) -> str:
+        rt = load(engine_onnx["fp32"].path, "onnx-cpu", options)
+        entry = "session.intra_op.allow_spinning"
+        return rt.backend.session.get_session_options().get_session_config_entry(entry)
+
+    assert spinning(OPTS) == "1"  # benches and describe: lowest latency
+    live = live_runtime_options(LiveOptions(threads=1))
+    assert not live.cpu_spin and live.threads == 1 and live.cpu_int8
+    assert spinning(live) == "0"  # presses are seconds apart: no CPU burnt between them

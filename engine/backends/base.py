@@ -48,6 +48,11 @@ class RuntimeOptions:
     engine_cache: Path | None = None  # None = platformdirs user cache / "engines"
     verify_sha256: bool = True  # check the ONNX against its sidecar on load
     cpu_int8: bool = True  # onnx-cpu runs the model's int8 variant (name.int8.onnx) if present
+    # ONNX Runtime's CPU threads spin-wait after each call: cifar10-ad int8 batch 1 ran in
+    # 10.8 ms spinning vs 18.2 ms not, but one call every 0.25 s cost 71.5 vs 19.4 ms of CPU
+    # (`earsight bench --gap-s 0.25 [--no-spin]`, docs/BENCHMARKS.md). The live app turns it
+    # off (presses are seconds apart); benches and describe keep it.
+    cpu_spin: bool = True
     postprocess: PostprocessOptions = field(default_factory=PostprocessOptions)
 
     def cpu_threads(self) -> int:

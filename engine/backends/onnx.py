@@ -63,6 +63,8 @@ class OnnxBackend(Backend):
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = _ORT_LOG_ERRORS_ONLY
+        spin = "1" if options.cpu_spin else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
         providers: list = [CPU_PROVIDER]
         if cuda:
             providers.insert(0, (CUDA_PROVIDER, {"device_id": options.gpu}))
