@@ -27,7 +27,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -103,12 +103,7 @@ class Parity:
     tolerance: float
 
     def to_dict(self) -> dict:
-        return {
-            "images": self.images,
-            "waveform_max_abs": self.waveform_max_abs,
-            "probs_max_abs": self.probs_max_abs,
-            "tolerance": self.tolerance,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

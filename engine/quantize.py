@@ -26,7 +26,7 @@ import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,15 +67,7 @@ class Int8Parity:
         ]
 
     def to_dict(self) -> dict:
-        return {
-            "images": self.images,
-            "top1_agreement": self.top1_agreement,
-            "waveform_corr_mean": self.waveform_corr_mean,
-            "waveform_corr_min": self.waveform_corr_min,
-            "waveform_max_abs": self.waveform_max_abs,
-            "probs_max_abs": self.probs_max_abs,
-            "limits": dict(INT8_LIMITS),
-        }
+        return {**asdict(self), "limits": dict(INT8_LIMITS)}
 
 
 def sample_images(images: np.ndarray, count: int, seed: int = SEED) -> np.ndarray:
