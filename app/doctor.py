@@ -13,8 +13,12 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.config import LiveOptions
+
+if TYPE_CHECKING:  # the engine loads when doctor checks the model
+    from engine.source import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ class Check:
 
 def check_model(options: LiveOptions) -> Check:
     from app.models import resolve_model
-    from engine.sidecar import read_sidecar
+    from engine.source import resolve_model as model_source
     from trainer.errors import EarSightError
 
     try:
@@ -47,23 +51,23 @@ def check_model(options: LiveOptions) -> Check:
     if path.suffix != ".onnx":
         return Check("model", path.is_file(), f"{path} (checkpoint, no checksum to compare)")
     try:
-        sidecar = read_sidecar(path, verify_sha256=True)  # raises on a checksum mismatch
+        source = model_source(path, verify_sha256=True)  # raises on a checksum mismatch
     except EarSightError as err:
         return Check("model", False, err.what, err.fix)
-    detail = f"{path.name}, sha256 {sidecar['sha256'][:12]}… matches"
-    return Check("model", True, detail + _int8_note(path, options))
+    detail = f"{path.name}, sha256 {source.sidecar['sha256'][:12]}… matches"
+    return Check("model", True, detail + _int8_note(source, options))
 
 
-def _int8_note(path: Path, options: LiveOptions) -> str:
-    """What ONNX Runtime CPU will run instead of ``path``: its int8 variant, if usable."""
+def _int8_note(source: ModelSource, options: LiveOptions) -> str:
+    """What ONNX Runtime CPU will run instead of the model: its int8 variant, if usable."""
     from engine.source import cpu_variant, int8_variant_path
-    from engine.source import resolve_model as model_source
 
-    if not options.int8 or not int8_variant_path(path).is_file():
+    name = int8_variant_path(source.path)
+    if not options.int8 or not name.is_file():
         return ""
-    variant = cpu_variant(model_source(path))  # logs why a variant is ignored
+    variant = cpu_variant(source)  # logs why a variant is ignored
     if variant is None:
-        return f"; {int8_variant_path(path).name} ignored (see the warning above)"
+        return f"; {name.name} ignored (see the warning above)"
     return f"; on the CPU {variant.path.name}, sha256 {variant.sidecar['sha256'][:12]}… matches"
 
 

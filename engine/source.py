@@ -83,8 +83,7 @@ def _sidecar_checkpoint(onnx: Path, side: dict[str, Any]) -> Path | None:
 
 def int8_variant_path(onnx: Path) -> Path:
     """``cifar10-ad.onnx`` → ``cifar10-ad.int8.onnx`` (where its CPU variant would be)."""
-    stem = onnx.name[: -len(onnx.suffix)] if onnx.suffix else onnx.name
-    return onnx.with_name(stem + INT8_SUFFIX)
+    return onnx.with_name(onnx.stem + INT8_SUFFIX)
 
 
 def cpu_variant(source: ModelSource, verify_sha256: bool = True) -> ModelSource | None:
@@ -97,7 +96,7 @@ def cpu_variant(source: ModelSource, verify_sha256: bool = True) -> ModelSource 
     if source.onnx is None or source.sidecar is None or source.contract.precision == "int8":
         return None
     path = int8_variant_path(source.onnx)
-    if not path.is_file() or path == source.onnx:
+    if not path.is_file():
         return None
     try:
         variant = resolve_model(path, verify_sha256=verify_sha256)
