@@ -58,7 +58,7 @@ if [ -n "$TORCH_SPEC" ] && ! .venv/bin/python -c "import torch" >/dev/null 2>&1;
   say "installing $TORCH_SPEC"
   "${PIP[@]}" "$TORCH_SPEC"
 fi
-EXTRA_LIST="app"
+EXTRA_LIST="app,train"
 [ -n "${EXTRAS:-}" ] && EXTRA_LIST="$EXTRA_LIST,$EXTRAS"
 [ "$DEV" = 1 ] && EXTRA_LIST="$EXTRA_LIST,dev"
 say "installing earsight[$EXTRA_LIST] (editable)"

@@ -277,11 +277,14 @@ class FrameGrabber:
 # --- model input ------------------------------------------------------------------------------
 
 
-def prepare(image: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+def prepare(
+    image: np.ndarray, size: tuple[int, int], channels: int, crop: float = 1.0
+) -> np.ndarray:
     """RGB uint8 (H, W, 3) → uint8 (h, w, channels): centre crop, resize, grey if asked.
 
     The crop is the largest centred region with the aspect ratio h:w (a square for the square
-    inputs MT-Net takes), so the subject in the middle of the view is not squashed. Grey is
+    inputs MT-Net takes), so the subject in the middle of the view is not squashed, scaled by
+    ``crop`` (the model's input_crop: ImageNet backbones keep res/(res+32) of it). Grey is
     luminance (0.299 R + 0.587 G + 0.114 B), the same weights MNIST-style grey images have.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -290,7 +293,7 @@ def prepare(image: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarr
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     cv2 = import_cv2()
     height, width = size
-    pixels = fit_to_input(image, height, width)
+    pixels = fit_to_input(image, height, width, crop)
     if channels == 1:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)  # grey of 3 pixels, not 3× the work
     return np.ascontiguousarray(pixels).reshape(height, width, channels)

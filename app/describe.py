@@ -166,11 +166,12 @@ def _to_channels(pixels: np.ndarray, channels: int, path: Path) -> np.ndarray:
     return pixels if code is None else cv2.cvtColor(pixels, code)
 
 
-def load_image(path: Path, input_shape: tuple[int, int, int]) -> np.ndarray:
-    """An image file → uint8 (H, W, C) the model takes; ImageError naming the file otherwise."""
+def load_image(path: Path, input_shape: tuple[int, int, int], crop: float = 1.0) -> np.ndarray:
+    """An image file → uint8 (H, W, C) the model takes (centre ``crop`` of the shorter side,
+    resized); ImageError naming the file otherwise."""
     height, width, channels = input_shape
     pixels = _to_channels(_to_uint8(decode_image(path), path), channels, path)
-    pixels = fit_to_input(pixels, height, width)
+    pixels = fit_to_input(pixels, height, width, crop)
     return pixels.reshape(height, width, channels)  # cv2 drops a single channel's axis
 
 
@@ -283,7 +284,7 @@ def describe_images(
     errors: dict[int, str] = {}
     for i, path in enumerate(paths):
         try:
-            images.append(load_image(path, runtime.info.input_shape))
+            images.append(load_image(path, runtime.info.input_shape, runtime.info.input_crop))
         except ImageError as err:
             errors[i] = str(err)
     clips, probs = _infer(runtime, images)

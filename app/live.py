@@ -151,7 +151,8 @@ class LiveApp:
         from app.camera import prepare
 
         h, w, c = self.runtime.info.input_shape
-        waves, probs = self.runtime(prepare(image, (h, w), c)[None])
+        crop = self.runtime.info.input_crop
+        waves, probs = self.runtime(prepare(image, (h, w), c, crop)[None])
         labels = self.runtime.info.labels
         top = np.argsort(probs[0])[::-1][:2]
         said, confident = self.gate.decide([(labels[i], float(probs[0][i])) for i in top])

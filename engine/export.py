@@ -54,7 +54,7 @@ from engine.sidecar import (
     write_sidecar,
 )
 from trainer.checkpoint import load_model
-from trainer.model import MTNet, standardize
+from trainer.model import MTNet
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,11 @@ class InferenceGraph(nn.Module):
 
 
 class HalfInferenceGraph(nn.Module):
-    """fp16 body, fp32 boundaries: Eq. 1 in fp32 → fp16 network → fp32 waveform and softmax.
+    """fp16 body, fp32 boundaries: the encoder's ``prepare`` (Eq. 1, or a backbone's scaling)
+    in fp32 → MTNet.infer in fp16 → fp32 waveform and probabilities.
 
-    Mirrors MTNet.forward minus the cast inside Eq. 1 (that would hand fp32 to fp16 convs);
-    parity against the untouched fp32 MTNet.forward at export time catches any drift.
+    The same MTNet.infer as the fp32 graph, fed fp16; parity against the untouched fp32
+    MTNet.forward at export time catches any drift.
     """
 
     def __init__(self, model: MTNet) -> None:
@@ -88,11 +89,8 @@ class HalfInferenceGraph(nn.Module):
         self.model = model.half()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = standardize(images.permute(0, 3, 1, 2)).half()  # (B, C, H, W) fp16, O(1) values
-        phi_i = self.model.image_features(x)  # (B, D_i), mirror-averaged if cfg.flip_tta
-        logits = self.model.image_encoder.classifier(phi_i)  # (B, K)
-        waveform = self.model.generate(self.model.mapping(phi_i))  # (B, L_s)
-        return waveform.float(), logits.float().softmax(dim=-1)
+        x = self.model.image_encoder.prepare(images.permute(0, 3, 1, 2)).half()  # O(1) values
+        return self.model.infer(x)  # fp16 inside, float32 waveform and probs out
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class RuntimeInfo:
     precision: str  # "fp32" | "fp16" | "int8" of the arithmetic (int8: the encoder's convs)
     labels: tuple[str, ...]  # spoken word per class: labels[probs.argmax()]
     input_shape: tuple[int, int, int]  # (H, W, C) of one uint8 image
+    input_crop: float  # share of a picture's shorter side to keep before resizing (fit_to_input)
     sample_rate: int  # Hz of the raw model waveform
     output_rate: int  # Hz of what __call__ returns
     threads: int  # CPU intra-op threads
@@ -96,6 +97,7 @@ class Runtime:
             precision=backend.precision,
             labels=contract.labels,
             input_shape=contract.input_shape,
+            input_crop=contract.input_crop,
             sample_rate=contract.sample_rate,
             output_rate=options.postprocess.output_rate or contract.sample_rate,
             threads=options.cpu_threads(),

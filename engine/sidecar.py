@@ -16,7 +16,9 @@ checkpoint it came from and how close it is to torch. Schema (``format`` 1)::
     outputs         {"waveform": {"dtype": "float32", "shape": ["batch", L_s]},
                      "probs": {"dtype": "float32", "shape": ["batch", K]}}
     input_size      [H, W, C]
-    preprocessing   what the graph does to the pixels (Eq. 1 inside the graph)
+    input_crop      share of a picture's shorter side kept (centred) before resizing it to
+                    input_size on the host (trainer/preprocess.fit_to_input); absent = 1.0
+    preprocessing   what the graph does to the pixels (Eq. 1, or a backbone's scaling)
     sample_rate     Hz of "waveform"
     audio_length    L_s, samples
     vocabulary      the spoken word of each class, index = position in "probs"
@@ -56,6 +58,10 @@ PREPROCESSING = (
     "Eq. 1 per-image standardization inside the graph: (I - mean) / max(std, 1/sqrt(P)) over "
     "all P = H*W*C pixels; feed raw 0..255 pixels, no scaling or mean subtraction outside"
 )
+BACKBONE_PREPROCESSING = (
+    "(I - 127) / 128 inside the graph (the ImageNet backbone's input); feed raw 0..255 RGB "
+    "pixels, centre-cropped to input_crop of the shorter side and resized to input_size"
+)
 _HASH_CHUNK = 1 << 20  # bytes read per step while hashing
 
 
@@ -82,12 +88,21 @@ class ModelContract:
     labels: tuple[str, ...]  # spoken word per class (may be empty for unlabeled models)
     n_classes: int  # K, width of probs
     precision: str  # "fp32" | "fp16"
+    input_crop: float = 1.0  # share of the shorter side kept before resizing (fit_to_input)
 
     @classmethod
     def from_config(cls, cfg: MTNetConfig, precision: str = "fp32") -> ModelContract:
         shape = (cfg.image_size, cfg.image_size, cfg.image_channels)
         labels = tuple(cfg.labels)
-        return cls(shape, cfg.sample_rate, cfg.audio_length, labels, cfg.n_classes, precision)
+        return cls(
+            shape,
+            cfg.sample_rate,
+            cfg.audio_length,
+            labels,
+            cfg.n_classes,
+            precision,
+            cfg.input_crop,
+        )
 
     @classmethod
     def from_sidecar(cls, side: dict[str, Any]) -> ModelContract:
@@ -99,6 +114,7 @@ class ModelContract:
             tuple(side["vocabulary"]),
             int(side["outputs"]["probs"]["shape"][1]),
             str(side["precision"]),
+            float(side.get("input_crop", 1.0)),
         )
 
 
@@ -122,7 +138,8 @@ def build_sidecar(
             "probs": {"dtype": "float32", "shape": [BATCH_AXIS, cfg.n_classes]},
         },
         "input_size": [h, w, c],
-        "preprocessing": PREPROCESSING,
+        "input_crop": cfg.input_crop,
+        "preprocessing": BACKBONE_PREPROCESSING if cfg.backbone else PREPROCESSING,
         "sample_rate": cfg.sample_rate,
         "audio_length": cfg.audio_length,
         "vocabulary": list(cfg.labels),

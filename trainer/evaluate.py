@@ -34,7 +34,8 @@ from trainer.augment import to_tensor_images
 from trainer.checkpoint import load_model, read_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
 from trainer.errors import EarSightError, UsageError
-from trainer.model import MTNet, standardize
+from trainer.model import MTNet
+from trainer.preprocess import fit_batch
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,13 @@ PAPER_I2T2A = {  # Table 4, I2T2A row
 
 @torch.no_grad()
 def generate(model: MTNet, images: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, ...]:
-    """(N, H, W, C) uint8 → waveforms (N, L_s) float32, probabilities (N, K) float32."""
+    """(N, H, W, C) uint8 → waveforms (N, L_s) float32, probabilities (N, K) float32.
+
+    Images of another size are fitted to the model's input first (centre crop, resize)."""
     waves, probs = [], []
     for start in range(0, len(images), BATCH):
-        w, p = model(to_tensor_images(images[start : start + BATCH], torch.device(device)))
+        batch = _fitted(model, images[start : start + BATCH])
+        w, p = model(to_tensor_images(batch, torch.device(device)))
         waves.append(w.float().cpu().numpy())
         probs.append(p.float().cpu().numpy())
     return np.concatenate(waves), np.concatenate(probs)
@@ -70,10 +74,17 @@ def classify(model: MTNet, images: np.ndarray) -> np.ndarray:
     """The softmax head only (mirror-averaged if the model is): (N, H, W, C) uint8 → (N, K)."""
     probs = []
     for start in range(0, len(images), BATCH):
-        x = standardize(to_tensor_images(images[start : start + BATCH], torch.device("cpu")))
+        batch = to_tensor_images(_fitted(model, images[start : start + BATCH]), torch.device("cpu"))
+        x = model.image_encoder.prepare(batch)
         logits = model.image_encoder.classifier(model.image_features(x))
         probs.append(logits.softmax(-1).numpy())
     return np.concatenate(probs)
+
+
+def _fitted(model: MTNet, images: np.ndarray) -> np.ndarray:
+    # Dataset thumbnails are used whole, as in training (input_crop is for camera frames).
+    cfg = model.cfg
+    return fit_batch(images, cfg.image_size, 1.0, cfg.image_channels)
 
 
 def stratified_subset(labels: np.ndarray, max_items: int, seed: int = 0) -> np.ndarray:
@@ -96,9 +107,14 @@ def onnx_predictor(onnx_path: Path | str, threads: int | None = None) -> Predict
 
     options = RuntimeOptions(threads=threads, cpu_int8=False)  # score exactly the file given
     runtime = load(onnx_path, backend="onnx-cpu", options=options)
+    size, _, channels = runtime.info.input_shape  # thumbnails whole, as in training
 
     def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outs = [runtime.infer(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+        batches = (
+            fit_batch(images[i : i + BATCH], size, 1.0, channels)
+            for i in range(0, len(images), BATCH)
+        )
+        outs = [runtime.infer(b) for b in batches]
         return np.concatenate([w for w, _ in outs]), np.concatenate([p for _, p in outs])
 
     return predict

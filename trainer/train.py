@@ -21,11 +21,11 @@ import torch.distributed as dist
 from torch import nn
 
 from trainer import losses
-from trainer.augment import augment, augment_mode, to_tensor_images
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
-from trainer.dataset import ADDataset, DatasetSpec, Split
+from trainer.dataset import ADDataset, DatasetSpec
 from trainer.errors import UsageError
+from trainer.inputs import Inputs, stage2_inputs
 from trainer.model import MTNet, MTNetConfig, make_config, parse_arch
 from trainer.plumbing import (
     autocast_for,
@@ -170,14 +170,14 @@ def audio_features(model: MTNet, data: ADDataset, device: torch.device) -> torch
 
 
 class _JointForward(nn.Module):
-    """Lets DDP see forward_train as the module's forward."""
+    """Lets DDP see forward_train (from images or cached activations) as the module's forward."""
 
     def __init__(self, model: MTNet) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.model.forward_train(images)
+    def forward(self, x: torch.Tensor, cached: bool) -> tuple[torch.Tensor, ...]:
+        return self.model.forward_train_cached(x) if cached else self.model.forward_train(x)
 
 
 def freeze_for_stage2(model: MTNet) -> None:
@@ -189,6 +189,7 @@ def freeze_for_stage2(model: MTNet) -> None:
 def train_joint_epoch(
     model: MTNet,
     data: ADDataset,
+    inputs: Inputs,
     phi_a: torch.Tensor,
     opts: TrainOptions,
     optim: torch.optim.Optimizer,
@@ -200,7 +201,6 @@ def train_joint_epoch(
     model.train()
     model.audio_autoencoder.eval()  # frozen (its decoder still trains for the AE ablation)
     weights, sums = loss_weights(opts), {"per": 0.0, "rep": 0.0, "gen": 0.0, "acc": 0.0}
-    mode = augment_mode(opts.augment, data.name)
     aug_gen = torch.Generator().manual_seed(opts.seed * 7_919 + epoch)
     clips = torch.from_numpy(data.spoken.clips).to(device)  # (K, V, L_s): a few MB, sent once
     n_steps, start = steps_per_epoch(len(data.train), opts), time.perf_counter()
@@ -208,13 +208,12 @@ def train_joint_epoch(
         for i, idx in enumerate(epoch_batches(len(data.train), opts, 2, epoch)):
             for g in optim.param_groups:
                 g["lr"] = lr_at(epoch * n_steps + i, opts.epochs * n_steps, opts)
-            images = to_tensor_images(data.train.images[idx], device)
-            images = augment(images, mode, aug_gen, cutout=opts.cutout)
+            x = inputs.batch(idx, device, aug_gen)  # images or cached activations
             labels = torch.from_numpy(data.train.labels[idx]).to(device)
             voices = torch.from_numpy(data.train.voices[idx]).to(device)
             audio = clips[labels, voices]  # (B, L_s), gathered on the device
             with autocast_for(device):
-                generated, logits, phi = net(images)
+                generated, logits, phi = net(x, inputs.cached)
             loss, parts = losses.joint_loss(
                 weights,
                 logits=logits,
@@ -247,15 +246,15 @@ def train_joint_epoch(
 
 
 @torch.no_grad()
-def validate(model: MTNet, data: ADDataset, split: Split, device: torch.device) -> dict:
+def validate(model: MTNet, data: ADDataset, inputs: Inputs, device: torch.device) -> dict:
     """Classification accuracy and generation loss (Eq. 9 data term) on a split."""
     model.eval()
+    split, forward = inputs.split, _JointForward(model)
     correct, gen_total = 0, 0.0
     for start in range(0, len(split), EVAL_BATCH):
         sl = slice(start, start + EVAL_BATCH)
-        images = to_tensor_images(split.images[sl], device)
         with autocast_for(device):
-            generated, probs = model(images)
+            generated, probs, _ = forward(inputs.batch(sl, device, None), inputs.cached)
         labels = torch.from_numpy(split.labels[sl]).to(device)
         audio = torch.from_numpy(data.audio(split.labels[sl], split.voices[sl])).to(device)
         correct += (probs.argmax(1) == labels).sum().item()
@@ -285,7 +284,7 @@ def fit(
     """Train both stages into ``out_dir``; returns the path of best.pt."""
     device = pick_device(opts.device)
     torch.manual_seed(opts.seed)
-    model = MTNet(model_config(data, opts)).to(device)
+    model = MTNet(model_config(data, opts)).load_backbone().to(device)
     state = {"stage": 1, "epoch": 0, "history": [], "best": None, "phi_a": None}
     optim = _optimizer(model.audio_autoencoder.parameters(), opts)
     average = None  # the weight average of stage 2 (--ema), what validation and best.pt use
@@ -332,13 +331,16 @@ def fit(
         optim = _optimizer(model.joint_parameters(), opts)
         average = WeightAverage(model, opts.ema) if opts.ema else None
     phi_a = state["phi_a"].to(device)
+    train_inputs, val_inputs = stage2_inputs(model, data, opts, device)
     while state["epoch"] < opts.epochs:
         epoch = state["epoch"]
         record = {
             "stage": 2,
             "epoch": epoch + 1,
-            **train_joint_epoch(model, data, phi_a, opts, optim, epoch, device, average),
-            **validate(_answering(model, average), data, data.val, device),
+            **train_joint_epoch(
+                model, data, train_inputs, phi_a, opts, optim, epoch, device, average
+            ),
+            **validate(_answering(model, average), data, val_inputs, device),
         }
         state["epoch"] += 1
         improved = state["best"] is None or record["val_gen"] < state["best"]["val_gen"]
@@ -355,7 +357,28 @@ def fit(
         dist.barrier()
     if not (out_dir / BEST_NAME).is_file() and rank_world()[0] == 0:  # epochs=0
         save_checkpoint(out_dir / BEST_NAME, snapshot(_answering(model, average)))
+    if model.cfg.backbone and rank_world()[0] == 0:
+        add_open_set_gate(out_dir / BEST_NAME, train_inputs, val_inputs)
     return out_dir / BEST_NAME
+
+
+def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> None:
+    """Give best.pt's backbone model its open-set gate (trainer/open_set.py), in place."""
+    from trainer.open_set import fit_gate
+
+    ckpt = read_checkpoint(best)
+    model = MTNet(MTNetConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    gated, summary = fit_gate(model, train, val)
+    say(
+        f"open-set gate: {summary['exemplars']} exemplars; P(known) > ½ for "
+        f"{summary['validation_kept']:.1%} of validation images"
+    )
+    payload = {k: v for k, v in ckpt.items() if k != "format"}
+    save_checkpoint(
+        best,
+        {**payload, "config": gated.cfg.to_dict(), "model": gated.state_dict(), "gate": summary},
+    )
 
 
 def _answering(model: MTNet, average: WeightAverage | None) -> nn.Module:
