@@ -246,12 +246,21 @@ def _quantize_checked(
     """Replace the checked fp32 ONNX at ``tmp`` by its int8 version if that passes its limits."""
     import onnx
 
+    from trainer.preprocess import fit_batch
+
+    cfg = reference.cfg
+
+    def fitted(images: np.ndarray, count: int) -> np.ndarray:
+        # Dataset thumbnails, whole, at the model's input size (as in training).
+        picked = sample_images(images, count)
+        return fit_batch(picked, cfg.image_size, 1.0, cfg.image_channels)
+
     fp32 = tmp.with_name(tmp.name + ".fp32")
     os.replace(tmp, fp32)
     try:
-        quantize_int8(fp32, tmp, sample_images(calibration, CALIBRATION_IMAGES))
+        quantize_int8(fp32, tmp, fitted(calibration, CALIBRATION_IMAGES))
         onnx.checker.check_model(str(tmp), full_check=True)
-        parity = check_int8_parity(reference, tmp, sample_images(test_images, PARITY_IMAGES))
+        parity = check_int8_parity(reference, tmp, fitted(test_images, PARITY_IMAGES))
     except ExportError:
         tmp.unlink(missing_ok=True)
         raise
