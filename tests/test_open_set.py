@@ -1,0 +1,60 @@
+"""The open-set gate (trainer/open_set.py) and the real-photo table (app/photo_eval.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.open_set import calibrate, class_exemplars, familiarity
+
+
+def test_exemplars_are_unit_centres_per_class_and_small_classes_keep_their_images():
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(40, 8)) + np.eye(8)[0] * 5  # class 0: many images around e0
+    small = rng.normal(size=(3, 8)) + np.eye(8)[1] * 5  # class 1: three photos (teach mode)
+    feats = np.concatenate([big, small]).astype(np.float32)
+    labels = np.array([0] * 40 + [1] * 3)
+    memory = class_exemplars(feats, labels, n_classes=2, per_class=4)
+    assert memory.shape == (4 + 3, 8)
+    np.testing.assert_allclose(np.linalg.norm(memory, axis=1), 1.0, rtol=1e-5)
+    # A feature near e0 is familiar, one along an unseen axis is not.
+    near, far = np.eye(8)[0:1] * 5, np.eye(8)[5:6] * 5
+    assert familiarity(near, memory)[0] > 0.9 > familiarity(far, memory)[0] + 0.5
+    with pytest.raises(ValueError, match="class 2 has no images"):
+        class_exemplars(feats, labels, n_classes=3, per_class=4)
+
+
+def test_calibration_keeps_the_asked_share_of_known_images():
+    known = np.linspace(0.2, 0.9, 1001)
+    centre, slope = calibrate(known, keep=0.95)
+    assert np.mean(known > centre) == pytest.approx(0.95, abs=0.002)
+    p_median = 1 / (1 + np.exp(-slope * (np.median(known) - centre)))
+    assert p_median == pytest.approx(0.982, abs=0.001)  # σ(4)
+
+
+def test_photo_table_labels_files_by_name_and_folder(tmp_path: Path):
+    from app.photo_eval import Outcome, find_photos, summarize
+
+    (tmp_path / "OOD").mkdir()
+    for name in ("cat_01.jpg", "dog_02.png", "OOD/rocket_01.jpg", "ood_cup_01.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "zebra_01.jpg").write_bytes(b"x")  # not a word of the model: skipped
+    photos = find_photos([tmp_path], ("cat", "dog"))
+    assert {(p.path.name, p.word) for p in photos} == {
+        ("cat_01.jpg", "cat"),
+        ("dog_02.png", "dog"),
+        ("rocket_01.jpg", None),
+        ("ood_cup_01.jpg", None),
+    }
+    by_name = {p.path.name: p for p in photos}
+    outcomes = [
+        Outcome(by_name["cat_01.jpg"], "cat", 0.9, "cat"),  # answered, heard right
+        Outcome(by_name["dog_02.png"], "dog", 0.4, "dog"),  # "not sure": not heard right
+        Outcome(by_name["rocket_01.jpg"], "cat", 0.3, "cat"),  # rejected
+        Outcome(by_name["ood_cup_01.jpg"], "dog", 0.8, "dog"),  # answered a wrong word
+    ]
+    table = summarize(outcomes, threshold=0.5)
+    assert table["answered"] == 0.5 and table["heard_right"] == 0.5
+    assert table["heard_right_of_answered"] == 1.0 and table["not_sure"] == 0.5
