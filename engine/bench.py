@@ -69,6 +69,7 @@ class Row:
     precision: str = ""
     device: str = ""
     error: str = ""  # why it did not run; empty when it did
+    file: str = ""  # the model file this row timed (e.g. cifar10-ad.int8.onnx for :int8)
     latency_ms: dict[int, tuple[float, float]] = field(default_factory=dict)  # batch: (p50, p99)
     throughput: dict[int, float] = field(default_factory=dict)  # batch: images/s
     cpu_ms: dict[int, float] = field(default_factory=dict)  # batch: process CPU ms per run
@@ -171,8 +172,9 @@ def measure(spec: str, model: str, opts: BenchOptions) -> Row:
             cpu_int8=False,  # each row runs exactly the file its spec names
             cpu_spin=opts.spin,
         )
+        row.file = Path(model).name
         rt = load(model, backend=name, options=options)
-        row.precision, row.device = rt.info.precision, rt.info.device
+        row.precision, row.device, row.file = rt.info.precision, rt.info.device, rt.info.model.name
         for batch in opts.batches:
             wall_s, cpu_s = _time_batch(rt, batch, opts)
             times = np.asarray(wall_s) * 1e3  # ms
@@ -257,6 +259,7 @@ class ModelFiles:
         self.onnx: dict[str, Path] = {}
         self.exported: dict | None = None  # the ONNX's config: peers are built the same way
         self.given_onnx: Path | None = None
+        self.cpu_variant: Path | None = None  # what describe/live run on the CPU for the model
         if model is None:
             self.checkpoint: Path | None = synth_checkpoint(synth, workdir / "random.pt")
             self.name = f"random {synth.preset} {synth.image_size}x{synth.image_size}x" + (
@@ -271,7 +274,7 @@ class ModelFiles:
             self.given_onnx = source.onnx
             variant = cpu_variant(source)  # name.int8.onnx beside it: the `:int8` rows
             if variant is not None:
-                self.onnx["int8"] = variant.path
+                self.onnx["int8"] = self.cpu_variant = variant.path
 
     @property
     def flip_tta(self) -> bool:
@@ -318,11 +321,12 @@ def run_bench(
     from engine.backends.base import physical_cores
     from trainer.model import inference_macs
 
-    specs = sorted(opts.backends, key=lambda s: parse_spec(s)[0] != "torch")  # reference first
     threads = opts.threads or physical_cores()
     with tempfile.TemporaryDirectory(prefix="earsight-bench-") as tmp:
         files = ModelFiles(model, synth, Path(tmp))
         macs = inference_macs(files.config())
+        backends = _with_cpu_variant(opts.backends, files, say)
+        specs = sorted(backends, key=lambda s: parse_spec(s)[0] != "torch")  # reference first
         rows = []
         for spec in specs:
             name, precision = parse_spec(spec)
@@ -338,6 +342,21 @@ def run_bench(
     peaks, note = _peaks(opts, threads, rows)
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return BenchReport(files.name, macs, threads, peaks, note, load_avg, rows)
+
+
+def _with_cpu_variant(backends: tuple[str, ...], files: ModelFiles, say) -> tuple[str, ...]:
+    """Say which file each name means: ``onnx-cpu`` times the ONNX as named, while describe
+    and live run its int8 variant on the CPU; that variant's row (``onnx-cpu:int8``) is added
+    to the default backends so the file the app runs is always timed."""
+    if files.cpu_variant is None or files.given_onnx is None:
+        return backends
+    say(
+        f"note: describe and live run {files.cpu_variant.name} for {files.given_onnx.name} on "
+        f"the CPU (row onnx-cpu:int8); row onnx-cpu times {files.given_onnx.name} itself"
+    )
+    if backends == DEFAULT_BACKENDS and "onnx-cpu:int8" not in backends:
+        return (*backends, "onnx-cpu:int8")
+    return backends
 
 
 def _peaks(opts: BenchOptions, threads: int, rows: list[Row]) -> tuple[dict, str]:

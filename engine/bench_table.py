@@ -36,10 +36,11 @@ def _speedup(row: Row, ref: Row | None, batch: int, latency: bool) -> str:
 def _cells(row: Row, ref: Row | None, report: BenchReport, batches: list[int]) -> list[str]:
     first, last = batches[0], batches[-1]
     if row.error:
-        return [row.spec, NA, "not run", *[NA] * (len(batches) + 8)]
+        return [row.spec, row.file or NA, NA, "not run", *[NA] * (len(batches) + 8)]
     p50, p99 = row.latency_ms[first]
     return [
         row.spec,
+        row.file or NA,
         row.precision,
         row.device,
         f"{p50:.2f}",
@@ -59,6 +60,7 @@ def format_table(report: BenchReport) -> str:
     first, last = batches[0], batches[-1]
     header = [
         "backend",
+        "file",
         "precision",
         "device",
         f"b{first} p50 ms",
@@ -83,7 +85,7 @@ def format_table(report: BenchReport) -> str:
     for line in table:
         lines.append(
             "  ".join(
-                c.ljust(w) if i < 3 else c.rjust(w)
+                c.ljust(w) if i < 4 else c.rjust(w)
                 for i, (c, w) in enumerate(zip(line, widths, strict=True))
             ).rstrip()
         )

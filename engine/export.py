@@ -179,9 +179,24 @@ def _input_shape(graph: nn.Module) -> tuple[int, int, int]:
 
 
 def check_parity(reference: MTNet, onnx_path: Path, precision: str) -> Parity:
-    """Run ONNX Runtime (CPU) and the fp32 torch model on the parity batch; compare outputs."""
+    """Run ONNX Runtime (CPU) and the fp32 torch model on the parity batch; compare outputs.
+
+    ExportError (no file is kept) when the checkpoint's weights or either model's outputs are
+    NaN/inf: ``max(nan) > tol`` is False, so a diverged model would otherwise pass.
+    """
+    from engine.sidecar import disable_onnxruntime_telemetry
+
+    disable_onnxruntime_telemetry()
     import onnxruntime as ort
 
+    diverged = ("retrain with a lower --lr (training diverged)", "export an earlier checkpoint")
+    bad = [
+        n
+        for n, p in reference.state_dict().items()
+        if p.is_floating_point() and not bool(torch.isfinite(p).all())
+    ]
+    if bad:
+        raise ExportError(f"the checkpoint has non-finite weights ({bad[0]}, …)", diverged[0])
     images = parity_images(_input_shape(InferenceGraph(reference)))
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wave, probs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
@@ -189,6 +204,10 @@ def check_parity(reference: MTNet, onnx_path: Path, precision: str) -> Parity:
         ref_wave, ref_probs = InferenceGraph(reference)(torch.from_numpy(images))
     if wave.dtype != np.float32 or probs.dtype != np.float32:
         raise ExportError(f"outputs are {wave.dtype}/{probs.dtype}, not float32", "report a bug")
+    outputs = {"ONNX": (wave, probs), "torch": (ref_wave.numpy(), ref_probs.numpy())}
+    for who, arrays in outputs.items():
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ExportError(f"the {who} model's outputs are NaN or inf", " or ".join(diverged))
     return Parity(
         images=len(images),
         waveform_max_abs=float(np.abs(wave - ref_wave.numpy()).max()),

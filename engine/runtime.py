@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from engine.backends.base import Backend, RuntimeOptions
-from engine.errors import BackendFailed, BackendUnavailable, InputError
+from engine.errors import BackendFailed, BackendUnavailable, InputError, ModelFileError
 from engine.postprocess import pad_batch, postprocess
 from engine.source import ModelSource, cpu_variant, resolve_model
 from trainer.errors import UsageError
@@ -78,6 +78,29 @@ def validate_images(images: Any, hwc: tuple[int, int, int], max_batch: int | Non
     return np.ascontiguousarray(images)
 
 
+def check_outputs(wave: np.ndarray, probs: np.ndarray, batch: int, source: ModelSource) -> None:
+    """Outputs as the sidecar promises: waveform (B, L_s) and probs (B, K = vocabulary), finite.
+
+    A probs row wider than the vocabulary would name no word, a narrower one the wrong word;
+    NaN/inf come from diverged weights. Either is a bad model file (ModelFileError).
+    """
+    contract, name = source.contract, source.path.name
+    want = {"waveform": (batch, contract.audio_length), "probs": (batch, contract.n_classes)}
+    for label, array in (("waveform", wave), ("probs", probs)):
+        if tuple(array.shape) != want[label]:
+            raise ModelFileError(
+                f"{name} returned {label} of shape {tuple(array.shape)}, its sidecar says "
+                f"{want[label]}",
+                "re-export it with `earsight export CHECKPOINT -o MODEL.onnx`",
+            )
+        if not np.isfinite(array).all():
+            raise ModelFileError(
+                f"{name} returned non-finite {label} (NaN or inf): its weights are probably "
+                "broken (a diverged training run)",
+                "retrain with a lower --lr and export again",
+            )
+
+
 class Runtime:
     """A loaded model on one backend. Not thread-safe: one caller at a time."""
 
@@ -107,9 +130,14 @@ class Runtime:
         )
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw model outputs: waveform (B, L_s) float32 at info.sample_rate, probs (B, K)."""
+        """Raw model outputs: waveform (B, L_s) float32 at info.sample_rate, probs (B, K).
+
+        ModelFileError when the model's outputs break its sidecar (shape) or are NaN/inf.
+        """
         batch = validate_images(images, self.info.input_shape, self.backend.max_batch)
-        return self.backend.run(batch)
+        wave, probs = self.backend.run(batch)
+        check_outputs(wave, probs, len(batch), self.source)
+        return wave, probs
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Post-processed waveforms (B, L) float32 at info.output_rate, and probs (B, K).
@@ -148,6 +176,25 @@ def source_for(name: str, source: ModelSource, options: RuntimeOptions) -> Model
         "onnx-cpu: %s is the int8 export of %s's weights", variant.path.name, source.path.name
     )
     return variant
+
+
+def open_backend(
+    name: str, source: ModelSource, options: RuntimeOptions, explicit: bool
+) -> tuple[Backend, ModelSource]:
+    """The backend ``name`` on what it should run (source_for), and that source.
+
+    An int8 variant that passed its checksum but that ONNX Runtime cannot load (truncated and
+    re-hashed, foreign, non-finite) is skipped with a warning, as a checksum mismatch is: the
+    model as given still runs. A bad model as given is still an error.
+    """
+    chosen = source_for(name, source, options)
+    try:
+        return make_backend(name, chosen, options, explicit), chosen
+    except ModelFileError as err:
+        if chosen is source:
+            raise
+        log.warning("ignoring the int8 variant %s: %s", chosen.path.name, err)
+    return make_backend(name, source, options, explicit), source
 
 
 def _log_choice(runtime: Runtime, skipped: list[str]) -> None:
@@ -197,15 +244,14 @@ def load(
         )
     source = resolve_model(model_path, verify_sha256=options.verify_sha256)
     if backend != "auto":
-        source = source_for(backend, source, options)
-        runtime = Runtime(make_backend(backend, source, options, explicit=True), source, options)
+        chosen, source = open_backend(backend, source, options, explicit=True)
+        runtime = Runtime(chosen, source, options)
         _log_choice(runtime, [])
         return runtime
     fallbacks: list[str] = []
     for name in AUTO_ORDER:
         try:
-            chosen_source = source_for(name, source, options)
-            chosen = make_backend(name, chosen_source, options, explicit=False)
+            chosen, chosen_source = open_backend(name, source, options, explicit=False)
         except BackendUnavailable as err:
             level = logging.WARNING if isinstance(err, BackendFailed) else logging.DEBUG
             log.log(level, "backend %s unavailable: %s", name, err)

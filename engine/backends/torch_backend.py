@@ -26,6 +26,16 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def check_finite_weights(model: torch.nn.Module, name: str) -> None:
+    """ModelFileError naming the first parameter or buffer holding NaN/±inf (diverged training)."""
+    for key, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(
+                f"{name} has non-finite weights (NaN or inf in {key}): its training diverged",
+                "retrain with a lower --lr",
+            )
+
+
 class TorchBackend(Backend):
     """Eager fp32 MT-Net from a .pt checkpoint (given, or the one an ONNX sidecar records)."""
 
@@ -54,6 +64,7 @@ class TorchBackend(Backend):
             self.model, _ = load_model(source.checkpoint, device=self.device, flip_tta=flip_tta)
         except CheckpointError as err:
             raise ModelFileError(err.what, err.fix) from err
+        check_finite_weights(self.model, source.checkpoint.name)
         self.precision = "fp32"
         self.providers = (f"torch {torch.__version__}",)
         if self.device.startswith("cuda"):
