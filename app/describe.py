@@ -14,18 +14,25 @@ and the model's per-image standardization (Eq. 1) does not undo it.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from app.imaging import fit_to_input
+from app.sources import IMAGE_SUFFIXES, _folder_images
 from engine.postprocess import PostprocessOptions, postprocess, postprocess_one
 from engine.runtime import Runtime
-from trainer.errors import EarSightError, UsageError
+from trainer.errors import UsageError
+from trainer.image_io import ImageFileError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +50,7 @@ DEFAULT_THRESHOLD = 0.5
 OPENCV_HINT = "install OpenCV: pip install 'earsight[app]' (or ./install.sh)"
 
 
-class ImageError(EarSightError):
-    """An image file is missing, unreadable or not an image OpenCV can decode."""
+ImageError = ImageFileError  # the name callers catch: missing, not a file, too big, corrupt
 
 
 @dataclass(frozen=True)
@@ -105,61 +111,22 @@ def _cv2():
     return cv2
 
 
-def decode_image(path: Path) -> np.ndarray:
-    """A file → pixels as stored: (H, W) grey or (H, W, 3|4) BGR(A), uint8/uint16/float.
-
-    The bytes are read by Python, then decoded (same decoders as cv2.imread(IMREAD_UNCHANGED)):
-    imread returns None for every failure, so it cannot tell "no such file" from "corrupt", and it
-    prints OpenCV warnings on stderr that would break the one-line error.
-    """
-    cv2 = _cv2()
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        reason = "no such file" if isinstance(err, FileNotFoundError) else err.strerror or err
-        raise ImageError(f"cannot read image {path}: {reason}") from err
-    if not data:
-        raise ImageError(f"cannot read image {path}: the file is empty")
-    quiet = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        pixels = None
-    finally:
-        cv2.utils.logging.setLogLevel(quiet)
-    if pixels is None or pixels.size == 0:
-        raise ImageError(
-            f"cannot read image {path}: not a picture OpenCV can decode (corrupt or unsupported)",
-            "use a PNG, JPEG, BMP or TIFF file",
-        )
-    return pixels
-
-
-def _to_uint8(pixels: np.ndarray, path: Path) -> np.ndarray:
-    if pixels.dtype == np.uint8:
-        return pixels
-    if pixels.dtype == np.uint16:  # 16-bit PNG/TIFF: 65535 → 255
-        return np.round(pixels / 257.0).astype(np.uint8)
-    if pixels.dtype in (np.float16, np.float32, np.float64):  # EXR/HDR: 0..1 is the visible range
-        return np.round(np.clip(np.nan_to_num(pixels), 0.0, 1.0) * 255.0).astype(np.uint8)
-    raise ImageError(f"cannot use image {path}: unsupported pixel type {pixels.dtype}")
+def expand_images(paths: Iterable[Path | str]) -> list[Path]:
+    """Files as given; a folder → its images (suffixes and natural order of ``live --source
+    DIR``: img2.png before img10.png), not recursive. A folder without images stays itself, so
+    that it gets its own error line."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        images = _folder_images(path) if path.is_dir() else []
+        out.extend(images or [path])
+    return out
 
 
 def _to_channels(pixels: np.ndarray, channels: int, path: Path) -> np.ndarray:
-    """(H, W[, 1|3|4]) grey/BGR/BGRA → (H, W) grey for channels=1, (H, W, 3) RGB for 3."""
+    """(H, W) grey or (H, W, 3) RGB → (H, W) grey for channels=1, (H, W, 3) RGB for 3."""
     cv2 = _cv2()
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
     n = 1 if pixels.ndim == 2 else pixels.shape[2]
-    # Alpha is dropped, not composited: transparent pixels keep their stored colour.
-    codes = {
-        (1, 1): None,
-        (1, 3): cv2.COLOR_GRAY2RGB,
-        (3, 1): cv2.COLOR_BGR2GRAY,
-        (3, 3): cv2.COLOR_BGR2RGB,
-        (4, 1): cv2.COLOR_BGRA2GRAY,
-        (4, 3): cv2.COLOR_BGRA2RGB,
-    }
+    codes = {(1, 1): None, (1, 3): cv2.COLOR_GRAY2RGB, (3, 1): cv2.COLOR_RGB2GRAY, (3, 3): None}
     if (n, channels) not in codes:
         raise ImageError(f"cannot use image {path}: {n} channels, the model takes {channels}")
     code = codes[(n, channels)]
@@ -168,9 +135,17 @@ def _to_channels(pixels: np.ndarray, channels: int, path: Path) -> np.ndarray:
 
 def load_image(path: Path, input_shape: tuple[int, int, int], crop: float = 1.0) -> np.ndarray:
     """An image file → uint8 (H, W, C) the model takes (centre ``crop`` of the shorter side,
-    resized); ImageError naming the file otherwise."""
+    resized); ImageError naming the file otherwise.
+
+    Decoded by ``trainer.image_io.read_image``, the path the live folder source and the datasets
+    share: regular files only, size and pixel count capped, EXIF orientation applied, alpha
+    composited on a contrasting background.
+    """
     height, width, channels = input_shape
-    pixels = _to_channels(_to_uint8(decode_image(path), path), channels, path)
+    if Path(path).is_dir():
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise ImageError(f"cannot read images in folder {path}: it has no {suffixes} files")
+    pixels = _to_channels(read_image(Path(path)), channels, path)
     pixels = fit_to_input(pixels, height, width, crop)
     return pixels.reshape(height, width, channels)  # cv2 drops a single channel's axis
 
@@ -266,34 +241,117 @@ def _describe_one(
     return Description(path, said, top, confident, wav, len(clip) / rate)
 
 
+def _load_chunk(
+    images: Sequence[Path], part: range, runtime: Runtime
+) -> tuple[list[np.ndarray], dict[int, str]]:
+    """``images[part]`` → the model inputs of the readable ones, and {index: error line}."""
+    pixels: list[np.ndarray] = []
+    errors: dict[int, str] = {}
+    info = runtime.info
+    for i in part:
+        try:
+            pixels.append(load_image(images[i], info.input_shape, info.input_crop))
+        except ImageError as err:
+            errors[i] = str(err)
+    return pixels, errors
+
+
+def iter_descriptions(
+    paths: Iterable[Path | str],
+    runtime: Runtime,
+    out_dir: Path | None = None,
+    gate: ConfidenceGate | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Description]:
+    """One Description per image, in order, each yielded as soon as it is made (its WAV written).
+
+    Folders in ``paths`` are replaced by their images (``expand_images``). Images go through the
+    runtime in chunks of ``BATCH``, so the first results come after one chunk, not after all.
+    Unreadable images get ``error`` and the rest go on. With ``out_dir``, each image's clip is
+    written to ``out_dir/<image stem>.wav`` (16-bit PCM, output rate) before it is yielded.
+    ``stop`` set: no further image is started (the one being yielded is complete). Lazy: iterate
+    it while ``runtime`` is open. UsageError (before anything is written) when two images would
+    share a WAV name or ``out_dir`` cannot be created.
+    """
+    images = expand_images(paths)
+    gate = gate or ConfidenceGate()
+    wavs = _wav_paths(images, out_dir)
+    chunk = min(BATCH, runtime.backend.max_batch or BATCH)
+    for start in range(0, len(images), chunk):
+        if stop is not None and stop.is_set():
+            return
+        part = range(start, min(start + chunk, len(images)))
+        pixels, errors = _load_chunk(images, part, runtime)
+        clips, probs = _infer(runtime, pixels)
+        j = 0
+        for i in part:
+            if stop is not None and stop.is_set():
+                return
+            if i in errors:
+                yield Description(images[i], "", (), False, None, 0.0, errors[i])
+                continue
+            yield _describe_one(images[i], clips[j], probs[j], runtime, gate, wavs[i])
+            j += 1
+
+
 def describe_images(
     paths: Iterable[Path | str],
     runtime: Runtime,
     out_dir: Path | None = None,
     gate: ConfidenceGate | None = None,
 ) -> list[Description]:
-    """One Description per path, in order; unreadable images get ``error`` and the rest go on.
+    """All of ``iter_descriptions`` as a list (one Description per image, in order)."""
+    return list(iter_descriptions(paths, runtime, out_dir, gate))
 
-    All readable images go through the runtime together (chunks of ``BATCH``). With ``out_dir``,
-    each image's clip is written to ``out_dir/<image stem>.wav`` (16-bit PCM, output rate).
+
+# --- command --------------------------------------------------------------------------------
+
+EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(stop: threading.Event) -> Iterator[threading.Event]:
+    """While inside: the first SIGTERM sets ``stop`` (the work ends at the next image), and puts
+    back the previous handler, so a second SIGTERM ends the process at once. Main thread only."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGTERM, previous)
+
+    signal.signal(signal.SIGTERM, handle)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    """``earsight describe``: one line per image printed (flushed) as soon as its WAV is written.
+
+    Lines: ``name: word (p)`` on stdout, ``error: …`` on stderr, then ``wrote N WAV files to
+    DIR``. Exit 0, 1 when some images failed (the rest spoken), 143 after a SIGTERM: the images
+    done so far are printed, one line each, and the summary says how many of how many.
     """
-    paths = [Path(p) for p in paths]
-    gate = gate or ConfidenceGate()
-    wavs = _wav_paths(paths, out_dir)
-    images: list[np.ndarray] = []
-    errors: dict[int, str] = {}
-    for i, path in enumerate(paths):
-        try:
-            images.append(load_image(path, runtime.info.input_shape, runtime.info.input_crop))
-        except ImageError as err:
-            errors[i] = str(err)
-    clips, probs = _infer(runtime, images)
-    results: list[Description] = []
-    j = 0
-    for i, path in enumerate(paths):
-        if i in errors:
-            results.append(Description(path, "", (), False, None, 0.0, errors[i]))
-            continue
-        results.append(_describe_one(path, clips[j], probs[j], runtime, gate, wavs[i]))
-        j += 1
-    return results
+    from app.messages import describe_line, wrote_line
+    from app.models import resolve_model
+    from engine.runtime import RuntimeOptions, load
+
+    gate = ConfidenceGate(args.threshold, args.gate)  # bad values fail before the model loads
+    model = resolve_model(args.model)
+    options = RuntimeOptions(threads=args.threads, cpu_int8=args.int8)
+    done = failed = wrote = 0
+    with stop_on_sigterm(threading.Event()) as stop, load(model, args.backend, options) as rt:
+        for d in iter_descriptions(args.images, rt, args.out, gate, stop):
+            done, failed, wrote = done + 1, failed + (not d.ok), wrote + (d.wav is not None)
+            if d.ok:
+                print(describe_line(d), flush=True)
+            else:
+                print(f"error: {d.error}", file=sys.stderr, flush=True)
+    if args.out is not None:
+        print(wrote_line(wrote, args.out), flush=True)
+    if stop.is_set():
+        total = len(expand_images(args.images))
+        print(f"stopped by SIGTERM after {done} of {total} images", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
+    return 1 if failed else 0  # 1: some images failed, the rest spoken

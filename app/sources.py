@@ -143,17 +143,21 @@ class FolderCapture:
         self._next = 0
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        cv2 = import_cv2()
+        """The next decodable image as a (H, W, 3) BGR frame, like a camera's; (False, None)
+        when none decodes. Decoded as ``describe`` decodes (trainer.image_io: regular files
+        only, size capped, EXIF orientation applied, alpha composited)."""
+        from trainer.image_io import ImageFileError, read_image
+
         for _ in range(len(self._images)):  # skip unreadable files; fail if none decodes
             path = self._images[self._next]
             self._next = (self._next + 1) % len(self._images)
             try:
-                data = np.frombuffer(path.read_bytes(), np.uint8)
-            except OSError:
+                pixels = read_image(path)
+            except ImageFileError as err:
+                log.debug("folder source: skipping %s", err)
                 continue
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-            if image is not None:
-                return True, image
+            rgb = np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
+            return True, np.ascontiguousarray(rgb[..., ::-1])
         return False, None
 
     def release(self) -> None:

@@ -1,10 +1,11 @@
 """The ``folder`` image source: a user's own images laid out as ``DIR/<word>/*.jpg|png|bmp``.
 
 With ``train/`` and ``test/`` sub-folders the split is theirs; otherwise a fixed-seed 20 % of each
-word's images is the test split. Images are decoded with OpenCV and must all be one size (grey is
-promoted to RGB when any is in colour); the decoded arrays are cached under
-``default_data_root()/cache``, as EarSight does not write into a user's folder. ``_decode`` and
-``_stack`` also serve the CIFAR-10 JPEG zips (``trainer.cifar``).
+word's images is the test split. Images are decoded like ``describe`` decodes them
+(``trainer.image_io``) and must all be one size (grey is promoted to RGB when any is in
+colour); the decoded arrays are cached under ``default_data_root()/cache``, as EarSight does
+not write into a user's folder. ``_decode`` and ``_stack`` also serve the CIFAR-10 JPEG zips
+(``trainer.cifar``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.errors import DatasetError
+from trainer.image_io import ImageFileError, decode_image, read_file
 from trainer.images import SPLIT_SEED, TEST_FRACTION, ImageSet, _cached, _split, _word
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
@@ -65,7 +67,7 @@ def _read_folder(root: Path, has_splits: bool, files: Sequence[Path]) -> ImageSe
             f"{unknown[0].parent} has no matching folder in {root / 'train'}",
             "every test word needs training images too",
         )
-    images = _stack([_decode(p.read_bytes(), str(p)) for p in files], [str(p) for p in files], root)
+    images = _stack([_read(p) for p in files], [str(p) for p in files], root)
     labels = np.array([index[p.parent.name] for p in files], np.int64)
     if has_splits:
         is_test = np.array([p.parent.parent.name == "test" for p in files])
@@ -85,19 +87,29 @@ def _read_folder(root: Path, has_splits: bool, files: Sequence[Path]) -> ImageSe
     )
 
 
-def _decode(data: bytes, where: str) -> np.ndarray:
-    """Decode an image file's bytes to (H, W, 1) grey or (H, W, 3) RGB uint8."""
+def _read(path: Path) -> np.ndarray:
+    """An image file → (H, W, 1) grey or (H, W, 3) RGB uint8 (see ``_decode``)."""
     try:
-        import cv2
-    except ImportError as err:
+        data = read_file(path)
+    except ImageFileError as err:
+        raise DatasetError(f"{path} is not a readable image ({err.reason})", err.fix) from err
+    return _decode(data, str(path))
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    """Decode an image file's bytes to (H, W, 1) grey or (H, W, 3) RGB uint8.
+
+    The decoding ``describe`` and the live folder source use (trainer.image_io): EXIF orientation
+    applied, alpha composited, 16-bit reduced to 8, pixel count checked before decoding, so the
+    model trains on the pixels it will be shown.
+    """
+    try:
+        image = decode_image(data, where)
+    except ImageFileError as err:
         raise DatasetError(
-            "reading JPEG/PNG images needs OpenCV", "pip install opencv-python-headless"
+            f"{where} is not a readable image ({err.reason})", "delete or replace that file"
         ) from err
-    # ANYCOLOR keeps grey files single-channel; 16-bit and alpha are reduced to 8-bit grey/RGB.
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR)
-    if image is None:
-        raise DatasetError(f"{where} is not a readable image", "delete or replace that file")
-    return image[..., None] if image.ndim == 2 else image[..., ::-1]  # OpenCV decodes to BGR
+    return image[..., None] if image.ndim == 2 else image
 
 
 def _stack(images: Sequence[np.ndarray], names: Sequence[str], where: Path) -> np.ndarray:
