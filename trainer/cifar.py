@@ -1,10 +1,11 @@
-"""CIFAR-10/100 readers: the official "python version" tarballs and the CIFAR-10 JPEG zips.
+"""CIFAR-10/100 readers: the official "python version" tarballs (or the ``cifar-10-batches-py/``
+and ``cifar-100-python/`` folders they extract to) and the CIFAR-10 JPEG zips.
 
 The tarballs hold Python 2 pickles of (N, 3072) row-major RGB planes; the JPEG zips (the offline
-copy in /work/shared/data) hold ``<class>/NNNN.jpg`` entries. Files with an official name are
-md5-checked before use. A pickle's globals are callables it may invoke with any arguments
-(``os.system``...), so the pickles go through an unpickler that builds numpy arrays and nothing
-else, whatever numpy version pickled them.
+copy in /work/shared/data) hold ``<class>/NNNN.jpg`` entries. Files with an official name, and
+the extracted pickles, are md5-checked before use. A pickle's globals are callables it may invoke
+with any arguments (``os.system``...), so the pickles go through an unpickler that builds numpy
+arrays and nothing else, whatever numpy version pickled them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from trainer.images import (
     ImageSet,
     ImageSplit,
     _cached,
-    _require,
     _split,
     _text,
     _word,
@@ -44,6 +44,25 @@ CIFAR100_TARBALL = "cifar-100-python.tar.gz"
 CIFAR10_ZIPS = ("cifar10_jpeg_train.zip", "cifar10_jpeg_test.zip")
 
 CIFAR_SIDE_PX = 32
+
+# What the tarballs extract to (and other tools, torchvision among them, leave behind).
+CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR100_DIR = "cifar-100-python"
+CIFAR10_MEMBERS = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+CIFAR100_MEMBERS = ("train", "test", "meta")
+# md5 of the official tarballs' members, as torchvision checks its extracted copies.
+EXTRACTED_MD5 = {
+    f"{CIFAR10_DIR}/data_batch_1": "c99cafc152244af753f735de768cd75f",
+    f"{CIFAR10_DIR}/data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    f"{CIFAR10_DIR}/data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    f"{CIFAR10_DIR}/data_batch_4": "634d18415352ddfa80567beed471001a",
+    f"{CIFAR10_DIR}/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    f"{CIFAR10_DIR}/test_batch": "40351d587109b95175f43aff81a1287e",
+    f"{CIFAR10_DIR}/batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+    f"{CIFAR100_DIR}/train": "16019d7e3df5f24257cddd939b257f8d",
+    f"{CIFAR100_DIR}/test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    f"{CIFAR100_DIR}/meta": "7973b15100ade9c7d40fb424638fde48",
+}
 
 
 # --- CIFAR python tarballs ----------------------------------------------------------------------
@@ -122,47 +141,107 @@ def _cifar_split(
 def _load_cifar10(folder: Path, *, download: bool, cache: bool) -> ImageSet:
     tarball = folder / CIFAR10_TARBALL
     zips = [folder / z for z in CIFAR10_ZIPS]
-    if not tarball.is_file() and not all(z.is_file() for z in zips):
+    members = [f"{CIFAR10_DIR}/{m}" for m in CIFAR10_MEMBERS]
+    extracted = None if tarball.is_file() else _extracted(folder, CIFAR10_DIR, members)
+    if not tarball.is_file() and extracted is None and not all(z.is_file() for z in zips):
         if not download:
-            missing = [tarball] + [z for z in zips if not z.is_file()]
+            missing = [z for z in zips if not z.is_file()]
             raise DatasetError(
-                f"CIFAR-10 not found: expected {missing[0]} "
-                f"(or {' and '.join(str(z) for z in missing[1:])})",
+                f"CIFAR-10 not found: expected {tarball} (or the folder {folder / CIFAR10_DIR} "
+                f"it extracts to, or {' and '.join(str(z) for z in missing)})",
                 FIX_MISSING,
             )
         downloads.download([CIFAR_URL_BASE + CIFAR10_TARBALL], tarball)
-    if tarball.is_file():  # the official file is lossless; the JPEGs are not
-        top = "cifar-10-batches-py/"
-        train = [f"{top}data_batch_{i}" for i in range(1, 6)]
-        dicts = _read_tar_pickles(tarball, [*train, f"{top}test_batch", f"{top}batches.meta"])
-        names = dicts[f"{top}batches.meta"].get("label_names", CIFAR10_CLASSES)
-        classes = tuple(_word(n) for n in names)
-        return ImageSet(
-            "cifar10",
-            classes,
-            _cifar_split([dicts[m] for m in train], "labels", len(classes), tarball),
-            _cifar_split([dicts[f"{top}test_batch"]], "labels", len(classes), tarball),
-        )
-    return _cached("cifar10", "jpeg", folder, zips, _load_cifar10_zips, enabled=cache)
+    # The official pickles are lossless; the JPEGs are not.
+    if tarball.is_file():
+        dicts, where = _read_tar_pickles(tarball, members), tarball
+    elif extracted is not None:
+        dicts, where = _read_dir_pickles(extracted, members), extracted / CIFAR10_DIR
+    else:
+        return _cached("cifar10", "jpeg", folder, zips, _load_cifar10_zips, enabled=cache)
+    names = dicts[members[-1]].get("label_names", CIFAR10_CLASSES)  # batches.meta
+    classes = tuple(_word(n) for n in names)
+    return ImageSet(
+        "cifar10",
+        classes,
+        _cifar_split([dicts[m] for m in members[:5]], "labels", len(classes), where),
+        _cifar_split([dicts[members[5]]], "labels", len(classes), where),
+    )
 
 
 def _load_cifar100(folder: Path, *, download: bool) -> ImageSet:
     tarball = folder / CIFAR100_TARBALL
-    if not tarball.is_file() and download:
-        downloads.download([CIFAR_URL_BASE + CIFAR100_TARBALL], tarball)
-    _require([tarball], "CIFAR-100")
-    top = "cifar-100-python/"
-    dicts = _read_tar_pickles(tarball, [f"{top}train", f"{top}test", f"{top}meta"])
+    members = [f"{CIFAR100_DIR}/{m}" for m in CIFAR100_MEMBERS]
+    extracted = None if tarball.is_file() else _extracted(folder, CIFAR100_DIR, members)
+    if not tarball.is_file() and extracted is None:
+        if download:
+            downloads.download([CIFAR_URL_BASE + CIFAR100_TARBALL], tarball)
+        else:
+            raise DatasetError(
+                f"CIFAR-100 not found: expected {tarball} (or the folder "
+                f"{folder / CIFAR100_DIR} it extracts to)",
+                FIX_MISSING,
+            )
+    if extracted is not None:
+        dicts, where = _read_dir_pickles(extracted, members), extracted / CIFAR100_DIR
+    else:
+        dicts, where = _read_tar_pickles(tarball, members), tarball
+    train, test, meta = (dicts[m] for m in members)
     try:
-        classes = tuple(_word(n) for n in dicts[f"{top}meta"]["fine_label_names"])
+        classes = tuple(_word(n) for n in meta["fine_label_names"])
     except (KeyError, TypeError) as err:
-        raise DatasetError(f"{tarball} meta has no fine_label_names", FIX_CORRUPT) from err
+        raise DatasetError(f"{where} meta has no fine_label_names", FIX_CORRUPT) from err
     return ImageSet(
         "cifar100",
         classes,
-        _cifar_split([dicts[f"{top}train"]], "fine_labels", len(classes), tarball),
-        _cifar_split([dicts[f"{top}test"]], "fine_labels", len(classes), tarball),
+        _cifar_split([train], "fine_labels", len(classes), where),
+        _cifar_split([test], "fine_labels", len(classes), where),
     )
+
+
+# --- extracted tarballs -------------------------------------------------------------------------
+
+
+def _extracted(folder: Path, top: str, members: Sequence[str]) -> Path | None:
+    """Where a tarball's ``top/`` folder was extracted (the folder holding ``top``), or None.
+
+    Looked for next to the tarball's own place (``folder/top``), in the data root
+    (``folder/../top``, torchvision's layout) and as the data root itself. A ``top`` folder that
+    lacks a member is an error, not "not found": it was extracted, but not completely.
+    """
+    for candidate in (folder / top, folder.parent / top, folder.parent):
+        if candidate.name != top or not candidate.is_dir():
+            continue
+        missing = [m for m in members if not (candidate.parent / m).is_file()]
+        if missing:
+            raise DatasetError(
+                f"{candidate} has no file {Path(missing[0]).name}",
+                f"extract {top}/ again from the official tarball, or delete it and {FIX_MISSING}",
+            )
+        return candidate.parent
+    return None
+
+
+def _read_dir_pickles(root: Path, members: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Unpickle ``root/<member>`` files (an extracted tarball) like ``_read_tar_pickles``.
+
+    Each file is md5-checked against the official tarball's member (``EXTRACTED_MD5``) first.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for member in members:
+        path = root / member
+        expected = EXTRACTED_MD5.get(member)
+        if expected is not None and (actual := downloads.md5sum(path)) != expected:
+            raise DatasetError(
+                f"{path} is corrupt or not the official file (md5 {actual}, expected {expected})",
+                FIX_CORRUPT,
+            )
+        try:
+            with path.open("rb") as fh:
+                out[member] = _unpickle_batch(fh, str(path))
+        except (OSError, EOFError) as err:
+            raise DatasetError(f"{path} is not readable ({err})", FIX_CORRUPT) from err
+    return out
 
 
 # --- CIFAR-10 JPEG zips -------------------------------------------------------------------------
