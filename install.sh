@@ -22,7 +22,7 @@ say() { echo "install.sh: $*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
 APT_PKGS=(espeak-ng libespeak-ng1 libportaudio2 sox alsa-utils)
-[ "$DEV" = 1 ] && APT_PKGS+=(xvfb xdotool)
+[ "$DEV" = 1 ] && APT_PKGS+=(xvfb xdotool strace)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
