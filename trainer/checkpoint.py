@@ -42,10 +42,43 @@ BEST_NAME = "best.pt"  # best validation score, weights only
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``payload`` to ``path`` atomically and durably: a temporary file, fsync, rename,
+    fsync of the folder. On any OSError (disk full, quota, I/O error, read-only) the partial
+    temporary file is deleted, the previous ``path`` is untouched and a one-line
+    CheckpointError says what happened.
+    """
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as fh:
+            torch.save({"format": CHECKPOINT_FORMAT, **payload}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except (OSError, RuntimeError) as err:  # torch wraps a failed write in RuntimeError
+        tmp.unlink(missing_ok=True)
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:120]
+        kept = " (the previous one is kept)" if path.is_file() else ""
+        raise CheckpointError(
+            f"could not save {path}{kept}: {reason}",
+            "free disk space (or choose another --out) and run again with --resume",
+        ) from None
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable: fsync the directory entry (POSIX; a no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:

@@ -36,8 +36,25 @@ class DatasetSpec:
     limit_test: int | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Stored absolute: a checkpoint's spec is read again by evaluate.py and
+        # `earsight export --int8`, often from another folder than training ran in.
+        if self.data_root:
+            absolute = str(Path(self.data_root).expanduser().resolve())
+            object.__setattr__(self, "data_root", absolute)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        """DatasetError (one line) for limits that keep no image or mean nothing."""
+        if self.voices < 1:
+            raise DatasetError(f"--voices must be at least 1, got {self.voices}", "use --voices 1")
+        for flag, value in (("--limit-train", self.limit_train), ("--limit-test", self.limit_test)):
+            if value is not None and value < 1:
+                raise DatasetError(
+                    f"{flag} must be at least 1, got {value}", f"drop {flag} to use every image"
+                )
 
 
 @dataclass(frozen=True)
@@ -107,9 +124,12 @@ def _train_val(split: ImageSplit, voices: np.ndarray, seed: int) -> tuple[Split,
 
 
 def build_dataset(spec: DatasetSpec, speech_cache: Path | None = None) -> ADDataset:
-    """Load images, synthesize (or reuse cached) class words, pad to L_s, assign voices."""
-    if spec.voices < 1:
-        raise DatasetError(f"--voices must be at least 1, got {spec.voices}", "use --voices 1")
+    """Load images, synthesize (or reuse cached) class words, pad to L_s, assign voices.
+
+    DatasetError (one line) for bad limits, and when the training split would be empty (too
+    few images to hold out a validation set).
+    """
+    spec.check()
     root = Path(spec.data_root).expanduser() if spec.data_root else None
     images: ImageSet = load_images(spec.source, root)
     voices = tuple(
@@ -122,6 +142,12 @@ def build_dataset(spec: DatasetSpec, speech_cache: Path | None = None) -> ADData
     test_images = _limit(images.test, spec.limit_test)
     train_voices = _voices_for(len(train_images.labels), spec.voices, spec.seed)
     train, val = _train_val(train_images, train_voices, spec.seed)
+    if len(train) == 0 or len(test_images.labels) == 0:
+        raise DatasetError(
+            f"{images.name}: {len(train)} training and {len(test_images.labels)} test images "
+            f"left (--limit-train {spec.limit_train}, one in 12 held out for validation)",
+            "use a larger --limit-train / --limit-test, or none",
+        )
     test = Split(
         test_images.images,
         test_images.labels.astype(np.int64),

@@ -33,7 +33,14 @@ from trainer.errors import EarSightError, UsageError
 from trainer.images import SOURCES
 from trainer.model import PRESETS, MTNet, count_parameters, inference_macs
 from trainer.plumbing import rank_world
-from trainer.train import ABLATIONS, TrainOptions, arch_changes, checked_config, fit
+from trainer.train import (
+    ABLATIONS,
+    TrainOptions,
+    arch_changes,
+    check_run_folder,
+    checked_config,
+    fit,
+)
 
 log = logging.getLogger("trainer.fit")
 
@@ -153,36 +160,8 @@ def _init_distributed(device: str) -> str:
     return "cpu"
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.describe:
-        print(describe(args.dataset, args.arch))
-        return 0
-    if args.dataset is None or args.out is None:
-        raise UsageError("--dataset and --out are required", "see python trainer/fit.py --help")
-    if args.batch_size < 1 or args.epochs < 0 or args.ae_epochs < 0:
-        raise UsageError("--batch-size must be ≥ 1 and epochs ≥ 0", "fix the numbers")
-    if args.cutout < 0 or not 0.0 <= args.ema < 1.0:
-        raise UsageError("--cutout must be ≥ 0 and --ema in [0, 1)", "e.g. --cutout 8 --ema 0.999")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # tiny tanh gradients otherwise crawl on x86 CPUs
-    device = _init_distributed(args.device)
-    if args.batch_size % rank_world()[1]:
-        raise UsageError("--batch-size must be divisible by the number of processes", "adjust it")
-    if args.download:
-        from trainer.images import load_images
-
-        load_images(args.dataset, Path(args.data_root) if args.data_root else None, download=True)
-    spec = DatasetSpec(
-        source=args.dataset,
-        data_root=args.data_root,
-        voices=args.voices,
-        limit_train=args.limit_train,
-        limit_test=args.limit_test,
-        seed=args.seed,
-    )
-    data = build_dataset(spec)
-    opts = TrainOptions(
+def train_options(args: argparse.Namespace, device: str) -> TrainOptions:
+    return TrainOptions(
         preset=args.preset,
         ablation=args.ablation,
         arch=tuple(args.arch),
@@ -198,6 +177,36 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=device,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.describe:
+        print(describe(args.dataset, args.arch))
+        return 0
+    if args.dataset is None or args.out is None:
+        raise UsageError("--dataset and --out are required", "see python trainer/fit.py --help")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # tiny tanh gradients otherwise crawl on x86 CPUs
+    device = _init_distributed(args.device)
+    if args.batch_size % rank_world()[1]:
+        raise UsageError("--batch-size must be divisible by the number of processes", "adjust it")
+    opts = train_options(args, device)
+    check_run_folder(opts, args.out, args.resume)  # before minutes of loading data
+    spec = DatasetSpec(
+        source=args.dataset,
+        data_root=args.data_root,
+        voices=args.voices,
+        limit_train=args.limit_train,
+        limit_test=args.limit_test,
+        seed=args.seed,
+    )
+    spec.check()  # before the download and the loading
+    if args.download:
+        from trainer.images import load_images
+
+        load_images(args.dataset, Path(spec.data_root) if spec.data_root else None, download=True)
+    data = build_dataset(spec)
     if rank_world()[0] == 0:
         h, w, c = data.image_shape
         print(

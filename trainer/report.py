@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from trainer import metrics
-from trainer.checkpoint import load_model, read_checkpoint
+from trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
 from trainer.dataset import ADDataset
 from trainer.evaluate import format_table, generate, paper_row
 
@@ -22,7 +22,25 @@ log = logging.getLogger(__name__)
 N_EXAMPLES = 6  # test images shown in the spectrogram figure
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
+def run_history(out_dir: Path, checkpoint: Path) -> tuple[list[dict], int | None]:
+    """Every epoch of the run and the best stage-2 epoch.
+
+    best.pt's history stops at the best epoch (it is a snapshot of that moment); the run's
+    last.pt holds all of them. Falls back to the checkpoint's own history without a last.pt.
+    """
+    ckpt = read_checkpoint(checkpoint)
+    history = ckpt["progress"]["history"]
+    last = out_dir / LAST_NAME
+    if last.is_file() and last.resolve() != Path(checkpoint).resolve():
+        full = read_checkpoint(last)["progress"]["history"]
+        if full[: len(history)] == history:  # the same run, further along
+            history = full
+    best = (ckpt["progress"].get("best") or {}).get("epoch")
+    return history, best
+
+
+def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None) -> None:
+    """Loss and accuracy per epoch, both stages, the whole run; a dotted line at best.pt's."""
     stage1 = [h for h in history if h["stage"] == 1]
     stage2 = [h for h in history if h["stage"] == 2]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
@@ -36,6 +54,9 @@ def plot_curves(history: list[dict], path: Path) -> None:
     axes[2].plot(epochs, [h["acc"] for h in stage2], "o-", label="train")
     axes[2].plot(epochs, [h["val_acc"] for h in stage2], "s--", label="validation")
     axes[2].set(title="image classifier accuracy", xlabel="epoch")
+    if best_epoch is not None:
+        for ax in axes[1:]:
+            ax.axvline(best_epoch, color="grey", linestyle=":", label="best.pt")
     axes[2].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -63,8 +84,8 @@ def plot_spectrograms(data: ADDataset, waves: np.ndarray, idx: np.ndarray, path:
 def write_report(out_dir: Path, checkpoint: Path, data: ADDataset, result: dict) -> Path:
     ckpt = read_checkpoint(checkpoint)
     model, _ = load_model(checkpoint)
-    history = ckpt["progress"]["history"]
-    plot_curves(history, out_dir / "curves.png")
+    history, best_epoch = run_history(out_dir, checkpoint)
+    plot_curves(history, out_dir / "curves.png", best_epoch)
     # One test image from each of the first classes: a fixed, readable sample.
     idx = np.array(
         [np.flatnonzero(data.test.labels == c)[0] for c in np.unique(data.test.labels)[:N_EXAMPLES]]
@@ -81,7 +102,8 @@ def write_report(out_dir: Path, checkpoint: Path, data: ADDataset, result: dict)
         f"- Dataset: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images; "
         f"{data.spoken.describe()}.",
         f"- Training time: {train_seconds / 60:.1f} min over {len(history)} epochs "
-        f"(stage 1 + stage 2); options: `{ckpt['train']}`.",
+        f"(stage 1 + stage 2); best.pt is stage 2 epoch {best_epoch}; options: "
+        f"`{ckpt['train']}`.",
         f"- Corr2D and image accuracy over {result['n_images']} test images; PESQ, STOI and "
         f"word accuracy over a class-stratified {result['n_audio_items']} of them.",
         "",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from trainer import losses
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec
-from trainer.errors import UsageError
+from trainer.errors import EarSightError, UsageError
 from trainer.inputs import Inputs, stage2_inputs
 from trainer.model import MTNet, MTNetConfig, make_config, parse_arch
 from trainer.plumbing import (
@@ -69,6 +71,46 @@ class TrainOptions:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        """UsageError (one line) for values no run can train with: a NaN or ≤ 0 learning rate
+        would reach torch's optimizer as a ValueError traceback, or train nothing."""
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"--lr must be a positive number, got {self.lr}", "e.g. --lr 1e-3")
+        if self.batch_size < 1 or self.epochs < 0 or self.ae_epochs < 0:
+            raise UsageError("--batch-size must be ≥ 1 and epochs ≥ 0", "fix the numbers")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UsageError(
+                f"--label-smoothing must be in [0, 1), got {self.label_smoothing}", "e.g. 0.1"
+            )
+        if self.cutout < 0 or not 0.0 <= self.ema < 1.0:
+            raise UsageError("--cutout must be ≥ 0 and --ema in [0, 1)", "e.g. --cutout 8")
+
+
+class TrainingDiverged(EarSightError):
+    """A loss or the weights became NaN/inf: the run stops, the last good checkpoint stays."""
+
+
+def check_finite_loss(loss: torch.Tensor, stage: int, epoch: int, step: int, lr: float) -> None:
+    """TrainingDiverged at the first NaN/inf loss, before the optimizer step could spread it."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"training diverged: the loss is {value} at stage {stage} epoch {epoch + 1} step "
+            f"{step + 1} (--lr {lr:g}); last.pt and best.pt keep the last good epoch",
+            "start again with a lower --lr (e.g. 1e-3) and a new --out",
+        )
+
+
+def check_finite_weights(model: nn.Module, stage: int, epoch: int) -> None:
+    """TrainingDiverged when any weight is NaN/inf (checked before a checkpoint is written)."""
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            raise TrainingDiverged(
+                f"training diverged: {name} holds NaN/inf after stage {stage} epoch "
+                f"{epoch}; nothing saved, last.pt and best.pt keep the last good epoch",
+                "start again with a lower --lr (e.g. 1e-3) and a new --out",
+            )
 
 
 def model_config(data: ADDataset, opts: TrainOptions) -> MTNetConfig:
@@ -139,6 +181,7 @@ def train_autoencoder_epoch(
             loss_rec = losses.reconstruction_loss(audio, recon)
             pen = losses.weight_penalty(model.audio_autoencoder.parameters())
             loss = loss_rec + losses.WEIGHT_DECAY * pen  # λ2 = the paper's weight decay
+            check_finite_loss(loss, 1, epoch, i, opts.lr)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -225,6 +268,7 @@ def train_joint_epoch(
                 params=model.joint_parameters(),
                 label_smoothing=opts.label_smoothing,
             )
+            check_finite_loss(loss, 2, epoch, i, opts.lr)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -281,14 +325,21 @@ def fit(
     resume: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> Path:
-    """Train both stages into ``out_dir``; returns the path of best.pt."""
+    """Train both stages into ``out_dir``; returns the path of best.pt.
+
+    Checked before any training: the options (TrainOptions.check), that ``out_dir`` is a
+    writable folder, that --resume has a last.pt to resume (UsageError, one line each). A NaN
+    or inf loss stops the run (TrainingDiverged) with the last good epoch's checkpoints kept.
+    """
+    out_dir = Path(out_dir)
+    check_run_folder(opts, out_dir, resume)
     device = pick_device(opts.device)
     torch.manual_seed(opts.seed)
     model = MTNet(model_config(data, opts)).load_backbone().to(device)
     state = {"stage": 1, "epoch": 0, "history": [], "best": None, "phi_a": None}
     optim = _optimizer(model.audio_autoencoder.parameters(), opts)
     average = None  # the weight average of stage 2 (--ema), what validation and best.pt use
-    if resume and (out_dir / LAST_NAME).is_file():
+    if resume:
         state, optim, average = _restore(model, out_dir / LAST_NAME, opts, device)
         say(f"resuming: stage {state['stage']}, {state['epoch']} epoch(s) done")
 
@@ -303,6 +354,7 @@ def fit(
         }
 
     def end_epoch(record: dict, is_best: bool) -> None:
+        check_finite_weights(model, record["stage"], record["epoch"])
         state["history"].append(record)
         if rank_world()[0] == 0:
             resumable = {"optimizer": optim.state_dict(), "average": _state_or_none(average)}
@@ -360,6 +412,36 @@ def fit(
     if model.cfg.backbone and rank_world()[0] == 0:
         add_open_set_gate(out_dir / BEST_NAME, train_inputs, val_inputs)
     return out_dir / BEST_NAME
+
+
+def check_run_folder(opts: TrainOptions, out_dir: Path, resume: bool) -> None:
+    """Everything fit() can refuse before training: options, a writable --out (rank 0), a
+    last.pt to --resume from. UsageError, one line each; fit.py calls it before loading data."""
+    opts.check()
+    if rank_world()[0] == 0:
+        check_writable(out_dir)
+    if resume and not (out_dir / LAST_NAME).is_file():
+        raise UsageError(
+            f"--resume: there is no {LAST_NAME} in {out_dir} to resume from",
+            "check --out, or drop --resume to start a new run there",
+        )
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create ``out_dir`` and prove a file can be written there, before hours of training.
+
+    UsageError (one line) for a read-only folder or file system, a path through a file, no
+    permission; checked by writing and deleting a probe file (root ignores mode bits).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"cannot write the run folder {out_dir} ({err.strerror or err})",
+            "choose a writable --out",
+        ) from None
 
 
 def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> None:
