@@ -128,7 +128,7 @@ def _to_channels(pixels: np.ndarray, channels: int, path: Path) -> np.ndarray:
     n = 1 if pixels.ndim == 2 else pixels.shape[2]
     codes = {(1, 1): None, (1, 3): cv2.COLOR_GRAY2RGB, (3, 1): cv2.COLOR_RGB2GRAY, (3, 3): None}
     if (n, channels) not in codes:
-        raise ImageError(f"cannot use image {path}: {n} channels, the model takes {channels}")
+        raise ImageError(path, f"{n} channels, the model takes {channels}")
     code = codes[(n, channels)]
     return pixels if code is None else cv2.cvtColor(pixels, code)
 
@@ -144,7 +144,7 @@ def load_image(path: Path, input_shape: tuple[int, int, int], crop: float = 1.0)
     height, width, channels = input_shape
     if Path(path).is_dir():
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise ImageError(f"cannot read images in folder {path}: it has no {suffixes} files")
+        raise ImageError(path, f"a folder without images ({suffixes})", "give image files")
     pixels = _to_channels(read_image(Path(path)), channels, path)
     pixels = fit_to_input(pixels, height, width, crop)
     return pixels.reshape(height, width, channels)  # cv2 drops a single channel's axis

@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import pickle
+import shutil
 import socket
 import struct
 import tarfile
@@ -313,6 +314,56 @@ def test_cifar100_fine_labels_and_words(tmp_path: Path, trust: Trust) -> None:
     assert data.train.labels.tolist() == [0, 1, 2, 3, 1]
     assert data.test.labels.tolist() == [3, 1]
     assert data.train.images.shape == (5, 32, 32, 3)
+
+
+def _extract(tarball: Path, into: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Extract like `tar xzf` (what torchvision and others leave behind); trust its members."""
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball, "r:gz") as tar:
+        tar.extractall(into, filter="data")
+        names = [m.name for m in tar.getmembers() if m.isfile()]
+    for name in names:
+        monkeypatch.setitem(cifar.EXTRACTED_MD5, name, md5sum(into / name))
+    return into
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("layout", ["next to the tarball", "data root", "is the data root"])
+def test_extracted_cifar_folders_are_accepted(
+    tmp_path: Path, trust: Trust, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    kinds = (
+        ("cifar10", write_cifar10, cifar.CIFAR10_TARBALL, cifar.CIFAR10_DIR),
+        ("cifar100", write_cifar100, cifar.CIFAR100_TARBALL, cifar.CIFAR100_DIR),
+    )
+    for name, writer, tarball, _ in kinds:
+        writer(tmp_path / "official" / name)
+        trust(tmp_path / "official" / name / tarball)
+    for name, _, tarball, top in kinds:
+        official = load_images(name, tmp_path / "official")
+        root = tmp_path / layout.replace(" ", "-") / name
+        into = {"next to the tarball": root / name, "data root": root, "is the data root": root}
+        _extract(tmp_path / "official" / name / tarball, into[layout], monkeypatch)
+        data_root = root / top if layout == "is the data root" else root
+        _assert_same(load_images(name, data_root, cache=False), official)
+
+
+@pytest.mark.faults
+def test_extracted_cifar_folder_incomplete_or_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_cifar10(tmp_path / "official")
+    top = _extract(tmp_path / "official" / "cifar-10-python.tar.gz", tmp_path, monkeypatch)
+    extracted = top / cifar.CIFAR10_DIR
+    (extracted / "data_batch_3").write_bytes(b"not the official file")
+    with pytest.raises(DatasetError, match=r"data_batch_3 is corrupt or not the official file"):
+        load_images("cifar10", tmp_path)
+    (extracted / "data_batch_3").unlink()
+    with pytest.raises(DatasetError, match=r"cifar-10-batches-py has no file data_batch_3"):
+        load_images("cifar10", tmp_path)
+    shutil.rmtree(extracted)
+    with pytest.raises(DatasetError, match=r"CIFAR-10 not found.*cifar-10-batches-py"):
+        load_images("cifar10", tmp_path)
 
 
 def test_cifar_md5_mismatch(tmp_path: Path) -> None:
