@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -128,6 +129,21 @@ def test_too_many_bytes_and_pixels_are_refused_before_decoding(tmp_path: Path) -
     max_rss_mb = int(proc.stderr.splitlines()[-1]) / 1024
     assert max_rss_mb < 600, f"describe peaked at {max_rss_mb:.0f} MB"  # ~200 MB for the model
     assert elapsed < 30
+
+
+def test_live_folder_source_skips_a_fifo_instead_of_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "a.jpg"
+    os.mkfifo(fifo)
+    good = tmp_path / "b.jpg"
+    shutil.copy(CIFAR_SAMPLES[6], good)
+    result: list[tuple[bool, np.ndarray | None]] = []
+    reader = threading.Thread(target=lambda: result.append(FolderCapture([fifo, good]).read()))
+    reader.daemon = True
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # unblock the stuck open() so the thread can end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert result and result[0][0] and result[0][1].shape == (32, 32, 3)
 
 
 # --- one decoding path: EXIF orientation, everywhere ------------------------------------------
