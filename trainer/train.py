@@ -333,6 +333,12 @@ def fit(
     """
     out_dir = Path(out_dir)
     check_run_folder(opts, out_dir, resume)
+    if steps_per_epoch(len(data.train), opts) == 0 and opts.ae_epochs + opts.epochs > 0:
+        raise UsageError(
+            f"--batch-size {opts.batch_size} is larger than the {len(data.train)} training "
+            "images: an epoch would train on nothing",
+            f"use --batch-size {max(1, len(data.train) // 4)} or more images",
+        )
     device = pick_device(opts.device)
     torch.manual_seed(opts.seed)
     model = MTNet(model_config(data, opts)).load_backbone().to(device)

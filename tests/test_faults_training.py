@@ -1,0 +1,154 @@
+"""Training faults, with real `trainer/fit.py` processes on scikit-learn's digits: a diverging
+learning rate, nonsense arguments, a missing last.pt, a read-only or full disk, a relative
+--data-root, and a report that must show the whole run. One line each, no traceback, no lost
+checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.faults
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--dataset", "digits", "--limit-train", "120", "--limit-test", "40"]
+QUICK += ["--batch-size", "32", "--threads", "1", "--no-report"]
+CKPT_MB = 240  # stage-1 last.pt of this run is ~225 MB; a second one does not fit beside it
+
+
+def fit(*args: str, cwd: Path = ROOT, prefix: list[str] | None = None, timeout: int = 300):
+    cmd = [*(prefix or []), sys.executable, str(ROOT / "trainer" / "fit.py"), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(done: subprocess.CompletedProcess, *words: str) -> str:
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(w in last for w in words), last
+    return last
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_diverging_lr_stops_at_the_first_nan_and_keeps_the_good_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    assert fit(*QUICK, "--ae-epochs", "1", "--epochs", "1", "--out", str(run)).returncode == 0
+    kept = {name: digest(run / name) for name in ("last.pt", "best.pt")}
+    done = fit(*QUICK, "--ae-epochs", "1", "--epochs", "1", "--lr", "1e38", "--out", str(run))
+    one_line_error(done, "diverged", "--lr")
+    assert {name: digest(run / name) for name in kept} == kept  # the good run survives
+    assert not list(run.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--lr", "-1"], ["--lr"]),
+        (["--lr", "nan"], ["--lr"]),
+        (["--limit-train", "0"], ["--limit-train"]),
+        (["--limit-train", "-5"], ["--limit-train"]),
+        (["--limit-test", "0"], ["--limit-test"]),
+        (["--resume"], ["--resume", "last.pt"]),
+        (["--batch-size", "512"], ["--batch-size"]),
+    ],
+)
+def test_arguments_that_cannot_train_are_one_line_and_write_nothing(tmp_path, args, words):
+    run = tmp_path / "run"
+    quick = list(QUICK)
+    if "--limit-train" in args or "--limit-test" in args:
+        quick = quick[:2] + quick[6:]  # drop the default limits: the case sets its own
+    done = fit(*quick, "--ae-epochs", "1", "--epochs", "1", *args, "--out", str(run))
+    one_line_error(done, *words)
+    assert not (run / "best.pt").exists()
+
+
+needs_mounts = pytest.mark.skipif(
+    shutil.which("unshare") is None
+    or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0,
+    reason="needs a private mount namespace (unshare -m, root) for a read-only or full disk",
+)
+
+
+def _in_own_mount(tmp_path: Path, mount_options: str, *args: str) -> subprocess.CompletedProcess:
+    """fit.py with --out on a fresh tmpfs (``mount_options``) in a private mount namespace;
+    afterwards the folder's listing (name size) is printed on stdout after '---'."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (
+        f'mount -t tmpfs tmpfs "{disk}" && mkdir -p "{disk}/run" '
+        f'&& mount -o remount,{mount_options} "{disk}" && "$@"; rc=$?; echo ---; '
+        f'for f in "{disk}"/run/* "{disk}"/run/.[!.]*; do [ -e "$f" ] && '
+        f'echo "$(basename "$f") $(stat -c %s "$f")"; done; exit $rc'
+    )
+    return fit(*args, "--out", str(disk / "run"), prefix=["unshare", "-m", "sh", "-c", script, "-"])
+
+
+@needs_mounts
+def test_a_read_only_out_is_refused_before_training(tmp_path):
+    done = _in_own_mount(tmp_path, "ro", *QUICK, "--ae-epochs", "1", "--epochs", "1")
+    one_line_error(done, "cannot write the run folder", "--out")
+    assert "stage 1 epoch" not in done.stdout  # refused up front, not after an epoch
+
+
+@needs_mounts
+def test_a_full_disk_while_saving_keeps_the_old_checkpoint_and_leaves_no_tmp(tmp_path):
+    done = _in_own_mount(tmp_path, f"size={CKPT_MB}m", *QUICK, "--ae-epochs", "2", "--epochs", "0")
+    one_line_error(done, "could not save", "last.pt", "previous one is kept")
+    listing = dict(line.split() for line in done.stdout.split("---")[-1].split("\n") if line)
+    assert "last.pt.tmp" not in listing, listing
+    assert int(listing["last.pt"]) > 0  # epoch 1's checkpoint, whole
+
+
+def test_a_relative_data_root_is_stored_absolute(tmp_path):
+    (tmp_path / "data").mkdir()
+    run = tmp_path / "run"
+    done = fit(
+        *QUICK,
+        "--data-root",
+        "data",
+        "--ae-epochs",
+        "0",
+        "--epochs",
+        "0",
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    from trainer.checkpoint import read_checkpoint
+
+    assert read_checkpoint(run / "best.pt")["dataset"]["data_root"] == str(tmp_path / "data")
+
+
+def test_the_report_shows_the_whole_run_not_just_up_to_the_best_epoch(tmp_path):
+    from tests.conftest import one_torch_thread
+    from trainer.checkpoint import read_checkpoint, save_checkpoint
+    from trainer.dataset import DatasetSpec, build_dataset
+    from trainer.report import plot_curves, run_history
+    from trainer.train import TrainOptions
+    from trainer.train import fit as train
+
+    spec = DatasetSpec(source="digits", limit_train=120, limit_test=40)
+    opts = TrainOptions(ae_epochs=1, epochs=3, batch_size=32, warmup_steps=5)
+    with one_torch_thread():
+        best = train(build_dataset(spec), spec, opts, tmp_path)
+    full = read_checkpoint(tmp_path / "last.pt")["progress"]["history"]
+    # Where the run's best epoch was its first of stage 2, best.pt's snapshot of the history
+    # ends there (what fit writes when later epochs do worse):
+    ckpt = read_checkpoint(best)
+    ckpt["progress"] = {**ckpt["progress"], "history": full[:2], "best": {"epoch": 1}}
+    save_checkpoint(best, {k: v for k, v in ckpt.items() if k != "format"})
+    history, best_epoch = run_history(tmp_path, best)
+    assert history == full and len(history) == 4 and best_epoch == 1
+    plot_curves(history, tmp_path / "curves.png", best_epoch)
+    assert (tmp_path / "curves.png").stat().st_size > 0
