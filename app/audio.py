@@ -9,9 +9,12 @@ and keeps it running, so a key press never pays for opening the device. ``play``
 the callback reads from; the rest of the interrupted sound is replaced by a 5 ms raised-cosine
 fade of it (a hard cut is a click in the user's ear), then the new sound starts.
 
-Without an output device (no sound card, PortAudio missing, an unknown ``--audio-device``)
+Without an output device (no sound card, PortAudio missing) or when opening it does not return
+within ``open_timeout_s`` (an ALSA default that blocks, e.g. pointed at a FIFO nobody reads)
 ``AudioOut`` raises ``AudioUnavailable``; ``open_audio`` then falls back to ``WavSink``, which
-writes every sound to a numbered WAV file, so nothing the user asked for is lost.
+writes every sound to a numbered WAV file, so nothing the user asked for is lost. A device the
+user named that does not exist is ``UnknownAudioDevice``: an error naming the devices there are,
+never a silent fall-back (WAV files nobody listens to).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ FADE_OUT_S = 0.005  # fade applied to the rest of an interrupted sound
 # PulseAudio sink, 2026-11-23); a sound played in that gap waits for it.
 FLOWING_CALLBACKS = 8
 STREAM_START_TIMEOUT_S = 5.0
+OPEN_TIMEOUT_S = 3.0  # opening a device that has not answered by then counts as no device
+CLOSE_TIMEOUT_S = 1.0  # close() returns within this even when the driver hangs
 AUDIBLE = 1e-4  # |sample| above this (−80 dBFS) counts as sound, for on_first_buffer
 WAV_SUBTYPE = "PCM_16"
 NO_DEVICE_FIX = "plug in headphones or run with --out-dir DIR to write WAV files"
@@ -50,6 +55,10 @@ class AudioUnavailable(EarSightError):
     """No audio output device could be opened."""
 
 
+class UnknownAudioDevice(AudioUnavailable):
+    """The output device the user named (--audio-device) is not there."""
+
+
 @dataclass(frozen=True)
 class AudioOptions:
     device: str | int | None = None  # sounddevice name (substring) or index; None = default
@@ -60,6 +69,7 @@ class AudioOptions:
     # sound (6 of 100 sounds late; "high": 0 of 100; `python -m app.bench_audio`).
     latency: str | float = "high"
     blocksize: int = 0  # frames per callback; 0 lets PortAudio pick (lowest latency)
+    open_timeout_s: float = OPEN_TIMEOUT_S  # a device that does not open by then is "none"
 
 
 def _as_mono(wave: np.ndarray) -> np.ndarray:
@@ -80,6 +90,31 @@ def _one_line(err: BaseException) -> str:
 def _device_arg(device: str | int | None) -> str | int | None:
     # "3" from a config file or flag means device index 3, not a device whose name contains "3"
     return int(device) if isinstance(device, str) and device.strip().isdigit() else device
+
+
+def output_devices(sd: Any) -> list[str]:
+    """``"0 default"``, ``"3 USB Audio"``, …: every output device PortAudio lists."""
+    try:
+        devices = sd.query_devices()
+    except Exception as err:  # PortAudio could not scan: there is nothing to list
+        log.debug("audio: listing devices failed: %s", err)
+        return []
+    return [f"{d['index']} {d['name']}" for d in devices if d["max_output_channels"] > 0]
+
+
+def _check_device(sd: Any, device: str | int) -> None:
+    """UnknownAudioDevice (naming the devices there are) when ``device`` matches no output."""
+    try:
+        sd.query_devices(device, kind="output")
+        return
+    except (sd.PortAudioError, ValueError) as err:
+        reason = _one_line(err)
+    names = output_devices(sd)
+    there = f"output devices: {'; '.join(names)}" if names else "there are no output devices"
+    raise UnknownAudioDevice(
+        f"no audio output device {device!r} ({reason}); {there}",
+        "pass one of them with --audio-device NAME or INDEX, or leave it out for the default",
+    )
 
 
 class AudioOut:
@@ -113,11 +148,45 @@ class AudioOut:
         self._idle.set()
         self._callbacks = 0  # buffers the device asked for since start (callback thread only)
         self._flowing = threading.Event()  # set at FLOWING_CALLBACKS
-        self._stream, self.sample_rate = self._open_stream(options)
+        self._stream, self.sample_rate = self._open_with_deadline(options)
         n = max(2, round(FADE_OUT_S * self.sample_rate))
         self._fade = (0.5 + 0.5 * np.cos(np.pi * np.arange(n) / (n - 1))).astype(np.float32)
 
     # --- device -----------------------------------------------------------------------------
+
+    def _open_with_deadline(self, options: AudioOptions) -> tuple[Any, int]:
+        """``_open_stream`` on a helper thread; AudioUnavailable if it has not returned in time.
+
+        A blocked open (an ALSA plugin writing into a FIFO nobody reads, a wedged driver) never
+        returns; its thread is left behind (a daemon) and closes the stream should it ever open.
+        """
+        lock, done, outcome = threading.Lock(), threading.Event(), []
+        abandoned = False
+
+        def opener() -> None:
+            try:
+                result: Any = self._open_stream(options)
+            except BaseException as err:  # handed to the caller below
+                result = err
+            with lock:
+                if abandoned and not isinstance(result, BaseException):
+                    result[0].close(ignore_errors=True)  # opened too late: nobody will use it
+                outcome.append(result)
+            done.set()
+
+        threading.Thread(target=opener, name="audio-open", daemon=True).start()
+        done.wait(options.open_timeout_s)
+        with lock:
+            if not outcome:
+                abandoned = True
+                raise AudioUnavailable(
+                    f"the audio output did not open within {options.open_timeout_s:g} s "
+                    "(device stuck or busy)",
+                    NO_DEVICE_FIX,
+                )
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     def _open_stream(self, options: AudioOptions) -> tuple[Any, int]:
         """Start the stream at the requested rate, else at the device's own (resampled to)."""
@@ -128,6 +197,8 @@ class AudioOut:
                 f"no audio output device: {_one_line(err)}", NO_DEVICE_FIX
             ) from err
         device = _device_arg(options.device)
+        if device is not None:
+            _check_device(sd, device)
         rates = [options.sample_rate]
         try:
             default_rate = round(sd.query_devices(device, kind="output")["default_samplerate"])
@@ -218,12 +289,11 @@ class AudioOut:
         self.stop()
         self._idle.wait(0.1)  # the 5 ms fade reaches the device before the stream stops
         stream, self._stream = self._stream, None
-        try:
-            stream.stop()  # plays out what the device already holds
-        except Exception as err:  # a device unplugged mid-run: nothing left to drain
-            log.debug("audio: stopping the stream failed: %s", err)
-        finally:
-            stream.close(ignore_errors=True)
+        closer = threading.Thread(target=_stop_and_close, args=(stream,), daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive():  # a wedged driver: leave its thread, the process can still exit
+            log.warning("audio: the output did not close within %g s; leaving it", CLOSE_TIMEOUT_S)
         if self.underflows:
             log.info("audio: %d buffer underflows while playing", self.underflows)
 
@@ -277,6 +347,15 @@ class AudioOut:
             self.on_first_buffer(time.perf_counter())
         if self.tee is not None:
             self.tee(out.copy())
+
+
+def _stop_and_close(stream: Any) -> None:
+    try:
+        stream.stop()  # plays out what the device already holds
+    except Exception as err:  # a device unplugged mid-run: nothing left to drain
+        log.debug("audio: stopping the stream failed: %s", err)
+    finally:
+        stream.close(ignore_errors=True)
 
 
 # --- fallback: WAV files --------------------------------------------------------------------
@@ -350,10 +429,24 @@ class WavSink:
         self.close()
 
 
-def open_audio(options: AudioOptions, fallback_dir: Path) -> AudioOut | WavSink:
-    """The audio device if one opens, else WAV files in ``fallback_dir`` (reason logged)."""
+def open_audio(
+    options: AudioOptions,
+    fallback_dir: Path,
+    on_fallback: Callable[[str], None] | None = None,
+) -> AudioOut | WavSink:
+    """The audio device if one opens in time, else WAV files in ``fallback_dir``.
+
+    The fall-back is announced in one line, through ``on_fallback`` (live speaks it) or the
+    log. A device the user named that is not there raises UnknownAudioDevice instead.
+    """
     try:
         return AudioOut(options)
+    except UnknownAudioDevice:
+        raise
     except AudioUnavailable as err:
-        log.warning("%s; writing WAV files to %s instead", err.what, fallback_dir)
+        message = f"{err.what}; writing WAV files to {fallback_dir} instead"
+        if on_fallback is None:
+            log.warning("%s", message)
+        else:
+            on_fallback(message)
         return WavSink(fallback_dir)

@@ -16,9 +16,16 @@ import numpy as np
 import pytest
 
 from app import earcons
-from app.audio import AudioOptions, AudioOut, AudioUnavailable, WavSink, open_audio
+from app.audio import (
+    AudioOptions,
+    AudioOut,
+    AudioUnavailable,
+    UnknownAudioDevice,
+    WavSink,
+    open_audio,
+)
 from engine.postprocess import fade, resample
-from tests.alsa_null import AlsaNull
+from tests.alsa_null import AlsaNull, rescan_portaudio
 
 RATE = 48_000
 needs_portaudio = pytest.mark.skipif(
@@ -164,13 +171,13 @@ def test_wait_until_flowing_returns_once_the_device_keeps_asking(device, tmp_pat
 
 
 @needs_portaudio
-def test_unknown_device_is_a_one_line_user_error(device):
-    with pytest.raises(AudioUnavailable) as info:
+def test_unknown_device_is_a_one_line_user_error_naming_the_devices(device):
+    with pytest.raises(UnknownAudioDevice) as info:
         AudioOut(AudioOptions(device="no-such-device"))
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("no audio output device: ")
-    assert "no-such-device" in message and "WAV" in message
+    assert message.startswith("no audio output device 'no-such-device'")
+    assert "output devices: 0 default" in message and "--audio-device" in message
 
 
 @needs_portaudio
@@ -184,12 +191,19 @@ def test_open_audio_uses_the_device_when_there_is_one(device, tmp_path):
 
 
 @needs_portaudio
-def test_open_audio_falls_back_to_readable_wav_files(device, tmp_path, caplog):
+def test_open_audio_falls_back_to_readable_wav_files(tmp_path, caplog, monkeypatch):
     import soundfile as sf
 
     folder = tmp_path / "wavs"
-    with caplog.at_level(logging.WARNING, logger="app.audio"):
-        sink = open_audio(AudioOptions(device="no-such-device"), folder)
+    (tmp_path / "asound.conf").write_text("pcm.!default { type hw card 97 }\n")  # no such card
+    monkeypatch.setenv("ALSA_CONFIG_PATH", str(tmp_path / "asound.conf"))
+    rescan_portaudio()
+    try:
+        with caplog.at_level(logging.WARNING, logger="app.audio"):
+            sink = open_audio(AudioOptions(), folder)
+    finally:
+        monkeypatch.undo()
+        rescan_portaudio()
     assert isinstance(sink, WavSink)
     assert "no audio output device" in caplog.text and str(folder) in caplog.text
     firsts: list[float] = []
