@@ -9,8 +9,11 @@ The jetson-inference pattern "capture → infer → speak": a daemon thread read
 keeps only the newest frame, so a key press gets what the camera sees now, never a frame that sat
 in a driver or decoder buffer. Video files and image folders are paced at their frame rate so
 they behave like a camera (a demo or a test sees time pass). When reads fail (camera unplugged,
-stream dropped, file removed) the thread says "camera lost" once, retries every ``retry_s`` and
-says "camera back" when frames flow again; callers never block on it.
+stream dropped, file removed) the thread says "camera lost" once, retries every ``retry_s``,
+reminds ("still no camera, retrying") every ``remind_s`` and says "camera back" when frames flow
+again; callers never block on it. With ``wait=True`` a camera or stream that cannot be opened at
+start (a wearable boots before its USB camera, an RTSP server still starting) is waited for the
+same way ("no camera yet, retrying" … "camera found") instead of being an error.
 
 OpenCV is the [app] extra and is imported on first use, so parsing a URI stays light.
 """
@@ -45,10 +48,14 @@ __all__ = [
     "FALLBACK_FPS",
     "FOLDER_FPS",
     "MAX_AGE_S",
+    "REMIND_S",
     "RETRY_S",
     "STATUS_BACK",
     "STATUS_ENDED",
+    "STATUS_FOUND",
     "STATUS_LOST",
+    "STATUS_STILL",
+    "STATUS_WAITING",
     "STOP_JOIN_S",
     "CameraError",
     "Frame",
@@ -65,7 +72,11 @@ log = logging.getLogger(__name__)
 STATUS_LOST = "camera lost"
 STATUS_BACK = "camera back"
 STATUS_ENDED = "video ended"  # a file opened without loop=True reached its end
+STATUS_WAITING = "no camera yet, retrying"  # wait=True and the camera is not there at start
+STATUS_FOUND = "camera found"  # its first frame after waiting
+STATUS_STILL = "still no camera, retrying"  # every remind_s while lost or waiting
 RETRY_S = 1.0  # time between reopen attempts while the camera is lost
+REMIND_S = 5.0  # while there is no camera, say so again this often
 MAX_AGE_S = 1.0  # latest() never returns a frame captured longer ago than this
 STOP_JOIN_S = 1.0  # stop() waits this long for the reader thread
 FOLDER_FPS = 1.0  # image folders are a slideshow: one image per second unless options.fps
@@ -86,9 +97,11 @@ class GrabberOptions:
     retry_s: float = RETRY_S
     max_age_s: float = MAX_AGE_S
     fps: float | None = None  # pace files/folders at this rate; None: the file's own, FOLDER_FPS
+    remind_s: float = REMIND_S  # repeat "still no camera" this often while there is none
+    wait: bool = False  # a camera/stream absent at start is waited for, not an error
 
     def __post_init__(self) -> None:
-        for name in ("retry_s", "max_age_s", "fps"):
+        for name in ("retry_s", "max_age_s", "fps", "remind_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:  # also rejects NaN
                 raise UsageError(f"camera option {name} must be positive, got {value}")
@@ -129,17 +142,29 @@ class FrameGrabber:
         self._count = 0
         self._rgb: Frame | None = None  # latest() result for the newest frame, converted once
         self._lost = False
+        self._said_at = 0.0  # monotonic time of the last lost/waiting/still status
         self._period_s = 0.0  # pacing for files and folders; 0: read as fast as frames come
         self._next_t = 0.0
 
     def start(self) -> FrameGrabber:
-        """Open the source (CameraError if it cannot be) and start reading."""
+        """Open the source and start reading; CameraError if it cannot be opened now.
+
+        With ``options.wait`` a camera or stream that is not there yet is not an error: the
+        reader thread keeps trying (``lost`` is True and statuses say so until it comes).
+        """
         if self._thread is not None:
             raise RuntimeError("FrameGrabber.start() called twice")
         cap = open_capture(self.spec)
-        if cap is None:
+        if cap is None and not (self.options.wait and self.spec.live):
             raise open_error(self.spec)
-        if not self.spec.live:
+        if cap is None:
+            log.warning(
+                "cannot open %s yet; retrying every %g s",
+                self.spec.describe(),
+                self.options.retry_s,
+            )
+            self._set_lost(STATUS_WAITING)
+        elif not self.spec.live:
             self._period_s = 1.0 / self._pace_fps(cap)
         self._thread = threading.Thread(target=self._run, args=(cap,), name="camera", daemon=True)
         self._thread.start()
@@ -213,6 +238,7 @@ class FrameGrabber:
                     if cap is None:
                         fails += 1
                         self._set_lost()
+                        self._remind()
                         self._stop.wait(self.options.retry_s)
                         continue
                 ok, image = read_capture(cap)
@@ -231,6 +257,7 @@ class FrameGrabber:
                 fails += 1
                 if fails >= 2:
                     self._set_lost()
+                    self._remind()
                     self._stop.wait(self.options.retry_s)
         finally:
             if cap is not None:
@@ -241,10 +268,11 @@ class FrameGrabber:
         with self._cond:
             self._bgr, self._t_capture = image, now
             self._count += 1
+            first = self._count == 1
             self._cond.notify_all()
         if self._lost:
             self._lost = False
-            self._status(STATUS_BACK)
+            self._status(STATUS_FOUND if first else STATUS_BACK)
 
     def _pace(self) -> None:
         """Files and folders: sleep until the next frame is due, as a camera would."""
@@ -256,13 +284,20 @@ class FrameGrabber:
             self._next_t = now + self._period_s
         self._stop.wait(max(0.0, self._next_t - now))
 
-    def _set_lost(self) -> None:
+    def _set_lost(self, status: str = STATUS_LOST) -> None:
         if self._lost:
             return
         self._lost = True
         with self._cond:
             self._bgr = self._rgb = None  # never hand out a frame from before the loss
-        self._status(STATUS_LOST)
+        self._said_at = time.monotonic()
+        self._status(status)
+
+    def _remind(self) -> None:
+        """While lost: say so again every ``remind_s`` (a silent wait sounds like a hang)."""
+        if self._lost and time.monotonic() - self._said_at >= self.options.remind_s:
+            self._said_at = time.monotonic()
+            self._status(STATUS_STILL)
 
     def _status(self, message: str) -> None:
         if self._on_status is None:

@@ -3,7 +3,15 @@
     spec = parse_source("/dev/video0")   # 0, csi://0, rtsp://host/path, clip.avi, a folder, file://…
     cap = open_capture(spec)             # None when it cannot open now; open_error(spec) says why
 
-OpenCV is the [app] extra and is imported on first use, so parsing a URI stays light.
+Cameras may also be named by their stable udev links (``/dev/v4l/by-id/usb-…-video-index0``,
+``/dev/v4l/by-path/…``) or any other device path; such a link is resolved each time the camera
+is opened, since it only exists while the camera is plugged in.
+
+OpenCV is the [app] extra and is imported on first use, so parsing a URI stays light. FFmpeg's
+and the decoders' own log lines (``[tcp @ 0x…] Connection refused``) would go straight to the
+process's stderr, between the lines a screen reader reads: import_cv2 silences them (the
+failure itself is still reported, once, in our words). Set OPENCV_FFMPEG_LOGLEVEL=24 (and
+OPENCV_LOG_LEVEL=WARNING) to see them when debugging.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +37,9 @@ RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
 CSI_WIDTH, CSI_HEIGHT, CSI_FPS = 1280, 720, 30  # a mode every Jetson CSI sensor (IMX219/477) has
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"})
 SOURCE_HINT = "give 0, /dev/video0, csi://0, rtsp://host/path, a video file or an image folder"
+# Defaults for OpenCV's logging, set before its FFmpeg backend starts (it reads them then):
+# -8 = AV_LOG_QUIET. A value already in the environment wins.
+QUIET_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_LOG_LEVEL": "ERROR"}
 
 
 class CameraError(EarSightError):
@@ -84,6 +96,8 @@ def parse_source(uri: str, *, loop: bool = False) -> SourceSpec:
         return SourceSpec(uri, "camera", int(text), "any")
     if m := re.fullmatch(r"(?:v4l2://)?/dev/video(\d+)", text):
         return SourceSpec(uri, "camera", int(m[1]), "v4l2")
+    if (m := re.fullmatch(r"(?:v4l2://)?(/dev/\S+)", text)) and _device_path(Path(m[1])):
+        return SourceSpec(uri, "camera", m[1], "v4l2")
     if m := re.fullmatch(r"csi://(\d+)", text):
         return SourceSpec(uri, "csi", csi_pipeline(int(m[1])), "gstreamer")
     if re.match(r"rtsps?://\S+", text):
@@ -106,6 +120,33 @@ def parse_source(uri: str, *, loop: bool = False) -> SourceSpec:
     )
 
 
+def _device_path(path: Path) -> bool:
+    """A camera device name: under /dev and not an existing regular file or folder.
+
+    Stable names (/dev/v4l/by-id/…) are links that exist only while the camera is plugged in,
+    so a name that does not exist yet is taken as a camera to wait for.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return True  # not there (yet): a camera that comes later
+    return stat.S_ISCHR(mode)
+
+
+def camera_target(spec: SourceSpec) -> int | str | None:
+    """What OpenCV opens for a camera now: an index, a device path, or None if it is absent."""
+    if isinstance(spec.target, int):
+        if sys.platform == "linux" and not Path(f"/dev/video{spec.target}").exists():
+            return None
+        return spec.target
+    path = Path(spec.target)
+    if not path.exists():  # a dangling by-id link: the camera is unplugged
+        return None
+    real = os.path.realpath(path)  # /dev/v4l/by-id/… → /dev/video2: OpenCV opens it by index
+    m = re.fullmatch(r"/dev/video(\d+)", real)
+    return int(m[1]) if m else real
+
+
 # --- opening ----------------------------------------------------------------------------------
 
 
@@ -115,6 +156,8 @@ class Capture(Protocol):
 
 
 def import_cv2() -> Any:
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
     try:
         import cv2  # the [app] extra: parsing a URI must not need it
     except ImportError as err:
@@ -171,8 +214,10 @@ def open_capture(spec: SourceSpec) -> Capture | None:
         return FolderCapture(images) if images else None
     if spec.kind == "file" and not Path(str(spec.target)).is_file():
         return None
-    if spec.kind == "camera" and sys.platform == "linux":
-        if not Path(f"/dev/video{spec.target}").exists():
+    target = spec.target
+    if spec.kind == "camera":
+        target = camera_target(spec)
+        if target is None:
             return None
     cv2 = import_cv2()
     api = {"any": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER}
@@ -183,7 +228,7 @@ def open_capture(spec: SourceSpec) -> Capture | None:
         params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
     quiet = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
-        cap = cv2.VideoCapture(spec.target, api.get(spec.api, cv2.CAP_FFMPEG), params)
+        cap = cv2.VideoCapture(target, api.get(spec.api, cv2.CAP_FFMPEG), params)
     except cv2.error as err:  # e.g. a GStreamer pipeline that does not parse on this machine
         log.debug("opening %s failed: %s", spec.describe(), err)
         return None

@@ -259,3 +259,10 @@ def test_prepare_rejects_bad_input() -> None:
         prepare(np.zeros((10, 10), np.uint8), (28, 28), 1)
     with pytest.raises(ValueError):
         prepare(np.zeros((10, 10, 3), np.uint8), (28, 28), 2)
+
+
+def test_without_wait_a_missing_stable_camera_name_fails_at_start() -> None:
+    """`doctor` opens without wait=True: a camera that is not there is its FAIL line."""
+    with pytest.raises(CameraError) as err:
+        FrameGrabber("/dev/v4l/by-id/usb-none-video-index0").start()
+    assert "\n" not in str(err.value) and "no such camera" in str(err.value)
