@@ -8,17 +8,21 @@ runtime (engine.runtime) → frame grabber (app.camera) → audio (app.audio) �
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.config import KEY_KINDS, MODES, LiveOptions, config_path, resolve_options
+from trainer.errors import EarSightError
 
 if TYPE_CHECKING:  # the engine loads when live starts, not for --help
     from engine.runtime import RuntimeOptions
 
 log = logging.getLogger(__name__)
+
+ERROR_SPEECH_S = 8.0  # a start-up error is spoken to the end (up to this) before live exits
 
 
 def _live_flags(p: argparse.ArgumentParser) -> None:
@@ -95,42 +99,49 @@ def live_runtime_options(options: LiveOptions) -> RuntimeOptions:
     return RuntimeOptions(threads=options.threads, cpu_int8=options.int8, cpu_spin=False)
 
 
-def build_live(options: LiveOptions) -> dict[str, Any]:
-    """Every part of the live app, in start-up order; speaks progress as it goes."""
+def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice: Any) -> Any:
+    """The audio output (opened with a deadline), or WAV files, said out loud; errors raise."""
     from app.audio import AudioOptions, open_audio
-    from app.camera import FrameGrabber, parse_source
-    from app.describe import ConfidenceGate
-    from app.models import resolve_model
-    from app.voice import StatusVoice
-    from engine.runtime import load
 
-    voice = StatusVoice(verbosity=options.verbosity, enabled=options.speak_status)
-    voice.say("EarSight starting")
-    gate = ConfidenceGate(options.threshold, options.gate)
-    runtime_options = live_runtime_options(options)
-    # The stream opens first so that its start-up pause (≈ 2 s through PulseAudio) passes
-    # while the model loads; a mismatched rate is resampled in play().
-    audio = open_audio(
+    return open_audio(
         AudioOptions(
             device=options.audio_device,
             sample_rate=runtime_options.postprocess.output_rate or AudioOptions.sample_rate,
         ),
         Path(options.out_dir) if options.out_dir else default_wav_dir(),
+        on_fallback=lambda message: voice.say(message, level=0),
     )
-    try:
-        runtime = load(resolve_model(options.model), options.backend, runtime_options)
-        runtime.warmup()
-    except BaseException:
-        audio.close()
-        raise
+
+
+def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) -> dict[str, Any]:
+    """Audio, model and camera, in start-up order, each closed by ``stack``; speaks progress."""
+    from app.camera import FrameGrabber, GrabberOptions, parse_source
+    from app.describe import ConfidenceGate
+    from app.models import resolve_model
+    from engine.runtime import load
+
+    gate = ConfidenceGate(options.threshold, options.gate)
+    source = parse_source(options.source, loop=options.loop)  # a typo fails before the model
+    runtime_options = live_runtime_options(options)
+    # The stream opens first so that its start-up pause (≈ 2 s through PulseAudio) passes
+    # while the model loads; a mismatched rate is resampled in play().
+    audio = open_live_audio(options, runtime_options, voice)
+    stack.callback(audio.close)
+    runtime = load(resolve_model(options.model), options.backend, runtime_options)
+    stack.callback(runtime.close)
+    runtime.warmup()
     if not audio.wait_until_flowing():
         log.warning("the audio device is slow to start: the first sound may come late")
     where = "on the GPU" if runtime.info.device.startswith("cuda") else "on the CPU"
     name = runtime.info.model.stem.removesuffix(".int8")  # the CPU variant is the same model
     voice.say(f"model {name} ready {where}")
-    source = parse_source(options.source, loop=options.loop)
-    grabber = FrameGrabber(source, on_status=lambda status: voice.say(status, level=0))
-    return {"voice": voice, "gate": gate, "runtime": runtime, "audio": audio, "grabber": grabber}
+    # A camera or stream that is not there yet (a wearable boots faster than its USB camera)
+    # is waited for: the grabber says so every few seconds and presses get "no camera".
+    grabber = FrameGrabber(
+        source, GrabberOptions(wait=True), on_status=lambda status: voice.say(status, level=0)
+    )
+    stack.enter_context(grabber)
+    return {"gate": gate, "runtime": runtime, "audio": audio, "grabber": grabber}
 
 
 def default_wav_dir() -> Path:
@@ -144,35 +155,53 @@ def default_wav_dir() -> Path:
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from app.controllers import KeyMap, make_controller
-    from app.live import LiveApp
+    """`earsight live`: errors are spoken as well as printed (by main, on stderr)."""
+    from app.voice import StatusVoice
 
     options = options_from(args)
-    parts = build_live(options)
-    app = LiveApp(
-        options,
-        parts["runtime"],
-        parts["grabber"],
-        parts["audio"],
-        parts["voice"],
-        parts["gate"],
-        record_dir=args.record,
-    )
+    voice = StatusVoice(verbosity=options.verbosity, enabled=options.speak_status)
     try:
-        controller = make_controller(
-            options.keys,
-            app.on_action,
-            keymap=KeyMap(describe=options.hotkey),
-            evdev_device=options.evdev_device,
-        )
-        with parts["grabber"]:
-            key = _describe_key(type(controller).__name__, options.hotkey)
-            parts["voice"].say(f"ready: press {key} to hear the camera")
-            return app.run(controller)
+        return _run_live(options, args.record, voice)
+    except EarSightError as err:
+        voice.say(f"error: {err.what}", level=0, printed=False)
+        voice.flush(ERROR_SPEECH_S)
+        raise
     finally:
-        parts["audio"].close()
-        parts["runtime"].close()
-        parts["voice"].close()
+        voice.close()
+
+
+def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
+    """Key input first (it must work before "ready"), then audio, model, camera; then serve."""
+    from app.controllers import KeyMap, make_controller
+    from app.live import LiveApp, PressRelay
+
+    voice.say("EarSight starting")
+    relay = PressRelay(voice)
+    controller = make_controller(
+        options.keys,
+        relay,
+        keymap=KeyMap(describe=options.hotkey),
+        evdev_device=options.evdev_device,
+    )
+    controller.on_closed = relay.closed
+    with contextlib.ExitStack() as stack:
+        controller.start()
+        stack.callback(controller.stop)
+        parts = build_live(options, voice, stack)
+        app = LiveApp(
+            options,
+            parts["runtime"],
+            parts["grabber"],
+            parts["audio"],
+            voice,
+            parts["gate"],
+            record_dir=record,
+        )
+        relay.attach(app)  # a quit or closed key input during start-up takes effect now
+        if not app.stop_event.is_set():
+            key = _describe_key(type(controller).__name__, options.hotkey)
+            voice.say(f"ready: press {key} to hear the camera")
+        return app.run(controller)
 
 
 def _describe_key(controller: str, hotkey: str) -> str:

@@ -21,7 +21,19 @@ from trainer.errors import EarSightError, UsageError
 log = logging.getLogger(__name__)
 
 STOP_JOIN_S = 0.2  # stop() returns within this (the thread is woken through a pipe)
-TERMINAL_HINT = "use --keys terminal (keys typed in this terminal) or --keys evdev (a button)"
+KEY_INPUTS = {
+    "hotkey": "--keys hotkey (a desktop with an X display)",
+    "terminal": "--keys terminal (keys typed in this terminal)",
+    "evdev": "--keys evdev (a button)",
+}
+
+
+def other_keys_hint(kind: str) -> str:
+    """What to do when key input ``kind`` cannot work: the other kinds, never ``kind`` itself."""
+    return "use " + " or ".join(text for name, text in KEY_INPUTS.items() if name != kind)
+
+
+TERMINAL_HINT = other_keys_hint("hotkey")  # the desktop hotkey's fix (kept for importers)
 
 
 class Action(enum.Enum):
@@ -33,6 +45,7 @@ class Action(enum.Enum):
 
 
 OnAction = Callable[[Action, float], None]
+OnClosed = Callable[[str], None]
 
 
 class ControllerUnavailable(EarSightError):
@@ -69,9 +82,23 @@ def deliver(on_action: OnAction, action: Action, t_key: float) -> None:
 
 
 class Controller:
-    """start() / stop() / context manager; subclasses read keys and call _deliver."""
+    """start() / stop() / context manager; subclasses read keys and call _deliver.
+
+    ``on_closed(reason)`` (settable) is called once when key input ends by itself (stdin closed,
+    the SSH session gone), so the app does not go on running without a way to be asked.
+    """
 
     kind = "?"
+    on_closed: OnClosed | None = None
+
+    def _report_closed(self, reason: str) -> None:
+        if self.on_closed is None:
+            log.info("%s", reason)
+            return
+        try:
+            self.on_closed(reason)
+        except Exception:  # the app's bug must not hide the closing
+            log.exception("key input closed callback failed")
 
     def start(self) -> Controller:
         raise NotImplementedError

@@ -10,12 +10,12 @@ from types import MappingProxyType
 from typing import Any
 
 from app.keys_base import (
-    TERMINAL_HINT,
     Action,
     ControllerUnavailable,
     OnAction,
     ThreadController,
     deliver,
+    other_keys_hint,
 )
 from trainer.errors import UsageError
 
@@ -50,7 +50,7 @@ def _evdev() -> Any:
     except ImportError as err:
         raise ControllerUnavailable(
             "no input-device keys: python-evdev is not installed",
-            "install python-evdev (pip install evdev), or " + TERMINAL_HINT,
+            "install python-evdev (pip install evdev), or " + other_keys_hint("evdev"),
         ) from err
     return evdev
 
@@ -144,5 +144,7 @@ class EvdevController(ThreadController):
                     deliver(self._on_action, action, now - max(0.0, now_wall - event.timestamp()))
 
 
-_EVDEV_HINT = "pass the device (ls /dev/input/by-id), or " + TERMINAL_HINT
+_EVDEV_HINT = "pass the device with --evdev-device (ls /dev/input/by-id), or " + other_keys_hint(
+    "evdev"
+)
 _EVDEV_PERM = "add the user to the input group (sudo usermod -aG input $USER), log in again"

@@ -13,18 +13,19 @@ from typing import Any
 
 from app.keys_base import (
     STOP_JOIN_S,
-    TERMINAL_HINT,
     Controller,
     ControllerUnavailable,
     KeyMap,
     OnAction,
     deliver,
+    other_keys_hint,
 )
 from trainer.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0  # the pynput listener must be listening by then
+HOTKEY_HINT = other_keys_hint("hotkey")
 
 
 def display_problem() -> str | None:
@@ -59,12 +60,12 @@ class HotkeyController(Controller):
 
     def start(self) -> HotkeyController:
         if problem := display_problem():
-            raise ControllerUnavailable(f"no desktop hotkey: {problem}", TERMINAL_HINT)
+            raise ControllerUnavailable(f"no desktop hotkey: {problem}", HOTKEY_HINT)
         try:
             from pynput import keyboard  # picks its backend at import: needs DISPLAY set
         except Exception as err:  # ImportError, or the backend's own failure
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ControllerUnavailable(f"no desktop hotkey: {reason}", TERMINAL_HINT) from err
+            raise ControllerUnavailable(f"no desktop hotkey: {reason}", HOTKEY_HINT) from err
         for key in self._bindings:
             if len(key) != 1 and key not in keyboard.Key.__members__:
                 raise UsageError(f"unknown hotkey {key!r}", "use f1…f12, esc, space, pause, …")
@@ -75,7 +76,7 @@ class HotkeyController(Controller):
         ready.start()
         ready.join(READY_TIMEOUT_S)
         if ready.is_alive():  # its thread failed before listening; leave it to die
-            raise ControllerUnavailable("the desktop hotkey listener did not start", TERMINAL_HINT)
+            raise ControllerUnavailable("the desktop hotkey listener did not start", HOTKEY_HINT)
         self._listener = listener
         return self
 

@@ -14,12 +14,12 @@ from types import MappingProxyType
 from typing import Any
 
 from app.keys_base import (
-    TERMINAL_HINT,
     Action,
     ControllerUnavailable,
     OnAction,
     ThreadController,
     deliver,
+    other_keys_hint,
 )
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,9 @@ class TerminalController(ThreadController):
             try:
                 self._fd = sys.stdin.fileno()
             except (AttributeError, ValueError, OSError) as err:
-                raise ControllerUnavailable("no terminal to read keys from", TERMINAL_HINT) from err
+                raise ControllerUnavailable(
+                    "no terminal to read keys from", other_keys_hint("terminal")
+                ) from err
         if os.isatty(self._fd):
             import termios  # POSIX only: imported here so the module loads everywhere
             import tty
@@ -125,7 +127,7 @@ class TerminalController(ThreadController):
                         raise
                     data = b""
                 if not data:
-                    log.info("key input closed; no more keys from the terminal")
+                    self._report_closed("key input closed (end of input on the terminal)")
                     return
                 if tty_mode:
                     self._press(terminal_keys(data), t_key)

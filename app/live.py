@@ -5,11 +5,17 @@ takes that frame, runs the model and hands the waveform to the audio output, whe
 replaces an older one. Presses that arrive while the worker is busy are coalesced into one more
 run, so a flood of presses never builds a queue. Every stage is time-stamped for the latency
 benchmark (key → frame → inference → first audio buffer).
+
+Every sound goes through ``LiveApp._play``, so ``--record DIR`` saves each one (clicks, words,
+repeats, error tones) and, through the voice's ``on_spoken`` hook, each status message spoken,
+as numbered WAVs in the order they were played. Key input is started (and has to work) before
+the app says "ready"; a ``PressRelay`` answers presses that come while it is still starting.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -26,6 +32,9 @@ log = logging.getLogger(__name__)
 
 FRAME_WAIT_S = 0.5  # how long a press waits for a first/fresh frame before saying so
 JOIN_TIMEOUT_S = 1.0  # shutdown must finish within a second (Ctrl-C, SIGTERM)
+RECORD_FLUSH_S = 2.0  # at exit, the recorder gets this long to write what is queued
+EXIT_KEYS_CLOSED = 1  # key input ended by itself: nobody can ask the app anything any more
+STATUS_RATE_WPM = 175  # the status voice's speaking rate (app.voice.DEFAULT_RATE_WPM)
 
 
 @dataclass
@@ -51,6 +60,88 @@ class LiveState:
     timings: list[PressTiming] = field(default_factory=list)
 
 
+class Recorder:
+    """``--record DIR``: each sound played and each status spoken, as numbered WAVs in order.
+
+    Writing happens on a thread of its own (status speech is synthesized with espeak-ng first),
+    so recording never delays a sound; ``close`` waits up to RECORD_FLUSH_S for the queue.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from app.audio import WavSink
+
+        self._sink = WavSink(directory)  # numbered files; a second run adds, never overwrites
+        self._queue: queue.Queue[tuple[np.ndarray | None, int, str] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="earsight-record", daemon=True)
+        self._thread.start()
+
+    @property
+    def written(self) -> list[Path]:
+        return self._sink.written
+
+    def sound(self, wave: np.ndarray, rate: int, label: str) -> None:
+        self._queue.put((wave, rate, label))
+
+    def speech(self, text: str) -> None:
+        self._queue.put((None, 0, text))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(RECORD_FLUSH_S)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            wave, rate, label = item
+            try:
+                if wave is None:
+                    wave, rate, label = *self._speak(label), f"status-{label}"
+                self._sink.play(wave, rate, label)
+            except Exception as err:  # a full disk must not stop the app: say it once per sound
+                log.warning("--record: could not save %s (%s)", label, err)
+
+    @staticmethod
+    def _speak(text: str) -> tuple[np.ndarray, int]:
+        from trainer.speech import SAMPLE_RATE_HZ, Voice, synthesize
+
+        return synthesize(text, Voice(words_per_min=STATUS_RATE_WPM)), SAMPLE_RATE_HZ
+
+
+class PressRelay:
+    """The controller's ``on_action`` before the app exists: key input starts first.
+
+    Until ``attach``, a quit is remembered and other presses are answered "still starting";
+    a key input that closes is remembered too and reported to the app when it attaches.
+    """
+
+    def __init__(self, voice: Any) -> None:
+        self.voice = voice
+        self._app: LiveApp | None = None
+        self._quit = False
+        self._closed: str | None = None
+
+    def __call__(self, action: Any, t_key: float) -> None:
+        app = self._app
+        if app is not None:
+            app.on_action(action, t_key)
+        elif getattr(action, "name", "") == "QUIT":
+            self._quit = True
+        else:
+            self.voice.say("still starting, one moment", level=0)
+
+    def closed(self, reason: str) -> None:
+        if self._app is not None:
+            self._app.keys_closed(reason)
+        else:
+            self._closed = reason
+
+    def attach(self, app: LiveApp) -> None:
+        self._app = app
+        if self._closed is not None:
+            app.keys_closed(self._closed)
+        if self._quit:
+            app.stop_event.set()
+
+
 class LiveApp:
     """Wires a runtime, a frame grabber, an audio output, a status voice and a controller."""
 
@@ -66,7 +157,11 @@ class LiveApp:
     ) -> None:
         self.options, self.runtime, self.grabber = options, runtime, grabber
         self.record_dir = record_dir  # a WAV tee: every sound played is also saved here
+        self.recorder = Recorder(record_dir) if record_dir is not None else None
+        if self.recorder is not None:
+            voice.on_spoken = self.recorder.speech
         self.audio, self.voice, self.gate = audio, voice, gate
+        self.exit_code = 0
         self.state = LiveState(mode=options.mode, verbosity=options.verbosity)
         self.stop_event = threading.Event()
         self._wake = threading.Event()
@@ -87,10 +182,12 @@ class LiveApp:
             with self._lock:
                 self._pending_key = t_key
             self._wake.set()
-            self.audio.play(self._click, self._rate, "click")  # heard at once; the word cuts it
-        elif name == "REPEAT" and self.state.last_sound is not None:
-            wave, rate, label = self.state.last_sound
-            self.audio.play(wave, rate, label)
+            self._play(self._click, self._rate, "click")  # heard at once; the word cuts it
+        elif name == "REPEAT":
+            if self.state.last_sound is None:
+                self.voice.say("nothing to repeat yet: press describe first", level=0)
+            else:
+                self._play(*self.state.last_sound)
         elif name == "VERBOSITY":
             self.state.verbosity = (self.state.verbosity + 1) % 3
             self.voice.verbosity = self.state.verbosity
@@ -122,8 +219,9 @@ class LiveApp:
         timing = PressTiming(key=t_key)
         frame = self.grabber.latest(FRAME_WAIT_S)
         if frame is None:
-            self.audio.play(earcons.error_tone(self._rate), self._rate, "error")
-            self.voice.say("no camera image", level=0)
+            self._play(earcons.error_tone(self._rate), self._rate, "error")
+            lost = getattr(self.grabber, "lost", False)
+            self.voice.say("no camera, still trying" if lost else "no camera image", level=0)
             return
         timing.frame, timing.frame_index = time.perf_counter(), frame.index
         if self.state.mode == "soundscape":
@@ -139,9 +237,7 @@ class LiveApp:
         # Stamp the word's first buffer, not the click's: the click either already started
         # (its stamp went to the previous timing) or is replaced by this play before it starts.
         self._timing = timing
-        self.audio.play(wave, rate, label)
-        if self.record_dir is not None:
-            self._record(wave, rate, label, len(self.state.timings))
+        self._play(wave, rate, label)
         if self.state.verbosity >= 2:
             self.voice.say(label, level=2)
         else:
@@ -164,12 +260,11 @@ class LiveApp:
         phrase = phrase_clip(said, rate, self.runtime.options.postprocess)
         return np.concatenate([earcons.not_sure_tone(rate), phrase]), rate, said
 
-    def _record(self, wave: np.ndarray, rate: int, label: str, index: int) -> None:
-        import soundfile as sf
-
-        self.record_dir.mkdir(parents=True, exist_ok=True)
-        slug = label.replace(" ", "-")
-        sf.write(self.record_dir / f"{index:04d}-{slug}.wav", wave, rate, subtype="PCM_16")
+    def _play(self, wave: np.ndarray, rate: int, label: str) -> None:
+        """Every sound the app plays goes through here: played, and recorded with --record."""
+        self.audio.play(wave, rate, label)
+        if self.recorder is not None:
+            self.recorder.sound(wave, rate, label)
 
     def _soundscape_rate(self) -> int:
         from app.soundscape import SoundscapeOptions
@@ -183,10 +278,13 @@ class LiveApp:
     # --- lifecycle --------------------------------------------------------------------------
 
     def run(self, controller: Any) -> int:
-        """Serve presses until quit, Ctrl-C or SIGTERM; returns the exit code."""
+        """Serve presses until quit, Ctrl-C, SIGTERM or the end of key input; the exit code.
+
+        ``controller`` is already started (key input works before "ready" is said); it is
+        stopped here.
+        """
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._worker.start()
-        controller.start()
         try:
             while not self.stop_event.wait(0.1):
                 pass
@@ -195,9 +293,18 @@ class LiveApp:
             controller.stop()
             self._wake.set()
             self._worker.join(JOIN_TIMEOUT_S)
+            if self.recorder is not None:
+                self.recorder.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return self.exit_code
+
+    def keys_closed(self, reason: str) -> None:
+        """Key input ended by itself (stdin closed): say so and stop, rather than run deaf."""
+        self.voice.say(f"{reason}: stopping", level=0)
+        self.exit_code = EXIT_KEYS_CLOSED
+        self.stop_event.set()
+        self._wake.set()
 
     def _on_signal(self, _signum: int, _frame: Any) -> None:
         self.stop_event.set()

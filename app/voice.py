@@ -176,9 +176,10 @@ def _kill(pid: int) -> int:
 class StatusVoice:
     """Prints every message; speaks those with ``level <= verbosity``, newest interrupting.
 
-    ``verbosity`` and ``enabled`` may be changed at any time. Hooks (tests, logs):
+    ``verbosity`` and ``enabled`` may be changed at any time. Hooks (tests, logs, --record):
     ``on_started(text)`` when pyttsx3 starts an utterance, ``on_finished(text, completed)``
-    when it reports one done; both run on pyttsx3's threads.
+    when it reports one done (both on pyttsx3's threads); ``on_spoken(text)`` on the caller's
+    thread for each message handed to speech (keep it quick: say() must not block).
     """
 
     def __init__(
@@ -193,6 +194,7 @@ class StatusVoice:
         self.enabled = enabled
         self.on_started: Callable[[str], None] | None = None
         self.on_finished: Callable[[str, bool], None] | None = None
+        self.on_spoken: Callable[[str], None] | None = None
         self._printer = printer
         self._cond = threading.Condition()  # guards the next six fields
         self._pending: str | None = None  # the newest message not yet handed to pyttsx3
@@ -211,14 +213,20 @@ class StatusVoice:
         """False once speech turned out impossible (messages are then only printed)."""
         return _engine_error is None and self._problem is None
 
-    def say(self, message: str, level: int = NORMAL) -> None:
-        """Print ``message`` now; speak it in the background if ``level <= verbosity``."""
+    def say(self, message: str, level: int = NORMAL, printed: bool = True) -> None:
+        """Print ``message`` now; speak it in the background if ``level <= verbosity``.
+
+        ``printed=False``: speak only (the caller prints the line itself, e.g. on stderr).
+        """
         text = plain_line(message)
         if not text:
             return
-        self._printer(text)
+        if printed:
+            self._printer(text)
         if not (self.enabled and level <= self.verbosity and self.available):
             return
+        if self.on_spoken is not None:
+            self.on_spoken(text)
         with self._cond:
             if self._closed:
                 return
@@ -228,6 +236,20 @@ class StatusVoice:
             if not self._done.is_set():
                 self._cut_target = self._serial
                 self._cut.set()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every message said so far has been spoken (False after ``timeout`` s).
+
+        For a last message before the process exits (a start-up error): close() would cut it.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                idle = self._pending is None and self._done.is_set()
+            if idle or not self._threads or not self._threads[0].is_alive():
+                return idle
+            time.sleep(CUT_POLL_S)
+        return False
 
     def close(self) -> None:
         """Stop speaking and end the threads; returns within ``CLOSE_TIMEOUT_S``."""

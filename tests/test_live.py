@@ -208,7 +208,8 @@ def test_live_cli_speaks_on_space_and_exits_on_sigterm_within_a_second(tmp_path,
         proc.wait(timeout=5)
         assert time.monotonic() - t0 < 1.0
         assert proc.returncode == 0
-        assert len(list((tmp_path / "rec").glob("*.wav"))) == 1
+        names = sorted(p.name for p in (tmp_path / "rec").glob("*.wav"))
+        assert names[0] == "0001-click.wav" and len(names) == 2, names  # the click, the word
     finally:
         proc.kill()
         os.close(master)
