@@ -142,8 +142,15 @@ def _add_engine(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(run=_run_engine_build)
 
 
+ENGINE_BUILD_FIX = (
+    "engine build needs an NVIDIA GPU with TensorRT (pip install earsight[tensorrt]); without "
+    "one, skip it: describe and live run the .onnx on the CPU as it is"
+)
+
+
 def _run_engine_build(args: argparse.Namespace) -> int:
     from engine.build import BuildOptions, ensure_engine
+    from engine.errors import BackendUnavailable
 
     opts = BuildOptions(
         precision=args.precision,
@@ -154,7 +161,13 @@ def _run_engine_build(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         rebuild=args.rebuild,
     )
-    plan, key = ensure_engine(args.model, opts, allow_build=True)
+    try:
+        plan, key = ensure_engine(args.model, opts, allow_build=True)
+    except BackendUnavailable as err:
+        # The engine's own fix names options of describe/live (--backend), not of this command.
+        if "--backend" in err.fix:
+            raise BackendUnavailable(err.what, ENGINE_BUILD_FIX) from err
+        raise
     print(f"engine {plan} ({key.mode}, batch {key.profile.min_batch}..{key.profile.max_batch})")
     return 0
 

@@ -11,6 +11,8 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,37 +27,98 @@ log = logging.getLogger(__name__)
 ERROR_SPEECH_S = 8.0  # a start-up error is spoken to the end (up to this) before live exits
 
 
-def _live_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per LiveOptions field; defaults are None so the config file can fill them."""
-    p.add_argument("--model", help="shipped model name or .onnx/.pt path")
-    p.add_argument("--backend", help="auto | tensorrt | onnx-cuda | onnx-cpu | torch")
-    p.add_argument("--source", help="0, /dev/video0, csi://0, rtsp://…, a video file or a folder")
-    p.add_argument("--loop", action="store_true", default=None, help="loop a video file")
-    p.add_argument("--keys", choices=KEY_KINDS, help="auto = hotkey with a display, else terminal")
-    p.add_argument("--hotkey", help="describe key of the desktop hotkey (default f9)")
-    p.add_argument("--evdev-device", help="input device of a wearable button")
-    p.add_argument("--audio-device", help="sounddevice output name or index")
-    p.add_argument("--out-dir", help="write WAVs here when there is no audio device")
-    p.add_argument("--threshold", type=float, help="confidence below which to say 'not sure'")
-    p.add_argument("--gate", choices=("not-sure", "top-two"))
-    p.add_argument("--mode", choices=MODES, help="start in word or soundscape mode")
-    p.add_argument("--verbosity", type=int, choices=(0, 1, 2))
-    p.add_argument(
-        "--no-speech",
-        dest="speak_status",
-        action="store_false",
-        default=None,
-        help="print status lines but do not speak them",
-    )
-    p.add_argument("--threads", type=int, help="CPU inference threads")
-    p.add_argument(
-        "--no-int8",
-        dest="int8",
-        action="store_false",
-        default=None,
-        help="on the CPU run the model as given, not its int8 variant",
-    )
+# (flags, add_argument keywords): one flag per LiveOptions field; defaults are None so the
+# config file can fill them.
+_FLAGS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--model",), {"help": "shipped model name or .onnx/.pt path"}),
+    (("--backend",), {"help": "auto | tensorrt | onnx-cuda | onnx-cpu | torch"}),
+    (
+        ("--source",),
+        {"help": "0, /dev/video0, /dev/v4l/by-id/…, csi://0, rtsp://…, a file, a folder"},
+    ),
+    (("--loop",), {"action": "store_true", "default": None, "help": "loop a video file"}),
+    (("--keys",), {"choices": KEY_KINDS, "help": "auto = hotkey with a display, else terminal"}),
+    (("--hotkey",), {"help": "describe key of the desktop hotkey (default f9)"}),
+    (("--evdev-device",), {"help": "input device of a wearable button"}),
+    (("--audio-device",), {"help": "sounddevice output name or index"}),
+    (("--out-dir",), {"help": "write WAVs here when there is no audio device"}),
+    (("--threshold",), {"type": float, "help": "confidence below which to say 'not sure'"}),
+    (("--gate",), {"choices": ("not-sure", "top-two")}),
+    (("--mode",), {"choices": MODES, "help": "start in word or soundscape mode"}),
+    (("--verbosity",), {"type": int, "choices": (0, 1, 2)}),
+    (
+        ("--no-speech",),
+        {
+            "dest": "speak_status",
+            "action": "store_false",
+            "default": None,
+            "help": "print status lines but do not speak them",
+        },
+    ),
+    (("--threads",), {"type": int, "help": "CPU inference threads"}),
+    (
+        ("--no-int8",),
+        {
+            "dest": "int8",
+            "action": "store_false",
+            "default": None,
+            "help": "on the CPU run the model as given, not its int8 variant",
+        },
+    ),
+)
+# What `earsight doctor` checks: the model (and its int8 variant), camera, keys, audio.
+DOCTOR_FLAGS = frozenset(
+    {"--model", "--no-int8", "--source", "--loop", "--keys", "--hotkey", "--evdev-device"}
+    | {"--audio-device", "--out-dir"}
+)
+
+
+def _live_flags(p: argparse.ArgumentParser, only: frozenset[str] | None = None) -> None:
+    """The LiveOptions flags (``only`` those named), and --config."""
+    for flags, kwargs in _FLAGS:
+        if only is None or flags[0] in only:
+            p.add_argument(*flags, **kwargs)
     p.add_argument("--config", type=Path, help=f"config file (default {config_path()})")
+
+
+def _key_name(key: str) -> str:
+    """pynput key name → how a keyboard labels it: f9 → F9, esc → Esc."""
+    return key.upper() if re.fullmatch(r"f\d+", key) else key.capitalize()
+
+
+def keys_epilog() -> str:
+    """The keys of each key input, for `live --help` (from the key maps themselves)."""
+    from app.keys_base import Action, KeyMap
+    from app.keys_evdev import EVDEV_KEYS
+    from app.keys_terminal import TERMINAL_KEYS
+
+    words = {
+        Action.DESCRIBE: "describe",
+        Action.REPEAT: "repeat",
+        Action.VERBOSITY: "verbosity",
+        Action.TOGGLE_MODE: "word/soundscape",
+        Action.QUIT: "quit",
+    }
+    named = {" ": "space", "\n": "Enter", "\r": None}
+
+    def line(kind: str, mapping: dict[str, Action]) -> str:
+        keys: dict[Action, list[str]] = {}
+        for key, action in mapping.items():
+            if named.get(key, key) is not None:
+                keys.setdefault(action, []).append(named.get(key, key))
+        text = f"{kind}: " + ", ".join(f"{'/'.join(k)} {words[a]}" for a, k in keys.items())
+        return textwrap.fill(text, 90, initial_indent="  ", subsequent_indent="      ")
+
+    hotkeys = {_key_name(k): a for k, a in KeyMap().bindings().items()}
+    button = {k.removeprefix("KEY_").lower(): a for k, a in EVDEV_KEYS.items()}
+    return "\n".join(
+        [
+            "keys:",
+            line("--keys hotkey (desktop, any window; --hotkey changes F9)", hotkeys),
+            line("--keys terminal (or over SSH; lines when stdin is a pipe)", dict(TERMINAL_KEYS)),
+            line("--keys evdev (a button, Linux input key names)", button),
+        ]
+    )
 
 
 def options_from(args: argparse.Namespace) -> LiveOptions:
@@ -65,22 +128,32 @@ def options_from(args: argparse.Namespace) -> LiveOptions:
 
 
 def add_live(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("live", help="camera loop: press a key, hear what the camera sees")
+    p = sub.add_parser(
+        "live",
+        help="camera loop: press a key, hear what the camera sees",
+        epilog=keys_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _live_flags(p)
     p.add_argument("--record", type=Path, help="also save every sound played as a WAV here")
     p.set_defaults(run=run_live)
 
 
 def add_soundscape(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("soundscape", help="live, starting in vOICe soundscape mode (a key toggles)")
+    p = sub.add_parser(
+        "soundscape",
+        help="live, starting in vOICe soundscape mode (a key toggles)",
+        epilog=keys_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _live_flags(p)
     p.add_argument("--record", type=Path, help="also save every sound played as a WAV here")
     p.set_defaults(run=run_live, mode="soundscape")
 
 
 def add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="check camera, audio, speech, GPU, model; exit 0 if ok")
-    _live_flags(p)
+    p = sub.add_parser("doctor", help="check model, camera, keys, audio, speech, GPU; exit 0 if ok")
+    _live_flags(p, only=DOCTOR_FLAGS)
     p.set_defaults(run=run_doctor)
 
 

@@ -78,9 +78,18 @@ def config_path() -> Path:
         return Path.home() / ".config" / "earsight" / CONFIG_NAME
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """The file's options (empty when it does not exist); one-line errors for bad files."""
+def read_config(path: Path, required: bool = False) -> dict[str, Any]:
+    """The file's options; one-line errors for bad files.
+
+    A missing file means no options, unless ``required`` (a file the user named with --config:
+    ignoring it would run with settings the user did not choose).
+    """
     if not path.is_file():
+        if required:
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise ConfigError(
+                f"config file {path} {what}", "fix the --config path, or leave --config out"
+            )
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -121,8 +130,11 @@ def _check_type(path: Path, key: str, value: Any, annotation: str) -> None:
 
 
 def resolve_options(flags: dict[str, Any], path: Path | None = None) -> LiveOptions:
-    """Defaults, then the config file, then every flag the user actually gave (not None)."""
-    merged = {**read_config(path or config_path())}
+    """Defaults, then the config file, then every flag the user actually gave (not None).
+
+    ``path`` is the user's --config, which must exist; the default file is optional.
+    """
+    merged = {**(read_config(path, required=True) if path else read_config(config_path()))}
     merged.update({k: v for k, v in flags.items() if v is not None})
     try:
         return LiveOptions(**merged)

@@ -2,7 +2,9 @@
 
 Each check prints `ok   <what>: <detail>` or `FAIL <what>: <detail> — <fix>`; optional parts
 (GPU, TensorRT) print `--   …` when absent. The exit code is 0 when `live` can run with these
-options (model, camera and either an audio device or --out for WAV files), 1 otherwise.
+options (model, camera, key input and either an audio device or --out-dir for WAV files), 1
+otherwise. Devices are opened the way live opens them (the audio output with its deadline), so
+a device that would hang or fail live fails here too.
 """
 
 from __future__ import annotations
@@ -93,16 +95,56 @@ def check_camera(options: LiveOptions) -> Check:
 
 
 def check_audio(options: LiveOptions) -> Check:
+    """Opens the output as live does: a device the user named must exist, even with --out-dir."""
+    from app.audio import AudioOptions, AudioOut, AudioUnavailable, UnknownAudioDevice
+
     fallback = f"WAV files will be written to {options.out_dir}" if options.out_dir else ""
     try:
-        import sounddevice as sd
-
-        device = sd.query_devices(options.audio_device, kind="output")
-    except Exception as err:  # PortAudio missing, no device, unknown name: all the same here
-        fix = "plug in headphones or a speaker, or pass --out DIR to get WAV files"
-        detail = f"no audio output ({str(err).splitlines()[0][:80]})"
+        out = AudioOut(AudioOptions(device=options.audio_device))
+    except UnknownAudioDevice as err:
+        return Check("audio", False, err.what, err.fix)
+    except AudioUnavailable as err:
+        fix = "plug in headphones or a speaker, or pass --out-dir DIR to get WAV files"
+        detail = err.what[:120]
         return Check("audio", bool(fallback), f"{detail}; {fallback}" if fallback else detail, fix)
-    return Check("audio", True, f"output device {device['name']!r}")
+    out.close()
+    return Check("audio", True, f"output device {options.audio_device or 'default'} opens")
+
+
+def check_keys(options: LiveOptions) -> Check:
+    """The key input live would use can work here (started and stopped, as live starts it)."""
+    import os
+    import stat
+
+    from app.controllers import KeyMap, display_problem, make_controller
+    from trainer.errors import EarSightError
+
+    kind = options.keys
+    if kind == "auto":
+        kind = "terminal" if display_problem() else "hotkey"
+    if kind == "terminal":
+        if os.isatty(0):
+            return Check("keys", True, "terminal: keys typed here")
+        try:
+            mode = os.fstat(0).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            return Check("keys", True, "terminal: lines from a pipe")
+        fix = "run it in a terminal, or use --keys hotkey (a desktop) or --keys evdev (a button)"
+        return Check("keys", False, "terminal: stdin is not a terminal or a pipe", fix)
+    try:
+        controller = make_controller(
+            kind,
+            lambda *_: None,
+            keymap=KeyMap(describe=options.hotkey),
+            evdev_device=options.evdev_device,
+        )
+        controller.start()
+        controller.stop()
+    except EarSightError as err:
+        return Check("keys", False, err.what, err.fix)
+    return Check("keys", True, f"{kind}: {options.hotkey.upper() if kind == 'hotkey' else 'ok'}")
 
 
 def check_speech(_options: LiveOptions) -> Check:
@@ -155,6 +197,7 @@ def check_engine_cache(_options: LiveOptions) -> Check:
 CHECKS: tuple[Callable[[LiveOptions], Check], ...] = (
     check_model,
     check_camera,
+    check_keys,
     check_audio,
     check_speech,
     check_gpu,

@@ -25,8 +25,9 @@ def test_flags_beat_the_config_file_which_beats_defaults(tmp_path):
     assert opts.hotkey == LiveOptions().hotkey  # default
 
 
-def test_missing_config_file_means_defaults(tmp_path):
-    assert resolve_options({}, tmp_path / "absent.toml") == LiveOptions()
+def test_missing_default_config_file_means_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("EARSIGHT_CONFIG", str(tmp_path / "absent.toml"))
+    assert resolve_options({}) == LiveOptions()
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,9 @@ def _earsight(*args: str, alsa: Path | None = None, timeout: float = 120):
         alsa.write_text("pcm.!default { type null }\n")
         env["ALSA_CONFIG_PATH"] = str(alsa)
     exe = str(Path(sys.executable).with_name("earsight"))
-    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, env=env, timeout=timeout, input=""
+    )
 
 
 def test_doctor_passes_with_a_camera_and_an_audio_device(tmp_path):

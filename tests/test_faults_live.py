@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -278,3 +279,84 @@ def test_decoder_errors_of_a_damaged_video_are_not_printed(tmp_path):
         cwd=Path(__file__).parents[1],
     )
     assert result.stdout.strip() == "done" and result.stderr == "", result.stderr
+
+
+# --- options, keys and messages -------------------------------------------------------------
+
+
+def _earsight(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    (tmp_path / "asound.conf").write_text("pcm.!default { type hw card 97 }\n")  # no sound card
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf"), "OMP_NUM_THREADS": "1"}
+    env["EARSIGHT_CONFIG"] = str(tmp_path / "none.toml")
+    exe = str(Path(sys.executable).with_name("earsight"))
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, env=env, timeout=120, input=""
+    )
+
+
+@pytest.mark.parametrize("command", ["live", "doctor"])
+def test_a_config_file_named_but_missing_is_an_error(tmp_path, command):
+    proc = _earsight(command, "--config", str(tmp_path / "typo.toml"), tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: config file {tmp_path / 'typo.toml'} does not exist"
+        " — fix the --config path, or leave --config out"
+    )
+
+
+def test_repeat_with_nothing_to_repeat_says_so(tmp_path, video):
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    with Live(tmp_path, *args) as live:
+        assert live.wait_for("ready: press space"), live.seen
+        live.press(b"r")
+        assert live.wait_for("nothing to repeat yet", timeout=5), live.seen
+        code, _, err = live.finish()
+    assert code == 0, err
+
+
+def test_record_saves_every_sound_played_repeats_and_status_speech_included(tmp_path, video):
+    rec = tmp_path / "rec"
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--record", str(rec))
+    with Live(tmp_path, *args) as live:  # status speech on: espeak-ng into the null device
+        assert live.wait_for("ready: press space"), live.seen
+        live.press(b" ")
+        deadline = time.monotonic() + 10
+        while len(list(rec.glob("*.wav"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        live.press(b"r")
+        time.sleep(1.0)
+        code, _, err = live.finish()
+    assert code == 0, err
+    names = sorted(p.name[5:] for p in rec.glob("*.wav"))  # without the 0001- numbers
+    words = [n for n in names if not n.startswith(("click", "status-"))]
+    assert "click.wav" in names and len(words) == 2 and words[0] == words[1], names  # + repeat
+    assert "status-ready-press-space-to-hear-the-camera.wav" in names, names
+
+
+def test_doctor_offers_only_its_own_options_and_names_them_right(tmp_path):
+    help_text = _earsight("doctor", "--help", tmp_path=tmp_path).stdout
+    for absent in ("--threshold", "--gate", "--mode", "--verbosity", "--no-speech", "--threads"):
+        assert not re.search(rf"{absent}\b", help_text), absent
+    proc = _earsight("doctor", "--source", str(tmp_path / "none.avi"), tmp_path=tmp_path)
+    audio = next(line for line in proc.stdout.splitlines() if "audio:" in line)
+    assert audio.startswith("FAIL audio:") and "--out-dir DIR" in audio, audio
+    assert "--out " not in proc.stdout
+
+
+def test_engine_build_suggests_nothing_it_does_not_have(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed: engine build can run here")
+    except ImportError:
+        pass
+    model = Path(__file__).parents[1] / "assets" / "models" / "mnist-ad.onnx"
+    proc = _earsight("engine", "build", str(model), tmp_path=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+    assert "--backend" not in proc.stderr  # engine build has no such option
+
+
+def test_live_help_lists_the_keys(tmp_path):
+    text = _earsight("live", "--help", tmp_path=tmp_path).stdout
+    assert "F9 describe" in text and "F10 repeat" in text and "Esc quit" in text
+    assert "space/Enter describe" in text and "q quit" in text
