@@ -2,7 +2,8 @@
 # EarSight installer. Idempotent: run it again at any time.
 #   ./install.sh            runtime: Debian packages, .venv, the project (CPU torch or the platform's)
 #   ./install.sh --dev      also test tools (pytest, ruff) and Xvfb/xdotool for the hotkey tests
-#   ./install.sh --service  also install the systemd unit (headless wearable; see assets/)
+#   ./install.sh --service  also the systemd unit (headless wearable): user "earsight", code
+#                           copied to root-owned $EARSIGHT_PREFIX (default /opt/earsight)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -11,7 +12,7 @@ for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --service) SERVICE=1 ;;
-    -h|--help) sed -n 2,5p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,6p "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$arg' (use --dev, --service or --help)"; exit 2 ;;
   esac
 done
@@ -65,13 +66,49 @@ say "installing earsight[$EXTRA_LIST] (editable)"
 "${PIP[@]}" -e ".[$EXTRA_LIST]"
 
 if [ "$SERVICE" = 1 ]; then
-  if [ -f assets/earsight.service ]; then
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    sed "s#@EARSIGHT_HOME@#$(pwd)#g" assets/earsight.service | $SUDO tee /etc/systemd/system/earsight.service >/dev/null
-    $SUDO systemctl daemon-reload && $SUDO systemctl enable earsight.service
-    say "systemd unit installed and enabled: earsight.service"
-  else
-    say "assets/earsight.service is not there yet: skipping --service"
+  # Headless wearable: the code goes to a root-owned prefix (the service cannot change what it
+  # runs) and runs as the unprivileged system user "earsight" in the audio/video/input groups.
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  PREFIX="${EARSIGHT_PREFIX:-/opt/earsight}"
+  SERVICE_USER=earsight
+  for group in audio video input; do
+    getent group "$group" >/dev/null || $SUDO groupadd --system "$group"
+  done
+  if ! id "$SERVICE_USER" >/dev/null 2>&1; then
+    say "creating the system user $SERVICE_USER (no login, no home of its own)"
+    $SUDO useradd --system --user-group --home-dir /var/lib/earsight --no-create-home \
+      --shell /usr/sbin/nologin "$SERVICE_USER"
   fi
+  $SUDO usermod -a -G audio,video,input "$SERVICE_USER"
+  say "installing the code to $PREFIX (owned by root, read-only for $SERVICE_USER)"
+  $SUDO mkdir -p "$PREFIX"
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z | tar --null -T - -cf - | $SUDO tar -xf - -C "$PREFIX"
+  else
+    tar --exclude=./.venv --exclude=./runs --exclude=./.git -cf - . | $SUDO tar -xf - -C "$PREFIX"
+  fi
+  if [ ! -x "$PREFIX/.venv/bin/python" ]; then
+    $SUDO "$PY" -m venv "${VENV_ARGS[@]}" "$PREFIX/.venv"
+  fi
+  SPIP=($SUDO "$PREFIX/.venv/bin/python" -m pip install -q --disable-pip-version-check)
+  if [ -n "$TORCH_SPEC" ] && ! "$PREFIX/.venv/bin/python" -c "import torch" >/dev/null 2>&1; then
+    "${SPIP[@]}" "$TORCH_SPEC"
+  fi
+  SERVICE_EXTRAS="app"; [ -n "${EXTRAS:-}" ] && SERVICE_EXTRAS="app,$EXTRAS"
+  "${SPIP[@]}" -e "$PREFIX[$SERVICE_EXTRAS]"
+  $SUDO "$PREFIX/.venv/bin/python" -m compileall -q "$PREFIX/app" "$PREFIX/engine" "$PREFIX/trainer" >/dev/null
+  $SUDO chown -R root:root "$PREFIX"
+  $SUDO chmod -R go-w "$PREFIX"
+  $SUDO mkdir -p /etc/earsight
+  if [ ! -f /etc/earsight/config.toml ]; then
+    printf '%s\n' "# earsight live options for the service (see \`earsight live --help\`), e.g." \
+      '# evdev_device = "/dev/input/by-id/usb-...-event-kbd"' \
+      '# source = "/dev/v4l/by-id/usb-...-video-index0"' | $SUDO tee /etc/earsight/config.toml >/dev/null
+  fi
+  sed "s#@EARSIGHT_HOME@#$PREFIX#g" assets/earsight.service \
+    | $SUDO tee /etc/systemd/system/earsight.service >/dev/null
+  $SUDO systemctl daemon-reload && $SUDO systemctl enable earsight.service
+  say "systemd unit installed and enabled: earsight.service (user $SERVICE_USER, code in $PREFIX)"
+  say "options for it: /etc/earsight/config.toml; check it: systemd-analyze security earsight"
 fi
 say "done. Try: .venv/bin/earsight --help"
