@@ -268,7 +268,13 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
     from engine.runtime import BACKEND_NAMES
 
     p = sub.add_parser("describe", help="say what image files show: print the word, write WAVs")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="PNG, JPEG, BMP, …")
+    p.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files (PNG, JPEG, BMP, TIFF, WebP) or folders (their images, in name order)",
+    )
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -300,24 +306,9 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_describe(args: argparse.Namespace) -> int:
-    from app.describe import ConfidenceGate, describe_images
-    from app.messages import describe_line, wrote_line
-    from app.models import resolve_model
-    from engine.runtime import RuntimeOptions, load
+    from app.describe import run_describe  # prints each image's line as it is made; SIGTERM
 
-    gate = ConfidenceGate(args.threshold, args.gate)  # bad values fail before the model loads
-    model = resolve_model(args.model)
-    options = RuntimeOptions(threads=args.threads, cpu_int8=args.int8)
-    with load(model, args.backend, options) as runtime:
-        results = describe_images(args.images, runtime, args.out, gate)
-    for d in results:
-        if d.ok:
-            print(describe_line(d))
-        else:
-            print(f"error: {d.error}", file=sys.stderr)
-    if args.out is not None:
-        print(wrote_line(sum(d.wav is not None for d in results), args.out))
-    return 1 if any(not d.ok for d in results) else 0  # 1: some images failed, the rest spoken
+    return run_describe(args)
 
 
 # --- main -----------------------------------------------------------------------------------

@@ -35,12 +35,6 @@ EARSIGHT = Path(sys.executable).with_name("earsight")
 CIFAR_SAMPLES = sorted((ASSETS_DIR / "samples" / "cifar10").glob("*.jpg"))
 MNIST_FIVE = ASSETS_DIR / "samples" / "mnist" / "five-test00008.png"
 LINE = re.compile(r"^(?P<name>\S+): (?P<said>[a-z ]+) \([^)]*\)$")
-# `describe` wired to app.describe.run_describe (streaming, SIGTERM) whether or not app/cli.py
-# already delegates to it; once it does, this is exactly `earsight`.
-RUN_DESCRIBE = (
-    "import sys, app.cli as c, app.describe as d; c._run_describe = d.run_describe; "
-    "sys.exit(c.main(sys.argv[1:]))"
-)
 
 
 def _describe(
@@ -244,7 +238,7 @@ def test_sigterm_mid_describe_leaves_a_line_for_every_wav(tmp_path: Path) -> Non
     for i in range(n):
         (folder / f"{i:05d}.jpg").symlink_to(CIFAR_SAMPLES[i % len(CIFAR_SAMPLES)])
     out = tmp_path / "wavs"
-    cmd = [sys.executable, "-c", RUN_DESCRIBE, "describe", "--backend", "onnx-cpu"]
+    cmd = [str(EARSIGHT), "describe", "--backend", "onnx-cpu"]
     proc = subprocess.Popen(
         [*cmd, "--threads", "1", str(folder), "--out", str(out)],
         stdout=subprocess.PIPE,

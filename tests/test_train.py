@@ -534,9 +534,19 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     assert len(folders) == 2  # train and validation splits
     computed = []
     monkeypatch.setattr(fc, "_fill", lambda *a, **k: computed.append(a))
-    fit(data, spec, dataclasses.replace(opts, epochs=1), tmp_path / "run2")
+    fit(data, spec, dataclasses.replace(opts, backbone_frozen_steps=0), tmp_path / "run2")
     assert computed == []  # the cache was reused
-    assert "image_encoder.backbone._conv_head.weight" in start
+    # The backbone's trained layers waited out their frozen steps in the first run (3 steps <
+    # 300) and learned in the second; its trunk never learns.
+    head = "image_encoder.backbone._conv_head.weight"
+    stem = "image_encoder.backbone._conv_stem.weight"
+    from trainer.backbone import load_pretrained
+
+    imagenet = load_pretrained("efficientnet-lite0").state_dict()
+    second = read_checkpoint(tmp_path / "run2" / LAST_NAME)["model"]
+    assert torch.equal(start[head], imagenet["_conv_head.weight"])
+    assert not torch.equal(second[head], imagenet["_conv_head.weight"])
+    assert torch.equal(second[stem], imagenet["_conv_stem.weight"])
     # The open-set gate: exemplars from the training images, P(known) lower for noise frames.
     assert model.cfg.gate_exemplars > 0 and ckpt["gate"]["validation_kept"] > 0.5
     from trainer.evaluate import generate

@@ -125,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate and save a running average of the weights with this per-step decay "
         "(e.g. 0.999; 0 = off)",
     )
+    p.add_argument(
+        "--backbone-lr",
+        type=float,
+        default=d.backbone_lr,
+        help="pretrained backbone layers learn at this share of --lr (backbone presets)",
+    )
+    p.add_argument(
+        "--backbone-frozen-steps",
+        type=int,
+        default=d.backbone_frozen_steps,
+        help="steps before the pretrained backbone layers start learning",
+    )
     p.add_argument("--voices", type=int, default=1, help="1 = one canonical voice (paper-like)")
     p.add_argument(
         "--limit-train", type=int, help="use only N training images (each class's first, in turn)"
@@ -174,6 +186,8 @@ def train_options(args: argparse.Namespace, device: str) -> TrainOptions:
         label_smoothing=args.label_smoothing,
         cutout=args.cutout,
         ema=args.ema,
+        backbone_lr=args.backbone_lr,
+        backbone_frozen_steps=args.backbone_frozen_steps,
         seed=args.seed,
         device=device,
     )

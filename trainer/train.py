@@ -66,6 +66,12 @@ class TrainOptions:
     label_smoothing: float = 0.0
     cutout: int = 0  # side (px) of a square blanked in each training image; 0 = off
     ema: float = 0.0  # per-step decay of the weight average used for validation/best.pt; 0 = off
+    # Pretrained backbone layers learn at this share of lr (the head and generator at lr), and
+    # only after the first backbone_frozen_steps: until the generator stops emitting the mean
+    # waveform (~30–100 steps), the gradient into the backbone only erases ImageNet's features
+    # (a run training them from step 1 at full lr stayed at chance for a whole epoch).
+    backbone_lr: float = 0.1
+    backbone_frozen_steps: int = 300
     seed: int = 0
     device: str = "auto"
 
@@ -85,6 +91,10 @@ class TrainOptions:
             )
         if self.cutout < 0 or not 0.0 <= self.ema < 1.0:
             raise UsageError("--cutout must be ≥ 0 and --ema in [0, 1)", "e.g. --cutout 8")
+        if not (math.isfinite(self.backbone_lr) and self.backbone_lr >= 0):
+            raise UsageError(f"--backbone-lr must be ≥ 0, got {self.backbone_lr}", "e.g. 0.1")
+        if self.backbone_frozen_steps < 0:
+            raise UsageError("--backbone-frozen-steps must be ≥ 0", "e.g. 300")
 
 
 class TrainingDiverged(EarSightError):
@@ -249,8 +259,11 @@ def train_joint_epoch(
     n_steps, start = steps_per_epoch(len(data.train), opts), time.perf_counter()
     with progress_bar(n_steps, f"stage 2 epoch {epoch + 1}") as bar:
         for i, idx in enumerate(epoch_batches(len(data.train), opts, 2, epoch)):
+            step = epoch * n_steps + i
             for g in optim.param_groups:
-                g["lr"] = lr_at(epoch * n_steps + i, opts.epochs * n_steps, opts)
+                frozen = step < g.get("frozen_steps", 0)
+                scale = 0.0 if frozen else g.get("lr_scale", 1.0)
+                g["lr"] = scale * lr_at(step, opts.epochs * n_steps, opts)
             x = inputs.batch(idx, device, aug_gen)  # images or cached activations
             labels = torch.from_numpy(data.train.labels[idx]).to(device)
             voices = torch.from_numpy(data.train.voices[idx]).to(device)
@@ -315,6 +328,25 @@ def validate(model: MTNet, data: ADDataset, inputs: Inputs, device: torch.device
 def _optimizer(params, opts: TrainOptions) -> torch.optim.Optimizer:
     # Weight penalty is explicit in the losses (Eq. 6/11), so no optimizer weight decay.
     return torch.optim.RMSprop(params, lr=opts.lr, alpha=opts.rms_alpha, momentum=opts.momentum)
+
+
+def _joint_optimizer(model: MTNet, opts: TrainOptions) -> torch.optim.Optimizer:
+    """RMSprop over W^J (Eq. 11); a pretrained backbone's trained layers at opts.backbone_lr × lr
+    (the group's "lr_scale", which the schedule multiplies in)."""
+    params = model.joint_parameters()
+    if not model.cfg.backbone:
+        return _optimizer(params, opts)
+    enc = model.image_encoder
+    pretrained = {id(p) for p in enc.backbone.tail_parameters(enc.cut)}
+    groups = [
+        {
+            "params": [p for p in params if id(p) in pretrained],
+            "lr_scale": opts.backbone_lr,
+            "frozen_steps": opts.backbone_frozen_steps,
+        },
+        {"params": [p for p in params if id(p) not in pretrained], "lr_scale": 1.0},
+    ]
+    return _optimizer(groups, opts)
 
 
 def fit(
@@ -386,7 +418,7 @@ def fit(
     if state["stage"] == 1:
         state.update(stage=2, epoch=0, phi_a=audio_features(model, data, device).cpu())
         freeze_for_stage2(model)
-        optim = _optimizer(model.joint_parameters(), opts)
+        optim = _joint_optimizer(model, opts)
         average = WeightAverage(model, opts.ema) if opts.ema else None
     phi_a = state["phi_a"].to(device)
     train_inputs, val_inputs = stage2_inputs(model, data, opts, device)
@@ -492,7 +524,7 @@ def _restore(model: MTNet, path: Path, opts: TrainOptions, device: torch.device)
     average = None
     if state["stage"] == 2:
         freeze_for_stage2(model)
-        optim = _optimizer(model.joint_parameters(), opts)
+        optim = _joint_optimizer(model, opts)
         if opts.ema:
             average = WeightAverage(model, opts.ema)
             average.load_state_dict(ckpt["average"])
