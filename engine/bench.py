@@ -348,15 +348,27 @@ def _with_cpu_variant(backends: tuple[str, ...], files: ModelFiles, say) -> tupl
     """Say which file each name means: ``onnx-cpu`` times the ONNX as named, while describe
     and live run its int8 variant on the CPU; that variant's row (``onnx-cpu:int8``) is added
     to the default backends so the file the app runs is always timed."""
+    default = backends == DEFAULT_BACKENDS
+    if files.given_onnx is not None and files.checkpoint is None and default:
+        # A fresh clone ships ONNX files only: no torch reference, no fp32 re-export. The
+        # shipped file itself is the peer of its int8 variant (same weights, same run).
+        shipped = f"onnx-cpu:{_shipped_precision(files)}"
+        say(f"note: no checkpoint beside {files.given_onnx.name}: timing the shipped files")
+        backends = tuple(b for b in backends if b not in ("torch", "onnx-cpu"))
+        backends = (shipped, *backends)
     if files.cpu_variant is None or files.given_onnx is None:
         return backends
     say(
         f"note: describe and live run {files.cpu_variant.name} for {files.given_onnx.name} on "
         f"the CPU (row onnx-cpu:int8); row onnx-cpu times {files.given_onnx.name} itself"
     )
-    if backends == DEFAULT_BACKENDS and "onnx-cpu:int8" not in backends:
+    if default and "onnx-cpu:int8" not in backends:
         return (*backends, "onnx-cpu:int8")
     return backends
+
+
+def _shipped_precision(files: ModelFiles) -> str:
+    return next(p for p, path in files.onnx.items() if path == files.given_onnx)
 
 
 def _peaks(opts: BenchOptions, threads: int, rows: list[Row]) -> tuple[dict, str]:

@@ -55,6 +55,12 @@ def _cells(row: Row, ref: Row | None, report: BenchReport, batches: list[int]) -
     ]
 
 
+def _ref_name(ref: Row | None) -> str:
+    if ref is None or ref.backend == "torch":
+        return "torch eager fp32"
+    return f"{ref.spec} ({ref.file})" if ref.file else ref.spec
+
+
 def format_table(report: BenchReport) -> str:
     batches = sorted({b for r in report.rows for b in r.throughput}) or [1]
     first, last = batches[0], batches[-1]
@@ -73,13 +79,14 @@ def format_table(report: BenchReport) -> str:
         f"speedup b{last} img/s",
         "% FLOP peak",
     ]
-    ref = next((r for r in report.rows if r.backend == "torch" and not r.error), None)
+    ran = [r for r in report.rows if not r.error]
+    ref = next((r for r in ran if r.backend == "torch"), ran[0] if ran else None)
     table = [header] + [_cells(r, ref, report, batches) for r in report.rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = [
         f"model: {report.model}; {report.macs / 1e6:,.1f} MMAC/image; {report.threads} CPU "
         f"thread(s); 1-min load average {report.load_average:.2f} on {os.cpu_count()} CPUs",
-        f"{report.peak_note}; speedups are vs torch eager fp32 in this run",
+        f"{report.peak_note}; speedups are vs {_ref_name(ref)} in this run",
         "",
     ]
     for line in table:

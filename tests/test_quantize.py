@@ -231,3 +231,26 @@ def test_an_older_sidecar_without_newer_config_fields_still_pairs(int8_pair, tmp
     int8_side["config"]["flip_tta"] = True  # a field that is on is a real difference
     (tmp_path / "model.int8.onnx.json").write_text(json.dumps(int8_side))
     assert cpu_variant(resolve_model(tmp_path / "model.onnx")) is None
+
+
+def test_bench_on_a_fresh_clone_times_the_shipped_file_against_its_int8_variant(
+    int8_pair, tmp_path
+):
+    """Only the ONNX files ship (no checkpoint): the default bench still has a peer of the same
+    weights in the same run, and its speedups are against it (issue 11)."""
+    from engine.bench import BenchOptions, run_bench
+    from engine.bench_table import format_table
+
+    fresh = tmp_path / "clone" / "models"  # deeper: the sidecar's relative path leads nowhere
+    fresh.mkdir(parents=True)
+    for name in ("model.onnx", "model.onnx.json", "model.int8.onnx", "model.int8.onnx.json"):
+        shutil.copy(int8_pair.parent / name, fresh / name)  # the checkpoint stays behind
+    opts = BenchOptions(batches=(1,), iters=3, threads=1, budget_s=1)  # default backends
+    report = run_bench(fresh / "model.onnx", opts, say=lambda _: None)
+    ran = {r.spec: r for r in report.rows if not r.error}
+    assert set(ran) == {"onnx-cpu:fp32", "onnx-cpu:int8"}
+    assert not any(r.backend == "torch" for r in report.rows)
+    table = format_table(report)
+    assert "speedups are vs onnx-cpu:fp32 (model.onnx) in this run" in table
+    int8_line = next(line for line in table.splitlines() if line.startswith("onnx-cpu:int8"))
+    assert "model.int8.onnx" in int8_line
