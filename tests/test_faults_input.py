@@ -257,4 +257,6 @@ def test_sigterm_mid_describe_leaves_a_line_for_every_wav(tmp_path: Path) -> Non
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert 0 < len(wavs) < n and sorted(Path(d).stem for d in described) == wavs
     assert stderr.splitlines()[-1] == f"stopped by SIGTERM after {len(wavs)} of {n} images"
-    assert f"wrote {len(wavs)} WAV files to {out}" in rest and "Traceback" not in stderr
+    from app.messages import wrote_line
+
+    assert wrote_line(len(wavs), out) in rest and "Traceback" not in stderr
