@@ -20,7 +20,7 @@ MODEL_SUFFIX = ".onnx"  # every shipped model is an ONNX export with its .onnx.j
 
 # Everyday objects (CIFAR-10's ten classes) are what a camera actually sees; `--model mnist-ad`
 # for handwritten digits.
-DEFAULT_MODEL = "cifar10-ad"
+DEFAULT_MODEL = "cifar10-ad-lite0"
 
 
 class UnknownModel(EarSightError):

@@ -82,8 +82,9 @@ def disable_onnxruntime_telemetry() -> None:
     import; child processes (bench workers) inherit it. A value of 0 set by the user is
     overridden: the promise is not a preference.
     """
+    already = os.environ.get(ORT_TELEMETRY_ENV) == "1"  # engine/__init__ sets it first
     os.environ[ORT_TELEMETRY_ENV] = "1"
-    if "onnxruntime" in sys.modules:  # too late for this process: say so once
+    if "onnxruntime" in sys.modules and not already:  # too late for this process: say so
         log.warning(
             "onnxruntime was imported before %s was set: its telemetry may run", ORT_TELEMETRY_ENV
         )

@@ -73,6 +73,12 @@ def test_doctor_passes_with_a_camera_and_an_audio_device(tmp_path):
     proc = _earsight("doctor", "--source", str(SAMPLES), alsa=tmp_path / "asound.conf")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
+    assert any(line.startswith("ok   model: cifar10-ad-lite0.onnx") for line in lines)  # default
+    assert lines[-1] == "live can run"
+    proc = _earsight(
+        "doctor", "--source", str(SAMPLES), "--model", "cifar10-ad", alsa=tmp_path / "asound.conf"
+    )
+    lines = proc.stdout.splitlines()
     model = next(line for line in lines if line.startswith("ok   model: cifar10-ad.onnx"))
     assert "; on the CPU cifar10-ad.int8.onnx, sha256" in model  # what onnx-cpu will run
     assert any(line.startswith("ok   camera:") for line in lines)
