@@ -16,11 +16,13 @@ OPENCV_LOG_LEVEL=WARNING) to see them when debugging.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import stat
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -155,6 +157,23 @@ class Capture(Protocol):
     def release(self) -> None: ...
 
 
+@contextlib.contextmanager
+def _ffmpeg_options(options: str | None) -> Iterator[None]:
+    """OpenCV reads OPENCV_FFMPEG_CAPTURE_OPTIONS when a capture opens: set the stream options
+    for that one open only. Left in the environment, "fflags;nobuffer|flags;low_delay" changed
+    how every later video *file* of the process decoded (frames out of step with their index).
+    A value the user set wins and stays."""
+    name = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+    if options is None or name in os.environ:
+        yield
+        return
+    os.environ[name] = options
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 def import_cv2() -> Any:
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
@@ -223,12 +242,12 @@ def open_capture(spec: SourceSpec) -> Capture | None:
     api = {"any": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER}
     params: list[int] = []
     if spec.kind == "rtsp":
-        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", RTSP_FFMPEG_OPTIONS)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
         params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
     quiet = cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
-        cap = cv2.VideoCapture(target, api.get(spec.api, cv2.CAP_FFMPEG), params)
+        with _ffmpeg_options(RTSP_FFMPEG_OPTIONS if spec.kind == "rtsp" else None):
+            cap = cv2.VideoCapture(target, api.get(spec.api, cv2.CAP_FFMPEG), params)
     except cv2.error as err:  # e.g. a GStreamer pipeline that does not parse on this machine
         log.debug("opening %s failed: %s", spec.describe(), err)
         return None

@@ -360,3 +360,19 @@ def test_live_help_lists_the_keys(tmp_path):
     text = _earsight("live", "--help", tmp_path=tmp_path).stdout
     assert "F9 describe" in text and "F10 repeat" in text and "Esc quit" in text
     assert "space/Enter describe" in text and "q quit" in text
+
+
+@pytest.mark.faults
+def test_stream_options_do_not_leak_into_later_video_files(tmp_path, monkeypatch):
+    """Opening an RTSP source set FFmpeg's low-delay options for the whole process, and every
+    video file opened after it decoded out of step with its frame index."""
+    import os
+
+    from app.sources import SourceSpec, open_capture
+
+    monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)
+    missing = tmp_path / "down.avi"  # FFmpeg opens a file like a stream URL; this one is absent
+    cap = open_capture(SourceSpec(str(missing), "rtsp", str(missing), "ffmpeg"))
+    if cap is not None:
+        cap.release()
+    assert "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ
