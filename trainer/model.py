@@ -93,6 +93,16 @@ class MTNetConfig:
         return cls(**kw)
 
 
+# compact's feature widths, audio autoencoder, mapping and generator (the backbone preset too).
+_COMPACT_HEADS = dict(
+    image_feature=256,
+    ae_hidden=(512, 256),
+    audio_feature=128,
+    map_hidden=256,
+    gen_channels=8,
+    gen_hidden=256,
+)
+
 PRESETS: dict[str, dict] = {
     # Table 1 / Table 2 of the paper, the encoder at full resolution throughout.
     "paper": {},
@@ -101,12 +111,7 @@ PRESETS: dict[str, dict] = {
     "compact": dict(
         enc_widths=(16, 32, 64, 128, 128),
         enc_pool=(False, True, True, True, False),
-        image_feature=256,
-        ae_hidden=(512, 256),
-        audio_feature=128,
-        map_hidden=256,
-        gen_channels=8,
-        gen_hidden=256,
+        **_COMPACT_HEADS,
     ),
     # ImageNet-pretrained EfficientNet-Lite0 at 160 px (a camera frame keeps its detail; 224 px
     # costs twice the CPU time, docs/TRAINING.md), stem and stages 1–3 frozen and cached,
@@ -119,12 +124,7 @@ PRESETS: dict[str, dict] = {
         input_crop=160 / (160 + 32),
         enc_widths=(),
         enc_pool=(),
-        image_feature=256,
-        ae_hidden=(512, 256),
-        audio_feature=128,
-        map_hidden=256,
-        gen_channels=8,
-        gen_hidden=256,
+        **_COMPACT_HEADS,
     ),
 }
 
