@@ -25,10 +25,14 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trainer.errors import EarSightError
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +126,10 @@ def degrade(pixels: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(pixels.shape)
 
 
-def run(model: str, photos: list[Photo], degrade_to: int | None) -> list[Outcome]:
+def run(runtime: Runtime, photos: list[Photo], degrade_to: int | None) -> list[Outcome]:
     from app.describe import load_image
-    from app.models import resolve_model
-    from engine.runtime import load
     from trainer.metrics import WordRecognizer
 
-    runtime = load(resolve_model(model))
     info = runtime.info
     recognizer = WordRecognizer(info.labels, sample_rate_in=info.sample_rate)
     outcomes = []
@@ -164,7 +165,9 @@ def summarize(outcomes: list[Outcome], threshold: float) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.photo_eval", description=__doc__)
     parser.add_argument("folders", nargs="*", type=Path, help="folders of labelled photos")
-    parser.add_argument("--model", default="cifar10-ad", help="shipped model name or a path")
+    from app.models import DEFAULT_MODEL
+
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or a path")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--bundled", action="store_true", help="add the packages' photographs")
     parser.add_argument("--degrade", type=int, metavar="N", help="shrink each photo to N×N first")
@@ -173,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         from app.models import resolve_model
-        from engine.sidecar import read_sidecar
+        from engine.runtime import load
 
-        vocabulary = tuple(read_sidecar(resolve_model(args.model))["vocabulary"])
+        runtime = load(resolve_model(args.model))  # read and verified once
         with tempfile.TemporaryDirectory(prefix="earsight-photos-") as tmp:
-            photos = find_photos(args.folders, vocabulary)
+            photos = find_photos(args.folders, runtime.info.labels)
             if args.bundled:
                 photos += bundled_photos(Path(tmp))
-            outcomes = run(args.model, photos, args.degrade)
+            outcomes = run(runtime, photos, args.degrade)
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

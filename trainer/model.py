@@ -478,11 +478,20 @@ class MTNet(nn.Module):
         return self.generate(phi), self.image_encoder.classifier(phi_i), phi
 
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference φ^I: standardized (B, C, H, W) → (B, D_i), mirror-averaged if cfg.flip_tta."""
-        if not self.cfg.flip_tta:
-            return self.image_encoder.embed(x)
-        both = self.image_encoder.embed(torch.cat([x, x.flip(-1)]))  # (2B, D_i), one pass
-        return both.unflatten(0, (2, x.shape[0])).mean(dim=0)
+        """Inference φ^I: prepared (B, C, H, W) → (B, D_i), mirror-averaged if cfg.flip_tta."""
+        return self._pooled_and_phi(x)[1]
+
+    def _pooled_and_phi(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepared (B, C, H, W) → pooled (B, C_pool) and φ^I (B, D_i); with cfg.flip_tta the
+        encoder sees the image and its mirror as one batch of 2B and both are averaged."""
+        enc, b = self.image_encoder, x.shape[0]
+        views = torch.cat([x, x.flip(-1)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
+        pooled = enc.pool(views)  # (V·B, C_pool)
+        phi_i = enc.head(pooled)  # (V·B, D_i)
+        if self.cfg.flip_tta:
+            phi_i = phi_i.unflatten(0, (2, b)).mean(dim=0)
+            pooled = pooled.unflatten(0, (2, b)).mean(dim=0)
+        return pooled, phi_i
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: raw images (B, C, H, W) → waveform (B, L_s), class probabilities (B, K)."""
@@ -496,13 +505,8 @@ class MTNet(nn.Module):
         P(the frame shows one of the vocabulary's things), so an unfamiliar frame has no
         confident class and the app says "not sure" (trainer/open_set.py).
         """
-        enc, b = self.image_encoder, x.shape[0]
-        views = torch.cat([x, x.flip(-1)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
-        pooled = enc.pool(views)  # (V·B, C_pool)
-        phi_i = enc.head(pooled)  # (V·B, D_i)
-        if self.cfg.flip_tta:  # φ^I of the image and its mirror averaged (one encoder pass)
-            phi_i = phi_i.unflatten(0, (2, b)).mean(dim=0)
-            pooled = pooled.unflatten(0, (2, b)).mean(dim=0)
+        enc = self.image_encoder
+        pooled, phi_i = self._pooled_and_phi(x)
         probs = enc.classifier(phi_i).float().softmax(dim=-1)  # (B, K)
         if self.cfg.gate_exemplars:
             probs = probs * enc.p_known(pooled).float()[:, None]

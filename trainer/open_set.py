@@ -27,7 +27,7 @@ from trainer.model import MTNet
 log = logging.getLogger(__name__)
 
 EXEMPLARS_PER_CLASS = 16  # k-means centres per class (a class of CIFAR holds many looks)
-KEEP_KNOWN = 0.99  # share of validation images whose P(known) is above ½ (see below)
+KEEP_KNOWN = 0.99  # share of validation images whose P(known) is above ½ (why: the model card)
 SLOPE_SPAN = 4.0  # logit of P(known) at the validation median: σ(4) ≈ 0.98
 BATCH = 512
 
