@@ -60,6 +60,8 @@ def test_a_diverging_lr_stops_at_the_first_nan_and_keeps_the_good_checkpoints(tm
         (["--limit-test", "0"], ["--limit-test"]),
         (["--resume"], ["--resume", "last.pt"]),
         (["--batch-size", "512"], ["--batch-size"]),
+        (["--backbone-lr", "-0.1"], ["--backbone-lr"]),
+        (["--backbone-frozen-steps", "-1"], ["--backbone-frozen-steps"]),
     ],
 )
 def test_arguments_that_cannot_train_are_one_line_and_write_nothing(tmp_path, args, words):
