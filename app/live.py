@@ -35,6 +35,9 @@ JOIN_TIMEOUT_S = 1.0  # shutdown must finish within a second (Ctrl-C, SIGTERM)
 RECORD_FLUSH_S = 2.0  # at exit, the recorder gets this long to write what is queued
 EXIT_KEYS_CLOSED = 1  # key input ended by itself: nobody can ask the app anything any more
 STATUS_RATE_WPM = 175  # the status voice's speaking rate (app.voice.DEFAULT_RATE_WPM)
+MAIN_LOOP_S = 0.1  # the main thread's tick: signals, stop, and the -v latency lines
+# -v: one line per answered press; app/bench_soak.py parses it (PRESS_LINE_RE there)
+PRESS_LOG = "press %d: key→first audio %.1f ms (%s)"
 
 
 @dataclass
@@ -169,6 +172,7 @@ class LiveApp:
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._serve, name="earsight-infer", daemon=True)
         self._timing: PressTiming | None = None
+        self._logged = 0  # timings already reported by _log_latencies
         if hasattr(audio, "on_first_buffer"):
             audio.on_first_buffer = self._first_audio
         self._rate = runtime.info.output_rate
@@ -286,8 +290,8 @@ class LiveApp:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._worker.start()
         try:
-            while not self.stop_event.wait(0.1):
-                pass
+            while not self.stop_event.wait(MAIN_LOOP_S):
+                self._log_latencies()
         finally:
             self.voice.say("stopping", level=1)
             controller.stop()
@@ -298,6 +302,24 @@ class LiveApp:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.exit_code
+
+    def _log_latencies(self) -> None:
+        """-v: key → first audio of each answered press, for benchmarks outside the process.
+
+        Logged from the main loop, not where first audio is stamped: that is the audio
+        callback, which must never wait on I/O. The newest press may still be starting; an
+        older one without a first buffer never sounded and is logged as such.
+        """
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        timings = self.state.timings
+        while self._logged < len(timings):
+            timing = timings[self._logged]
+            ms = timing.key_to_audio_ms()
+            if ms is None and self._logged == len(timings) - 1:
+                return
+            log.debug(PRESS_LOG, self._logged + 1, float("nan") if ms is None else ms, timing.word)
+            self._logged += 1
 
     def keys_closed(self, reason: str) -> None:
         """Key input ended by itself (stdin closed): say so and stop, rather than run deaf."""
