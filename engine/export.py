@@ -53,6 +53,7 @@ from engine.sidecar import (
     build_sidecar,
     write_sidecar,
 )
+from engine.trt_ops import warn_if_not_buildable
 from trainer.checkpoint import load_model
 from trainer.model import MTNet
 
@@ -234,6 +235,7 @@ def _write_checked(
     try:
         exporter = _export_graph(graph.eval(), tmp, opset, max_batch)
         onnx.checker.check_model(str(tmp), full_check=True)
+        warn_if_not_buildable(onnx.load(str(tmp)), tmp.name.removesuffix(".tmp"))
         parity = check_parity(reference, tmp, precision)
     except ExportError:
         tmp.unlink(missing_ok=True)

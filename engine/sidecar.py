@@ -148,6 +148,7 @@ CONFIG_SCHEMA = _object(
         "backbone_trained": _COUNT,
         "input_crop": _CROP,
         "gate_exemplars": _COUNT,
+        "softmax_temperature": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
     },
     required=("image_size", "image_channels", "n_classes", "audio_length", "sample_rate"),
 )

@@ -13,6 +13,7 @@ import torch
 from engine.errors import ExportError
 from engine.export import TOLERANCE, export_onnx
 from engine.sidecar import PREPROCESSING, sha256_file, sidecar_path
+from engine.trt_ops import tensorrt_problems
 from trainer.checkpoint import load_model
 from trainer.errors import CheckpointError, UsageError
 
@@ -162,6 +163,8 @@ def test_flip_tta_export_answers_an_image_and_its_mirror_alike(mirror_trained_ch
     plain_wave_m, _ = _torch_reference(mirror_trained_checkpoint, mirrors)
     assert np.abs(plain_wave - plain_wave_m).max() > 10 * tol
     assert np.abs(wave - plain_wave).max() > 10 * tol
+    # The mirror is a Gather, not the negative-step Slice TensorRT's chart does not promise.
+    assert tensorrt_problems(onnx.load(str(result.path))) == []
     # The torch backend reads the sidecar and mirror-averages too, so backends still agree.
     ref_wave, ref_probs = load(result.path, backend="torch").infer(images)
     assert np.abs(wave - ref_wave).max() <= tol and np.abs(probs - ref_probs).max() <= tol
@@ -186,3 +189,30 @@ def test_bench_builds_every_peer_like_the_export(mirror_trained_checkpoint, tmp_
     assert files.for_spec("torch", "fp32") == exported.path  # torch follows the sidecar
     fp16 = files.for_spec("onnx-cpu", "fp16")
     assert json.loads(sidecar_path(fp16).read_text())["config"]["flip_tta"] is True
+
+
+def test_tensorrt_check_names_a_flip_slice_an_unknown_operator_and_the_opset():
+    from onnx import TensorProto, helper
+
+    def const(name: str, value: int):
+        return helper.make_tensor(name, TensorProto.INT64, [1], [value])
+
+    nodes = [
+        helper.make_node("Slice", ["x", "start", "end", "axis", "step"], ["y"], name="flip"),
+        helper.make_node("Mish", ["y"], ["z"], name="act"),
+    ]
+    init = [const("start", -1), const("end", -(2**62)), const("axis", 3), const("step", -1)]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 4, 4])],
+        init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    problems = "\n".join(tensorrt_problems(model))
+    assert "negative step" in problems and "Mish" in problems and "opset 22" in problems
+    step = next(t for t in model.graph.initializer if t.name == "step")
+    step.CopyFrom(const("step", 1))
+    model.opset_import[0].version = 18
+    assert [p for p in tensorrt_problems(model) if "Mish" not in p] == []

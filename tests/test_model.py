@@ -67,6 +67,23 @@ def test_flip_tta_averages_image_and_mirror_features():
     torch.testing.assert_close(wave, model.generate(model.mapping(phi_i)))
 
 
+def test_softmax_temperature_sharpens_probs_and_leaves_the_waveform():
+    torch.manual_seed(0)
+    cfg = make_config("compact", image_size=16, image_channels=3, audio_length=800)
+    model = MTNet(cfg).eval()
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        wave, probs = model(images)
+        logits = model.image_encoder.classifier(model.image_features(standardize(images)))
+        model.cfg = dataclasses.replace(cfg, softmax_temperature=0.5)
+        wave_t, probs_t = model(images)
+    torch.testing.assert_close(wave_t, wave)
+    torch.testing.assert_close(probs_t, (logits / 0.5).softmax(-1))
+    assert (probs_t.max(1).values > probs.max(1).values).all()
+    with pytest.raises(ValueError, match="softmax_temperature"):
+        dataclasses.replace(cfg, softmax_temperature=0.0)
+
+
 def test_paper_preset_is_table1_and_table2():
     cfg = make_config("paper", audio_length=18_140)
     with torch.device("meta"):

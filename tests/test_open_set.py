@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.open_set import calibrate, class_exemplars, familiarity
+from trainer.open_set import calibrate, class_exemplars, familiarity, fit_temperature
 
 
 def test_exemplars_are_unit_centres_per_class_and_small_classes_keep_their_images():
@@ -32,6 +32,18 @@ def test_calibration_keeps_the_asked_share_of_known_images():
     assert np.mean(known > centre) == pytest.approx(0.95, abs=0.002)
     p_median = 1 / (1 + np.exp(-slope * (np.median(known) - centre)))
     assert p_median == pytest.approx(0.982, abs=0.001)  # σ(4)
+
+
+def test_temperature_recovers_how_much_a_softmax_was_softened():
+    # Labels drawn from softmax(z): the calibrated logits are z, so logits z·0.4 (an
+    # under-confident model, as label smoothing leaves one) need T = 0.4 to be honest again.
+    rng = np.random.default_rng(1)
+    z = rng.normal(scale=3.0, size=(4000, 10))
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([rng.choice(10, p=row) for row in p])
+    assert fit_temperature(z * 0.4, labels) == pytest.approx(0.4, rel=0.08)
+    assert fit_temperature(z, labels) == pytest.approx(1.0, rel=0.08)
 
 
 def test_photo_table_labels_files_by_name_and_folder(tmp_path: Path):

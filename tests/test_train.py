@@ -555,3 +555,13 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     noise = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
     _, noise_probs = generate(model, noise)
     assert digit_probs.sum(1).mean() > noise_probs.sum(1).mean()
+    # The softmax temperature was fitted with the gate; refitting from the command line (what a
+    # change to trainer/open_set.py needs) rebuilds the split and finds the same values.
+    temperature = model.cfg.softmax_temperature
+    assert temperature == ckpt["gate"]["softmax_temperature"] and temperature != 1.0
+    from trainer.open_set import main as refit_main
+
+    assert refit_main([str(best)]) == 0
+    refitted, again = load_model(best)
+    assert refitted.cfg.softmax_temperature == pytest.approx(temperature, rel=1e-3)
+    assert again["gate"]["centre"] == pytest.approx(ckpt["gate"]["centre"], abs=1e-4)

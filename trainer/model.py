@@ -70,6 +70,10 @@ class MTNetConfig:
     # Open-set gate (backbone presets): rows of the exemplar memory of pooled backbone features
     # that frames are compared with (trainer/open_set.py); 0 = no gate, closed-set probs.
     gate_exemplars: int = 0
+    # T of the classifier's softmax, fitted on the validation split after training (temperature
+    # scaling, Guo et al. 2017): label smoothing leaves probs under-confident, and the app's
+    # threshold means "this sure" only for calibrated probs. 1.0 = the raw softmax.
+    softmax_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.enc_widths) != len(self.enc_pool):
@@ -82,6 +86,8 @@ class MTNetConfig:
             raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
         if not 0.0 < self.input_crop <= 1.0:
             raise ValueError(f"input_crop must be in (0, 1], got {self.input_crop}")
+        if not 0.0 < self.softmax_temperature < float("inf"):
+            raise ValueError(f"softmax_temperature must be > 0, got {self.softmax_temperature}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -192,6 +198,14 @@ def _arch_example(default: object) -> str:
 # --------------------------------------------------------------------------------------------
 # Image feature learning (§3.1.1, Eq. 1–3, Table 1)
 # --------------------------------------------------------------------------------------------
+
+
+def mirror(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) → the left-right mirror images. A Gather of reversed column indices, not
+    ``flip``: flip exports as an ONNX Slice with step −1, which TensorRT's ONNX parser does not
+    promise to build; Gather it does (docs/ENGINE.md, operator check)."""
+    columns = torch.arange(images.shape[-1] - 1, -1, -1, device=images.device)  # (W,)
+    return images.index_select(-1, columns)
 
 
 def standardize(images: torch.Tensor) -> torch.Tensor:
@@ -485,7 +499,7 @@ class MTNet(nn.Module):
         """Prepared (B, C, H, W) → pooled (B, C_pool) and φ^I (B, D_i); with cfg.flip_tta the
         encoder sees the image and its mirror as one batch of 2B and both are averaged."""
         enc, b = self.image_encoder, x.shape[0]
-        views = torch.cat([x, x.flip(-1)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
+        views = torch.cat([x, mirror(x)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
         pooled = enc.pool(views)  # (V·B, C_pool)
         phi_i = enc.head(pooled)  # (V·B, D_i)
         if self.cfg.flip_tta:
@@ -501,13 +515,15 @@ class MTNet(nn.Module):
         """Prepared images (B, C, H, W) of any float dtype → waveform (B, L_s) and class
         probabilities (B, K), both float32; mirror-averaged if cfg.flip_tta.
 
-        With an open-set gate (cfg.gate_exemplars) probs are P(known) · softmax: they sum to
+        probs use the calibrated softmax temperature (cfg.softmax_temperature). With an
+        open-set gate (cfg.gate_exemplars) probs are P(known) · softmax: they sum to
         P(the frame shows one of the vocabulary's things), so an unfamiliar frame has no
         confident class and the app says "not sure" (trainer/open_set.py).
         """
         enc = self.image_encoder
         pooled, phi_i = self._pooled_and_phi(x)
-        probs = enc.classifier(phi_i).float().softmax(dim=-1)  # (B, K)
+        logits = enc.classifier(phi_i).float() / self.cfg.softmax_temperature  # (B, K)
+        probs = logits.softmax(dim=-1)
         if self.cfg.gate_exemplars:
             probs = probs * enc.p_known(pooled).float()[:, None]
         return self.generate(self.mapping(phi_i)).float(), probs

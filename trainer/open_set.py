@@ -8,21 +8,26 @@ similarity to one of them — nearest-prototype rejection, as personal object re
 (Seeing AI's "Find My Things", ORBIT's baselines). The score becomes P(known) through a logistic
 curve calibrated on the validation split: P(known) = ½ at the familiarity that ``KEEP_KNOWN`` of
 validation images exceed, and the model's probs are P(known) · softmax (MTNet.infer). A frame the
-gate doubts has no class above ½, so the app's threshold says "not sure".
+gate doubts has no class above ½, so the app's threshold says "not sure". The softmax itself is
+calibrated on the same split (temperature scaling): trained with label smoothing, the raw softmax
+is under-confident (a sure 0.55 on a real photo of a cat), and the gate multiplies it.
 
 Shapes: N images, D = 1280 pooled features, M = exemplars.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from trainer.errors import EarSightError, UsageError
 from trainer.inputs import CachedInputs
-from trainer.model import MTNet
+from trainer.model import MTNet, MTNetConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,7 @@ EXEMPLARS_PER_CLASS = 16  # k-means centres per class (a class of CIFAR holds ma
 KEEP_KNOWN = 0.99  # share of validation images whose P(known) is above ½ (why: the model card)
 SLOPE_SPAN = 4.0  # logit of P(known) at the validation median: σ(4) ≈ 0.98
 BATCH = 512
+TEMPERATURE_RANGE = (0.05, 20.0)  # searched for the softmax temperature
 
 
 @torch.no_grad()
@@ -82,9 +88,35 @@ def calibrate(known: np.ndarray, keep: float = KEEP_KNOWN) -> tuple[float, float
     return centre, SLOPE_SPAN / spread
 
 
-def with_gate(model: MTNet, memory: np.ndarray, centre: float, slope: float) -> MTNet:
-    """A copy of ``model`` whose config and buffers carry the gate (M = len(memory))."""
-    cfg = dataclasses.replace(model.cfg, gate_exemplars=len(memory))
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """T minimising the negative log-likelihood of softmax(logits / T) on held-out images
+    (temperature scaling, Guo et al., "On calibration of modern neural networks", ICML 2017).
+    logits (N, K), labels (N,) → T > 0; T < 1 sharpens an under-confident model."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    rows = np.arange(len(labels))
+
+    def nll(t: float) -> float:
+        return float(-log_softmax(logits / t, axis=1)[rows, labels].mean())
+
+    return float(minimize_scalar(nll, bounds=TEMPERATURE_RANGE, method="bounded").x)
+
+
+@torch.no_grad()
+def class_logits(model: MTNet, pooled: np.ndarray) -> np.ndarray:
+    """Pooled features (N, D) → the classifier's logits (N, K) float32."""
+    enc = model.eval().image_encoder
+    return enc.classifier(enc.head(torch.from_numpy(pooled))).numpy()
+
+
+def with_gate(
+    model: MTNet, memory: np.ndarray, centre: float, slope: float, temperature: float = 1.0
+) -> MTNet:
+    """A copy of ``model`` whose config and buffers carry the gate (M = len(memory)) and the
+    softmax temperature."""
+    gate = {"gate_exemplars": len(memory), "softmax_temperature": temperature}
+    cfg = MTNetConfig.from_dict({**model.cfg.to_dict(), **gate})
     gated = MTNet(cfg)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("image_encoder.gate_")}
     enc = "image_encoder."
@@ -102,9 +134,12 @@ def fit_gate(model: MTNet, train: CachedInputs, val: CachedInputs, seed: int = 0
     memory = class_exemplars(
         pooled_features(model, train), train.split.labels, n_classes, EXEMPLARS_PER_CLASS, seed
     )
-    known = familiarity(pooled_features(model, val), memory)
+    val_pooled = pooled_features(model, val)
+    known = familiarity(val_pooled, memory)
     centre, slope = calibrate(known)
+    temperature = fit_temperature(class_logits(model, val_pooled), val.split.labels)
     summary = {
+        "softmax_temperature": temperature,
         "exemplars": len(memory),
         "centre": centre,
         "slope": slope,
@@ -112,4 +147,44 @@ def fit_gate(model: MTNet, train: CachedInputs, val: CachedInputs, seed: int = 0
         "validation_median": float(np.median(known)),
     }
     log.info("open-set gate: %s", summary)
-    return with_gate(model, memory, centre, slope), summary
+    return with_gate(model, memory, centre, slope, temperature), summary
+
+
+def refit(best: Path, data_root: str | None = None) -> dict:
+    """Fit the gate and the temperature of a trained backbone run's best.pt again, in place
+    (after a change to this module; training does it itself). Rebuilds the run's dataset split
+    from the checkpoint and reads the cached trunk activations. Returns the summary."""
+    from trainer.checkpoint import read_checkpoint
+    from trainer.dataset import DatasetSpec, build_dataset
+    from trainer.inputs import stage2_inputs
+    from trainer.train import TrainOptions, add_open_set_gate
+
+    ckpt = read_checkpoint(best)
+    if not ckpt["config"].get("backbone"):
+        raise UsageError(f"{best} has no pretrained backbone: it has no gate", "pick a lite0 run")
+    spec = DatasetSpec(**ckpt["dataset"])
+    if data_root is not None:
+        spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
+    known = TrainOptions().to_dict().keys()
+    opts = TrainOptions(**{k: v for k, v in ckpt["train"].items() if k in known})
+    model = MTNet(MTNetConfig.from_dict(ckpt["config"]))
+    train, val = stage2_inputs(model, build_dataset(spec), opts, torch.device("cpu"))
+    return add_open_set_gate(best, train, val)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.open_set", description=refit.__doc__)
+    parser.add_argument("checkpoint", type=Path, help="a backbone run's best.pt")
+    parser.add_argument("--data-root", help="where the dataset files are, if moved")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        refit(args.checkpoint, args.data_root)
+    except EarSightError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

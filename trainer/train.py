@@ -482,8 +482,9 @@ def check_writable(out_dir: Path) -> None:
         ) from None
 
 
-def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> None:
-    """Give best.pt's backbone model its open-set gate (trainer/open_set.py), in place."""
+def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> dict:
+    """Give best.pt's backbone model its open-set gate and softmax temperature
+    (trainer/open_set.py), in place; returns the gate's summary."""
     from trainer.open_set import fit_gate
 
     ckpt = read_checkpoint(best)
@@ -492,13 +493,15 @@ def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> None:
     gated, summary = fit_gate(model, train, val)
     say(
         f"open-set gate: {summary['exemplars']} exemplars; P(known) > ½ for "
-        f"{summary['validation_kept']:.1%} of validation images"
+        f"{summary['validation_kept']:.1%} of validation images; softmax temperature "
+        f"{summary['softmax_temperature']:.3f}"
     )
     payload = {k: v for k, v in ckpt.items() if k != "format"}
     save_checkpoint(
         best,
         {**payload, "config": gated.cfg.to_dict(), "model": gated.state_dict(), "gate": summary},
     )
+    return summary
 
 
 def _answering(model: MTNet, average: WeightAverage | None) -> nn.Module:
