@@ -9,6 +9,12 @@ and keeps it running, so a key press never pays for opening the device. ``play``
 the callback reads from; the rest of the interrupted sound is replaced by a 5 ms raised-cosine
 fade of it (a hard cut is a click in the user's ear), then the new sound starts.
 
+It is the app's one audio path: spoken status messages (``app.voice``) play through it too, as
+``kind="status"``, so a device without software mixing (a raw ALSA ``hw`` device, which answers
+a second opener "device busy") carries both. Priorities: a word (or earcon) cuts whatever plays
+and drops a waiting status; a status cuts an older status, but waits for a playing word to end
+(only the newest waiting status is kept).
+
 Without an output device (no sound card, PortAudio missing) or when opening it does not return
 within ``open_timeout_s`` (an ALSA default that blocks, e.g. pointed at a FIFO nobody reads)
 ``AudioOut`` raises ``AudioUnavailable``; ``open_audio`` then falls back to ``WavSink``, which
@@ -46,6 +52,8 @@ CLOSE_TIMEOUT_S = 1.0  # close() returns within this even when the driver hangs
 AUDIBLE = 1e-4  # |sample| above this (−80 dBFS) counts as sound, for on_first_buffer
 WAV_SUBTYPE = "PCM_16"
 NO_DEVICE_FIX = "plug in headphones or run with --out-dir DIR to write WAV files"
+
+KINDS = ("word", "status")  # play(kind=…): words and earcons, or spoken status messages
 
 FirstBufferHook = Callable[[float], None]
 TeeHook = Callable[[np.ndarray], None]
@@ -124,10 +132,12 @@ class AudioOut:
     cheap: no I/O, no locks held for long):
 
     * ``on_first_buffer(t)``: ``time.perf_counter()`` when the first buffer holding an audible
-      sample of a new sound is handed to the device (key → first audio latency).
+      sample of a new word (not a status message) is handed to the device (key → first audio).
     * ``tee(buffer)``: a copy of every buffer handed to the device while a sound plays (the last
       one padded with zeros); idle silence is not teed.
     """
+
+    carries_speech = True  # app.voice speaks status messages through play(kind="status")
 
     def __init__(
         self,
@@ -139,11 +149,13 @@ class AudioOut:
         self.on_first_buffer = on_first_buffer
         self.tee = tee
         self.underflows = 0  # callbacks PortAudio flagged as late (the device ran dry)
-        self._lock = threading.Lock()  # guards the four fields below; held for microseconds
+        self._lock = threading.Lock()  # guards the six fields below; held for microseconds
         self._segments: list[np.ndarray] = []  # [faded tail of the cut sound,] current sound
         self._pos = 0  # next sample of _segments[0]
         self._handed = 0  # samples handed to the device since the last play()
         self._first_at: int | None = None  # _handed index of the new sound's first audible one
+        self._kind = "word"  # of the current sound
+        self._waiting: np.ndarray | None = None  # a status waiting for the word to end
         self._idle = threading.Event()
         self._idle.set()
         self._callbacks = 0  # buffers the device asked for since start (callback thread only)
@@ -237,29 +249,43 @@ class AudioOut:
 
     # --- control (any thread) ---------------------------------------------------------------
 
-    def play(self, wave: np.ndarray, sample_rate: int, label: str = "") -> None:
+    def play(self, wave: np.ndarray, sample_rate: int, label: str = "", kind: str = "word") -> None:
         """Start ``wave`` now, cutting off (with a short fade) whatever is playing. Non-blocking.
 
-        ``label`` is unused here; it names the file in ``WavSink``, which takes the same calls.
+        ``kind="status"``: a spoken status message; it cuts an older status but waits until a
+        playing word has ended (replacing any status already waiting). ``label`` is unused
+        here; it names the file in ``WavSink``, which takes the same calls.
         """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if self._stream is None:
             log.debug("audio: play() after close() ignored")
             return
         sound = _as_mono(wave)
         if sample_rate != self.sample_rate:
             sound = resample(sound, sample_rate, self.sample_rate)
-        audible = np.flatnonzero(np.abs(sound) > AUDIBLE)
         with self._lock:
-            tail = self._peek(len(self._fade))
-            tail *= self._fade[: len(tail)]
-            self._segments = [s for s in (tail, sound) if len(s)]
-            self._pos = 0
-            self._handed = 0
-            self._first_at = len(tail) + int(audible[0]) if len(audible) else None
-            if self._segments:
+            if kind == "status" and self._kind == "word" and self._segments:
+                self._waiting = sound  # the word is the answer the user asked for: let it end
                 self._idle.clear()
-            else:
-                self._idle.set()
+                return
+            self._waiting = None  # a word drops a waiting status; a newer status replaces it
+            self._swap(sound, kind)
+
+    def _swap(self, sound: np.ndarray, kind: str) -> None:
+        """Make ``sound`` current, after a faded tail of the cut one (lock held)."""
+        tail = self._peek(len(self._fade))
+        tail *= self._fade[: len(tail)]
+        self._segments = [s for s in (tail, sound) if len(s)]
+        self._pos = 0
+        self._handed = 0
+        self._kind = kind
+        audible = np.flatnonzero(np.abs(sound) > AUDIBLE) if kind == "word" else []
+        self._first_at = len(tail) + int(audible[0]) if len(audible) else None
+        if self._segments:
+            self._idle.clear()
+        else:
+            self._idle.set()
 
     def stop(self) -> None:
         """Fade out and end the current sound (within 5 ms of audio)."""
@@ -316,7 +342,10 @@ class AudioOut:
     def _fill(self, out: np.ndarray) -> int:
         """Copy the next samples into ``out``; return how many there were (lock held)."""
         written = 0
-        while written < len(out) and self._segments:
+        while written < len(out) and (self._segments or self._waiting is not None):
+            if not self._segments:  # the word has ended: the waiting status starts here
+                self._segments, self._waiting, self._kind = [self._waiting], None, "status"
+                continue
             seg = self._segments[0]
             n = min(len(out) - written, len(seg) - self._pos)
             out[written : written + n] = seg[self._pos : self._pos + n]
@@ -338,7 +367,7 @@ class AudioOut:
             n = self._fill(out)
             first = self._first_at is not None and self._handed <= self._first_at < self._handed + n
             self._handed += n
-            if n and not self._segments:
+            if n and not self._segments and self._waiting is None:
                 self._idle.set()
         out[n:] = 0.0
         if n == 0:
@@ -372,6 +401,8 @@ class WavSink:
     instead of overwriting the first run's. Hooks fire as soon as a file is written.
     """
 
+    carries_speech = False  # status speech is not written among the user's word files
+
     def __init__(
         self,
         directory: Path,
@@ -392,7 +423,10 @@ class WavSink:
         self._next = max(numbers, default=0) + 1
         self.is_playing = False
 
-    def play(self, wave: np.ndarray, sample_rate: int, label: str = "sound") -> None:
+    def play(
+        self, wave: np.ndarray, sample_rate: int, label: str = "sound", kind: str = "word"
+    ) -> None:
+        """Write ``wave`` to the next numbered file (``kind`` is accepted for AudioOut's sake)."""
         import soundfile
 
         sound = _as_mono(wave)

@@ -200,6 +200,7 @@ def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) ->
     # while the model loads; a mismatched rate is resampled in play().
     audio = open_live_audio(options, runtime_options, voice)
     stack.callback(audio.close)
+    voice.use_output(audio)  # one open device: status speech plays through it (not aplay)
     runtime = load(resolve_model(options.model), options.backend, runtime_options)
     stack.callback(runtime.close)
     runtime.warmup()
@@ -232,10 +233,14 @@ def run_live(args: argparse.Namespace) -> int:
     from app.voice import StatusVoice
 
     options = options_from(args)
-    voice = StatusVoice(verbosity=options.verbosity, enabled=options.speak_status)
+    # Messages wait for the audio output to open rather than open the device themselves
+    voice = StatusVoice(
+        verbosity=options.verbosity, enabled=options.speak_status, shared_output=True
+    )
     try:
         return _run_live(options, args.record, voice)
     except EarSightError as err:
+        voice.use_output(None)  # the audio output is closed by now: the voice's own player
         voice.say(f"error: {err.what}", level=0, printed=False)
         voice.flush(ERROR_SPEECH_S)
         raise

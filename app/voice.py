@@ -9,6 +9,15 @@ when its level is within the verbosity, spoken with pyttsx3 on a thread of its o
 never waits for speech. A new message interrupts the one being spoken and replaces any waiting
 one; a status that is out of date ("starting" after "ready") is only in the way.
 
+Where the app has an audio output open, speech goes through it (``use_output``): each message is
+synthesized with the espeak-ng program into samples (12–27 ms a message on a 2-core VM,
+2026-11-30) and handed to ``AudioOut.play(kind="status")``, which cuts an older status and lets
+a playing word finish first. No second process opens the device, which a raw ALSA ``hw`` device
+without software mixing would refuse ("device busy"). ``StatusVoice(shared_output=True)`` makes
+messages said before the output opens wait for it (the newest kept); ``flush`` with no output
+(an error before the audio opened) speaks them with the voice's own player instead.
+
+Without a shared output (WAV files instead of a device, or none attached) pyttsx3 speaks.
 pyttsx3 2.99's espeak driver synthesizes into memory and plays the result with a blocking
 ``aplay`` child process; ``engine.stop()`` cannot cut that short (it waits for ``aplay`` to end).
 So interrupting kills this process's own ``aplay`` children, and falls back to ``engine.stop()``
@@ -177,9 +186,10 @@ class StatusVoice:
     """Prints every message; speaks those with ``level <= verbosity``, newest interrupting.
 
     ``verbosity`` and ``enabled`` may be changed at any time. Hooks (tests, logs, --record):
-    ``on_started(text)`` when pyttsx3 starts an utterance, ``on_finished(text, completed)``
-    when it reports one done (both on pyttsx3's threads); ``on_spoken(text)`` on the caller's
-    thread for each message handed to speech (keep it quick: say() must not block).
+    ``on_started(text)`` when pyttsx3 starts an utterance or a message is handed to the shared
+    output, ``on_finished(text, completed)`` when pyttsx3 reports one done (not called for the
+    shared output, which does not report ends); ``on_spoken(text)`` on the caller's thread for
+    each message handed to speech (keep it quick: say() must not block).
     """
 
     def __init__(
@@ -188,6 +198,7 @@ class StatusVoice:
         rate_wpm: int = DEFAULT_RATE_WPM,
         enabled: bool = True,
         printer: Printer = print_line,
+        shared_output: bool = False,
     ) -> None:
         self.verbosity = verbosity
         self.rate_wpm = rate_wpm
@@ -207,11 +218,37 @@ class StatusVoice:
         self._done.set()
         self._cut = threading.Event()  # wakes the cut thread
         self._problem: str | None = None  # why this voice cannot be heard (set once, warned)
+        self._output: Any = None  # the AudioOut speech plays through; None: pyttsx3 (aplay)
+        self._await_output = shared_output  # messages wait for use_output() (guarded by _cond)
+        self._synthesizing = False  # the shared-output thread holds a message (guarded)
+        self._started: set[str] = set()  # modes whose threads run: "own", "shared"
 
     @property
     def available(self) -> bool:
         """False once speech turned out impossible (messages are then only printed)."""
-        return _engine_error is None and self._problem is None
+        own_ok = _engine_error is None or self._output is not None or self._await_output
+        return own_ok and self._problem is None
+
+    def use_output(self, output: Any) -> None:
+        """Speak through ``output`` from now on (an ``AudioOut``: one open device for all sound).
+
+        ``None``, or an output that does not carry speech (``WavSink``: status messages do not
+        belong among the user's word files), means the voice's own player. Messages waiting
+        for an output are spoken now.
+        """
+        carries = output is not None and getattr(output, "carries_speech", False)
+        with self._cond:
+            self._output = output if carries else None
+            self._await_output = False
+            if self._pending is not None and not self._closed:
+                self._start_threads()
+            self._cond.notify_all()
+
+    def _mode(self) -> str:
+        """The speech path: "shared" output, "await" (an output to come) or "own" (pyttsx3)."""
+        if self._output is not None:
+            return "shared"
+        return "await" if self._await_output else "own"
 
     def say(self, message: str, level: int = NORMAL, printed: bool = True) -> None:
         """Print ``message`` now; speak it in the background if ``level <= verbosity``.
@@ -232,8 +269,8 @@ class StatusVoice:
                 return
             self._pending = text  # an older waiting message is dropped: it is out of date
             self._start_threads()
-            self._cond.notify()
-            if not self._done.is_set():
+            self._cond.notify_all()
+            if self._mode() == "own" and not self._done.is_set():
                 self._cut_target = self._serial
                 self._cut.set()
 
@@ -241,12 +278,18 @@ class StatusVoice:
         """Wait until every message said so far has been spoken (False after ``timeout`` s).
 
         For a last message before the process exits (a start-up error): close() would cut it.
+        Messages still waiting for an output that never came are spoken by the own player.
         """
         deadline = time.monotonic() + timeout
+        if self._mode() == "await":
+            self.use_output(None)
         while time.monotonic() < deadline:
             with self._cond:
-                idle = self._pending is None and self._done.is_set()
-            if idle or not self._threads or not self._threads[0].is_alive():
+                idle = self._pending is None and self._done.is_set() and not self._synthesizing
+                output = self._output
+            if idle and output is not None:
+                return output.wait(max(0.0, deadline - time.monotonic()))
+            if idle or not any(t.is_alive() for t in self._threads):
                 return idle
             time.sleep(CUT_POLL_S)
         return False
@@ -275,24 +318,61 @@ class StatusVoice:
     # --- threads ----------------------------------------------------------------------------
 
     def _start_threads(self) -> None:
-        if self._threads:
+        """The threads of the current mode, once (``_cond`` held)."""
+        mode = self._mode()
+        if mode == "await" or mode in self._started:
             return
-        for target, name in ((self._speak_loop, "voice"), (self._cut_loop, "voice-cut")):
+        self._started.add(mode)
+        if mode == "shared":
+            loops = [(self._output_loop, "voice-out")]
+        else:
+            loops = [(self._speak_loop, "voice"), (self._cut_loop, "voice-cut")]
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"earsight-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
-    def _next_message(self) -> str | None:
+    def _next_message(self, mode: str = "own") -> str | None:
+        """The newest message once the voice is in ``mode``; None when closing."""
         with self._cond:
-            while self._pending is None and not self._closed:
+            while not self._closed and (self._pending is None or self._mode() != mode):
                 self._cond.wait()
             if self._closed:
                 return None
             text, self._pending = self._pending, None
             self._current = text
-            self._serial += 1
-            self._done.clear()
+            if mode == "own":
+                self._serial += 1
+                self._done.clear()
+            else:
+                self._synthesizing = True
             return text
+
+    def _output_loop(self) -> None:
+        """Shared output: synthesize each message with espeak-ng, hand it to the output."""
+        from trainer.speech import SAMPLE_RATE_HZ, Voice, espeak_version, synthesize
+
+        try:
+            espeak_version()
+        except Exception as err:  # SpeechError (not installed), OSError: printed only
+            self._problem = str(err)
+            log.warning("status speech off (%s); messages are printed only", err)
+            return
+        voice = Voice(words_per_min=self.rate_wpm)
+        while (text := self._next_message("shared")) is not None:
+            try:  # cached on disk: --record's copy of the message then costs nothing
+                wave = synthesize(text, voice)
+            except Exception as err:  # one unspeakable message ("42") must not end speech
+                log.warning("status speech failed for %r: %s", text, err)
+                wave = None
+            with self._cond:
+                self._synthesizing = False
+                output = self._output
+                stale = self._pending is not None  # a newer message came while synthesizing
+            if wave is not None and output is not None and not stale:
+                output.play(wave, SAMPLE_RATE_HZ, text, kind="status")
+                if self.on_started is not None:
+                    self.on_started(text)
 
     def _speak_loop(self) -> None:
         self._problem = player_problem()
@@ -309,7 +389,7 @@ class StatusVoice:
             ]
             try:
                 engine.setProperty("rate", self.rate_wpm)
-                while (text := self._next_message()) is not None:
+                while (text := self._next_message("own")) is not None:
                     self._speak(engine, text)
             finally:
                 for token in tokens:

@@ -113,6 +113,79 @@ def test_a_new_play_interrupts_the_sound_with_a_short_fade(out):
     assert len(cap.firsts) == 2  # each sound reported its first buffer once
 
 
+# --- one audio path: words and status speech share the stream --------------------------------
+
+
+def segment_at(played: np.ndarray, sound: np.ndarray) -> int:
+    """Where ``sound`` starts, sample-exact, in what was played; -1 if it is not there whole."""
+    audible = int(np.flatnonzero(np.abs(sound) > 1e-4)[0])
+    for start in np.flatnonzero(played == sound[audible]) - audible:
+        if 0 <= start <= len(played) - len(sound) and np.array_equal(
+            played[start : start + len(sound)], sound
+        ):
+            return int(start)
+    return -1
+
+
+@needs_portaudio
+def test_a_word_cuts_a_playing_status_with_a_fade(out):
+    cap = out.capture
+    status, word = tone(300, 2.0), tone(880, 0.3)
+    out.play(status, RATE, "camera lost", kind="status")
+    time.sleep(0.2)  # the status is audibly playing
+    out.play(word, RATE, "five")
+    assert out.wait(2.0)
+    played = cap.samples
+    start = segment_at(played, word)
+    assert 0.1 * RATE < start < 0.5 * RATE  # at once, not after the 2 s status
+    assert np.array_equal(played[: start - round(0.005 * RATE)], status[: start - 240])
+    assert np.count_nonzero(np.abs(played) > 1e-4) < 0.6 * RATE + len(word)
+    assert len(cap.firsts) == 1  # on_first_buffer reports the word, not the status
+
+
+@needs_portaudio
+def test_a_status_waits_for_the_playing_word_then_plays_whole(out):
+    cap = out.capture
+    word, status = tone(880, 0.4), tone(300, 0.3)
+    out.play(word, RATE, "five")
+    assert cap.first.wait(1.0)
+    out.play(status, RATE, "ready", kind="status")
+    assert out.is_playing
+    assert out.wait(2.0)
+    played = cap.samples
+    assert np.array_equal(played[: len(word)], word)  # not cut
+    assert np.array_equal(played[len(word) : len(word) + len(status)], status)  # right after
+
+
+@needs_portaudio
+def test_only_the_newest_status_is_heard_and_a_word_drops_a_waiting_one(out):
+    cap = out.capture
+    word, old, new = tone(880, 0.3), tone(300, 0.3), tone(500, 0.3)
+    out.play(word, RATE, "five")
+    out.play(old, RATE, "starting", kind="status")
+    out.play(new, RATE, "ready", kind="status")  # replaces the waiting one
+    assert out.wait(2.0)
+    played = cap.samples
+    assert segment_at(played, old) == -1
+    assert segment_at(played, new) == len(word)
+    cap.buffers.clear()  # a newer status cuts an older one that is playing
+    out.play(old, RATE, "starting", kind="status")
+    time.sleep(0.1)
+    out.play(new, RATE, "ready", kind="status")
+    assert out.wait(2.0)
+    played = cap.samples
+    assert 0.05 * RATE < segment_at(played, new) < 0.25 * RATE
+    cap.buffers.clear()  # a new word drops the status waiting for the old word
+    out.play(word, RATE, "five")
+    out.play(old, RATE, "starting", kind="status")
+    out.play(new, RATE, "six")
+    assert out.wait(2.0)
+    played = cap.samples
+    assert segment_at(played, old) == -1 and segment_at(played, new) >= 0
+    with pytest.raises(ValueError, match="kind"):
+        out.play(word, RATE, kind="speech")
+
+
 @needs_portaudio
 def test_other_rates_are_resampled_to_the_device_rate(out):
     rate_in, sound = 22_050, tone(1_000, 0.2, 22_050)
