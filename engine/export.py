@@ -37,6 +37,7 @@ from torch import nn
 from engine.errors import ExportError, first_line
 from engine.quantize import (
     CALIBRATION_IMAGES,
+    LOW_RES_DIVISOR,
     PARITY_IMAGES,
     Int8Parity,
     check_int8_parity,
@@ -279,7 +280,8 @@ def _quantize_checked(
     fp32 = tmp.with_name(tmp.name + ".fp32")
     os.replace(tmp, fp32)
     try:
-        quantize_int8(fp32, tmp, fitted(calibration, CALIBRATION_IMAGES))
+        max_side = cfg.image_size // LOW_RES_DIVISOR if cfg.backbone else None
+        quantize_int8(fp32, tmp, fitted(calibration, CALIBRATION_IMAGES), max_side)
         onnx.checker.check_model(str(tmp), full_check=True)
         parity = check_int8_parity(reference, tmp, fitted(test_images, PARITY_IMAGES))
     except ExportError:

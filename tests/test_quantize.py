@@ -254,3 +254,27 @@ def test_bench_on_a_fresh_clone_times_the_shipped_file_against_its_int8_variant(
     assert "speedups are vs onnx-cpu:fp32 (model.onnx) in this run" in table
     int8_line = next(line for line in table.splitlines() if line.startswith("onnx-cpu:int8"))
     assert "model.int8.onnx" in int8_line
+
+
+def test_backbone_int8_keeps_the_early_high_resolution_convolutions_float(tmp_path):
+    """efficientnet-lite0 at 160 px: 32 dense convolutions after the stem; int8 takes the 22
+    whose maps are 10×10 or smaller (stages 4–7 and the head), none of the depthwise ones."""
+    import torch
+
+    from engine.export import InferenceGraph, _export_graph
+    from engine.quantize import LOW_RES_DIVISOR, encoder_convolutions
+    from trainer.model import MTNet, make_config
+
+    torch.manual_seed(0)
+    cfg = make_config("efficientnet-lite0", n_classes=3, audio_length=800)
+    path = tmp_path / "lite0.onnx"
+    _export_graph(InferenceGraph(MTNet(cfg).eval()), path, 18, 2)
+    model = onnx.load(str(path))
+    every = encoder_convolutions(model)
+    late = encoder_convolutions(model, cfg.image_size // LOW_RES_DIVISOR)
+    assert len(every) == 32 and len(late) == 22
+    assert late == every[-22:]  # in graph order: the tail of the backbone
+    groups = {
+        n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node
+    }
+    assert all(groups[name] == 1 for name in late)
