@@ -15,6 +15,15 @@ a second opener "device busy") carries both. Priorities: a word (or earcon) cuts
 and drops a waiting status; a status cuts an older status, but waits for a playing word to end
 (only the newest waiting status is kept).
 
+Underruns (the callback late, e.g. a starved CPU): PortAudio's ALSA host recovers the PCM
+(``snd_pcm_recover``) and sound resumes with the first callback after the late one, i.e. within
+one buffer; ``underflows`` counts them. Measured through ALSA's PulseAudio plugin into a sink
+clocked like a sound card (a 300 ms late callback: 268 ms of silence, 34.8 ms buffer;
+tests/test_audio_pulse.py). The ≈ 1.9 s of silence seen before was PulseAudio's *null* sink,
+not the plugin: on an underrun the plugin reconnects its stream, the sink is idle for that
+moment and the null sink sleeps out its 2 s idle timer (none of abort+start, stop+start, stream
+priming or polling the PCM shortened it; docs/BENCHMARKS.md). A real sink has no such timer.
+
 Without an output device (no sound card, PortAudio missing) or when opening it does not return
 within ``open_timeout_s`` (an ALSA default that blocks, e.g. pointed at a FIFO nobody reads)
 ``AudioOut`` raises ``AudioUnavailable``; ``open_audio`` then falls back to ``WavSink``, which
@@ -43,8 +52,9 @@ log = logging.getLogger(__name__)
 
 FADE_OUT_S = 0.005  # fade applied to the rest of an interrupted sound
 # A new stream is "flowing" once the device has asked for this many buffers. Through ALSA's
-# PulseAudio plugin the first request comes at once and the second ≈ 1.9 s later (measured on a
-# PulseAudio sink, 2026-11-23); a sound played in that gap waits for it.
+# PulseAudio plugin into an idle PulseAudio null sink the first request comes at once and the
+# second ≈ 1.9 s later (the null sink's 2 s idle timer; a clocked sink: 41 ms, 2026-11-30); a
+# sound played in that gap waits for it.
 FLOWING_CALLBACKS = 8
 STREAM_START_TIMEOUT_S = 5.0
 OPEN_TIMEOUT_S = 3.0  # opening a device that has not answered by then counts as no device

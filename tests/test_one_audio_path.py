@@ -62,6 +62,7 @@ def audible_s(buffers: list[np.ndarray]) -> float:
     return (loud[-1] - loud[0]) / RATE if len(loud) else 0.0
 
 
+@pytest.mark.faults
 def test_speech_waits_for_the_output_then_plays_through_it_without_a_player(audio):
     from trainer.speech import SAMPLE_RATE_HZ, Voice, synthesize
 
