@@ -1,0 +1,459 @@
+"""The words a user taught EarSight, stored as plain files a person can read and edit.
+
+    store = TeachStore(default_root())             # $EARSIGHT_TEACH, else <user data>/taught
+    store.add_word("mug", photos, voice, 22_050, "microphone")
+    for word in store.words():                     # TaughtWord(name, created, source, ...)
+        wave, rate = store.voice(word.name)
+
+Layout (the folder name is the word; ``word.json`` repeats it for a reader of the folder)::
+
+    <root>/<word>/photos/0001.jpg …     RGB JPEG, quality 95, one per view
+    <root>/<word>/voice.wav             the spoken word, mono 16-bit PCM at its own rate
+    <root>/<word>/word.json             see WORD_SCHEMA
+
+Every change holds ``<root>/.lock`` (filelock: two ``earsight teach`` at once take turns) and is
+all-or-nothing: a new word is built in a hidden ``.tmp-*`` folder beside the others, each file
+fsynced, then renamed into place, so a crash or a full disk leaves the word complete or absent,
+and never touches another word. Hidden leftovers of a crash are removed by the next change.
+
+A word may also be in the shipped model's vocabulary ("cat" for the user's own cat): the store
+does not know about models; learning treats the taught photos and voice as the user's version
+of that word.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from trainer.durable import TMP_PREFIX, fsync_dir, replace_file, write_new
+from trainer.errors import EarSightError
+
+log = logging.getLogger(__name__)
+
+ENV_ROOT = "EARSIGHT_TEACH"
+MAX_WORD_CHARS = 40  # long enough for "front door key", short enough to speak as one word
+WORD_PUNCTUATION = frozenset(" -'")  # besides letters and digits ("t-shirt", "mum's keys")
+JPEG_QUALITY = 95  # photos are the training data: keep detail, ~4× smaller than PNG
+MIN_SIDE_PX = 16  # smaller photos carry nothing a 160 px backbone can use
+SAMPLE_RATE_RANGE_HZ = (8_000, 192_000)
+MAX_VOICE_S = 10.0  # a word or a short phrase; longer is a wrong file
+LOCK_TIMEOUT_S = 30.0  # another teach holding the lock longer than this is stuck or busy
+VOICE_SOURCES = ("microphone", "file", "espeak-ng")
+FORMAT = 1  # word.json "format": bump when the layout changes
+_HIDDEN = "."  # .lock, .tmp-*: never a word (a word starts with a letter or digit)
+
+WORD_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["format", "word", "created", "voice", "photos"],
+    "properties": {
+        "format": {"const": FORMAT},
+        "word": {"type": "string", "minLength": 1, "maxLength": MAX_WORD_CHARS},
+        "created": {"type": "string", "minLength": 10},
+        "updated": {"type": "string"},
+        "photos": {"type": "integer", "minimum": 0},
+        "voice": {
+            "type": "object",
+            "required": ["source", "sample_rate"],
+            "properties": {
+                "source": {"enum": list(VOICE_SOURCES)},
+                "espeak_voice": {"type": ["string", "null"]},
+                "sample_rate": {
+                    "type": "integer",
+                    "minimum": SAMPLE_RATE_RANGE_HZ[0],
+                    "maximum": SAMPLE_RATE_RANGE_HZ[1],
+                },
+                "seconds": {"type": "number", "minimum": 0},
+            },
+        },
+    },
+}
+
+
+class TeachError(EarSightError):
+    """Base of the teach-store errors: one line, what is wrong and what to do."""
+
+
+class BadWordError(TeachError):
+    """A word that cannot be taught as written (empty, odd characters, too long)."""
+
+
+class BadInputError(TeachError):
+    """Photos or a voice the store will not keep (tiny photos, a rate or length out of range)."""
+
+
+class WordExistsError(TeachError):
+    """``add_word`` of a word already taught."""
+
+
+class UnknownWordError(TeachError):
+    """A word that was never taught (or was forgotten)."""
+
+
+class StoreError(TeachError):
+    """The store's files: a broken word.json, a full or read-only disk, a busy lock."""
+
+
+@dataclass(frozen=True)
+class TaughtWord:
+    """One taught word as its word.json and folder describe it."""
+
+    name: str  # the folder name: the word as spoken and shown
+    folder: Path
+    created: str  # ISO 8601 with time zone, when it was first taught
+    voice_source: str  # one of VOICE_SOURCES
+    espeak_voice: str | None  # the espeak-ng voice, when voice_source is "espeak-ng"
+    sample_rate: int  # of voice.wav, Hz
+    voice_seconds: float
+    photo_count: int  # photos/*.jpg on disk now (word.json's count may be stale by hand edits)
+
+
+def default_root() -> Path:
+    """``$EARSIGHT_TEACH``, else platformdirs' ``user_data_dir("earsight")/taught``."""
+    root = os.environ.get(ENV_ROOT)
+    if root:
+        return Path(root).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("earsight")) / "taught"
+
+
+def check_word(name: str) -> str:
+    """The word as stored (NFC, single spaces, trimmed); BadWordError if it cannot be one."""
+    word = " ".join(unicodedata.normalize("NFC", str(name)).split())
+    fix = "use letters, digits, spaces, hyphens or apostrophes, e.g. 'front door key'"
+    if not word:
+        raise BadWordError("the word is empty", "give the word to teach, e.g. earsight teach mug")
+    odd = sorted({c for c in word if not (c.isalpha() or c.isdecimal() or c in WORD_PUNCTUATION)})
+    if odd:
+        raise BadWordError(f"{word!r} has characters a word cannot have: {''.join(odd)!r}", fix)
+    if not (word[0].isalpha() or word[0].isdecimal()):  # "-x" reads as an option, ".x" hides
+        raise BadWordError(f"{word!r} must start with a letter or digit", fix)
+    if len(word) > MAX_WORD_CHARS:
+        raise BadWordError(
+            f"{word[:20]!r}… is {len(word)} characters long",
+            f"use at most {MAX_WORD_CHARS}: a short name is quicker to hear",
+        )
+    return word
+
+
+def _disk_error(err: OSError, root: Path, doing: str) -> StoreError:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"the disk is full while {doing}; nothing of it was kept and every word already "
+            "taught is intact",
+            f"free some space on the disk of {root} and try again",
+        )
+    reason = err.strerror or str(err)
+    return StoreError(
+        f"cannot write {root} while {doing} ({reason})",
+        f"check {ENV_ROOT} or the folder's permissions",
+    )
+
+
+def _jpeg(photo: np.ndarray, index: int) -> bytes:
+    from PIL import Image
+
+    if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+        raise ValueError(
+            f"photo {index} must be RGB uint8 (H, W, 3), got {photo.dtype} {photo.shape}"
+        )
+    if min(photo.shape[:2]) < MIN_SIDE_PX:
+        raise BadInputError(
+            f"photo {index} is {photo.shape[1]}x{photo.shape[0]} pixels",
+            f"use photos at least {MIN_SIDE_PX} pixels on each side",
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(photo)).save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def _wav(wave: np.ndarray, sample_rate: int) -> bytes:
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(wave, -1.0, 1.0), sample_rate, "PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
+def _check_voice(wave: np.ndarray, sample_rate: int, source: str) -> np.ndarray:
+    wave = np.asarray(wave)
+    lo, hi = SAMPLE_RATE_RANGE_HZ
+    if source not in VOICE_SOURCES:
+        raise ValueError(f"voice source must be one of {VOICE_SOURCES}, got {source!r}")
+    if wave.ndim != 1 or wave.size == 0 or not np.issubdtype(wave.dtype, np.floating):
+        raise ValueError(
+            f"the voice must be a non-empty float mono wave, got {wave.dtype} {wave.shape}"
+        )
+    if not lo <= int(sample_rate) <= hi:
+        raise BadInputError(
+            f"the voice's sample rate {sample_rate} Hz is unusual", f"use {lo}–{hi} Hz"
+        )
+    if not np.isfinite(wave).all():
+        raise BadInputError("the voice has NaN or infinite samples", "record or pick it again")
+    if wave.size / sample_rate > MAX_VOICE_S:
+        raise BadInputError(
+            f"the voice lasts {wave.size / sample_rate:.1f} s",
+            f"say just the word: at most {MAX_VOICE_S:g} s",
+        )
+    return wave.astype(np.float32)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+class TeachStore:
+    """The taught words under ``root`` (created on the first change)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    # --- reading (no lock: every change is a rename, so a reader sees whole words) ----------
+
+    def words(self) -> list[TaughtWord]:
+        """Every taught word, by name (case-insensitive); StoreError names a broken word.json."""
+        if not self.root.is_dir():
+            return []
+        folders = [p for p in self.root.iterdir() if not p.name.startswith(_HIDDEN) and p.is_dir()]
+        return [self._read(p) for p in sorted(folders, key=lambda p: p.name.casefold())]
+
+    def word(self, name: str) -> TaughtWord:
+        """The taught word ``name`` (any case); UnknownWordError if it was never taught."""
+        return self._read(self._folder(name))
+
+    def photos(self, name: str) -> list[Path]:
+        """The word's photo files (JPEG), in the order they were taken."""
+        return sorted((self._folder(name) / "photos").glob("*.jpg"))
+
+    def voice(self, name: str) -> tuple[np.ndarray, int]:
+        """The word's voice: float32 mono (L,) in -1..1 and its sample rate in Hz."""
+        import soundfile
+
+        path = self._folder(name) / "voice.wav"
+        try:
+            wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        except Exception as err:  # missing, truncated, hand-replaced by something else
+            raise StoreError(f"cannot read {path} ({err})", _fix_broken(path)) from err
+        return wave.mean(axis=1), int(rate)
+
+    def find(self, name: str) -> Path | None:
+        """The folder of ``name`` compared case-insensitively ("Mug" is "mug"), or None."""
+        key = check_word(name).casefold()
+        if not self.root.is_dir():
+            return None
+        for path in self.root.iterdir():
+            if not path.name.startswith(_HIDDEN) and path.name.casefold() == key:
+                return path
+        return None
+
+    def check_new(self, name: str) -> str:
+        """The checked word, if it can be added; WordExistsError if it is taught already."""
+        word = check_word(name)
+        existing = self.find(word)
+        if existing is not None:
+            raise WordExistsError(
+                f"{existing.name!r} is already taught ({existing})",
+                f"add photos with `earsight teach {existing.name!r} --more`, or "
+                f"`earsight teach --forget {existing.name!r}` first",
+            )
+        return word
+
+    def _folder(self, name: str) -> Path:
+        folder = self.find(name)
+        if folder is None:
+            raise UnknownWordError(
+                f"{check_word(name)!r} is not a taught word",
+                "`earsight teach --list` shows the taught words",
+            )
+        return folder
+
+    def _read(self, folder: Path) -> TaughtWord:
+        import jsonschema
+
+        path = folder / "word.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            jsonschema.validate(data, WORD_SCHEMA)
+        except FileNotFoundError as err:
+            raise StoreError(f"{path} is missing", _fix_broken(path)) from err
+        except (OSError, ValueError, jsonschema.ValidationError) as err:
+            reason = err.message if isinstance(err, jsonschema.ValidationError) else err
+            where = "/".join(str(p) for p in getattr(err, "absolute_path", ())) or "file"
+            raise StoreError(f"{path} is broken ({where}: {reason})", _fix_broken(path)) from err
+        voice = data["voice"]
+        return TaughtWord(
+            name=folder.name,
+            folder=folder,
+            created=data["created"],
+            voice_source=voice["source"],
+            espeak_voice=voice.get("espeak_voice"),
+            sample_rate=voice["sample_rate"],
+            voice_seconds=float(voice.get("seconds", 0.0)),
+            photo_count=len(list((folder / "photos").glob("*.jpg"))),
+        )
+
+    # --- changing (locked, all-or-nothing) -----------------------------------------------
+
+    def add_word(
+        self,
+        name: str,
+        photos: Sequence[np.ndarray],
+        voice: np.ndarray,
+        sample_rate: int,
+        source: str,
+        espeak_voice: str | None = None,
+    ) -> TaughtWord:
+        """Teach a new word: its photos (RGB uint8 (H, W, 3)) and voice (float mono, -1..1).
+
+        Raises BadWordError, WordExistsError, BadInputError, or StoreError (disk full,
+        unwritable, lock busy); on any error the root is as it was.
+        """
+        if not photos:
+            raise BadInputError("no photos to keep", "take or give at least one photo")
+        wave = _check_voice(voice, sample_rate, source)
+        encoded = [_jpeg(p, i + 1) for i, p in enumerate(photos)]  # bad input before any write
+        with self._locked(f"saving {check_word(name)!r}"):
+            word = self.check_new(name)
+            meta = {
+                "format": FORMAT,
+                "word": word,
+                "created": _now(),
+                "photos": len(encoded),
+                "voice": {
+                    "source": source,
+                    "espeak_voice": espeak_voice,
+                    "sample_rate": int(sample_rate),
+                    "seconds": round(wave.size / sample_rate, 3),
+                },
+            }
+            staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.root))
+            try:
+                (staging / "photos").mkdir()
+                for i, data in enumerate(encoded, 1):
+                    write_new(staging / "photos" / f"{i:04d}.jpg", data)
+                write_new(staging / "voice.wav", _wav(wave, int(sample_rate)))
+                write_new(staging / "word.json", _json(meta))
+                fsync_dir(staging / "photos")
+                fsync_dir(staging)
+                os.rename(staging, self.root / word)  # the word appears whole, or not at all
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            fsync_dir(self.root)
+        log.info("taught %r: %d photos in %s", word, len(encoded), self.root / word)
+        return self.word(word)
+
+    def add_photos(self, name: str, photos: Sequence[np.ndarray]) -> TaughtWord:
+        """More views of a taught word, numbered after its last photo; all kept or none."""
+        if not photos:
+            raise BadInputError("no photos to add", "take or give at least one photo")
+        encoded = [_jpeg(p, i + 1) for i, p in enumerate(photos)]
+        with self._locked(f"adding photos of {check_word(name)!r}"):
+            folder = self._folder(name)
+            self._read(folder)  # a broken word.json is reported before anything is written
+            folder_photos = folder / "photos"
+            folder_photos.mkdir(exist_ok=True)
+            numbers = [int(p.stem) for p in folder_photos.glob("*.jpg") if p.stem.isdecimal()]
+            first = max(numbers, default=0) + 1
+            written: list[Path] = []
+            try:  # hidden temps first: on a full disk none becomes a photo
+                for i, data in enumerate(encoded):
+                    tmp = folder_photos / f"{TMP_PREFIX}{first + i:04d}.jpg"
+                    written.append(tmp)
+                    write_new(tmp, data)
+                meta = json.loads((folder / "word.json").read_text(encoding="utf-8"))
+                meta["photos"] = len(numbers) + len(encoded)
+                meta["updated"] = _now()
+                replace_file(folder / "word.json", _json(meta))
+            except BaseException:
+                for tmp in written:
+                    tmp.unlink(missing_ok=True)
+                raise
+            for i, tmp in enumerate(written):
+                os.rename(tmp, folder_photos / f"{first + i:04d}.jpg")
+            fsync_dir(folder_photos)
+        return self.word(folder.name)
+
+    def forget(self, name: str) -> None:
+        """Remove a taught word and its files (hidden first, so it goes at once)."""
+        with self._locked(f"forgetting {check_word(name)!r}"):
+            folder = self._folder(name)
+            trash = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}forget-", dir=self.root))
+            os.rename(folder, trash / folder.name)
+            fsync_dir(self.root)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def rename(self, old: str, new: str) -> TaughtWord:
+        """Call a taught word ``new``; its photos and voice stay. The folder name is the word,
+        so the rename is one atomic folder rename; word.json's copy follows."""
+        with self._locked(f"renaming {check_word(old)!r}"):
+            folder = self._folder(old)
+            word = check_word(new)
+            existing = self.find(word)
+            if existing is not None and existing != folder:
+                raise WordExistsError(
+                    f"{existing.name!r} is already taught",
+                    f"pick another name, or `earsight teach --forget {existing.name!r}` first",
+                )
+            meta = json.loads((folder / "word.json").read_text(encoding="utf-8"))
+            target = self.root / word
+            os.rename(folder, target)
+            fsync_dir(self.root)
+            meta["word"], meta["updated"] = word, _now()
+            replace_file(target / "word.json", _json(meta))
+        return self.word(word)
+
+    @contextlib.contextmanager
+    def _locked(self, doing: str) -> Iterator[None]:
+        """Hold ``<root>/.lock``; turn disk errors into one StoreError line; clear leftovers."""
+        import filelock
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = filelock.FileLock(str(self.root / f"{_HIDDEN}lock"), timeout=LOCK_TIMEOUT_S)
+            with lock:
+                self._clear_leftovers()
+                yield
+        except filelock.Timeout as err:
+            raise StoreError(
+                f"another earsight teach has been changing {self.root} for {LOCK_TIMEOUT_S:g} s",
+                "wait for it to finish, then try again",
+            ) from err
+        except OSError as err:
+            raise _disk_error(err, self.root, doing) from err
+
+    def _clear_leftovers(self) -> None:
+        """Hidden .tmp-* of a change that crashed (the lock says none is running now)."""
+        for path in [
+            *self.root.glob(f"{TMP_PREFIX}*"),
+            *self.root.glob(f"*/{TMP_PREFIX}*"),
+            *self.root.glob(f"*/photos/{TMP_PREFIX}*"),
+        ]:
+            log.debug("removing %s, left by an interrupted change", path)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _json(meta: dict) -> bytes:
+    return (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _fix_broken(path: Path) -> str:
+    return f"fix or delete {path} by hand, or `earsight teach --forget {path.parent.name!r}`"
