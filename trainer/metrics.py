@@ -23,7 +23,7 @@ import numpy as np
 from scipy import sparse
 from scipy.signal import get_window, resample_poly
 
-from trainer.errors import MetricError
+from trainer.errors import MetricError, SpeechError
 from trainer.speech import trim_silence
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,8 @@ RECOGNIZER_RATE_HZ = 16_000  # pocketsphinx's default en-us acoustic model
 DECODE_PEAK = 0.5  # input peak-normalized to this (full scale 1.0): the model's CMN wants a level
 DEFAULT_DITHER = 1.5e-3  # std of the added noise, full-scale units (-50 dB re the peak)
 RECOGNIZER_PAD_S = 0.3  # silence (+ dither) on both sides: the search needs leading silence
-# Words missing from pocketsphinx's CMUdict that the project's vocabularies (CIFAR-100) use.
+# Words missing from pocketsphinx's CMUdict: these hand-written ones first, then espeak-ng's
+# phonemes mapped to ARPAbet (trainer.pronounce), for words such as a user's "pillbox".
 EXTRA_PRONUNCIATIONS = {"shrew": "SH R UW"}  # ARPAbet, as CMUdict's "shrewd" minus D
 _FILLER_PREFIXES = ("<", "[", "+")  # <s>, <sil>, [NOISE], +SMACK+: not words
 
@@ -221,6 +222,19 @@ _FILLER_PREFIXES = ("<", "[", "+")  # <s>, <sil>, [NOISE], +SMACK+: not words
 def _normalize_entry(entry: str) -> str:
     """Class name → dictionary form: "Maple_Tree " → "maple tree" (lower case, spaces)."""
     return " ".join(str(entry).replace("_", " ").lower().split())
+
+
+def _espeak_pronunciation(token: str) -> str:
+    """ARPAbet for a word CMUdict lacks ("pillbox", a user's own word), from espeak-ng."""
+    from trainer.pronounce import arpabet  # only words outside the dictionary need espeak-ng
+
+    try:
+        return arpabet(token)
+    except SpeechError as err:
+        raise MetricError(
+            f"{token!r} is not in pocketsphinx's pronunciation dictionary and {err.what}",
+            err.fix or "add it to metrics.EXTRA_PRONUNCIATIONS",
+        ) from err
 
 
 class WordRecognizer:
@@ -266,12 +280,8 @@ class WordRecognizer:
         for token in tokens:
             if self._decoder.lookup_word(token) is not None:
                 continue
-            if token not in EXTRA_PRONUNCIATIONS:
-                raise MetricError(
-                    f"{token!r} is not in pocketsphinx's pronunciation dictionary",
-                    "use words from CMUdict, or add it to metrics.EXTRA_PRONUNCIATIONS",
-                )
-            self._decoder.add_word(token, EXTRA_PRONUNCIATIONS[token], True)
+            phones = EXTRA_PRONUNCIATIONS.get(token) or _espeak_pronunciation(token)
+            self._decoder.add_word(token, phones, True)
 
     def _pcm(self, wave: np.ndarray) -> bytes | None:
         """(L,) float at sample_rate_in → 16 kHz int16 bytes, padded, dithered; None if silent."""
