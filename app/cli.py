@@ -7,6 +7,7 @@
     earsight live [--source 0] [--keys auto|hotkey|terminal|evdev] [--model cifar10-ad]
     earsight soundscape [...]      live, starting in the vOICe soundscape mode
     earsight doctor [...]          checks camera, audio, speech, GPU, TensorRT, model
+    earsight teach WORD [...] | --list | --forget WORD | --rename OLD NEW
 
 Adding a subcommand is one ``_add_<name>(sub)`` function that builds its parser and sets
 ``run=<function(args) -> int>``, plus one entry in ``COMMANDS``. User errors (``EarSightError``,
@@ -311,6 +312,57 @@ def _run_describe(args: argparse.Namespace) -> int:
     return run_describe(args)
 
 
+# --- teach ----------------------------------------------------------------------------------
+
+
+def _add_teach(sub: argparse._SubParsersAction) -> None:
+    from app.teach import DEFAULT_SECONDS, DEFAULT_VIEWS
+
+    p = sub.add_parser(
+        "teach",
+        help="store your own object: its views and its spoken word (then: learning)",
+        description="Teach a word: photos from the camera (or a video, a folder, --photos) and "
+        "its sound from the microphone, a WAV file or espeak-ng, stored in $EARSIGHT_TEACH "
+        "(default: the user data folder's earsight/taught).",
+    )
+    p.add_argument("word", nargs="?", help="the word to teach, e.g. 'front door key'")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--list", action="store_true", help="the taught words")
+    action.add_argument("--forget", metavar="WORD", help="remove a taught word and its files")
+    action.add_argument("--rename", nargs=2, metavar=("OLD", "NEW"), help="rename a taught word")
+    action.add_argument("--more", action="store_true", help="add views of a taught WORD")
+    photos = p.add_mutually_exclusive_group()
+    photos.add_argument(
+        "--source", help="camera (0, /dev/video0, csi://0, rtsp://…), video, folder"
+    )
+    photos.add_argument("--photos", type=Path, metavar="DIR", help="use these photos, no camera")
+    voice = p.add_mutually_exclusive_group()
+    voice.add_argument("--voice-file", type=Path, metavar="WAV", help="the word's sound")
+    voice.add_argument("--espeak-voice", metavar="VOICE", help="espeak-ng says it (e.g. en-gb)")
+    p.add_argument("--views", type=_positive_int, default=DEFAULT_VIEWS, help="kept per side")
+    p.add_argument(
+        "--seconds", type=_seconds, default=DEFAULT_SECONDS, help="capture time per side"
+    )
+    p.add_argument("--no-speech", dest="speak", action="store_false", help="print, do not speak")
+    p.set_defaults(run=_run_teach, parser=p)
+
+
+def _run_teach(args: argparse.Namespace) -> int:
+    from app.teach import run_teach
+
+    other = args.list or args.forget is not None or args.rename is not None
+    if other == (args.word is not None):  # exactly one of: WORD, --list, --forget, --rename
+        args.parser.error("give a WORD to teach, or one of --list, --forget WORD, --rename OLD NEW")
+    given = [f for f in ("source", "photos", "voice_file", "espeak_voice") if getattr(args, f)]
+    if other and given:
+        args.parser.error(f"--{given[0].replace('_', '-')} goes with teaching a WORD")
+    if args.seconds <= 0:
+        args.parser.error("--seconds must be more than 0")
+    if args.more and (args.voice_file or args.espeak_voice):
+        args.parser.error("--more adds views only; the word keeps its voice")
+    return run_teach(args)
+
+
 # --- main -----------------------------------------------------------------------------------
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -321,6 +373,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_live,
     add_soundscape,
     add_doctor,
+    _add_teach,
 )
 
 

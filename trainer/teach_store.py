@@ -355,7 +355,7 @@ class TeachStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             fsync_dir(self.root)
-        log.info("taught %r: %d photos in %s", word, len(encoded), self.root / word)
+        log.debug("taught %r: %d photos in %s", word, len(encoded), self.root / word)
         return self.word(word)
 
     def add_photos(self, name: str, photos: Sequence[np.ndarray]) -> TaughtWord:
