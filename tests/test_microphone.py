@@ -1,0 +1,252 @@
+"""app.microphone on a real capture device: ALSA's ``file`` plugin reading a raw PCM file.
+
+ALSA's file plugin with ``infile`` serves the file's bytes as a capture device (and PortAudio
+lists it with input channels): espeak-ng speech written as raw s16le at 48 kHz is what the
+"microphone" hears, byte for byte; after the file's end the ``null`` slave gives silence. The
+device runs faster than real time (a null slave has no clock), so press-to-talk recordings run
+full at ``max_seconds``; fixed-length ones take milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes.util
+import importlib.util
+import io
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.audio import WavSink
+from app.microphone import (
+    MAX_SPEECH_S,
+    TRIM_MARGIN_MS,
+    ClippedRecording,
+    NoMicrophone,
+    SilentRecording,
+    SpeechTooLong,
+    SpeechTooShort,
+    UnknownMicrophone,
+    dbfs,
+    record_voice,
+    wait_for_enter,
+)
+from engine.postprocess import resample
+from tests.alsa_null import rescan_portaudio
+from trainer.errors import UsageError
+from trainer.speech import SAMPLE_RATE_HZ, trim_silence
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("sounddevice") is None
+    or not ctypes.util.find_library("portaudio")
+    or ctypes.util.find_library("asound") is None,
+    reason="sounddevice/PortAudio/ALSA not installed (pip install 'earsight[app]', libportaudio2)",
+)
+RATE = 48_000
+NOISE_STD = 3e-4  # the file's background: -70 dBFS, a quiet room through a decent microphone
+LEAD_S = 0.5  # silence before the word, as between a key press and speaking
+VOCABULARY = ("pillbox", "earsight", "wumpus", "kettle", "remote", "wallet")
+
+
+def file_mic_config(infile: Path) -> str:
+    # raw: the file's bytes are the samples, in whatever format the client asked for (int16)
+    return (
+        f'pcm.!default {{ type file slave.pcm "null" file "/dev/null" infile "{infile}" '
+        'format "raw" }\npcm.null { type null }\n'
+    )
+
+
+class FileMicrophone(contextlib.AbstractContextManager):
+    """The default ALSA device of this process captures ``self.raw`` (PortAudio re-scanned)."""
+
+    def __init__(self, directory: Path, config: str | None = None) -> None:
+        self.raw = directory / "mic.s16le"
+        self.config = directory / "asound.conf"
+        self.raw.write_bytes(b"")
+        self.config.write_text(config or file_mic_config(self.raw))
+        self._previous: str | None = None
+
+    def feed(self, wave: np.ndarray) -> None:
+        """What the microphone hears next: float (L,) at RATE → the raw s16le file."""
+        pcm = np.clip(np.round(np.asarray(wave) * 32768), -32768, 32767).astype("<i2")
+        self.raw.write_bytes(pcm.tobytes())
+
+    def __enter__(self) -> FileMicrophone:
+        self._previous = os.environ.get("ALSA_CONFIG_PATH")
+        os.environ["ALSA_CONFIG_PATH"] = str(self.config)
+        rescan_portaudio()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is None:
+            os.environ.pop("ALSA_CONFIG_PATH", None)
+        else:
+            os.environ["ALSA_CONFIG_PATH"] = self._previous
+        rescan_portaudio()
+
+
+def in_a_room(speech: np.ndarray, lead_s: float = LEAD_S, tail_s: float = 1.0) -> np.ndarray:
+    """``speech`` with quiet room noise before and after it, (L,) at RATE."""
+    pad = lambda s: np.zeros(round(s * RATE), np.float32)  # noqa: E731
+    wave = np.concatenate([pad(lead_s), speech, pad(tail_s)])
+    return wave + np.random.default_rng(0).normal(0.0, NOISE_STD, wave.size)
+
+
+@pytest.fixture(scope="module")
+def word() -> np.ndarray:
+    """espeak-ng's "pillbox" (canonical voice, peak 0.5) at RATE, (L,)."""
+    from trainer.speech import synthesize
+
+    return resample(synthesize("pillbox"), SAMPLE_RATE_HZ, RATE).astype(np.float32)
+
+
+def spoken_s(wave: np.ndarray) -> float:
+    """Seconds from the first to the last sample above -40 dB re the peak."""
+    return trim_silence(wave, -40.0, 0.0, RATE).size / RATE
+
+
+@pytest.fixture
+def mic(tmp_path):
+    import sounddevice  # noqa: F401  # imported first, so entering re-scans, as the app will
+
+    with FileMicrophone(tmp_path) as device:
+        yield device
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    text = str(err.value)
+    assert "\n" not in text and " — " in text, text  # what — fix
+    return text
+
+
+def test_records_the_word_trimmed_and_pocketsphinx_hears_it(mic, word):
+    from trainer.metrics import WordRecognizer
+
+    mic.feed(in_a_room(word))
+    lines: list[str] = []
+    rec = record_voice(seconds=3.0, on_status=lines.append)
+    assert rec.sample_rate == RATE and rec.wave.dtype == np.float32 and rec.wave.ndim == 1
+    assert rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)  # "pillbox": 0.874 s
+    margins = 2 * TRIM_MARGIN_MS / 1000  # kept around the speech
+    assert rec.wave.size / RATE == pytest.approx(rec.speech_s + margins, abs=0.01)
+    assert rec.peak_dbfs == pytest.approx(dbfs(0.5), abs=0.2)  # synthesize's peak level
+    assert lines == ["recording for 3 s", f"recorded {rec.speech_s:.1f} s, peak -6 dBFS"]
+    heard = WordRecognizer(VOCABULARY, sample_rate_in=RATE).recognize(rec.wave)
+    assert heard == "pillbox"
+
+
+def test_press_to_talk_plays_the_recording_back(mic, word, tmp_path):
+    mic.feed(in_a_room(word))
+    pressed, lines = threading.Event(), []
+    pressed.set()
+    sink = WavSink(tmp_path / "played")
+    rec = record_voice(
+        start=pressed.wait, stop=lambda: time.sleep(0.2), on_status=lines.append, playback=sink
+    )
+    assert lines[0] == "recording, up to 4 s"
+    assert rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)
+    import soundfile as sf
+
+    played, rate = sf.read(sink.written[0], dtype="float32")
+    assert sink.written[0].name == "0001-your-recording.wav" and rate == RATE
+    assert np.allclose(played, rec.wave, atol=1 / 32_768)
+
+
+def test_enter_starts_and_stops_on_a_terminal(mic, word):
+    mic.feed(in_a_room(word))
+    keys = io.StringIO("\n\n")
+    rec = record_voice(start=wait_for_enter(keys), stop=wait_for_enter(keys))
+    assert keys.read() == "" and rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)
+    with pytest.raises(UsageError, match="no terminal") as info:
+        record_voice(start=wait_for_enter(io.StringIO("")), stop=wait_for_enter(keys))
+    one_line(info)
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+@pytest.mark.faults
+def test_a_silent_recording_is_one_line(mic):
+    mic.feed(in_a_room(np.zeros(RATE, np.float32)))
+    with pytest.raises(SilentRecording, match="silent") as info:
+        record_voice(seconds=2.0)
+    assert "(loudest -5" in one_line(info)  # the room noise's loudest sample: -57 dBFS
+
+
+@pytest.mark.faults
+def test_a_clipped_recording_is_one_line(mic, word):
+    mic.feed(in_a_room(np.clip(word * 8.0, -1.0, 1.0)))  # +18 dB into a full-scale limit
+    with pytest.raises(ClippedRecording, match="clipped") as info:
+        record_voice(seconds=2.0)
+    one_line(info)
+
+
+@pytest.mark.faults
+def test_a_click_is_too_short(mic):
+    click = 0.5 * np.hanning(round(0.1 * RATE)).astype(np.float32)  # 100 ms, 89 ms over -40 dB
+    mic.feed(in_a_room(click))
+    with pytest.raises(SpeechTooShort, match="ms of sound") as info:
+        record_voice(seconds=2.0)
+    one_line(info)
+
+
+@pytest.mark.faults
+def test_a_sentence_or_a_cut_off_word_is_too_long(mic, word):
+    sentence = np.tile(word, int(MAX_SPEECH_S / (word.size / RATE)) + 1)
+    mic.feed(in_a_room(sentence))
+    with pytest.raises(SpeechTooLong, match="at most") as info:
+        record_voice(seconds=4.0)
+    one_line(info)
+    mic.feed(in_a_room(word))
+    with pytest.raises(SpeechTooLong, match="cut off") as info:
+        record_voice(seconds=LEAD_S + 0.4)  # ends in the middle of the word
+    one_line(info)
+
+
+@pytest.mark.faults
+def test_an_unknown_device_names_the_input_devices(mic):
+    with pytest.raises(UnknownMicrophone, match="'usb mic'") as info:
+        record_voice(device="usb mic", seconds=1.0)
+    assert "input devices: 0 default" in one_line(info)
+
+
+@pytest.mark.faults
+def test_no_input_device_is_one_line(tmp_path):
+    import sounddevice  # noqa: F401
+
+    no_card = "pcm.!default { type hw card 97 }\n"  # no such card
+    with FileMicrophone(tmp_path, no_card), pytest.raises(NoMicrophone, match="no microph") as info:
+        record_voice(seconds=1.0)
+    assert "the system has no input device" in one_line(info)
+
+
+@pytest.mark.faults
+def test_no_sounddevice_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # `import sounddevice` fails
+    with pytest.raises(NoMicrophone, match="no microphone") as info:
+        record_voice(seconds=1.0)
+    one_line(info)
+
+
+@pytest.mark.faults
+def test_a_device_that_never_opens_is_no_microphone_within_the_timeout(mic):
+    mic.raw.unlink()
+    os.mkfifo(mic.raw)  # after PortAudio's scan: opening it now waits for a writer forever
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(NoMicrophone, match=r"did not open within 0\.5 s") as info:
+            record_voice(seconds=1.0, open_timeout_s=0.5)
+        assert time.monotonic() - t0 < 1.5
+        one_line(info)
+    finally:  # let the abandoned opener finish (its stream is closed) before PortAudio rescans
+        writer = os.open(mic.raw, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(writer)
+        deadline = time.monotonic() + 5.0
+        while any(t.name == "mic-open" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the abandoned opener is still blocked"
+            time.sleep(0.05)
