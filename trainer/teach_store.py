@@ -238,7 +238,7 @@ class TeachStore:
 
     def photos(self, name: str) -> list[Path]:
         """The word's photo files (JPEG), in the order they were taken."""
-        return sorted((self._folder(name) / "photos").glob("*.jpg"))
+        return _photo_files(self._folder(name))
 
     def voice(self, name: str) -> tuple[np.ndarray, int]:
         """The word's voice: float32 mono (L,) in -1..1 and its sample rate in Hz."""
@@ -304,7 +304,7 @@ class TeachStore:
             espeak_voice=voice.get("espeak_voice"),
             sample_rate=voice["sample_rate"],
             voice_seconds=float(voice.get("seconds", 0.0)),
-            photo_count=len(list((folder / "photos").glob("*.jpg"))),
+            photo_count=len(_photo_files(folder)),
         )
 
     # --- changing (locked, all-or-nothing) -----------------------------------------------
@@ -368,7 +368,7 @@ class TeachStore:
             self._read(folder)  # a broken word.json is reported before anything is written
             folder_photos = folder / "photos"
             folder_photos.mkdir(exist_ok=True)
-            numbers = [int(p.stem) for p in folder_photos.glob("*.jpg") if p.stem.isdecimal()]
+            numbers = [int(p.stem) for p in _photo_files(folder) if p.stem.isdecimal()]
             first = max(numbers, default=0) + 1
             written: list[Path] = []
             try:  # hidden temps first: on a full disk none becomes a photo
@@ -449,6 +449,12 @@ class TeachStore:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+def _photo_files(folder: Path) -> list[Path]:
+    """``photos/*.jpg`` in name order, without hidden temps (pathlib's glob matches dotfiles)."""
+    photos = (folder / "photos").glob("*.jpg")
+    return sorted(p for p in photos if not p.name.startswith(_HIDDEN))
 
 
 def _json(meta: dict) -> bytes:

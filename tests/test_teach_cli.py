@@ -1,0 +1,353 @@
+"""``earsight teach`` as a user runs it: real processes, a real video file as the camera, real
+espeak-ng, real WAV files, the store in a tmp folder (EARSIGHT_TEACH); the frame checks of
+app/teach_capture.py on real photos. Every bad input: exit 2, one line, nothing taught lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_teach_store import snapshot
+
+cv2 = pytest.importorskip("cv2")
+skimage_data = pytest.importorskip("skimage.data")
+
+ROOT = Path(__file__).resolve().parents[1]
+EARSIGHT = [sys.executable, "-m", "app.cli"]
+FAST = ["--views", "5", "--seconds", "1", "--no-speech"]  # 5 views a side in 1 s
+
+
+def teach(tmp: Path, *args: str, prefix: list[str] | None = None, timeout: int = 120):
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "EARSIGHT_TEACH": str(tmp / "taught"),
+        "EARSIGHT_CACHE": str(tmp / "cache"),
+    }
+    cmd = [*(prefix or []), *EARSIGHT, "teach", *args]
+    return subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess, *words: str) -> str:
+    assert done.returncode == 2, (done.stdout[-1500:], done.stderr[-1500:])
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert all(w in lines[0] for w in words), lines[0]
+    return lines[0]
+
+
+def _object(angle: float, gain: float = 1.0, blur: float = 0.0) -> np.ndarray:
+    """The astronaut photo turned by ``angle`` degrees on a grey 320×240 frame (BGR)."""
+    image = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (240, 240))
+    turn = cv2.getRotationMatrix2D((120, 120), angle, 1.0)
+    image = cv2.warpAffine(image, turn, (240, 240), borderMode=cv2.BORDER_REFLECT)
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    frame[:, 40:280] = image
+    if blur:
+        frame = cv2.GaussianBlur(frame, (0, 0), blur)
+    return np.clip(frame * gain, 0, 255).astype(np.uint8)
+
+
+def make_video(path: Path, n: int = 60, step_deg: float = 4.0, **look: float) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    assert writer.isOpened(), "OpenCV cannot write MJPG .avi here"
+    for i in range(n):
+        writer.write(_object(i * step_deg, **look))
+    writer.release()
+    return path
+
+
+def write_wav(path: Path, wave: np.ndarray, rate: int = 22_050, channels: int = 1) -> Path:
+    import soundfile
+
+    soundfile.write(path, np.repeat(wave[:, None], channels, axis=1), rate, "PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def spoken() -> np.ndarray:
+    from trainer.speech import synthesize
+
+    return synthesize("cup")  # real espeak-ng, peak 0.5
+
+
+@pytest.fixture(scope="module")
+def taught_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding 'mug' (10 views from a video, espeak-ng en-gb), taught once a module."""
+    tmp = tmp_path_factory.mktemp("taught")
+    done = teach(tmp, "mug", "--source", str(make_video(tmp / "turn.avi")),
+                 "--espeak-voice", "en-gb", *FAST)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return tmp
+
+
+@pytest.fixture
+def taught(taught_once: Path, tmp_path: Path) -> Path:
+    """A private copy of taught_once's folder (store, video, speech cache) in tmp_path."""
+    shutil.copytree(taught_once, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+# --- the happy paths ------------------------------------------------------------------------
+
+
+def test_teach_from_a_video_camera_says_each_step_and_stores_the_word(taught: Path):
+    from trainer.teach_store import TeachStore
+
+    store = TeachStore(taught / "taught")
+    (word,) = store.words()
+    assert (word.name, word.photo_count, word.voice_source, word.espeak_voice) == (
+        "mug",
+        10,
+        "espeak-ng",
+        "en-gb",
+    )
+    wave, rate = store.voice("mug")
+    assert rate == 22_050 and 0.2 < wave.size / rate < 2.0 and np.abs(wave).max() > 0.3
+    listing = teach(taught, "--list", "--no-speech")
+    assert listing.returncode == 0
+    assert "mug: 10 photos, voice espeak-ng en-gb" in listing.stdout
+
+
+def test_the_steps_are_printed_in_order(tmp_path: Path):
+    video = make_video(tmp_path / "turn.avi")
+    done = teach(tmp_path, "Pill box", "--source", str(video), "--espeak-voice", "en-us", *FAST)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    steps = [
+        "teaching 'Pill box'",
+        "hold the object in front of the camera and turn it slowly; press space",
+        "captured 5 views",
+        "now from another side; press space",
+        "captured 5 views",
+        "stored 'Pill box': 10 photos",
+        "earsight teach --learn",
+    ]
+    at = 0
+    for step in steps:  # each step after the one before
+        at = next((i for i in range(at, len(lines)) if step in lines[i]), -1) + 1
+        assert at, (step, done.stdout)
+
+
+def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np.ndarray):
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(pics / f"img{i}.jpg"), _object(30 * i))
+    cv2.imwrite(str(pics / "big.png"), cv2.resize(_object(5), (2000, 1500)))
+    (pics / "notes.jpg").write_bytes(b"not a picture")
+    wav = write_wav(tmp_path / "cup.wav", np.concatenate([np.zeros(4000), spoken]), channels=2)
+    done = teach(tmp_path, "cup", "--photos", str(pics), "--voice-file", str(wav), "--no-speech")
+    assert done.returncode == 0, done.stderr
+    assert "skipped:" in done.stdout and "notes.jpg" in done.stdout
+    from trainer.teach_store import TeachStore
+
+    store = TeachStore(tmp_path / "taught")
+    assert store.word("cup").photo_count == 5 and store.word("cup").voice_source == "file"
+    from PIL import Image
+
+    assert max(Image.open(store.photos("cup")[0]).size) == 1024  # big.png, scaled down
+    wave, _ = store.voice("cup")
+    assert wave.size < spoken.size + 1000  # the leading silence was trimmed
+    more = teach(tmp_path, "CUP", "--more", "--photos", str(pics), "--no-speech")
+    assert more.returncode == 0, more.stderr
+    assert store.word("cup").photo_count == 10 and "10 in all" in more.stdout
+
+
+def test_forget_and_rename(taught: Path):
+    done = teach(taught, "--rename", "mug", "my mug", "--no-speech")
+    assert done.returncode == 0 and "'mug' is now 'my mug'" in done.stdout
+    done = teach(taught, "--forget", "My Mug", "--no-speech")
+    assert done.returncode == 0 and "forgot 'my mug'" in done.stdout
+    assert "no words taught yet" in teach(taught, "--list", "--no-speech").stdout
+
+
+# --- bad input: one line, exit 2, nothing taught lost -----------------------------------------
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["", "--espeak-voice", "en-us"], ["the word is empty"]),
+        (["   ", "--espeak-voice", "en-us"], ["the word is empty"]),
+        (["cup/../x", "--espeak-voice", "en-us"], ["characters a word cannot have"]),
+        (["x" * 41, "--espeak-voice", "en-us"], ["41 characters"]),
+        (["MUG", "--espeak-voice", "en-us"], ["already taught", "--more", "--forget"]),
+        (["cup", "--more"], ["'cup' is not a taught word", "--list"]),
+        (["--forget", "cup"], ["'cup' is not a taught word"]),
+        (["--rename", "cup", "tea"], ["'cup' is not a taught word"]),
+        (["--rename", "mug", "a.b"], ["characters a word cannot have"]),
+        (["cup", "--espeak-voice", "xx-nope"], ["espeak-ng could not speak", "xx-nope"]),
+        (["cup", "--voice-file", "/nonexistent/cup.wav"], ["cannot read the voice file"]),
+        (["cup", "--voice-file", "{silent}"], ["is silent", "closer to the microphone"]),
+        (["cup", "--voice-file", "{clipped}"], ["is clipped", "% of its samples"]),
+        (["cup", "--voice-file", "{notaudio}"], ["cannot read the voice file"]),
+        (["cup", "--espeak-voice", "en-us", "--source", "/dev/video63"], ["camera"]),
+        (["cup", "--espeak-voice", "en-us", "--photos", "{empty}"], ["no readable photos"]),
+        (["cup", "--espeak-voice", "en-us", "--photos", "/nonexistent"], ["not a folder"]),
+        (["--list", "mug"], ["give a WORD to teach, or one of"]),
+        ([], ["give a WORD to teach, or one of"]),
+        (["mug", "--more", "--voice-file", "x.wav"], ["--more adds views only"]),
+        (["cup", "--seconds", "0"], ["--seconds"]),
+        (["--forget", "mug", "--photos", "x"], ["--photos goes with teaching a WORD"]),
+    ],
+)
+def test_bad_input_is_one_line_and_keeps_what_is_taught(taught, spoken, args, words):
+    files = {
+        "{silent}": write_wav(taught / "silent.wav", np.zeros(22_050)),
+        "{clipped}": write_wav(taught / "loud.wav", np.clip(spoken * 8, -1, 1)),
+        "{notaudio}": taught / "turn.avi",
+        "{empty}": taught / "cache",
+    }
+    before = snapshot(taught / "taught")
+    done = teach(taught, *FAST, *[str(files.get(a, a)) for a in args])
+    one_line_error(done, *words)
+    assert snapshot(taught / "taught") == before
+
+
+@pytest.mark.faults
+def test_without_a_microphone_teach_says_so_in_one_line_before_the_camera(tmp_path):
+    """app.microphone is blocked (as if not built) so the test holds once it exists too."""
+    code = (
+        "import sys; sys.modules['app.microphone'] = None; from app.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    video = make_video(tmp_path / "turn.avi", n=10)
+    cmd = [sys.executable, "-c", code, "teach", "cup", "--source", str(video), *FAST]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EARSIGHT_TEACH": str(tmp_path / "taught")}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    one_line_error(done, "microphone is not available here", "--voice-file", "--espeak-voice")
+    assert "hold the object" not in done.stdout  # said before the user holds anything up
+    assert not (tmp_path / "taught" / "cup").exists()
+
+
+@pytest.mark.faults
+def test_a_hand_broken_word_json_is_one_line_and_forget_still_works(taught: Path):
+    path = taught / "taught" / "mug" / "word.json"
+    path.write_text('{"format": 1, "word": "mug", "photos": "many"}')
+    one_line_error(teach(taught, "--list", "--no-speech"), str(path), "broken")
+    done = teach(taught, "--forget", "mug", "--no-speech")
+    assert done.returncode == 0, done.stderr
+    assert not (taught / "taught" / "mug").exists()
+
+
+# --- capture advice ---------------------------------------------------------------------------
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(
+    ("look", "advice"),
+    [
+        ({"gain": 0.12}, "too dark"),
+        ({"blur": 4.0}, "blurred"),
+        ({"step_deg": 0.0}, "the same view"),
+    ],
+)
+def test_bad_frames_are_said_at_most_every_two_seconds_and_nothing_is_stored(
+    tmp_path, look, advice
+):
+    video = make_video(tmp_path / "bad.avi", n=60, **look)
+    args = ["cup", "--source", str(video), "--espeak-voice", "en-us"]
+    done = teach(tmp_path, *args, "--views", "10", "--seconds", "3", "--no-speech")
+    one_line_error(done, "usable view", "more light")
+    said = [line for line in done.stdout.splitlines() if line.startswith(advice)]
+    assert 2 <= len(said) <= 4, done.stdout  # two 3 s turns: 1–2 a turn, not one a frame
+    assert not (tmp_path / "taught" / "cup").exists()
+
+
+def _photos() -> dict[str, np.ndarray]:
+    names = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
+    return {name: getattr(skimage_data, name)() for name in names}
+
+
+def test_frame_checks_on_real_photos_darkened_blurred_and_repeated():
+    from app.teach_capture import BLURRED, SAME_VIEW, TOO_DARK, frame_quality
+
+    for name, photo in _photos().items():
+        sharp = frame_quality(photo)
+        assert sharp.problem is None, (name, sharp)
+        dark = (photo * 0.15).astype(np.uint8)
+        assert frame_quality(dark).problem == TOO_DARK, name
+        sigma = 0.01 * max(photo.shape[:2])  # out of focus: 1 % of the long side
+        assert frame_quality(cv2.GaussianBlur(photo, (0, 0), sigma)).problem == BLURRED, name
+        noisy = np.clip(photo + np.random.default_rng(0).normal(0, 5, photo.shape), 0, 255)
+        assert frame_quality(noisy.astype(np.uint8), sharp.thumb).problem == SAME_VIEW, name
+        turned = cv2.warpAffine(photo, cv2.getRotationMatrix2D((100, 100), 10, 1.0),
+                                photo.shape[1::-1], borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        assert frame_quality(turned, sharp.thumb).problem is None, name
+
+
+def test_sharpness_does_not_depend_on_the_camera_resolution():
+    from app.teach_capture import frame_quality
+
+    photo = skimage_data.astronaut()  # 512 px
+    for size in (1024, 2048):
+        bigger = cv2.resize(photo, (size, size), interpolation=cv2.INTER_CUBIC)
+        ratio = frame_quality(bigger).sharpness / frame_quality(photo).sharpness
+        assert 0.7 < ratio < 1.3, (size, ratio)  # measured at 320 px whatever the input
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+needs_mounts = pytest.mark.skipif(
+    shutil.which("unshare") is None
+    or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0,
+    reason="needs a private mount namespace (unshare -m, root) for a full tmpfs",
+)
+
+
+@pytest.mark.faults
+@needs_mounts
+def test_a_full_disk_is_one_line_and_keeps_every_taught_word(tmp_path, spoken):
+    """A real full disk: the store on a 3 MiB tmpfs in a private mount namespace. 'mug' fits;
+    teaching 'cup' from 8 noise photos (~1.3 MB each as JPEG 95) and adding them to 'mug' do not."""
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.mkdir(), big.mkdir()
+    cv2.imwrite(str(small / "a.png"), _object(0))
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        cv2.imwrite(str(big / f"n{i}.png"), rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8))
+    wav = write_wav(tmp_path / "cup.wav", spoken)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    snap = "find . -type f ! -name .lock -exec sha256sum {} + | sort"
+    teach_ = f'"$@" -m app.cli teach --no-speech --voice-file "{wav}" --photos'
+    script = (
+        f'mount -t tmpfs -o size=3m tmpfs "{disk}" && export EARSIGHT_TEACH="{disk}/taught" && '
+        f'{teach_} "{small}" mug && cd "{disk}/taught" && {snap} && echo ---; '
+        f'{teach_} "{big}" cup; echo "rc=$?"; '
+        f'"$@" -m app.cli teach --no-speech --more --photos "{big}" mug; echo "rc=$?"; '
+        f"echo ---; {snap}; find . -name '.tmp-*'"
+    )
+    cmd = ["unshare", "-m", "sh", "-c", script, "-", sys.executable]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    before, middle, after = done.stdout.split("---")
+
+    def hashes(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.endswith((".jpg", ".wav", ".json"))]
+
+    kept = hashes(before)
+    assert len(kept) == 3, done.stdout  # mug: 1 photo, voice, word.json
+    assert middle.count("rc=2") == 2, done.stdout
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 2 and all("disk is full" in e and "intact" in e for e in errors), errors
+    assert hashes(after) == kept  # every byte of mug as it was, and no file of cup
+    assert ".tmp-" not in after and "cup" not in after, after
