@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -130,7 +130,7 @@ def voice_from_espeak(word: str, voice_name: str) -> Voice:
     return Voice(wave, SAMPLE_RATE_HZ, "espeak-ng", voice_name)
 
 
-def microphone_recorder() -> Callable[..., tuple[np.ndarray, int]]:
+def microphone_recorder() -> Callable[..., Any]:
     """``app.microphone.record_voice``; TeachInputError in one line if there is none here."""
     try:
         from app.microphone import record_voice
@@ -143,10 +143,10 @@ def microphone_recorder() -> Callable[..., tuple[np.ndarray, int]]:
     return record_voice
 
 
-def voice_from_microphone(word: str, say: Say) -> Voice:
-    """Record the word: ``record_voice(word, say=say) -> (wave float32 mono, rate Hz)``."""
-    wave, rate = microphone_recorder()(word, say=say)
-    return Voice(check_level(wave, int(rate), "the recording"), int(rate), "microphone")
+def voice_from_microphone(say: Say) -> Voice:
+    """Record the word (press-to-talk, app.microphone); it trims and checks the level itself."""
+    recording = microphone_recorder()(on_status=say)
+    return Voice(recording.wave, int(recording.sample_rate), "microphone")
 
 
 # --- the photos ---------------------------------------------------------------------------
@@ -264,7 +264,8 @@ def teach_word(
         say(f"added {len(photos)} photos of {word!r}: {taught.photo_count} in all")
         return taught
     if voice is None:
-        voice = voice_from_microphone(word, say)
+        say(f"now the sound of {word!r}")
+        voice = voice_from_microphone(say)
     taught = store.add_word(
         word, photos, voice.wave, voice.sample_rate, voice.source, voice.espeak_voice
     )
