@@ -400,8 +400,7 @@ def _until_full(collector: _Collector, rate: int, seconds: float) -> None:
     if not collector.full.wait(seconds + STALL_S):
         got = collector.end().size / rate
         raise NoMicrophone(
-            f"the microphone delivered {got:.1f} s of sound in {seconds + STALL_S:g} s "
-            "and then stopped",
+            f"the microphone stopped: it delivered {got:.1f} s of sound in {seconds + STALL_S:g} s",
             NO_MICROPHONE_FIX,
         )
 

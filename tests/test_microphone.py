@@ -24,7 +24,9 @@ import pytest
 
 from app.audio import WavSink
 from app.microphone import (
+    CLOSE_TIMEOUT_S,
     MAX_SPEECH_S,
+    STALL_S,
     TRIM_MARGIN_MS,
     ClippedRecording,
     NoMicrophone,
@@ -142,11 +144,15 @@ def test_records_the_word_trimmed_and_pocketsphinx_hears_it(mic, word):
 
 def test_press_to_talk_plays_the_recording_back(mic, word, tmp_path):
     mic.feed(in_a_room(word))
-    pressed, lines = threading.Event(), []
-    pressed.set()
+    lines: list[str] = []
     sink = WavSink(tmp_path / "played")
+    # The user reads the prompt before pressing: a stream capturing already would have used
+    # up the whole file by then (this device is unclocked) and recorded silence.
     rec = record_voice(
-        start=pressed.wait, stop=lambda: time.sleep(0.2), on_status=lines.append, playback=sink
+        start=lambda: time.sleep(0.3),
+        stop=lambda: time.sleep(0.2),
+        on_status=lines.append,
+        playback=sink,
     )
     assert lines[0] == "recording, up to 4 s"
     assert rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)
@@ -165,6 +171,14 @@ def test_enter_starts_and_stops_on_a_terminal(mic, word):
     with pytest.raises(UsageError, match="no terminal") as info:
         record_voice(start=wait_for_enter(io.StringIO("")), stop=wait_for_enter(keys))
     one_line(info)
+
+
+def wait_for_thread(name: str, timeout_s: float = 5.0) -> None:
+    """Until app.deadline's thread ``name`` has ended: PortAudio must not re-scan under it."""
+    deadline = time.monotonic() + timeout_s
+    while any(t.name == name for t in threading.enumerate()):
+        assert time.monotonic() < deadline, f"{name} is still blocked"
+        time.sleep(0.05)
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -244,9 +258,22 @@ def test_a_device_that_never_opens_is_no_microphone_within_the_timeout(mic):
         assert time.monotonic() - t0 < 1.5
         one_line(info)
     finally:  # let the abandoned opener finish (its stream is closed) before PortAudio rescans
-        writer = os.open(mic.raw, os.O_WRONLY | os.O_NONBLOCK)
-        os.close(writer)
-        deadline = time.monotonic() + 5.0
-        while any(t.name == "mic-open" for t in threading.enumerate()):
-            assert time.monotonic() < deadline, "the abandoned opener is still blocked"
-            time.sleep(0.05)
+        os.close(os.open(mic.raw, os.O_WRONLY | os.O_NONBLOCK))
+        wait_for_thread("mic-open")
+
+
+@pytest.mark.faults
+def test_a_microphone_that_stops_delivering_is_one_line(mic, caplog):
+    mic.raw.unlink()
+    os.mkfifo(mic.raw)
+    writer = os.open(mic.raw, os.O_RDWR)  # a writer that never writes: every read waits
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(NoMicrophone, match="stopped") as info:
+            record_voice(seconds=0.2)
+        assert time.monotonic() - t0 < 0.2 + STALL_S + CLOSE_TIMEOUT_S + 0.5
+        one_line(info)
+        assert "did not close within" in caplog.text  # PortAudio's abort waits on the read
+    finally:
+        os.close(writer)  # end of file: the blocked read returns, the stream closes
+        wait_for_thread("mic-close")
