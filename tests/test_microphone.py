@@ -25,18 +25,21 @@ import pytest
 from app.audio import WavSink
 from app.microphone import (
     CLOSE_TIMEOUT_S,
-    MAX_SPEECH_S,
     STALL_S,
+    NoMicrophone,
+    UnknownMicrophone,
+    check_microphone,
+    record_voice,
+    wait_for_enter,
+)
+from app.recording import (
+    MAX_SPEECH_S,
     TRIM_MARGIN_MS,
     ClippedRecording,
-    NoMicrophone,
     SilentRecording,
     SpeechTooLong,
     SpeechTooShort,
-    UnknownMicrophone,
     dbfs,
-    record_voice,
-    wait_for_enter,
 )
 from engine.postprocess import resample
 from tests.alsa_null import rescan_portaudio
@@ -163,9 +166,17 @@ def test_press_to_talk_plays_the_recording_back(mic, word, tmp_path):
     assert np.allclose(played, rec.wave, atol=1 / 32_768)
 
 
+class Typist(io.StringIO):
+    """A terminal whose user presses Enter 0.2 s after being asked."""
+
+    def readline(self, *args: int) -> str:
+        time.sleep(0.2)
+        return super().readline(*args)
+
+
 def test_enter_starts_and_stops_on_a_terminal(mic, word):
     mic.feed(in_a_room(word))
-    keys = io.StringIO("\n\n")
+    keys = Typist("\n\n")
     rec = record_voice(start=wait_for_enter(keys), stop=wait_for_enter(keys))
     assert keys.read() == "" and rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)
     with pytest.raises(UsageError, match="no terminal") as info:
@@ -227,6 +238,9 @@ def test_an_unknown_device_names_the_input_devices(mic):
     with pytest.raises(UnknownMicrophone, match="'usb mic'") as info:
         record_voice(device="usb mic", seconds=1.0)
     assert "input devices: 0 default" in one_line(info)
+    with pytest.raises(UnknownMicrophone, match="'usb mic'"):
+        check_microphone("usb mic")  # before teach mode asks for photos
+    assert check_microphone() == check_microphone(0) == "default"
 
 
 @pytest.mark.faults
@@ -234,8 +248,11 @@ def test_no_input_device_is_one_line(tmp_path):
     import sounddevice  # noqa: F401
 
     no_card = "pcm.!default { type hw card 97 }\n"  # no such card
-    with FileMicrophone(tmp_path, no_card), pytest.raises(NoMicrophone, match="no microph") as info:
-        record_voice(seconds=1.0)
+    with FileMicrophone(tmp_path, no_card):
+        with pytest.raises(NoMicrophone, match="no microphone") as info:
+            record_voice(seconds=1.0)
+        with pytest.raises(NoMicrophone, match="no microphone"):
+            check_microphone()
     assert "the system has no input device" in one_line(info)
 
 
