@@ -265,7 +265,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 def _add_describe(sub: argparse._SubParsersAction) -> None:
     from app.describe import DEFAULT_THRESHOLD, GATE_MODES
-    from app.models import DEFAULT_MODEL, available_models
+    from app.models import AUTO_MODEL, DEFAULT_MODEL, available_models
     from engine.runtime import BACKEND_NAMES
 
     p = sub.add_parser("describe", help="say what image files show: print the word, write WAVs")
@@ -278,9 +278,9 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"shipped model ({', '.join(available_models()) or 'none'}) or a .onnx/.pt path "
-        "(default %(default)s)",
+        default=AUTO_MODEL,
+        help=f"shipped model ({', '.join(available_models()) or 'none'}), 'taught', or a "
+        f".onnx/.pt path (default: the taught model once you taught words, else {DEFAULT_MODEL})",
     )
     p.add_argument("--out", type=Path, help="write <image stem>.wav here (created if needed)")
     p.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default="auto")
@@ -331,6 +331,7 @@ def _add_teach(sub: argparse._SubParsersAction) -> None:
     action.add_argument("--forget", metavar="WORD", help="remove a taught word and its files")
     action.add_argument("--rename", nargs=2, metavar=("OLD", "NEW"), help="rename a taught word")
     action.add_argument("--more", action="store_true", help="add views of a taught WORD")
+    action.add_argument("--learn", action="store_true", help="learn the taught words again")
     photos = p.add_mutually_exclusive_group()
     photos.add_argument(
         "--source", help="camera (0, /dev/video0, csi://0, rtsp://…), video, folder"
@@ -344,15 +345,27 @@ def _add_teach(sub: argparse._SubParsersAction) -> None:
         "--seconds", type=_seconds, default=DEFAULT_SECONDS, help="capture time per side"
     )
     p.add_argument("--no-speech", dest="speak", action="store_false", help="print, do not speak")
+    p.add_argument(
+        "--no-learn",
+        dest="learn_now",
+        action="store_false",
+        help="store the word only (learn later with --learn)",
+    )
+    p.add_argument(
+        "--voice-steps", type=_positive_int, help="training steps for the voice (default 400)"
+    )
+    p.add_argument("--base", type=Path, help="teach base to start from (default: the model's)")
     p.set_defaults(run=_run_teach, parser=p)
 
 
 def _run_teach(args: argparse.Namespace) -> int:
     from app.teach import run_teach
 
-    other = args.list or args.forget is not None or args.rename is not None
+    other = args.list or args.learn or args.forget is not None or args.rename is not None
     if other == (args.word is not None):  # exactly one of: WORD, --list, --forget, --rename
-        args.parser.error("give a WORD to teach, or one of --list, --forget WORD, --rename OLD NEW")
+        args.parser.error(
+            "give a WORD to teach, or one of --list, --learn, --forget WORD, --rename OLD NEW"
+        )
     given = [f for f in ("source", "photos", "voice_file", "espeak_voice") if getattr(args, f)]
     if other and given:
         args.parser.error(f"--{given[0].replace('_', '-')} goes with teaching a WORD")

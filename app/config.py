@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.models import DEFAULT_MODEL
+from app.models import AUTO_MODEL
 from trainer.errors import EarSightError
 
 try:
@@ -38,7 +38,7 @@ class ConfigError(EarSightError):
 
 @dataclass(frozen=True)
 class LiveOptions:
-    model: str = DEFAULT_MODEL  # a shipped model name or a path to .onnx / .pt
+    model: str = AUTO_MODEL  # "auto" (taught if any, else the default), a name, or a path
     backend: str = "auto"  # auto | tensorrt | onnx-cuda | onnx-cpu | torch
     source: str = "0"  # camera index, /dev/videoN, csi://N, rtsp://…, a video file, a folder
     loop: bool = False  # loop a video file source

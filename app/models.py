@@ -21,6 +21,10 @@ MODEL_SUFFIX = ".onnx"  # every shipped model is an ONNX export with its .onnx.j
 # Everyday objects (CIFAR-10's ten classes) are what a camera actually sees; `--model mnist-ad`
 # for handwritten digits.
 DEFAULT_MODEL = "cifar10-ad-lite0"
+# What live and describe run unless told otherwise: the model ``earsight teach`` learned (the
+# default model plus the user's own words) once there is one, else DEFAULT_MODEL.
+AUTO_MODEL = "auto"
+TAUGHT_MODEL = "taught"  # the learned model by name; an error until something was taught
 
 
 class UnknownModel(EarSightError):
@@ -37,16 +41,24 @@ def available_models() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in files if not p.name.endswith(INT8_SUFFIX)))
 
 
+def teach_base_path() -> Path:
+    """What teach mode starts from: the default model's weights and replay features."""
+    return MODELS_DIR / f"{DEFAULT_MODEL}.teach.pt"
+
+
 def resolve_model(name_or_path: str | Path) -> Path:
-    """``mnist-ad`` → ``assets/models/mnist-ad.onnx``; an existing file → itself.
+    """``mnist-ad`` → ``assets/models/mnist-ad.onnx``; an existing file → itself; ``auto`` →
+    the taught model if there is one, else the default; ``taught`` → the taught model.
 
     A name wins over a file of the same name in the working directory only when that file does
     not exist, so ``--model ./mnist-ad.onnx`` always means the local file.
     """
+    text = str(name_or_path)
+    if text in (AUTO_MODEL, TAUGHT_MODEL):
+        return _taught_or_default(text)
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    text = str(name_or_path)
     stem = text[: -len(MODEL_SUFFIX)] if text.endswith(MODEL_SUFFIX) else text
     if "/" not in stem and "\\" not in stem:  # a bare name, not a path to a missing file
         shipped = MODELS_DIR / f"{stem}{MODEL_SUFFIX}"
@@ -60,3 +72,18 @@ def resolve_model(name_or_path: str | Path) -> Path:
         else f"no models found in {MODELS_DIR}: pass a path to a .onnx/.pt file"
     )
     raise UnknownModel(f"unknown model {text!r}", fix)
+
+
+def _taught_or_default(name: str) -> Path:
+    from trainer.teach_store import taught_model_path
+
+    taught = taught_model_path()
+    if taught.is_file():
+        log.debug("model %s → %s", name, taught)
+        return taught
+    if name == AUTO_MODEL:
+        return resolve_model(DEFAULT_MODEL)
+    raise UnknownModel(
+        f"no taught model yet ({taught} is missing)",
+        "teach a word first: earsight teach WORD (it learns at the end)",
+    )

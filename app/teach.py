@@ -270,8 +270,53 @@ def teach_word(
         word, photos, voice.wave, voice.sample_rate, voice.source, voice.espeak_voice
     )
     say(f"stored {word!r}: {taught.photo_count} photos and its voice ({describe_voice(taught)})")
-    say(f"in {taught.folder}; the model learns it with `earsight teach --learn`")
+    say(f"in {taught.folder}")
     return taught
+
+
+def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: int | None = None):
+    """Learn every taught word (trainer/teach_fit.py) and say how well it went; returns the
+    TeachReport. TeachInputError when torch (the train extra) or the teach base is missing."""
+    from app.models import teach_base_path
+    from trainer.teach_store import taught_model_path
+
+    try:
+        from trainer.teach_fit import teach_fit
+        from trainer.teach_learn import VoiceOptions
+    except ImportError as err:  # a runtime-only install (no torch): the words stay stored
+        raise TeachInputError(
+            f"learning needs the training parts ({err.name} is not installed)",
+            "./install.sh installs them; the taught words are kept for then",
+        ) from err
+    base = base or teach_base_path()
+    if not base.is_file():
+        raise TeachInputError(f"the teach base {base} is missing", "reinstall EarSight")
+    say("learning the taught words; this takes a few minutes")
+    options = VoiceOptions() if steps is None else VoiceOptions(steps=steps)
+    report = teach_fit(store, base, taught_model_path(store.root).parent, say, options)
+    for line in report_lines(report):
+        say(line)
+    return report
+
+
+def report_lines(report) -> list[str]:
+    """How the learning went, in a few plain sentences (printed and spoken)."""
+    words = ", ".join(report.words)
+    lines = [f"learned {words} in {report.classifier_s + report.voice_s:.0f} s"]
+    if report.held_back_right is not None:
+        lines.append(
+            f"{report.held_back_right:.0%} of {report.photos_held_back} held-back photos "
+            f"answered with their word; the generated word heard right {report.word_accuracy:.0%}"
+            f", closeness to the recording: Corr2D {report.corr2d:.2f}, STOI {report.stoi:.2f}"
+        )
+    else:
+        lines.append("too few photos to hold some back for a check: give 10 or more")
+    lines.append(
+        f"the shipped words: right {report.known_right_before:.0%} before, "
+        f"{report.known_right_after:.0%} now"
+    )
+    lines.append("live and describe now use the taught words")
+    return lines
 
 
 def describe_voice(word: TaughtWord) -> str:
@@ -321,6 +366,8 @@ def run_teach(args: argparse.Namespace) -> int:
             forget_word(store, args.forget, voice.say)
         elif args.rename is not None:
             rename_word(store, *args.rename, voice.say)
+        elif args.learn:
+            learn_words(store, voice.say, args.base, args.voice_steps)
         else:
             request = TeachRequest(
                 args.word,
@@ -333,6 +380,8 @@ def run_teach(args: argparse.Namespace) -> int:
                 args.seconds,
             )
             teach_word(request, store, voice.say)
+            if args.learn_now:
+                learn_words(store, voice.say, args.base, args.voice_steps)
     except EarSightError as err:
         voice.say(str(err), printed=False)  # cli.main prints it on stderr
         raise

@@ -12,6 +12,21 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_taught_words(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite never sees the user's own taught words (the default model is "auto": the
+    taught model once there is one); tests that teach set EARSIGHT_TEACH themselves."""
+    import os
+
+    before = os.environ.get("EARSIGHT_TEACH")
+    os.environ["EARSIGHT_TEACH"] = str(tmp_path_factory.mktemp("no-taught-words"))
+    yield
+    if before is None:
+        os.environ.pop("EARSIGHT_TEACH", None)
+    else:
+        os.environ["EARSIGHT_TEACH"] = before
+
+
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
     """torch on 1 thread, restored after: 2 threads on a 2-core box with one core busy crawl."""

@@ -116,3 +116,76 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     frame = fit_to_input(views(skdata.chelsea(), 1, seed=99)[0], h, w, runtime.info.input_crop)
     _, probs = runtime.infer(frame[None])
     assert runtime.info.labels[int(probs[0].argmax())] == "kitty"
+
+
+def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
+    teach_base, tmp_path
+):
+    """Real processes: `earsight teach WORD --photos DIR --espeak-voice en-gb` stores and
+    learns; `earsight describe` (default model: the taught one) says the taught word, and
+    pocketsphinx hears that word in the WAV it wrote."""
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+    import soundfile
+
+    from trainer.metrics import WordRecognizer
+
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "EARSIGHT_TEACH": str(tmp_path / "taught"),
+        "EARSIGHT_CACHE": str(tmp_path / "cache"),
+    }
+    photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
+    for j, (word, photo) in enumerate(photos.items()):
+        folder = tmp_path / word
+        folder.mkdir()
+        for i, view in enumerate(views(photo, 10, seed=j)):
+            cv2.imwrite(str(folder / f"{i:02d}.jpg"), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+    for word in photos:
+        args = ["teach", word, "--photos", str(tmp_path / word), "--espeak-voice", "en-gb"]
+        args += ["--no-speech", "--base", str(teach_base), "--voice-steps", "150"]
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+    assert "held-back photos answered with their word" in done.stdout
+    assert "live and describe now use the taught words" in done.stdout
+    cv2.imwrite(
+        str(tmp_path / "cat.jpg"),
+        cv2.cvtColor(views(skdata.chelsea(), 1, seed=77)[0], cv2.COLOR_RGB2BGR),
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "describe",
+            str(tmp_path / "cat.jpg"),
+            "--out",
+            str(tmp_path / "wavs"),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "kitty" in done.stdout
+    wave, rate = soundfile.read(next((tmp_path / "wavs").glob("*.wav")), dtype="float32")
+    from engine.sidecar import read_sidecar
+    from trainer.teach_store import taught_model_path
+
+    vocabulary = read_sidecar(taught_model_path(tmp_path / "taught"))["vocabulary"]
+    assert vocabulary[-2:] == ["espresso", "kitty"]  # the digits' words, then the taught ones
+    assert WordRecognizer(vocabulary, sample_rate_in=rate).recognize(wave) == "kitty"

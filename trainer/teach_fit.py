@@ -39,14 +39,13 @@ from trainer.teach_learn import (
     load_teach_base,
     pooled_features,
 )
+from trainer.teach_store import MODEL_FOLDER, MODEL_NAME  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 HOLD_OUT_EVERY = 5  # every 5th photo of a word checks the result (with ≥ MIN_HELD_OUT_PHOTOS)
 MIN_HELD_OUT_PHOTOS = 10  # fewer photos than this: all are learned from, nothing is checked
 KNOWN_HEARD_PER_CLASS = 5  # check images per shipped word whose generated word is recognized
-MODEL_NAME = "taught"
-MODEL_FOLDER = ".model"  # in the store's root; hidden, so the store never takes it for a word
 Say = Callable[[str], None]
 
 

@@ -122,6 +122,15 @@ class TaughtWord:
     photo_count: int  # photos/*.jpg on disk now (word.json's count may be stale by hand edits)
 
 
+MODEL_FOLDER = ".model"  # <root>/.model/taught.onnx: hidden, so never taken for a word
+MODEL_NAME = "taught"  # taught.pt (the weights) and taught.onnx (+ .onnx.json) in MODEL_FOLDER
+
+
+def taught_model_path(root: Path | None = None) -> Path:
+    """Where ``earsight teach`` puts the model it learned: ``<root>/.model/taught.onnx``."""
+    return (root or default_root()) / MODEL_FOLDER / f"{MODEL_NAME}.onnx"
+
+
 def default_root() -> Path:
     """``$EARSIGHT_TEACH``, else platformdirs' ``user_data_dir("earsight")/taught``."""
     root = os.environ.get(ENV_ROOT)
