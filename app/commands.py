@@ -201,7 +201,8 @@ def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) ->
     audio = open_live_audio(options, runtime_options, voice)
     stack.callback(audio.close)
     voice.use_output(audio)  # one open device: status speech plays through it (not aplay)
-    runtime = load(resolve_model(options.model), options.backend, runtime_options)
+    model_path = resolve_model(options.model)
+    runtime = load(model_path, options.backend, runtime_options)
     stack.callback(runtime.close)
     runtime.warmup()
     if not audio.wait_until_flowing():
@@ -215,7 +216,30 @@ def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) ->
         source, GrabberOptions(wait=True), on_status=lambda status: voice.say(status, level=0)
     )
     stack.enter_context(grabber)
-    return {"gate": gate, "runtime": runtime, "audio": audio, "grabber": grabber}
+    watcher = _model_watcher(options, runtime_options, model_path, voice)
+    if watcher is not None:
+        watcher.start()
+        stack.callback(watcher.stop)
+    parts = {"gate": gate, "runtime": runtime, "audio": audio, "grabber": grabber}
+    return {**parts, "watcher": watcher}
+
+
+def _model_watcher(options: LiveOptions, runtime_options: Any, path: Path, voice: Any) -> Any:
+    """For "auto"/"taught": a watcher that loads the re-learned model (app/model_watch.py)."""
+    from app.model_watch import ModelWatcher, watched
+    from engine.runtime import load
+
+    if not watched(options.model):
+        return None
+
+    def reload(new_path: Path) -> Any:
+        runtime = load(new_path, options.backend, runtime_options)
+        runtime.warmup()
+        return runtime
+
+    return ModelWatcher(
+        options.model, reload, path, on_status=lambda status: voice.say(status, level=0)
+    )
 
 
 def default_wav_dir() -> Path:
@@ -274,7 +298,9 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
             voice,
             parts["gate"],
             record_dir=record,
+            watcher=parts["watcher"],
         )
+        stack.callback(lambda: app.runtime.close())  # the model in use at the end (swaps)
         relay.attach(app)  # a quit or closed key input during start-up takes effect now
         if not app.stop_event.is_set():
             key = _describe_key(type(controller).__name__, options.hotkey)

@@ -157,8 +157,10 @@ class LiveApp:
         voice: Any,
         gate: Any,
         record_dir: Path | None = None,
+        watcher: Any = None,
     ) -> None:
         self.options, self.runtime, self.grabber = options, runtime, grabber
+        self.watcher = watcher  # app/model_watch.ModelWatcher: a re-learned model, swapped in
         self.record_dir = record_dir  # a WAV tee: every sound played is also saved here
         self.recorder = Recorder(record_dir) if record_dir is not None else None
         if self.recorder is not None:
@@ -220,6 +222,7 @@ class LiveApp:
                 self.voice.say(f"error: {err}", level=0)
 
     def _describe_once(self, t_key: float) -> None:
+        self._take_new_model()
         timing = PressTiming(key=t_key)
         frame = self.grabber.latest(FRAME_WAIT_S)
         if frame is None:
@@ -246,6 +249,18 @@ class LiveApp:
             self.voice.say(label, level=2)
         else:
             print(label, flush=True)  # the screen-reader line; the audio is the answer
+
+    def _take_new_model(self) -> None:
+        """Swap in a model the watcher loaded (the user taught words); on this thread, so no
+        inference runs on the old one while it closes."""
+        new = self.watcher.take() if self.watcher is not None else None
+        if new is None:
+            return
+        old, self.runtime = self.runtime, new
+        old.close()
+        if new.info.output_rate != self._rate:
+            self._rate = new.info.output_rate
+            self._click = earcons.capture_click(self._rate)
 
     def _word_for(self, image: np.ndarray) -> tuple[np.ndarray, int, str]:
         from app.camera import prepare

@@ -272,3 +272,35 @@ def test_live_cli_failures_say_so_in_one_line(tmp_path, digit_video, case):
     finally:
         proc.kill()
         os.close(master)
+
+
+def test_live_swaps_in_a_model_taught_while_it_runs(tmp_path, digit_video, monkeypatch):
+    """`live` on the default "auto" model: a taught model appearing on disk (here the shipped
+    mnist-ad, copied where `earsight teach` writes) is loaded in the background and answers
+    the next press, with no restart."""
+    import json
+    import shutil
+
+    from trainer.teach_store import taught_model_path
+
+    video, words = digit_video
+    root = tmp_path / "taught"
+    monkeypatch.setenv("EARSIGHT_TEACH", str(root))  # the child's taught words: none yet
+    proc, master = _start_live(tmp_path, video, "--model", "auto")
+    try:
+        seen = _wait_for(proc, "ready: press space")
+        assert "model cifar10-ad-lite0 ready" in seen, seen + proc.stderr.read()
+        target = taught_model_path(root)
+        target.parent.mkdir(parents=True)
+        shipped = ROOT / "assets" / "models" / "mnist-ad.onnx"
+        shutil.copy(shipped, target)
+        side = json.loads(Path(f"{shipped}.json").read_text())
+        Path(f"{target}.json").write_text(json.dumps({**side, "model_file": target.name}))
+        seen = _wait_for(proc, "new model loaded", timeout=20)
+        assert "new model loaded: the taught words" in seen, seen
+        os.write(master, b" ")
+        seen = _wait_for(proc, "", timeout=5)
+        assert seen.strip() in words or "not sure" in seen, seen  # digit words now
+    finally:
+        proc.kill()
+        os.close(master)
