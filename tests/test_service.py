@@ -66,7 +66,9 @@ def test_the_unit_runs_unprivileged_read_only_code_without_network():
 def test_every_variable_the_unit_mentions_is_read_by_the_app():
     text = UNIT.read_text()
     code = "\n".join(
-        p.read_text() for folder in ("app", "engine", "trainer") for p in (ROOT / folder).glob("*.py")
+        p.read_text()
+        for folder in ("app", "engine", "trainer")
+        for p in (ROOT / folder).glob("*.py")
     )
     for name in set(re.findall(r"\bEARSIGHT_[A-Z_]+\b", text)) - {"EARSIGHT_HOME"}:
         assert f'"{name}"' in code, f"{name} is named in the unit but nothing reads it"
