@@ -7,7 +7,7 @@
 Three sources of presses:
 
 * HotkeyController: a desktop-wide hotkey (default F9) through pynput; needs an X display.
-* TerminalController: single keys typed in a terminal or over SSH (space/Enter, r, v, m, q);
+* TerminalController: single keys typed in a terminal or over SSH (space/Enter, r, v, m, t, q);
   lines when stdin is a pipe. Ctrl-C still interrupts: the terminal is in cbreak, not raw, mode.
 * EvdevController: a Linux input device, e.g. a Bluetooth shutter button worn on the body.
 

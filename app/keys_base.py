@@ -41,6 +41,7 @@ class Action(enum.Enum):
     REPEAT = "repeat"  # say the last word again
     VERBOSITY = "verbosity"  # next verbosity level
     TOGGLE_MODE = "toggle mode"  # word ↔ soundscape
+    TEACH = "teach"  # teach the object in front of the camera (app/live_teach.py)
     QUIT = "quit"
 
 
@@ -60,6 +61,7 @@ class KeyMap:
     repeat: str = "f10"
     verbosity: str = "f11"
     toggle: str = "f12"
+    teach: str = "f8"
     quit: str = "esc"
 
     def bindings(self) -> dict[str, Action]:

@@ -39,6 +39,9 @@ EVDEV_KEYS: Mapping[str, Action] = MappingProxyType(
         "KEY_V": Action.VERBOSITY,
         "KEY_NEXTSONG": Action.TOGGLE_MODE,
         "KEY_M": Action.TOGGLE_MODE,
+        # A keyboard's T only: a shutter remote's two buttons are describe and repeat, and
+        # teaching needs a key pressed twice on purpose, not one reachable by accident.
+        "KEY_T": Action.TEACH,
         "KEY_Q": Action.QUIT,
     }
 )

@@ -33,6 +33,7 @@ TERMINAL_KEYS: Mapping[str, Action] = MappingProxyType(
         "r": Action.REPEAT,
         "v": Action.VERBOSITY,
         "m": Action.TOGGLE_MODE,
+        "t": Action.TEACH,
         "q": Action.QUIT,
     }
 )

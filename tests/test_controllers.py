@@ -311,6 +311,7 @@ def test_keymap_and_kinds() -> None:
         "f10": Action.REPEAT,
         "f11": Action.VERBOSITY,
         "f12": Action.TOGGLE_MODE,
+        "f8": Action.TEACH,
         "esc": Action.QUIT,
     }
     with pytest.raises(UsageError, match="bound twice"):
