@@ -97,6 +97,7 @@ def keys_epilog() -> str:
         Action.REPEAT: "repeat",
         Action.VERBOSITY: "verbosity",
         Action.TOGGLE_MODE: "word/soundscape",
+        Action.TEACH: "teach the object held up",
         Action.QUIT: "quit",
     }
     named = {" ": "space", "\n": "Enter", "\r": None}
@@ -116,7 +117,7 @@ def keys_epilog() -> str:
             "keys:",
             line("--keys hotkey (desktop, any window; --hotkey changes F9)", hotkeys),
             line("--keys terminal (or over SSH; lines when stdin is a pipe)", dict(TERMINAL_KEYS)),
-            line("--keys evdev (a button, Linux input key names)", button),
+            line("--keys evdev (a button, Linux input key names; teach: a keyboard's T)", button),
         ]
     )
 
@@ -276,6 +277,8 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     """Key input first (it must work before "ready"), then audio, model, camera; then serve."""
     from app.controllers import KeyMap, make_controller
     from app.live import LiveApp, PressRelay
+    from app.live_teach import LiveTeacher
+    from trainer.teach_store import TeachStore, default_root
 
     voice.say("EarSight starting")
     relay = PressRelay(voice)
@@ -299,6 +302,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
             parts["gate"],
             record_dir=record,
             watcher=parts["watcher"],
+            teacher=LiveTeacher(parts["grabber"], voice, TeachStore(default_root())),
         )
         stack.callback(lambda: app.runtime.close())  # the model in use at the end (swaps)
         relay.attach(app)  # a quit or closed key input during start-up takes effect now

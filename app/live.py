@@ -158,9 +158,13 @@ class LiveApp:
         gate: Any,
         record_dir: Path | None = None,
         watcher: Any = None,
+        teacher: Any = None,
     ) -> None:
         self.options, self.runtime, self.grabber = options, runtime, grabber
         self.watcher = watcher  # app/model_watch.ModelWatcher: a re-learned model, swapped in
+        self.teacher = teacher  # app/live_teach.LiveTeacher: the TEACH key
+        if teacher is not None:
+            teacher.play = self._play  # its tone is played (and recorded) like every sound
         self.record_dir = record_dir  # a WAV tee: every sound played is also saved here
         self.recorder = Recorder(record_dir) if record_dir is not None else None
         if self.recorder is not None:
@@ -184,7 +188,15 @@ class LiveApp:
 
     def on_action(self, action: Any, t_key: float) -> None:
         name = getattr(action, "name", str(action)).upper()
-        if name == "DESCRIBE":
+        teaching = self.teacher is not None and self.teacher.owns_devices
+        if teaching and name in ("DESCRIBE", "REPEAT"):
+            self.teacher.busy()  # the teach flow has the camera and the microphone
+        elif name == "TEACH":
+            if self.teacher is None:
+                self.voice.say("teaching is not available here", level=0)
+            else:
+                self.teacher.press()
+        elif name == "DESCRIBE":
             with self._lock:
                 self._pending_key = t_key
             self._wake.set()
@@ -310,6 +322,8 @@ class LiveApp:
         finally:
             self.voice.say("stopping", level=1)
             controller.stop()
+            if self.teacher is not None:
+                self.teacher.close()
             self._wake.set()
             self._worker.join(JOIN_TIMEOUT_S)
             if self.recorder is not None:
