@@ -1,0 +1,193 @@
+"""The teach key of ``earsight live`` (app/live_teach.py) with real parts: a video file as the
+camera (FrameGrabber), espeak-ng's word fed as the microphone through ALSA's ``file`` plugin
+(tests/test_microphone.FileMicrophone, sounddevice recording from it), a real TeachStore in tmp
+(EARSIGHT_TEACH), a real LiveApp (ONNX Runtime, mnist-ad) taking the key presses, sounds as WAV
+files. Only the learner is a fake that records its call: real learning takes minutes and is
+tested in tests/test_teach_learn.py and tests/test_teach_cli.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_microphone import (
+    RATE,
+    FileMicrophone,
+    in_a_room,
+    mic,  # noqa: F401  # fixtures
+    spoken_s,
+    word,  # noqa: F401
+)
+from tests.test_teach_cli import make_video
+
+VIEWS = 8  # a short turn: 8 views in 3 s of the 30 fps video
+SECONDS = 3.0
+WAIT_S = 20.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+class FakeLearner:
+    """Records its call and holds the "learning" phase until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.release = threading.Event()
+
+    def __call__(self, store, say) -> None:
+        say("learning the taught words; this takes a few minutes")
+        self.calls.append([w.name for w in store.words()])
+        self.release.wait(WAIT_S)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("turn") / "turn.avi")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    from trainer.teach_store import TeachStore
+
+    monkeypatch.setenv("EARSIGHT_TEACH", str(tmp_path / "taught"))
+    return TeachStore(tmp_path / "taught")
+
+
+@pytest.fixture
+def live(tmp_path, video, store):
+    """(app, teacher, learner, lines): a LiveApp with a LiveTeacher; presses go to on_action."""
+    from app.audio import WavSink
+    from app.camera import FrameGrabber, parse_source
+    from app.config import LiveOptions
+    from app.describe import ConfidenceGate
+    from app.live import LiveApp
+    from app.live_teach import LiveTeacher
+    from app.models import resolve_model
+    from app.voice import StatusVoice
+    from engine.runtime import RuntimeOptions, load
+
+    options = LiveOptions(source=str(video), loop=True, speak_status=False, model="mnist-ad")
+    runtime = load(resolve_model(options.model), "onnx-cpu", RuntimeOptions(threads=1))
+    lines: list[str] = []
+    voice = StatusVoice(enabled=False, printer=lines.append)
+    learner = FakeLearner()
+    with FrameGrabber(parse_source(str(video), loop=True)) as grabber:
+        teacher = LiveTeacher(grabber, voice, store, learn=learner, views=VIEWS, seconds=SECONDS)
+        gate = ConfidenceGate(options.threshold, options.gate)
+        audio = WavSink(tmp_path / "sounds")
+        app = LiveApp(options, runtime, grabber, audio, voice, gate, teacher=teacher)
+        yield app, teacher, learner, lines
+        learner.release.set()
+        teacher.close()
+        assert teacher.join(WAIT_S)
+    runtime.close()
+    voice.close()
+
+
+def press(app, name: str) -> None:
+    from app.controllers import Action
+
+    app.on_action(Action[name], time.perf_counter())
+
+
+def test_teach_key_stores_object_1_and_learns_in_the_background(live, mic, word, store):  # noqa: F811
+    from app.live_teach import BUSY, SAY_NAME, START, STILL_LEARNING, Phase
+
+    app, teacher, learner, lines = live
+    mic.feed(in_a_room(word))
+    press(app, "TEACH")
+    assert teacher.owns_devices
+    press(app, "DESCRIBE")  # the camera is the teach flow's: answered, not described
+    assert BUSY in lines and app._pending_key is None
+    wait_for(lambda: any(line.startswith("recording, up to") for line in lines), "recording")
+    press(app, "TEACH")  # the name is said: stop
+    wait_for(lambda: bool(learner.calls), "learning")
+    assert learner.calls == [["object 1"]] and teacher.phase is Phase.LEARNING
+    assert not teacher.owns_devices
+    press(app, "TEACH")
+    assert lines[-1] == STILL_LEARNING
+    press(app, "DESCRIBE")  # while learning, describe is served again
+    assert app._pending_key is not None and lines.count(BUSY) == 1
+    learner.release.set()
+    assert teacher.join(WAIT_S) and teacher.phase is Phase.IDLE
+
+    taught = store.word("object 1")
+    assert [w.name for w in store.words()] == ["object 1"]
+    assert taught.voice_source == "microphone" and taught.sample_rate == RATE
+    assert taught.photo_count >= 5
+    wave, _ = store.voice("object 1")  # the recorded word, trimmed: "pillbox", 0.87 s
+    assert spoken_s(wave) == pytest.approx(spoken_s(word), abs=0.02)
+    assert lines.index(START) < lines.index(SAY_NAME)
+    assert any(line.startswith("stored object 1 with") for line in lines)
+    sounds = sorted(p.name for p in (app.audio.directory).iterdir())
+    assert any("teach-tone" in name for name in sounds), sounds  # the tone before speaking
+
+
+def test_the_name_is_the_first_free_object_number(store):
+    from app.live_teach import LiveTeacher
+    from app.recording import check_recording
+
+    photo = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+    tone = 0.5 * np.sin(np.arange(RATE // 2) * 2 * np.pi * 440 / RATE).astype(np.float32)
+    recording = check_recording(np.concatenate([np.zeros(RATE // 4), tone]), RATE)
+    for name in ("object 1", "object 3"):
+        store.add_word(name, [photo], recording.wave, RATE, "microphone")
+    teacher = LiveTeacher(None, None, store)
+    assert teacher._store([photo], recording).name == "object 2"
+    assert teacher._store([photo], recording).name == "object 4"
+
+
+def test_live_help_lists_the_teach_key():
+    from app.commands import keys_epilog
+
+    text = " ".join(keys_epilog().split())  # unwrapped
+    assert "F8 teach" in text and ", t teach" in text and "T)" in text
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+@pytest.mark.faults
+def test_no_microphone_is_one_line_and_nothing_is_stored(live, tmp_path, store):
+    import sounddevice  # noqa: F401  # imported first, so entering re-scans, as the app will
+
+    app, teacher, learner, lines = live
+    with FileMicrophone(tmp_path, "pcm.!default { type hw card 97 }\n"):  # no such card
+        press(app, "TEACH")
+        assert teacher.join(WAIT_S)
+    assert len(lines) == 1 and "no microphone" in lines[0] and " — " in lines[0], lines
+    assert store.words() == [] and learner.calls == []
+
+
+@pytest.mark.faults
+def test_a_silent_recording_is_one_line_and_the_views_are_kept(live, mic, word, store):  # noqa: F811
+    from app.live_teach import RETRY, START, Phase
+
+    app, teacher, learner, lines = live
+    mic.feed(in_a_room(np.zeros(RATE, np.float32)))
+    press(app, "TEACH")
+    wait_for(lambda: any(line.startswith("recording, up to") for line in lines), "recording")
+    press(app, "TEACH")
+    wait_for(lambda: teacher.phase is Phase.IDLE, "the refusal")
+    refusal = [line for line in lines if "silent" in line]
+    assert len(refusal) == 1 and refusal[0].endswith(RETRY), lines
+    assert store.words() == [] and learner.calls == []
+
+    lines.clear()
+    mic.feed(in_a_room(word))
+    press(app, "TEACH")  # records the name again, without a second turn of the object
+    wait_for(lambda: any(line.startswith("recording, up to") for line in lines), "recording")
+    press(app, "TEACH")
+    wait_for(lambda: bool(learner.calls), "learning")
+    assert START not in lines and learner.calls == [["object 1"]]
