@@ -8,6 +8,7 @@ tested in tests/test_teach_learn.py and tests/test_teach_cli.py.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import pytest
 from tests.test_microphone import (
     RATE,
     FileMicrophone,
+    file_mic_config,
     in_a_room,
     mic,  # noqa: F401  # fixtures
     spoken_s,
@@ -146,6 +148,40 @@ def test_the_name_is_the_first_free_object_number(store):
     teacher = LiveTeacher(None, None, store)
     assert teacher._store([photo], recording).name == "object 2"
     assert teacher._store([photo], recording).name == "object 4"
+
+
+def test_t_in_a_live_process_teaches_and_space_waits(tmp_path, video, monkeypatch):
+    """`earsight live --keys terminal` through a pty: t starts teaching, space is answered
+    "teaching, one moment", a silent name (room noise through ALSA's file plugin) is refused in
+    one line and nothing is stored; q quits."""
+    from app.live_teach import BUSY, RETRY, SAY_NAME, START
+    from tests.test_live import _start_live, _wait_for
+
+    taught = tmp_path / "taught"
+    monkeypatch.setenv("EARSIGHT_TEACH", str(taught))  # the process's environment
+    proc, master = _start_live(tmp_path, video)
+    try:
+        seen = _wait_for(proc, "ready: press space")
+        assert "ready: press space" in seen, seen
+        # ALSA reads its configuration at each open: the microphone opens at the press. (Not
+        # ALSA's null device: its capture is whatever was in the buffer, not silence.)
+        silence = tmp_path / "silence.s16le"
+        silence.write_bytes((in_a_room(np.zeros(RATE)) * 32768).astype("<i2").tobytes())
+        (tmp_path / "asound.conf").write_text(file_mic_config(silence))
+        os.write(master, b"t")
+        seen = _wait_for(proc, START, timeout=10)
+        os.write(master, b" ")
+        seen += _wait_for(proc, SAY_NAME, timeout=20)
+        seen += _wait_for(proc, "recording, up to", timeout=10)
+        os.write(master, b"t")
+        seen += _wait_for(proc, RETRY, timeout=10)
+        assert BUSY in seen and "silent" in seen and RETRY in seen, seen
+        os.write(master, b"q")
+        assert proc.wait(timeout=10) == 0
+        assert not taught.exists() or not any(taught.iterdir())
+    finally:
+        proc.kill()
+        os.close(master)
 
 
 def test_live_help_lists_the_teach_key():
