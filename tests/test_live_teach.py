@@ -46,10 +46,13 @@ class FakeLearner:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
         self.release = threading.Event()
+        self.error: Exception | None = None  # raised instead of learning
 
     def __call__(self, store, say) -> None:
         say("learning the taught words; this takes a few minutes")
         self.calls.append([w.name for w in store.words()])
+        if self.error is not None:
+            raise self.error
         self.release.wait(WAIT_S)
 
 
@@ -169,12 +172,12 @@ def test_t_in_a_live_process_teaches_and_space_waits(tmp_path, video, monkeypatc
         silence.write_bytes((in_a_room(np.zeros(RATE)) * 32768).astype("<i2").tobytes())
         (tmp_path / "asound.conf").write_text(file_mic_config(silence))
         os.write(master, b"t")
-        seen = _wait_for(proc, START, timeout=10)
+        seen = _wait_for(proc, START, timeout=30)
         os.write(master, b" ")
-        seen += _wait_for(proc, SAY_NAME, timeout=20)
-        seen += _wait_for(proc, "recording, up to", timeout=10)
+        seen += _wait_for(proc, SAY_NAME, timeout=40)
+        seen += _wait_for(proc, "recording, up to", timeout=30)
         os.write(master, b"t")
-        seen += _wait_for(proc, RETRY, timeout=10)
+        seen += _wait_for(proc, RETRY, timeout=30)
         assert BUSY in seen and "silent" in seen and RETRY in seen, seen
         os.write(master, b"q")
         assert proc.wait(timeout=10) == 0
@@ -227,3 +230,22 @@ def test_a_silent_recording_is_one_line_and_the_views_are_kept(live, mic, word, 
     press(app, "TEACH")
     wait_for(lambda: bool(learner.calls), "learning")
     assert START not in lines and learner.calls == [["object 1"]]
+
+
+@pytest.mark.faults
+def test_learning_that_fails_is_one_line_and_keeps_the_word(live, mic, word, store):  # noqa: F811
+    from app.live_teach import Phase
+    from app.teach import TeachInputError
+
+    app, teacher, learner, lines = live
+    learner.error = TeachInputError("the teach base x is missing", "reinstall EarSight")
+    mic.feed(in_a_room(word))
+    press(app, "TEACH")
+    wait_for(lambda: any(line.startswith("recording, up to") for line in lines), "recording")
+    press(app, "TEACH")
+    assert teacher.join(WAIT_S) and teacher.phase is Phase.IDLE
+    failed = [line for line in lines if line.startswith("learning failed")]
+    assert failed == ["learning failed: the teach base x is missing — reinstall EarSight"]
+    assert [w.name for w in store.words()] == ["object 1"]  # stored; `teach --learn` later
+    press(app, "DESCRIBE")
+    assert app._pending_key is not None  # the app goes on
