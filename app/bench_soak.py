@@ -27,6 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -83,13 +84,14 @@ def parse_press(line: str) -> float | None:
 
 
 class ChildOutput:
-    """Drains the child's stdout on a thread (a full pipe would stall the app under test)."""
+    """Drains the child's stdout on a thread (a full pipe would stall the app under test) into
+    ``log`` (all of it, for what the table cannot say: underflows, errors) and ``soak``."""
 
-    def __init__(self, proc: subprocess.Popen, soak: Soak) -> None:
+    def __init__(self, proc: subprocess.Popen, soak: Soak, log: TextIO) -> None:
         self.ready = threading.Event()
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.t0 = math.inf  # monotonic time of "ready"; press lines are stamped against it
-        self._proc, self._soak = proc, soak
+        self._proc, self._soak, self._log = proc, soak, log
         self._thread = threading.Thread(target=self._run, name="soak-reader", daemon=True)
         self._thread.start()
 
@@ -97,6 +99,7 @@ class ChildOutput:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
             self.tail.append(line.rstrip())
+            self._log.write(line)
             if not self.ready.is_set() and READY_TEXT in line:
                 self.t0 = time.monotonic()
                 self.ready.set()
@@ -143,12 +146,17 @@ def drive(
 
 
 def run_soak(
-    model: str, minutes: float, every_s: float, sample_s: float, threads: int | None
+    model: str,
+    minutes: float,
+    every_s: float,
+    sample_s: float,
+    threads: int | None,
+    log_path: Path,
 ) -> tuple[Soak, list[str]]:
     from app.bench_e2e import sample_images, sample_video
 
     soak = Soak()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, log_path.open("w") as log:
         video = sample_video(Path(tmp), sample_images(model))
         env = {**os.environ, "EARSIGHT_CONFIG": str(Path(tmp) / "none.toml")}  # no user config
         proc = subprocess.Popen(
@@ -159,7 +167,7 @@ def run_soak(
             text=True,
             env=env,
         )
-        out = ChildOutput(proc, soak)
+        out = ChildOutput(proc, soak, log)
         try:
             if out.ready.wait(READY_TIMEOUT_S):
                 time.sleep(1.0)  # let the newest press line of the warm-up settle
@@ -287,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     """Print the table; exit 1 if live died, stopped early, or a press went unanswered."""
     args = parse_args(argv)
     started = time.strftime("%Y-%m-%d %H:%M")
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "live.log"
     soak, tail = run_soak(
-        args.model, args.minutes, args.press_every, args.sample_every, args.threads
+        args.model, args.minutes, args.press_every, args.sample_every, args.threads, log_path
     )
     samples_csv, presses_csv = write_csv(soak, args.out)
     print(
@@ -304,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     trend = rss_trend_mb_per_h(soak, args.window_min * 60)
     print(f"RSS trend after the first window: {trend:+.2f} MB/h (least squares)")
     answered = sum(not math.isnan(m) for _, m in soak.answered)
-    print(f"presses answered: {answered}/{len(soak.sent_at)}; raw: {samples_csv}, {presses_csv}")
+    silent = sum(math.isnan(m) for _, m in soak.answered)  # served, but no first buffer
+    print(f"presses answered: {answered}/{len(soak.sent_at)}, served but never sounded: {silent}")
+    print(f"raw: {samples_csv}, {presses_csv}; live's output: {log_path}")
     early = soak.duration_s < args.minutes * 60 - args.press_every
     if early or soak.exit_code != 0:
         print("live stopped early or failed; its last lines:\n" + "\n".join(tail), file=sys.stderr)
