@@ -99,11 +99,11 @@ def _measure(backend: str, source: str, opts: E2EOptions) -> dict:
         app._worker.start()
         time.sleep(0.5)  # the grabber's first frames
         for _ in range(opts.presses):
-            n = len(app.state.timings)
+            n = app.state.presses
             app.on_action(Action.DESCRIBE, time.perf_counter())
             deadline = time.perf_counter() + FIRST_AUDIO_TIMEOUT_S
             while time.perf_counter() < deadline and (
-                len(app.state.timings) == n or app.state.timings[-1].first_audio is None
+                app.state.presses == n or app.state.timings[-1].first_audio is None
             ):
                 time.sleep(0.001)
             time.sleep(PRESS_GAP_S)

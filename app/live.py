@@ -19,6 +19,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ JOIN_TIMEOUT_S = 1.0  # shutdown must finish within a second (Ctrl-C, SIGTERM)
 RECORD_FLUSH_S = 2.0  # at exit, the recorder gets this long to write what is queued
 EXIT_KEYS_CLOSED = 1  # key input ended by itself: nobody can ask the app anything any more
 STATUS_RATE_WPM = 175  # the status voice's speaking rate (app.voice.DEFAULT_RATE_WPM)
+TIMINGS_KEPT = 1000  # press timings kept for benchmarks and -v (≈ 0.26 MB)
 MAIN_LOOP_S = 0.1  # the main thread's tick: signals, stop, and the -v latency lines
 # -v: one line per answered press; app/bench_soak.py parses it (PRESS_LINE_RE there)
 PRESS_LOG = "press %d: key→first audio %.1f ms (%s)"
@@ -60,7 +62,10 @@ class LiveState:
     mode: str = "word"
     verbosity: int = 1
     last_sound: tuple[np.ndarray, int, str] | None = None  # (wave, rate, label) for "repeat"
-    timings: list[PressTiming] = field(default_factory=list)
+    # The newest presses' timings only: a wearable answering a press a second for days must
+    # not keep them all (the soak bench measured +1.1 MB/h with an unbounded list).
+    timings: deque[PressTiming] = field(default_factory=lambda: deque(maxlen=TIMINGS_KEPT))
+    presses: int = 0  # every press answered since start; timings[0] is number presses - len
 
 
 class Recorder:
@@ -252,6 +257,7 @@ class LiveApp:
         timing.inferred = time.perf_counter()
         timing.word = label
         self.state.timings.append(timing)
+        self.state.presses += 1
         self.state.last_sound = (wave, rate, label)
         # Stamp the word's first buffer, not the click's: the click either already started
         # (its stamp went to the previous timing) or is replaced by this play before it starts.
@@ -341,11 +347,13 @@ class LiveApp:
         """
         if not log.isEnabledFor(logging.DEBUG):
             return
-        timings = self.state.timings
-        while self._logged < len(timings):
-            timing = timings[self._logged]
+        timings, total = self.state.timings, self.state.presses
+        first = total - len(timings)  # the press number of timings[0] (older ones dropped)
+        self._logged = max(self._logged, first)
+        while self._logged < total:
+            timing = timings[self._logged - first]
             ms = timing.key_to_audio_ms()
-            if ms is None and self._logged == len(timings) - 1:
+            if ms is None and self._logged == total - 1:
                 return
             log.debug(PRESS_LOG, self._logged + 1, float("nan") if ms is None else ms, timing.word)
             self._logged += 1

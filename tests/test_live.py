@@ -304,3 +304,34 @@ def test_live_swaps_in_a_model_taught_while_it_runs(tmp_path, digit_video, monke
     finally:
         proc.kill()
         os.close(master)
+
+
+def test_press_timings_are_bounded_and_the_latency_lines_keep_counting(
+    tmp_path, digit_video, monkeypatch, caplog
+):
+    """A wearable answering presses for days keeps only the newest TIMINGS_KEPT timings (the
+    soak bench measured +1.1 MB/h with all of them); -v still numbers presses from the start."""
+    import logging
+
+    import app.live as live
+
+    monkeypatch.setattr(live, "TIMINGS_KEPT", 5)
+    video, _ = digit_video
+    tee: list[np.ndarray] = []
+    with AlsaNull(tmp_path):
+        app, _runtime, audio, grabber = build_app(video, tee)
+        with grabber, caplog.at_level(logging.DEBUG, logger="app.live"):
+            time.sleep(0.3)
+            for _ in range(8):
+                app._describe_once(time.perf_counter())
+                assert audio.wait(5.0)
+            time.sleep(0.1)
+            app._log_latencies()
+        audio.close()
+    assert app.state.presses == 8 and len(app.state.timings) == 5
+    numbers = [
+        int(r.getMessage().split(":")[0].split()[1])
+        for r in caplog.records
+        if r.getMessage().startswith("press ")
+    ]
+    assert numbers == [4, 5, 6, 7, 8]  # 1–3 were dropped before they were logged
