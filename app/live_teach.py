@@ -71,9 +71,16 @@ class Phase(enum.Enum):
     LEARNING = "learning"
 
 
-def _learn_words(store: TeachStore, say: Say) -> object:
-    from app.teach import learn_words  # torch loads only when something is learned
+LEARN_THREADS = 1  # torch threads while learning inside live: a core stays free for presses
 
+
+def _learn_words(store: TeachStore, say: Say) -> object:
+    import torch  # loads only when something is learned
+
+    from app.teach import learn_words
+
+    # Process-wide: ONNX Runtime keeps its own threads; a live on --backend torch shares this.
+    torch.set_num_threads(LEARN_THREADS)
     return learn_words(store, say)
 
 
