@@ -110,14 +110,20 @@ def _device_arg(device: str | int | None) -> str | int | None:
     return int(device) if isinstance(device, str) and device.strip().isdigit() else device
 
 
-def output_devices(sd: Any) -> list[str]:
-    """``"0 default"``, ``"3 USB Audio"``, …: every output device PortAudio lists."""
+def list_devices(sd: Any, kind: str) -> list[str]:
+    """``"0 default"``, ``"3 USB Audio"``, …: every ``kind`` ("output" or "input") device
+    PortAudio lists; [] when it cannot scan."""
     try:
         devices = sd.query_devices()
     except Exception as err:  # PortAudio could not scan: there is nothing to list
-        log.debug("audio: listing devices failed: %s", err)
+        log.debug("audio: listing %s devices failed: %s", kind, err)
         return []
-    return [f"{d['index']} {d['name']}" for d in devices if d["max_output_channels"] > 0]
+    return [f"{d['index']} {d['name']}" for d in devices if d[f"max_{kind}_channels"] > 0]
+
+
+def output_devices(sd: Any) -> list[str]:
+    """Every output device PortAudio lists (``list_devices``)."""
+    return list_devices(sd, "output")
 
 
 def _check_device(sd: Any, device: str | int) -> None:

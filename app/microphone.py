@@ -32,7 +32,7 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from app.audio import _device_arg, _one_line
+from app.audio import _device_arg, _one_line, list_devices
 from app.deadline import DeadlineExceeded, call_with_deadline
 from app.recording import Recording, check_recording
 from trainer.errors import EarSightError, UsageError
@@ -78,12 +78,7 @@ class Player(Protocol):  # app.audio's AudioOut and WavSink
 
 def input_devices(sd: Any) -> list[str]:
     """``"0 default"``, ``"4 USB Microphone"``, …: every input device PortAudio lists."""
-    try:
-        devices = sd.query_devices()
-    except Exception as err:  # PortAudio could not scan: there is nothing to list
-        log.debug("microphone: listing devices failed: %s", err)
-        return []
-    return [f"{d['index']} {d['name']}" for d in devices if d["max_input_channels"] > 0]
+    return list_devices(sd, "input")
 
 
 def _import_sounddevice() -> Any:
