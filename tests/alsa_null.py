@@ -52,6 +52,23 @@ def rescan_portaudio() -> None:
         sd._initialize()
 
 
+@contextlib.contextmanager
+def alsa_config(path: Path):
+    """This process's ALSA configuration is ``path`` inside the block (PortAudio re-scanned on
+    the way in and out); the previous ALSA_CONFIG_PATH comes back after it."""
+    previous = os.environ.get("ALSA_CONFIG_PATH")
+    os.environ["ALSA_CONFIG_PATH"] = str(path)
+    rescan_portaudio()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("ALSA_CONFIG_PATH", None)
+        else:
+            os.environ["ALSA_CONFIG_PATH"] = previous
+        rescan_portaudio()
+
+
 class AlsaNull(contextlib.AbstractContextManager):
     def __init__(self, directory: Path, paced_bytes_per_s: int | None = 48_000 * 4) -> None:
         self.directory = Path(directory)
@@ -62,7 +79,7 @@ class AlsaNull(contextlib.AbstractContextManager):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fds: tuple[int, int] | None = None
-        self._previous: str | None = None
+        self._config = contextlib.ExitStack()
 
     def __enter__(self) -> AlsaNull:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -71,17 +88,11 @@ class AlsaNull(contextlib.AbstractContextManager):
         else:
             self._open_fifo()
             self.config.write_text(paced_config(self.fifo))
-        self._previous = os.environ.get("ALSA_CONFIG_PATH")
-        os.environ["ALSA_CONFIG_PATH"] = str(self.config)
-        rescan_portaudio()
+        self._config.enter_context(alsa_config(self.config))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is None:
-            os.environ.pop("ALSA_CONFIG_PATH", None)
-        else:
-            os.environ["ALSA_CONFIG_PATH"] = self._previous
-        rescan_portaudio()
+        self._config.close()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2 * POLL_S + 1)

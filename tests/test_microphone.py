@@ -42,7 +42,7 @@ from app.recording import (
     dbfs,
 )
 from engine.postprocess import resample
-from tests.alsa_null import rescan_portaudio
+from tests.alsa_null import alsa_config
 from trainer.errors import UsageError
 from trainer.speech import SAMPLE_RATE_HZ, trim_silence
 
@@ -74,7 +74,7 @@ class FileMicrophone(contextlib.AbstractContextManager):
         self.config = directory / "asound.conf"
         self.raw.write_bytes(b"")
         self.config.write_text(config or file_mic_config(self.raw))
-        self._previous: str | None = None
+        self._config = contextlib.ExitStack()
 
     def feed(self, wave: np.ndarray) -> None:
         """What the microphone hears next: float (L,) at RATE → the raw s16le file."""
@@ -82,17 +82,11 @@ class FileMicrophone(contextlib.AbstractContextManager):
         self.raw.write_bytes(pcm.tobytes())
 
     def __enter__(self) -> FileMicrophone:
-        self._previous = os.environ.get("ALSA_CONFIG_PATH")
-        os.environ["ALSA_CONFIG_PATH"] = str(self.config)
-        rescan_portaudio()
+        self._config.enter_context(alsa_config(self.config))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is None:
-            os.environ.pop("ALSA_CONFIG_PATH", None)
-        else:
-            os.environ["ALSA_CONFIG_PATH"] = self._previous
-        rescan_portaudio()
+        self._config.close()
 
 
 def in_a_room(speech: np.ndarray, lead_s: float = LEAD_S, tail_s: float = 1.0) -> np.ndarray:
