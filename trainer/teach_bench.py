@@ -33,7 +33,13 @@ import numpy as np
 import torch
 
 from trainer.errors import EarSightError, UsageError
-from trainer.teach_learn import TaughtSet, TeachBase, learn_classifier, load_teach_base
+from trainer.teach_learn import (
+    TaughtSet,
+    TeachBase,
+    answer_pooled,
+    learn_classifier,
+    load_teach_base,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +128,7 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
     model = learn_classifier(base, taught)
     seconds = time.perf_counter() - start
     known = model.cfg.n_classes - k
-    probs = _probs(model, feats[np.array(test_idx)])
+    probs, _ = answer_pooled(model, feats[np.array(test_idx)])
     top, conf = probs.argmax(1), probs.max(1)
     right = top == known + np.array(test_labels)
     answered = conf >= THRESHOLD
@@ -134,15 +140,10 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
     }
     others = ~np.isin(coil.objects, taught_objects)
     if others.any():
-        row["untaught_not_sure"] = (_probs(model, feats[others]).max(1) < THRESHOLD).mean()
+        row["untaught_not_sure"] = (
+            answer_pooled(model, feats[others])[0].max(1) < THRESHOLD
+        ).mean()
     return row
-
-
-@torch.no_grad()
-def _probs(model, pooled: np.ndarray) -> np.ndarray:
-    p = torch.from_numpy(pooled)
-    logits, _ = model.logits_and_phi(p, model.image_encoder.head(p))
-    return model.class_probs(logits, p).numpy()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from trainer.errors import UsageError
 from trainer.teach_learn import (
     TaughtSet,
     VoiceOptions,
+    answer_pooled,
     fit_voice_clip,
     learn_classifier,
     learn_voice,
@@ -177,9 +178,8 @@ def _known_scores(model, pooled: np.ndarray, labels: np.ndarray) -> dict[str, fl
     from trainer.metrics import WordRecognizer
 
     cfg = model.cfg
-    p = torch.from_numpy(pooled)
-    logits, phi = model.logits_and_phi(p, model.image_encoder.head(p))
-    right = float((model.class_probs(logits, p).numpy().argmax(1) == labels).mean())
+    probs, phi = answer_pooled(model, pooled)
+    right = float((probs.argmax(1) == labels).mean())
     some = np.concatenate(
         [np.flatnonzero(labels == k)[:KNOWN_HEARD_PER_CLASS] for k in np.unique(labels)]
     )
@@ -199,9 +199,7 @@ def _held_back_scores(model, split: _Split) -> dict[str, float]:
 
     cfg, labels = model.cfg, split.held_labels
     known = cfg.n_classes - cfg.taught_words
-    p = torch.from_numpy(split.held_pooled)
-    logits, phi = model.logits_and_phi(p, model.image_encoder.head(p))
-    probs = model.class_probs(logits, p).numpy()
+    probs, phi = answer_pooled(model, split.held_pooled)
     waves = model.generate(phi).numpy()  # (H, L_s)
     recognizer = WordRecognizer(cfg.labels, sample_rate_in=cfg.sample_rate)
     # the taught words as the recognizer spells them (lower case, single spaces)

@@ -146,6 +146,15 @@ def pooled_features(model: MTNet, photos: Sequence[np.ndarray], mirrored: bool =
     return np.concatenate(out)
 
 
+@torch.no_grad()
+def answer_pooled(model: MTNet, pooled: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    """Pooled backbone features (N, D) → the model's probs (N, K) as ``MTNet.infer`` gives
+    them, and φ (N, D_a) for ``generate``: what a frame with those features is answered."""
+    p = torch.from_numpy(pooled)
+    logits, phi = model.logits_and_phi(p, model.image_encoder.head(p))
+    return model.class_probs(logits, p).numpy(), phi
+
+
 def taught_config(base: MTNetConfig, words: Sequence[str], exemplars: int) -> MTNetConfig:
     """The base config with ``words`` appended. A taught word may repeat a shipped one (the
     user's own cat is still "cat"): two classes, one label, each with its own voice."""
