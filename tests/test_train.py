@@ -56,6 +56,22 @@ def test_limits_keep_every_class_of_a_class_sorted_source():
     assert _limit(ImageSplit(images=images, labels=labels), None).labels is labels
 
 
+def test_leave_out_drops_classes_and_renumbers_the_rest():
+    spec = DatasetSpec("digits", leave_out=("three", "seven"))
+    data = build_dataset(spec)
+    full = build_dataset(DatasetSpec("digits"))
+    assert data.classes == ("zero", "one", "two", "four", "five", "six", "eight", "nine")
+    assert data.spoken.clips.shape[0] == 8
+    assert set(data.train.labels.tolist()) == set(data.test.labels.tolist()) == set(range(8))
+    # Every test "four" of the full set is a "four" here, under its new number 3.
+    assert np.array_equal(
+        full.test.images[full.test.labels == 4], data.test.images[data.test.labels == 3]
+    )
+    assert len(data.test) == int(np.isin(full.test.labels, [3, 7], invert=True).sum())
+    stored = DatasetSpec(**json.loads(json.dumps(spec.to_dict())))  # checkpoints store JSON
+    assert stored == spec
+
+
 def test_train_then_evaluate_end_to_end(tmp_path, digits):
     best = fit(digits, SPEC, QUICK, tmp_path)
     model, ckpt = load_model(best)
@@ -261,6 +277,7 @@ def test_describe_prints_both_presets():
         (["--describe", "--arch", "enc_pool=1,1"], "must have the same length"),
         (["--dataset", "digits", "--ema", "1.5"], "--ema in [0, 1)"),
         (["--dataset", "digits", "--cutout", "-2"], "--cutout must be ≥ 0"),
+        (["--dataset", "digits", "--leave-out", "kitty"], "kitty: not a class of digits"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):

@@ -35,8 +35,12 @@ class DatasetSpec:
     limit_train: int | None = None  # keep N train images, classes in turn (quick runs, tests)
     limit_test: int | None = None
     seed: int = 0
+    # Class words dropped from every split (the teach benchmark's "thumbnails" base model is
+    # the default recipe without two CIFAR-10 classes, which are then taught from photos).
+    leave_out: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "leave_out", tuple(self.leave_out))  # JSON gives a list
         # Stored absolute: a checkpoint's spec is read again by evaluate.py and
         # `earsight export --int8`, often from another folder than training ran in.
         if self.data_root:
@@ -55,6 +59,33 @@ class DatasetSpec:
                 raise DatasetError(
                     f"{flag} must be at least 1, got {value}", f"drop {flag} to use every image"
                 )
+
+
+def _leave_out(images: ImageSet, words: tuple[str, ...]) -> ImageSet:
+    """``images`` without the classes named ``words``; labels renumbered in the source's order.
+
+    DatasetError (one line) for a word that is not a class, or for leaving fewer than 2 classes.
+    """
+    if not words:
+        return images
+    unknown = [w for w in words if w not in images.classes]
+    if unknown:
+        raise DatasetError(
+            f"--leave-out {','.join(unknown)}: not a class of {images.name}",
+            f"use words from: {', '.join(images.classes)}",
+        )
+    kept = [c for c, w in enumerate(images.classes) if w not in words]
+    if len(kept) < 2:
+        raise DatasetError(f"--leave-out leaves {len(kept)} class of {images.name}", "keep two")
+    new_label = np.full(len(images.classes), -1, dtype=np.int64)
+    new_label[kept] = np.arange(len(kept))
+
+    def keep(split: ImageSplit) -> ImageSplit:
+        mask = np.isin(split.labels, kept)
+        return ImageSplit(split.images[mask], new_label[np.asarray(split.labels)[mask]])
+
+    classes = tuple(images.classes[c] for c in kept)
+    return ImageSet(images.name, classes, keep(images.train), keep(images.test))
 
 
 @dataclass(frozen=True)
@@ -131,7 +162,7 @@ def build_dataset(spec: DatasetSpec, speech_cache: Path | None = None) -> ADData
     """
     spec.check()
     root = Path(spec.data_root).expanduser() if spec.data_root else None
-    images: ImageSet = load_images(spec.source, root)
+    images: ImageSet = _leave_out(load_images(spec.source, root), spec.leave_out)
     voices = tuple(
         dataclasses.replace(v, words_per_min=spec.words_per_min) if spec.voices == 1 else v
         for v in voice_set(spec.voices)

@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="test clips scored by PESQ/STOI/speech recognition at the end",
     )
+    p.add_argument(
+        "--leave-out",
+        type=lambda text: tuple(w.strip() for w in text.split(",") if w.strip()),
+        default=(),
+        metavar="WORD,WORD",
+        help="drop these classes from every split (the teach benchmark's base model)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
@@ -214,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
         limit_train=args.limit_train,
         limit_test=args.limit_test,
         seed=args.seed,
+        leave_out=args.leave_out,
     )
     spec.check()  # before the download and the loading
     if args.download:
