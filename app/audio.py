@@ -165,11 +165,12 @@ class AudioOut:
         self.on_first_buffer = on_first_buffer
         self.tee = tee
         self.underflows = 0  # callbacks PortAudio flagged as late (the device ran dry)
-        self._lock = threading.Lock()  # guards the six fields below; held for microseconds
+        self._lock = threading.Lock()  # guards the seven fields below; held for microseconds
         self._segments: list[np.ndarray] = []  # [faded tail of the cut sound,] current sound
         self._pos = 0  # next sample of _segments[0]
         self._handed = 0  # samples handed to the device since the last play()
         self._first_at: int | None = None  # _handed index of the new sound's first audible one
+        self._on_first: FirstBufferHook | None = None  # the current word's own play(on_first=)
         self._kind = "word"  # of the current sound
         self._waiting: np.ndarray | None = None  # a status waiting for the word to end
         self._idle = threading.Event()
@@ -265,12 +266,21 @@ class AudioOut:
 
     # --- control (any thread) ---------------------------------------------------------------
 
-    def play(self, wave: np.ndarray, sample_rate: int, label: str = "", kind: str = "word") -> None:
+    def play(
+        self,
+        wave: np.ndarray,
+        sample_rate: int,
+        label: str = "",
+        kind: str = "word",
+        on_first: FirstBufferHook | None = None,
+    ) -> None:
         """Start ``wave`` now, cutting off (with a short fade) whatever is playing. Non-blocking.
 
         ``kind="status"``: a spoken status message; it cuts an older status but waits until a
         playing word has ended (replacing any status already waiting). ``label`` is unused
-        here; it names the file in ``WavSink``, which takes the same calls.
+        here; it names the file in ``WavSink``, which takes the same calls. ``on_first(t)``
+        stamps this word's own first audible buffer (as ``on_first_buffer`` does for every
+        word), so a stamp can never belong to a sound this one cut.
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -287,6 +297,7 @@ class AudioOut:
                 return
             self._waiting = None  # a word drops a waiting status; a newer status replaces it
             self._swap(sound, kind)
+            self._on_first = on_first if kind == "word" else None
 
     def _swap(self, sound: np.ndarray, kind: str) -> None:
         """Make ``sound`` current, after a faded tail of the cut one (lock held)."""
@@ -382,14 +393,18 @@ class AudioOut:
         with self._lock:
             n = self._fill(out)
             first = self._first_at is not None and self._handed <= self._first_at < self._handed + n
+            own_hook = self._on_first if first else None
             self._handed += n
             if n and not self._segments and self._waiting is None:
                 self._idle.set()
         out[n:] = 0.0
         if n == 0:
             return
-        if first and self.on_first_buffer is not None:
-            self.on_first_buffer(time.perf_counter())
+        if first:
+            t_first = time.perf_counter()
+            for hook in (self.on_first_buffer, own_hook):
+                if hook is not None:
+                    hook(t_first)
         if self.tee is not None:
             self.tee(out.copy())
 
@@ -440,7 +455,12 @@ class WavSink:
         self.is_playing = False
 
     def play(
-        self, wave: np.ndarray, sample_rate: int, label: str = "sound", kind: str = "word"
+        self,
+        wave: np.ndarray,
+        sample_rate: int,
+        label: str = "sound",
+        kind: str = "word",
+        on_first: FirstBufferHook | None = None,
     ) -> None:
         """Write ``wave`` to the next numbered file (``kind`` is accepted for AudioOut's sake)."""
         import soundfile
@@ -455,8 +475,10 @@ class WavSink:
                 f"cannot write {path}: {err}", "check the --out-dir folder"
             ) from err
         self.written.append(path)
-        if self.on_first_buffer is not None:
-            self.on_first_buffer(time.perf_counter())
+        t_written = time.perf_counter()
+        for hook in (self.on_first_buffer, on_first):
+            if hook is not None:
+                hook(t_written)
         if self.tee is not None:
             self.tee(sound.copy())
 

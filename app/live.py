@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from app import earcons
 from app.config import LiveOptions
 
 log = logging.getLogger(__name__)
+
+FirstStamp = Callable[[float], None]  # perf_counter s when a word's first audible buffer went out
 
 FRAME_WAIT_S = 0.5  # how long a press waits for a first/fresh frame before saying so
 JOIN_TIMEOUT_S = 1.0  # shutdown must finish within a second (Ctrl-C, SIGTERM)
@@ -55,6 +58,11 @@ class PressTiming:
 
     def key_to_audio_ms(self) -> float | None:
         return None if self.first_audio is None else (self.first_audio - self.key) * 1e3
+
+    def heard(self, t: float) -> None:
+        """The audio output's stamp of this press's word reaching the device (perf_counter s)."""
+        if self.first_audio is None:
+            self.first_audio = t
 
 
 @dataclass
@@ -182,10 +190,7 @@ class LiveApp:
         self._pending_key: float | None = None  # newest unserved press (older ones coalesce)
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._serve, name="earsight-infer", daemon=True)
-        self._timing: PressTiming | None = None
         self._logged = 0  # timings already reported by _log_latencies
-        if hasattr(audio, "on_first_buffer"):
-            audio.on_first_buffer = self._first_audio
         self._rate = runtime.info.output_rate
         self._click = earcons.capture_click(self._rate)
 
@@ -204,8 +209,10 @@ class LiveApp:
         elif name == "DESCRIBE":
             with self._lock:
                 self._pending_key = t_key
-            self._wake.set()
+            # The click first, then the worker: woken first, a loaded machine can answer before
+            # this thread plays the click, and the click would cut the answer off.
             self._play(self._click, self._rate, "click")  # heard at once; the word cuts it
+            self._wake.set()
         elif name == "REPEAT":
             if self.state.last_sound is None:
                 self.voice.say("nothing to repeat yet: press describe first", level=0)
@@ -259,10 +266,7 @@ class LiveApp:
         self.state.timings.append(timing)
         self.state.presses += 1
         self.state.last_sound = (wave, rate, label)
-        # Stamp the word's first buffer, not the click's: the click either already started
-        # (its stamp went to the previous timing) or is replaced by this play before it starts.
-        self._timing = timing
-        self._play(wave, rate, label)
+        self._play(wave, rate, label, on_first=timing.heard)  # the word's stamp, never the click's
         if self.state.verbosity >= 2:
             self.voice.say(label, level=2)
         else:
@@ -297,9 +301,15 @@ class LiveApp:
         phrase = phrase_clip(said, rate, self.runtime.options.postprocess)
         return np.concatenate([earcons.not_sure_tone(rate), phrase]), rate, said
 
-    def _play(self, wave: np.ndarray, rate: int, label: str) -> None:
+    def _play(
+        self,
+        wave: np.ndarray,
+        rate: int,
+        label: str,
+        on_first: Callable[[float], None] | None = None,
+    ) -> None:
         """Every sound the app plays goes through here: played, and recorded with --record."""
-        self.audio.play(wave, rate, label)
+        self.audio.play(wave, rate, label, on_first=on_first)
         if self.recorder is not None:
             self.recorder.sound(wave, rate, label)
 
@@ -307,10 +317,6 @@ class LiveApp:
         from app.soundscape import SoundscapeOptions
 
         return SoundscapeOptions().sample_rate
-
-    def _first_audio(self, t: float) -> None:
-        if self._timing is not None and self._timing.first_audio is None:
-            self._timing.first_audio = t
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -67,7 +67,12 @@ class UnknownMicrophone(NoMicrophone):
 
 class Player(Protocol):  # app.audio's AudioOut and WavSink
     def play(
-        self, wave: np.ndarray, sample_rate: int, label: str = ..., kind: str = ...
+        self,
+        wave: np.ndarray,
+        sample_rate: int,
+        label: str = ...,
+        kind: str = ...,
+        on_first: Callable[[float], None] | None = ...,
     ) -> None: ...
 
     def wait(self, timeout: float | None = None) -> bool: ...

@@ -113,6 +113,24 @@ def test_a_new_play_interrupts_the_sound_with_a_short_fade(out):
     assert len(cap.firsts) == 2  # each sound reported its first buffer once
 
 
+@needs_portaudio
+def test_a_words_own_stamp_fires_for_that_word_only(out):
+    """play(on_first=) stamps its own sound: a click cut before it sounded stamps nothing, and
+    the word cutting it stamps once, with the buffer that holds the word's first sample."""
+    cap = out.capture
+    click_stamps: list[float] = []
+    word_stamps: list[float] = []
+    word = tone(440, 0.3)
+    out.play(earcons.capture_click(RATE), RATE, "click", on_first=click_stamps.append)
+    out.play(word, RATE, "word", on_first=word_stamps.append)  # before the click's buffer
+    assert out.wait(2.0)
+    assert click_stamps == [] and len(word_stamps) == 1
+    assert word_stamps[0] == cap.firsts[-1]
+    out.play(tone(660, 0.2), RATE, kind="status", on_first=click_stamps.append)
+    assert out.wait(2.0)
+    assert click_stamps == []  # status speech is no answer: it is never stamped
+
+
 # --- one audio path: words and status speech share the stream --------------------------------
 
 

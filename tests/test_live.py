@@ -96,9 +96,12 @@ def test_presses_on_a_digit_video_speak_the_right_words(tmp_path, digit_video):
                     deadline = time.monotonic() + 5
                     while len(app.state.timings) == n_before and time.monotonic() < deadline:
                         time.sleep(0.01)
-                    time.sleep(0.05)
-                    assert audio.wait(5.0)
                     timing = app.state.timings[-1]
+                    # The timing is stored just before the word is queued: wait for the word's
+                    # first buffer (not the capture click's) before waiting for it to end.
+                    while timing.first_audio is None and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    assert audio.wait(5.0)
                     truth.append(words[(timing.frame_index // SEGMENT_FRAMES) % len(words)])
                     heard.append(recognizer.recognize(np.concatenate(tee)))
             finally:
@@ -109,9 +112,33 @@ def test_presses_on_a_digit_video_speak_the_right_words(tmp_path, digit_video):
                 os.close(master)
                 os.close(slave)
     correct = np.mean([h == t for h, t in zip(heard, truth, strict=True)])
-    assert correct >= 0.95, list(zip(truth, heard, strict=True))
+    wrong = [(i, t, h) for i, (t, h) in enumerate(zip(truth, heard, strict=True)) if t != h]
+    assert correct >= 0.95, f"{len(wrong)} of {len(truth)} misheard (press, shown, heard): {wrong}"
     # Every press was time-stamped through to the first audio buffer.
     assert all(t.key_to_audio_ms() is not None for t in app.state.timings)
+
+
+def test_the_click_is_queued_before_the_worker_wakes(tmp_path, digit_video):
+    """Woken first, a loaded machine's worker can answer before the controller thread plays
+    the click, and the click then cuts the answer off (CI heard nothing for 2 of 20 presses)."""
+    import threading
+
+    from app.controllers import Action
+
+    video, _ = digit_video
+    with AlsaNull(tmp_path):
+        app, _runtime, audio, _grabber = build_app(video, [])
+        playing_at_wake: list[bool] = []
+
+        class WakeProbe(threading.Event):
+            def set(self) -> None:
+                playing_at_wake.append(audio.is_playing)
+                super().set()
+
+        app._wake = WakeProbe()
+        app.on_action(Action.DESCRIBE, time.perf_counter())
+        audio.close()
+    assert playing_at_wake == [True]
 
 
 def test_a_flood_of_presses_builds_no_queue(tmp_path, digit_video):
