@@ -73,29 +73,36 @@ def load_coil(path: Path) -> Coil:
 
 
 @torch.no_grad()
-def coil_features(base: TeachBase, coil: Coil) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features (7200, D) of every view and of its mirror, through the trunk cache."""
+def cached_pooled(
+    model, images: np.ndarray, mirrored: bool, label: str, crop: float | None = None
+) -> np.ndarray:
+    """Pooled features (N, D) of ``images`` (N, H, W, C) uint8 fitted to the model's input
+    (centre ``crop``: default the camera's ``input_crop``; 1.0 for dataset thumbnails, used
+    whole as in training), or of their mirrors; the frozen trunk's activations are cached
+    (trainer/feature_cache.py), the fine-tuned tail runs each time."""
     from trainer.feature_cache import cached_activations
 
-    model = base.model.eval()
-    enc, cfg = model.image_encoder, model.cfg
-    out = []
-    for mirrored in (False, True):
-        acts = cached_activations(
-            enc.backbone,
-            coil.images,
-            cut=enc.cut,
-            resolution=cfg.image_size,
-            crop=cfg.input_crop,
-            mirrored=mirrored,
-            label="COIL-100 mirrored" if mirrored else "COIL-100",
-        )
-        rows = [
-            enc.backbone.tail(torch.from_numpy(np.asarray(acts[s : s + 256], np.float32)), enc.cut)
-            for s in range(0, len(acts), 256)
-        ]
-        out.append(torch.cat(rows).numpy())
-    return out[0], out[1]
+    enc, cfg = model.eval().image_encoder, model.cfg
+    acts = cached_activations(
+        enc.backbone,
+        images,
+        cut=enc.cut,
+        resolution=cfg.image_size,
+        crop=cfg.input_crop if crop is None else crop,
+        mirrored=mirrored,
+        label=label,
+    )
+    rows = [
+        enc.backbone.tail(torch.from_numpy(np.asarray(acts[s : s + 256], np.float32)), enc.cut)
+        for s in range(0, len(acts), 256)
+    ]
+    return torch.cat(rows).numpy()
+
+
+def coil_features(base: TeachBase, coil: Coil) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features (7200, D) of every view and of its mirror, through the trunk cache."""
+    plain = cached_pooled(base.model, coil.images, False, "COIL-100")
+    return plain, cached_pooled(base.model, coil.images, True, "COIL-100 mirrored")
 
 
 def pick_views(n: int, mode: str, start: int) -> np.ndarray:

