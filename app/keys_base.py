@@ -70,9 +70,13 @@ class KeyMap:
         out: dict[str, Action] = {}
         for f in fields(self):
             key = getattr(self, f.name).strip().lower()
+            action = actions.get(f.name) or Action[f.name.upper()]
             if key in out:
-                raise UsageError(f"key {key!r} is bound twice", "give each action its own key")
-            out[key] = actions.get(f.name) or Action[f.name.upper()]
+                raise UsageError(
+                    f"key {key!r} is bound twice: to {out[key].value} and to {action.value}",
+                    "give each action its own key (--hotkey picks the describe key)",
+                )
+            out[key] = action
         return out
 
 

@@ -41,6 +41,7 @@ def test_missing_default_config_file_means_defaults(tmp_path, monkeypatch):
         ("verbosity = true\n", "verbosity must be int, got True"),
         ("int8 = 1\n", "int8 must be bool, got 1"),
         ("mode = 'video'\n", "mode must be one of"),
+        ("hotkey = 'F8'\n", "hotkey 'F8' is already the teach key"),
     ],
 )
 def test_bad_config_gives_one_clear_line(tmp_path, text, message):

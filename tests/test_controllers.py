@@ -314,7 +314,7 @@ def test_keymap_and_kinds() -> None:
         "f8": Action.TEACH,
         "esc": Action.QUIT,
     }
-    with pytest.raises(UsageError, match="bound twice"):
+    with pytest.raises(UsageError, match="bound twice: to describe and to repeat"):
         KeyMap(repeat="F9").bindings()
     with pytest.raises(UsageError, match="unknown key input"):
         make_controller("joystick", Recorder())
