@@ -79,6 +79,44 @@ def test_classifier_learns_two_photos_in_seconds_and_keeps_the_digits(teach_base
     assert not (top(model, held[0]) == 10).any()
 
 
+def test_taught_gate_passes_new_views_and_not_other_things(teach_base):
+    """The taught words' own gate (calibrated on the photos' similarities to each other):
+    new views of a taught thing look familiar, photos of other things do not."""
+    base = load_teach_base(teach_base)
+    photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
+    rows, labels, numbers = [], [], []
+    for j, photo in enumerate(photos.values()):
+        rows.append(pooled_features(base.model, views(photo, 6, seed=j)))
+        labels += [j] * 12
+        numbers.append(np.tile(np.arange(6 * j, 6 * j + 6), 2))  # 6 photos, then mirrors
+    taught = TaughtSet(
+        tuple(photos),
+        np.concatenate(rows),
+        np.array(labels),
+        np.zeros((2, 1), np.float32),
+        np.concatenate(numbers),
+    )
+    model = learn_classifier(base, taught)
+    head = model.taught
+    assert model.cfg.taught_exemplars == 24 and head.memory.shape == (24, 1280)
+
+    def p_taught(pooled: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.sigmoid(head.known_logit(head.unit(torch.from_numpy(pooled)))).numpy()
+
+    new_views = np.concatenate(
+        [
+            pooled_features(base.model, views(p, 4, seed=20 + j), mirrored=False)
+            for j, p in enumerate(photos.values())
+        ]
+    )
+    others = pooled_features(base.model, [skdata.rocket(), skdata.astronaut()], mirrored=False)
+    assert (p_taught(new_views) > 0.5).mean() >= 0.75
+    assert (p_taught(others) < 0.5).all()
+    # Other things get "not sure": no word at all reaches the app's threshold.
+    assert (answer_pooled(model, others)[0].max(axis=1) < 0.5).all()
+
+
 def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     teach_base, tmp_path, monkeypatch
 ):

@@ -78,6 +78,10 @@ class MTNetConfig:
     # the user's own objects. Their logits and a residual to φ come from the pooled backbone
     # features (TaughtHead); Table 1's classifier keeps the first n_classes − taught_words.
     taught_words: int = 0
+    # Their own familiarity gate: rows of the taught words' exemplar memory (centred, unit
+    # pooled features of their photos); 0 = none (taught models before 2026-11-30: the taught
+    # photos joined the shipped gate's memory instead).
+    taught_exemplars: int = 0
 
     def __post_init__(self) -> None:
         if len(self.enc_widths) != len(self.enc_pool):
@@ -92,6 +96,8 @@ class MTNetConfig:
             raise ValueError(f"input_crop must be in (0, 1], got {self.input_crop}")
         if self.taught_words and not (self.backbone and 0 <= self.taught_words < self.n_classes):
             raise ValueError("taught_words needs a backbone and fewer taught than all classes")
+        if self.taught_exemplars and not (self.taught_words and self.gate_exemplars):
+            raise ValueError("taught_exemplars needs taught words and the shipped gate")
         if not 0.0 < self.softmax_temperature < float("inf"):
             raise ValueError(f"softmax_temperature must be > 0, got {self.softmax_temperature}")
 
@@ -337,9 +343,13 @@ class PretrainedImageEncoder(nn.Module):
         """Pooled features (B, 1280) → highest cosine similarity to an exemplar (B,)."""
         return (F.normalize(pooled, dim=1) @ self.gate_memory.T).amax(dim=1)
 
+    def known_logit(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, 1280) → logit of P(known) (B,): slope · (familiarity − centre)."""
+        return self.gate_slope * (self.familiarity(pooled) - self.gate_centre)
+
     def p_known(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, 1280) → P(the frame shows one of the vocabulary's things) (B,), in (0, 1)."""
-        return torch.sigmoid(self.gate_slope * (self.familiarity(pooled) - self.gate_centre))
+        return torch.sigmoid(self.known_logit(pooled))
 
     def embed_from_cut(self, acts: torch.Tensor) -> torch.Tensor:
         """Trunk activations (B, C, h, w) or pooled (B, 1280), as cached → φ^I (B, D_i)."""
@@ -467,10 +477,19 @@ class TaughtHead(nn.Module):
         self.adapter = nn.Linear(HEAD_WIDTH, cfg.audio_feature)
         nn.init.zeros_(self.adapter.weight)
         nn.init.zeros_(self.adapter.bias)
+        # The taught words' gate, like the shipped one but on u (trainer/teach_learn.py fills
+        # it): exemplars (M_t, 1280) and P(taught) = σ(slope · (max cosine − centre)).
+        self.register_buffer("memory", torch.zeros(cfg.taught_exemplars, HEAD_WIDTH))
+        self.register_buffer("gate_centre", torch.zeros(()))
+        self.register_buffer("gate_slope", torch.zeros(()))
 
     def unit(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, 1280) → centred, unit-length u (B, 1280)."""
         return F.normalize(pooled - self.centre.to(pooled.dtype), dim=1)
+
+    def known_logit(self, u: torch.Tensor) -> torch.Tensor:
+        """u (B, 1280) → logit of P(the frame shows a taught thing) (B,)."""
+        return self.gate_slope * ((u @ self.memory.T).amax(dim=1) - self.gate_centre)
 
 
 # --------------------------------------------------------------------------------------------
@@ -559,8 +578,17 @@ class MTNet(nn.Module):
         return self.generate(phi).float(), self.class_probs(logits, pooled)
 
     def class_probs(self, logits: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
-        """Logits (B, K) → calibrated probs (B, K) float32, times P(known) with a gate."""
+        """Logits (B, K) → calibrated probs (B, K) float32, times P(known) with a gate.
+
+        With taught words and their own gate, P(known) is the larger of the two gates': a
+        frame is familiar when it looks like the shipped classes' images or like the taught
+        photos, each by its own measure (trainer/teach_learn.taught_gate).
+        """
         probs = (logits.float() / self.cfg.softmax_temperature).softmax(dim=-1)
+        if self.cfg.taught_exemplars:
+            a_shipped = self.image_encoder.known_logit(pooled)  # (B,)
+            a_taught = self.taught.known_logit(self.taught.unit(pooled))  # (B,)
+            return probs * torch.sigmoid(torch.maximum(a_shipped, a_taught)).float()[:, None]
         if self.cfg.gate_exemplars:
             probs = probs * self.image_encoder.p_known(pooled).float()[:, None]
         return probs

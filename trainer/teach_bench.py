@@ -130,6 +130,7 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
         np.concatenate([feats[train_idx], mirrors[train_idx]]),
         np.concatenate([labels, labels]),
         np.zeros((k, 1), np.float32),  # the classifier does not need the recordings
+        np.tile(np.arange(len(train_idx)), 2),  # the views, then their mirrors
     )
     start = time.perf_counter()
     model = learn_classifier(base, taught)

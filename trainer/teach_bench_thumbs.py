@@ -171,6 +171,7 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
         np.stack(
             [taught_voice(w, voice, sox, cfg.sample_rate, cfg.audio_length) for w in spec.leave_out]
         ),
+        np.tile(np.arange(len(train)), 2),  # photos, then their mirrors
     )
     taught_pooled = pool(test, False, "left-out test")
     known_pooled = pool(known_test.images, False, "known test")

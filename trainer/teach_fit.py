@@ -87,6 +87,7 @@ def _read_store(store, model, say: Say) -> _Split:
     if not words:
         raise UsageError("nothing has been taught yet", "teach a word first: earsight teach WORD")
     learn_rows, learn_labels, held_rows, held_labels, voices = [], [], [], [], []
+    numbers = []  # which photo each learned row is (TaughtSet.photos)
     for j, word in enumerate(words):
         photos = [read_image(p) for p in store.photos(word)]
         held = np.zeros(len(photos), bool)
@@ -95,6 +96,8 @@ def _read_store(store, model, say: Say) -> _Split:
         learn = [p for p, h in zip(photos, held, strict=True) if not h]
         learn_rows.append(pooled_features(model, learn, mirrored=True))
         learn_labels.append(np.full(2 * len(learn), j))
+        first = sum(len(n) // 2 for n in numbers)
+        numbers.append(np.tile(np.arange(first, first + len(learn)), 2))  # photos, then mirrors
         if held.any():
             kept = [p for p, h in zip(photos, held, strict=True) if h]
             held_rows.append(pooled_features(model, kept, mirrored=False))
@@ -105,7 +108,11 @@ def _read_store(store, model, say: Say) -> _Split:
     dim = learn_rows[0].shape[1]
     return _Split(
         TaughtSet(
-            words, np.concatenate(learn_rows), np.concatenate(learn_labels), np.stack(voices)
+            words,
+            np.concatenate(learn_rows),
+            np.concatenate(learn_labels),
+            np.stack(voices),
+            np.concatenate(numbers),
         ),
         np.concatenate(held_rows) if held_rows else np.zeros((0, dim), np.float32),
         np.concatenate(held_labels) if held_labels else np.zeros(0, np.int64),

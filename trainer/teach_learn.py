@@ -44,10 +44,14 @@ log = logging.getLogger(__name__)
 TEACH_BASE_FORMAT = 1
 REPLAY_PER_CLASS = 100  # shipped classes' training images kept as pooled features for replay
 CHECK_PER_CLASS = 20  # more of them, never learned from: do the known words survive teaching?
-EXEMPLARS_PER_WORD = 16  # gate memory rows per taught word (k-means centres of its photos)
+# Taught gate memory rows per word: its photos and mirrors themselves up to this many (the
+# gate is calibrated on those rows), k-means centres beyond. 64 × 1280 fp16 = 160 kB a word.
+EXEMPLARS_PER_WORD = 64
 # On the taught rows. Their inputs are unit length, so a confident logit needs |w| ≈ 10: 1e-3
 # held every logit near 0 (COIL-100, 100 objects × 10 views: 0 % answered), 1e-5 does not.
 CLASSIFIER_WEIGHT_DECAY = 1e-5
+TAUGHT_KEEP = 0.95  # share of unseen views of a taught thing its gate lets through
+STRANGERS_BELOW = 0.99  # …and midway to where 99 % of other things' familiarity ends
 CLASSIFIER_ITERATIONS = 200  # L-BFGS iterations; ~1 s for 100 words × 20 photos here
 PHOTO_BATCH = 32  # photos per backbone pass
 Progress = Callable[[str], None]
@@ -72,6 +76,9 @@ class TaughtSet:
     pooled: np.ndarray  # (N, D) float32
     labels: np.ndarray  # (N,) int64 index into words
     voices: np.ndarray  # (len(words), L_s) float32 at the model's sample rate
+    # (N,) which photo each row comes from, numbered in capture order (a mirror shares its
+    # photo's number); None = every row a photo of its own
+    photos: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -165,15 +172,56 @@ def taught_config(base: MTNetConfig, words: Sequence[str], exemplars: int) -> MT
         n_classes=len(base.labels) + len(words),
         labels=(*base.labels, *words),
         taught_words=len(words),
-        gate_exemplars=exemplars,
+        taught_exemplars=exemplars,
     )
 
 
-def _gate_memory(base: MTNet, taught: TaughtSet) -> np.ndarray:
-    """The base gate's exemplars (M, D) plus up to EXEMPLARS_PER_WORD per taught word."""
-    memory = base.image_encoder.gate_memory.numpy()
-    extra = class_exemplars(taught.pooled, taught.labels, len(taught.words), EXEMPLARS_PER_WORD)
-    return np.concatenate([memory, extra]).astype(np.float32)
+def _other_view_familiarity(u: np.ndarray, labels: np.ndarray, photos: np.ndarray) -> np.ndarray:
+    """How familiar a view of a taught thing looks that the memory lacks: each row's highest
+    cosine to its word's rows of other photos (its own photo and mirror left out) (S,)."""
+    sims = u @ u.T  # (N, N); N ≤ a few thousand rows
+    same_word = labels[:, None] == labels[None, :]
+    other_photo = photos[:, None] != photos[None, :]
+    mask = same_word & other_photo
+    has = mask.any(axis=1)
+    return np.where(mask, sims, -np.inf).max(axis=1)[has]
+
+
+def taught_gate(
+    model: MTNet, base: TeachBase, taught: TaughtSet
+) -> tuple[np.ndarray, float, float]:
+    """The taught words' gate: exemplars (M_t, D) of their centred, unit photos, a centre and
+    a slope. Own views: each photo's similarity to its word's other photos (itself and its
+    mirror left out), the centre below TAUGHT_KEEP of them (trainer/open_set.calibrate).
+    Strangers: the replay rows and the other words' photos; where STRANGERS_BELOW of them end.
+    The centre lies midway between the two, never above the own views' (a few neighbouring
+    views of one side would otherwise make every other side of the thing a stranger). With one
+    photo per word nothing measures a new view: the centre is the strangers' end.
+    """
+    from trainer.open_set import SLOPE_SPAN, calibrate
+
+    with torch.no_grad():
+        u = model.taught.unit(torch.from_numpy(taught.pooled)).numpy()
+        replay_u = model.taught.unit(torch.from_numpy(base.replay_pooled)).numpy()
+    memory = class_exemplars(u, taught.labels, len(taught.words), EXEMPLARS_PER_WORD)
+    # What other things look like to the memory: the shipped classes' replay rows, and each
+    # taught photo against the other words' photos. No centre above where they end is needed.
+    other_words = taught.labels[:, None] != taught.labels[None, :]
+    strangers = np.concatenate(
+        [
+            (replay_u @ memory.T).max(axis=1),
+            np.where(other_words, u @ u.T, -np.inf).max(axis=1)[other_words.any(axis=1)],
+        ]
+    )
+    ceiling = float(np.quantile(strangers, STRANGERS_BELOW))
+    photos = taught.photos if taught.photos is not None else np.arange(len(u))
+    views = _other_view_familiarity(u, taught.labels, photos)
+    if not len(views):
+        return memory.astype(np.float32), ceiling, float(model.image_encoder.gate_slope)
+    centre, _ = calibrate(views, keep=TAUGHT_KEEP)
+    centre = (min(centre, ceiling) + centre) / 2  # midway between strangers and own views
+    slope = SLOPE_SPAN / max(float(np.median(views)) - centre, 1e-3)
+    return memory.astype(np.float32), centre, slope
 
 
 def learn_classifier(base: TeachBase, taught: TaughtSet) -> MTNet:
@@ -184,16 +232,16 @@ def learn_classifier(base: TeachBase, taught: TaughtSet) -> MTNet:
     Only the taught rows (W_t, b_t) learn; known logits come from the frozen base classifier.
     """
     src = base.model
-    memory = _gate_memory(src, taught)
-    cfg = taught_config(src.cfg, taught.words, len(memory))
-    model = MTNet(cfg).eval()
-    state = {k: v for k, v in src.state_dict().items() if not k.startswith("image_encoder.gate_")}
-    state = {**model.state_dict(), **state}
-    state["image_encoder.gate_memory"] = torch.from_numpy(memory)
-    state["image_encoder.gate_centre"] = src.image_encoder.gate_centre
-    state["image_encoder.gate_slope"] = src.image_encoder.gate_slope
+    counts = np.bincount(taught.labels, minlength=len(taught.words))
+    n_exemplars = int(np.minimum(counts, EXEMPLARS_PER_WORD).sum())  # class_exemplars' rows
+    model = MTNet(taught_config(src.cfg, taught.words, n_exemplars)).eval()
+    state = {**model.state_dict(), **src.state_dict()}
     state["taught.centre"] = torch.from_numpy(base.replay_pooled.mean(axis=0))
     model.load_state_dict(state)
+    memory, centre, slope = taught_gate(model, base, taught)
+    model.taught.memory.copy_(torch.from_numpy(memory))
+    model.taught.gate_centre.fill_(centre)
+    model.taught.gate_slope.fill_(slope)
     _fit_taught_rows(model, base, taught)
     return model
 
