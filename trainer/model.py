@@ -456,6 +456,12 @@ class AudioGenerator(nn.Module):
         return torch.tanh(self.fc2(torch.tanh(self.fc1(e.flatten(1)))))
 
 
+# The taught words' probabilities that move φ toward their codes come from logits this many
+# times sharper than the calibrated ones: a frame the classifier gives to a taught word by a
+# small margin says that word, not a blend of two (thumbnails: docs/BENCHMARKS.md).
+CODE_SHARPNESS = 4.0
+
+
 class TaughtHead(nn.Module):
     """Teach mode's words (not in the paper): pooled backbone features (B, 1280) → centred, unit
     length u → logits of the taught words (B, n_taught) and a residual to φ (B, D_a).
@@ -464,8 +470,10 @@ class TaughtHead(nn.Module):
     the dataset's classes apart and keeps little else (a logistic regression on it tells 100
     COIL-100 objects apart 60 % of the time, on the pooled features 87 %: docs/BENCHMARKS.md).
     Centring on the features' mean before normalising (SimpleShot's CL2N) spreads few-shot
-    classes apart. The residual lets the generator say the user's recording for those frames
-    while φ of every other frame stays what the cross-modal mapping gives (zero at the start).
+    classes apart. The voice: each taught word has a code φ_k (K_t, D_a) that the generator
+    learns to say in the user's recording; a frame's φ moves from the cross-modal mapping's
+    toward the codes by the taught words' (sharpened) probabilities q (B, K_t), so the word heard
+    is the word the classifier chose, however unlike the photos the frame's own φ is.
     """
 
     def __init__(self, cfg: MTNetConfig) -> None:
@@ -474,9 +482,7 @@ class TaughtHead(nn.Module):
 
         self.register_buffer("centre", torch.zeros(HEAD_WIDTH))  # (1280,) mean pooled feature
         self.classifier = nn.Linear(HEAD_WIDTH, cfg.taught_words)
-        self.adapter = nn.Linear(HEAD_WIDTH, cfg.audio_feature)
-        nn.init.zeros_(self.adapter.weight)
-        nn.init.zeros_(self.adapter.bias)
+        self.codes = nn.Parameter(torch.zeros(cfg.taught_words, cfg.audio_feature))  # φ_k
         # The taught words' gate, like the shipped one but on u (trainer/teach_learn.py fills
         # it): exemplars (M_t, 1280) and P(taught) = σ(slope · (max cosine − centre)).
         self.register_buffer("memory", torch.zeros(cfg.taught_exemplars, HEAD_WIDTH))
@@ -597,12 +603,16 @@ class MTNet(nn.Module):
         self, pooled: torch.Tensor | None, phi_i: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (B, K) and φ (B, D_a) from φ^I (B, D_i) and, with taught words, the
-        pooled backbone features (B, 1280): their logits appended, their residual added."""
+        pooled backbone features (B, 1280): their logits appended, φ moved toward the taught
+        words' codes by their probabilities q: φ = (1 − Σq) · mapping(φ^I) + q · φ_k."""
         logits, phi = self.image_encoder.classifier(phi_i), self.mapping(phi_i)
         if self.taught is None:
             return logits, phi
         u = self.taught.unit(pooled)
-        return torch.cat([logits, self.taught.classifier(u)], dim=1), phi + self.taught.adapter(u)
+        logits = torch.cat([logits, self.taught.classifier(u)], dim=1)
+        q = (logits.float() * (CODE_SHARPNESS / self.cfg.softmax_temperature)).softmax(dim=-1)
+        q = q[:, self.cfg.n_classes - self.cfg.taught_words :].to(phi.dtype)  # (B, K_t)
+        return logits, phi * (1 - q.sum(dim=1, keepdim=True)) + q @ self.taught.codes
 
     def joint_parameters(self) -> list[nn.Parameter]:
         """W^J of Eq. 11: all but the audio autoencoder (whose decoder joins if it generates)."""

@@ -11,10 +11,10 @@ What is learned (issue #13; not in the paper, which fixes its classes at trainin
    K words at once, with the shipped classes' rows fixed and *replay* features of their training
    images as the other side: known words keep their decisions unless a taught object is nearer.
    The open-set gate's memory gains exemplars of the taught photos, so they count as familiar.
-2. **Voice** — the adapter (a residual to φ from the same features) and the gated generator learn
-   to say each taught word's recording for its photos, while reproducing the shipped model's own
-   waveform for the replay features (distillation): the known words keep their sound. Eq. 9's
-   smooth-L1 generation loss, Adam.
+2. **Voice** — each taught word's code φ_k (where a frame's φ goes as the classifier picks the
+   word; ``TaughtHead``) and the gated generator learn to say the word's recording from it,
+   while reproducing the shipped model's own waveform for the replay features (distillation):
+   the known words keep their sound. Eq. 9's smooth-L1 generation loss, Adam.
 
 The backbone, FC_1^1/FC_2^1 and the cross-modal mapping stay frozen, so the shipped classes'
 φ^I are untouched. Shapes: R replay rows, N taught photos (mirrors included), D = 1280 pooled
@@ -85,7 +85,7 @@ class TaughtSet:
 class VoiceOptions:
     steps: int = 400  # Adam steps; ~1 min here for the compact generator
     batch: int = 48  # half taught photos, half replay rows
-    lr: float = 1e-3  # adapter; the generator learns at lr × GENERATOR_LR_SCALE
+    lr: float = 1e-2  # the codes φ_k; the generator learns at lr × GENERATOR_LR_SCALE
     seed: int = 0
     progress_every_s: float = 10.0
 
@@ -342,17 +342,22 @@ def learn_voice(
     options: VoiceOptions = VoiceOptions(),
     on_progress: Progress | None = None,
 ) -> MTNet:
-    """Train the adapter and the generator (in place) to say the taught recordings for the
-    taught photos and the shipped words as before for replay rows; returns ``model``."""
+    """Train the codes φ_k and the generator (in place) to say the taught recordings for the
+    taught photos and the shipped words as before for replay rows; returns ``model``. The
+    codes start at the mean φ the mapping gives the word's photos (what the model said)."""
     torch.manual_seed(options.seed)
     gen = torch.Generator().manual_seed(options.seed)
     replay_x = torch.from_numpy(base.replay_pooled)
     replay_y = _base_waveforms(base.model, base.replay_pooled)  # (R, L_s)
     taught_x = torch.from_numpy(taught.pooled)
     taught_y = torch.from_numpy(taught.voices)[torch.from_numpy(taught.labels)]  # (N, L_s)
+    with torch.no_grad():
+        start_phi = model.mapping(model.image_encoder.head(taught_x))  # (N, D_a)
+        for k in range(len(taught.words)):
+            model.taught.codes[k] = start_phi[torch.from_numpy(taught.labels == k)].mean(dim=0)
     opt = torch.optim.Adam(
         [
-            {"params": model.taught.adapter.parameters(), "lr": options.lr},
+            {"params": [model.taught.codes], "lr": options.lr},
             {"params": model.generator.parameters(), "lr": options.lr * GENERATOR_LR_SCALE},
         ]
     )
