@@ -282,7 +282,7 @@ def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: in
 
     try:
         from trainer.teach_fit import teach_fit
-        from trainer.teach_learn import VoiceOptions
+        from trainer.teach_voice import VoiceOptions
     except ImportError as err:  # a runtime-only install (no torch): the words stay stored
         raise TeachInputError(
             f"learning needs the training parts ({err.name} is not installed)",

@@ -122,8 +122,8 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
 ):
     from engine.runtime import load
     from trainer.teach_fit import MODEL_FOLDER, teach_fit
-    from trainer.teach_learn import VoiceOptions
     from trainer.teach_store import TeachStore
+    from trainer.teach_voice import VoiceOptions
 
     monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
     store = TeachStore(tmp_path / "taught")

@@ -35,14 +35,12 @@ from trainer.teach_bench import THRESHOLD, cached_pooled
 from trainer.teach_learn import (
     TaughtSet,
     TeachBase,
-    VoiceOptions,
     answer_pooled,
     build_teach_base,
-    fit_voice_clip,
     learn_classifier,
-    learn_voice,
     load_teach_base,
 )
+from trainer.teach_voice import VoiceOptions, fit_voice_clip, learn_voice
 
 log = logging.getLogger(__name__)
 

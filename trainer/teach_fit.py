@@ -32,15 +32,13 @@ import torch
 from trainer.errors import UsageError
 from trainer.teach_learn import (
     TaughtSet,
-    VoiceOptions,
     answer_pooled,
-    fit_voice_clip,
     learn_classifier,
-    learn_voice,
     load_teach_base,
     pooled_features,
 )
 from trainer.teach_store import MODEL_FOLDER, MODEL_NAME  # noqa: F401 (re-exported)
+from trainer.teach_voice import VoiceOptions, fit_voice_clip, learn_voice
 
 log = logging.getLogger(__name__)
 
