@@ -20,19 +20,19 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app import earcons
 from app.config import LiveOptions
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # app.audio is imported where sound is needed, not with this module
+    from app.audio import FirstBufferHook
 
-FirstStamp = Callable[[float], None]  # perf_counter s when a word's first audible buffer went out
+log = logging.getLogger(__name__)
 
 FRAME_WAIT_S = 0.5  # how long a press waits for a first/fresh frame before saying so
 JOIN_TIMEOUT_S = 1.0  # shutdown must finish within a second (Ctrl-C, SIGTERM)
@@ -306,7 +306,7 @@ class LiveApp:
         wave: np.ndarray,
         rate: int,
         label: str,
-        on_first: Callable[[float], None] | None = None,
+        on_first: FirstBufferHook | None = None,
     ) -> None:
         """Every sound the app plays goes through here: played, and recorded with --record."""
         self.audio.play(wave, rate, label, on_first=on_first)

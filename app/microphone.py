@@ -32,7 +32,7 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from app.audio import _device_arg, _one_line, list_devices
+from app.audio import FirstBufferHook, _device_arg, _one_line, list_devices
 from app.deadline import DeadlineExceeded, call_with_deadline
 from app.recording import Recording, check_recording
 from trainer.errors import EarSightError, UsageError
@@ -72,7 +72,7 @@ class Player(Protocol):  # app.audio's AudioOut and WavSink
         sample_rate: int,
         label: str = ...,
         kind: str = ...,
-        on_first: Callable[[float], None] | None = ...,
+        on_first: FirstBufferHook | None = ...,
     ) -> None: ...
 
     def wait(self, timeout: float | None = None) -> bool: ...

@@ -75,7 +75,7 @@ class MTNetConfig:
     # threshold means "this sure" only for calibrated probs. 1.0 = the raw softmax.
     softmax_temperature: float = 1.0
     # Teach mode (trainer/teach_learn.py): the last ``taught_words`` of the n_classes labels are
-    # the user's own objects. Their logits and a residual to φ come from the pooled backbone
+    # the user's own objects. Their logits and their voice codes come from the pooled backbone
     # features (TaughtHead); Table 1's classifier keeps the first n_classes − taught_words.
     taught_words: int = 0
     # Their own familiarity gate: rows of the taught words' exemplar memory (centred, unit
@@ -464,7 +464,7 @@ CODE_SHARPNESS = 4.0
 
 class TaughtHead(nn.Module):
     """Teach mode's words (not in the paper): pooled backbone features (B, 1280) → centred, unit
-    length u → logits of the taught words (B, n_taught) and a residual to φ (B, D_a).
+    length u → logits of the taught words (B, n_taught); their codes φ_k and familiarity gate.
 
     Why the pooled features and not φ^I: φ^I (Table 1's FC_2^1, 256 wide) was trained to tell
     the dataset's classes apart and keeps little else (a logistic regression on it tells 100

@@ -154,15 +154,9 @@ def taught_config(base: MTNetConfig, words: Sequence[str], exemplars: int) -> MT
     )
 
 
-def _other_view_familiarity(u: np.ndarray, labels: np.ndarray, photos: np.ndarray) -> np.ndarray:
-    """How familiar a view of a taught thing looks that the memory lacks: each row's highest
-    cosine to its word's rows of other photos (its own photo and mirror left out) (S,)."""
-    sims = u @ u.T  # (N, N); N ≤ a few thousand rows
-    same_word = labels[:, None] == labels[None, :]
-    other_photo = photos[:, None] != photos[None, :]
-    mask = same_word & other_photo
-    has = mask.any(axis=1)
-    return np.where(mask, sims, -np.inf).max(axis=1)[has]
+def _nearest(sims: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Each row's highest similarity among the ``allowed`` columns, for rows with any (S,)."""
+    return np.where(allowed, sims, -np.inf).max(axis=1)[allowed.any(axis=1)]
 
 
 def taught_gate(
@@ -182,18 +176,15 @@ def taught_gate(
         u = model.taught.unit(torch.from_numpy(taught.pooled)).numpy()
         replay_u = model.taught.unit(torch.from_numpy(base.replay_pooled)).numpy()
     memory = class_exemplars(u, taught.labels, len(taught.words), EXEMPLARS_PER_WORD)
+    sims = u @ u.T  # (N, N); N ≤ a few thousand rows
+    same_word = taught.labels[:, None] == taught.labels[None, :]
     # What other things look like to the memory: the shipped classes' replay rows, and each
     # taught photo against the other words' photos. No centre above where they end is needed.
-    other_words = taught.labels[:, None] != taught.labels[None, :]
-    strangers = np.concatenate(
-        [
-            (replay_u @ memory.T).max(axis=1),
-            np.where(other_words, u @ u.T, -np.inf).max(axis=1)[other_words.any(axis=1)],
-        ]
-    )
+    strangers = np.concatenate([(replay_u @ memory.T).max(axis=1), _nearest(sims, ~same_word)])
     ceiling = float(np.quantile(strangers, STRANGERS_BELOW))
+    # Own views: a photo against its word's other photos (its own mirror left out).
     photos = taught.photos if taught.photos is not None else np.arange(len(u))
-    views = _other_view_familiarity(u, taught.labels, photos)
+    views = _nearest(sims, same_word & (photos[:, None] != photos[None, :]))
     if not len(views):
         return memory.astype(np.float32), ceiling, float(model.image_encoder.gate_slope)
     centre, _ = calibrate(views, keep=TAUGHT_KEEP)
