@@ -117,6 +117,31 @@ def test_taught_gate_passes_new_views_and_not_other_things(teach_base):
     assert (answer_pooled(model, others)[0].max(axis=1) < 0.5).all()
 
 
+def test_a_frame_given_to_a_taught_word_says_that_words_code(teach_base):
+    """φ follows the classifier: a frame the taught word wins by a wide margin is its code
+    φ_k, whatever φ the mapping gives it; a frame no taught word wins keeps the mapping's."""
+    base = load_teach_base(teach_base)
+    photos = [skdata.chelsea(), skdata.coffee()]
+    pooled = np.concatenate(
+        [pooled_features(base.model, views(p, 4, seed=j)) for j, p in enumerate(photos)]
+    )
+    taught = TaughtSet(
+        ("kitty", "espresso"), pooled, np.repeat([0, 1], 8), np.zeros((2, 1), np.float32)
+    )
+    model = learn_classifier(base, taught)
+    with torch.no_grad():
+        model.taught.codes.copy_(torch.randn_like(model.taught.codes))
+        p = torch.from_numpy(pooled[:2])
+        phi_i = model.image_encoder.head(p)
+        mapped = model.mapping(phi_i)
+        model.taught.classifier.bias[:] = torch.tensor([100.0, -100.0])
+        assert torch.allclose(
+            model.logits_and_phi(p, phi_i)[1], model.taught.codes[0].expand(2, -1), atol=1e-4
+        )
+        model.taught.classifier.bias[:] = -100.0
+        assert torch.allclose(model.logits_and_phi(p, phi_i)[1], mapped, atol=1e-4)
+
+
 def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     teach_base, tmp_path, monkeypatch
 ):
