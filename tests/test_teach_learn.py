@@ -21,6 +21,7 @@ from trainer.teach_learn import (  # noqa: E402
     learn_classifier,
     load_teach_base,
     pooled_features,
+    refine_classifier,
 )
 
 pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
@@ -115,6 +116,36 @@ def test_taught_gate_passes_new_views_and_not_other_things(teach_base):
     assert (p_taught(others) < 0.5).all()
     # Other things get "not sure": no word at all reaches the app's threshold.
     assert (answer_pooled(model, others)[0].max(axis=1) < 0.5).all()
+
+
+def test_refinement_bends_the_taught_features_and_leaves_known_words_and_gates_alone(teach_base):
+    """refine_classifier: the adapter starts as the identity (the linear fit's answers), then
+    learns; held-back views stay right, the shipped words' answers and both gates do not move."""
+    base = load_teach_base(teach_base)
+    photos = [skdata.chelsea(), skdata.coffee()]
+    pooled = np.concatenate(
+        [pooled_features(base.model, views(p, 6, seed=j)) for j, p in enumerate(photos)]
+    )
+    held = [
+        pooled_features(base.model, views(p, 4, seed=30 + j), False) for j, p in enumerate(photos)
+    ]
+    taught = TaughtSet(
+        ("kitty", "espresso"), pooled, np.repeat([0, 1], 12), np.zeros((2, 1), np.float32)
+    )
+    model = learn_classifier(base, taught)
+    head = model.taught
+    u = head.unit(torch.from_numpy(pooled))
+    with torch.no_grad():
+        assert torch.allclose(head.logits(u), head.classifier(u))  # identity before refining
+    gates = {k: v.clone() for k, v in model.state_dict().items() if "gate" in k or "memory" in k}
+    shipped = answer_pooled(base.model, base.check_pooled)[0].argmax(1)
+    refine_classifier(base, model, taught, steps=100)
+    with torch.no_grad():
+        assert not torch.allclose(head.logits(u), head.classifier(u), atol=1e-3)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in gates.items())
+    for j, rows in enumerate(held):
+        assert (answer_pooled(model, rows)[0].argmax(1) == 10 + j).all()
+    assert (answer_pooled(model, base.check_pooled)[0].argmax(1) == shipped).mean() >= 0.9
 
 
 def test_a_frame_given_to_a_taught_word_says_that_words_code(teach_base):

@@ -1,7 +1,8 @@
 """Teach mode's learning: the user's own words added to a trained backbone MT-Net, on a CPU.
 
     base = load_teach_base(path)                          # shipped weights + replay features
-    model = learn_classifier(base, taught)                # seconds: the new words are recognised
+    model = learn_classifier(base, taught)                # a second: the new words are recognised
+    refine_classifier(base, model, taught)                # seconds: …and better from few views
     model = learn_voice(base, model, taught, options)     # minutes (trainer/teach_voice.py)
 
 What is learned here (issue #13; not in the paper, which fixes its classes at training time):
@@ -12,6 +13,8 @@ What is learned here (issue #13; not in the paper, which fixes its classes at tr
    images as the other side: known words keep their decisions unless a taught object is nearer.
 2. **Gate** — the taught words' own familiarity gate (``taught_gate``): a frame unlike every
    taught photo and every shipped class is "not sure", not a taught word.
+3. **Refinement** — a residual MLP adapter on u learned with the taught rows by Adam
+   (``refine_classifier``), label-smoothed so that things never taught stay unsure.
 
 The voice (trainer/teach_voice.py) comes next. The backbone, FC_1^1/FC_2^1 and the cross-modal
 mapping stay frozen, so the shipped classes' φ^I are untouched. Shapes: R replay rows, N taught
@@ -49,6 +52,17 @@ TAUGHT_KEEP = 0.95  # share of unseen views of a taught thing its gate lets thro
 STRANGERS_BELOW = 0.99  # …and midway to where 99 % of other things' familiarity ends
 CLASSIFIER_ITERATIONS = 200  # L-BFGS iterations; ~1 s for 100 words × 20 photos here
 PHOTO_BATCH = 32  # photos per backbone pass
+# The feature adapter (refine_classifier): hidden units, Adam steps of ADAPTER_BATCH rows at
+# ADAPTER_LR with ADAPTER_DECAY; 1,024 hidden units gave +0.2 points for 4× the time.
+ADAPTER_WIDTH = 256
+ADAPTER_STEPS = 500
+ADAPTER_BATCH = 512
+ADAPTER_LR = 1e-3
+ADAPTER_DECAY = 1e-2
+# Label smoothing of the refined logits: without it the adapter makes every COIL-like frame
+# confident, and untaught objects were "not sure" 72 % of the time (0.1: 93 %; 0.2: 95 %, but
+# taught views answered 95 %): COIL-100, 10 objects × 5 spread views.
+ADAPTER_SMOOTHING = 0.1
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,7 @@ def taught_config(base: MTNetConfig, words: Sequence[str], exemplars: int) -> MT
         labels=(*base.labels, *words),
         taught_words=len(words),
         taught_exemplars=exemplars,
+        taught_adapter=ADAPTER_WIDTH,
     )
 
 
@@ -207,6 +222,8 @@ def learn_classifier(base: TeachBase, taught: TaughtSet) -> MTNet:
     state = {**model.state_dict(), **src.state_dict()}
     state["taught.centre"] = torch.from_numpy(base.replay_pooled.mean(axis=0))
     model.load_state_dict(state)
+    for p in model.taught.adapter[-1].parameters():
+        torch.nn.init.zeros_(p)  # the identity until refine_classifier learns it
     memory, centre, slope = taught_gate(model, base, taught)
     model.taught.memory.copy_(torch.from_numpy(memory))
     model.taught.gate_centre.fill_(centre)
@@ -215,17 +232,45 @@ def learn_classifier(base: TeachBase, taught: TaughtSet) -> MTNet:
     return model
 
 
-def _fit_taught_rows(model: MTNet, base: TeachBase, taught: TaughtSet) -> None:
-    enc, head = model.image_encoder, model.taught
-    known = model.cfg.n_classes - model.cfg.taught_words
+@dataclass(frozen=True)
+class _Rows:
+    """What the taught rows learn from: replay ∪ taught photos, R + N rows."""
+
+    fixed: torch.Tensor  # (R+N, K_known) the frozen shipped logits
+    u: torch.Tensor  # (R+N, D) centred, unit pooled features
+    labels: torch.Tensor  # (R+N,) class index among all K words
+    weights: torch.Tensor  # (K,) inverse class frequency: 30 photos weigh as 100 replay rows
+
+
+@torch.no_grad()
+def _rows(model: MTNet, base: TeachBase, taught: TaughtSet) -> _Rows:
+    enc, known = model.image_encoder, model.cfg.n_classes - model.cfg.taught_words
     pooled = torch.from_numpy(np.concatenate([base.replay_pooled, taught.pooled]))  # (R+N, D)
     labels = torch.from_numpy(np.concatenate([base.replay_labels, taught.labels + known]))
-    with torch.no_grad():
-        fixed = enc.classifier(enc.head(pooled))  # (R+N, K_known)
-        u = head.unit(pooled)  # (R+N, D)
     counts = torch.bincount(labels, minlength=model.cfg.n_classes).clamp_min(1).float()
-    weights = counts.sum() / (len(counts) * counts)  # (K,) balanced classes
-    temperature = model.cfg.softmax_temperature
+    weights = counts.sum() / (len(counts) * counts)
+    return _Rows(enc.classifier(enc.head(pooled)), model.taught.unit(pooled), labels, weights)
+
+
+def _loss(
+    model: MTNet,
+    rows: _Rows,
+    index: torch.Tensor | slice = slice(None),
+    adapted: bool = True,
+    smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Class-balanced cross-entropy of all K words' calibrated logits on ``rows[index]``;
+    ``adapted=False`` skips the adapter (the identity before refine_classifier: cheaper)."""
+    u, head = rows.u[index], model.taught
+    taught_logits = head.logits(u) if adapted else head.classifier(u)
+    logits = torch.cat([rows.fixed[index], taught_logits], dim=1) / model.cfg.softmax_temperature
+    return F.cross_entropy(
+        logits, rows.labels[index], weight=rows.weights, label_smoothing=smoothing
+    )
+
+
+def _fit_taught_rows(model: MTNet, base: TeachBase, taught: TaughtSet) -> None:
+    head, rows = model.taught, _rows(model, base, taught)
     params = [head.classifier.weight, head.classifier.bias]
     for p in params:
         torch.nn.init.zeros_(p)
@@ -233,15 +278,38 @@ def _fit_taught_rows(model: MTNet, base: TeachBase, taught: TaughtSet) -> None:
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        logits = torch.cat([fixed, head.classifier(u)], dim=1) / temperature
-        loss = F.cross_entropy(logits, labels, weight=weights)
-        loss = loss + CLASSIFIER_WEIGHT_DECAY * head.classifier.weight.pow(2).sum()
+        decay = CLASSIFIER_WEIGHT_DECAY * head.classifier.weight.pow(2).sum()
+        loss = _loss(model, rows, adapted=False) + decay
         loss.backward()
         return loss
 
     opt.step(closure)
+
+
+def refine_classifier(
+    base: TeachBase, model: MTNet, taught: TaughtSet, steps: int = ADAPTER_STEPS, seed: int = 0
+) -> float:
+    """After ``learn_classifier``: the taught words' feature adapter and linear rows learned
+    together by Adam on minibatches of the same rows and loss (seconds; the voice's minutes
+    follow). The known words' logits and both gates are untouched. Returns the last loss.
+
+    Why: the L-BFGS fit is the best hyperplane on features trained for other things; a few
+    photos of one side of a thing tell more when they may bend the features (a residual MLP,
+    TaughtHead.adapter). COIL-100, 100 objects × 10 consecutive views: 83 → 88 % right."""
+    head, rows = model.taught, _rows(model, base, taught)
+    params = [*head.adapter.parameters(), *head.classifier.parameters()]
+    opt = torch.optim.AdamW(params, lr=ADAPTER_LR, weight_decay=ADAPTER_DECAY)
+    draw = torch.Generator().manual_seed(seed)
+    loss = torch.zeros(())
+    for _ in range(steps):
+        index = torch.randint(len(rows.labels), (ADAPTER_BATCH,), generator=draw)
+        loss = _loss(model, rows, index, smoothing=ADAPTER_SMOOTHING)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     for p in params:
-        p.requires_grad_(True)
+        p.grad = None
+    return loss.item()
 
 
 def build_teach_base(checkpoint: Path, out: Path, data_root: str | None = None) -> Path:
