@@ -512,7 +512,7 @@ class TaughtHead(nn.Module):
 
         The adapter lets the few photos bend the features themselves, not only a hyperplane:
         a linear layer on u tells 100 COIL-100 objects taught from 10 consecutive views apart
-        83 % of the time, with the adapter 88 % (docs/BENCHMARKS.md)."""
+        83 % of the time, with the adapter 87 % (docs/BENCHMARKS.md)."""
         if self.adapter is not None:
             u = F.normalize(u + self.adapter(u), dim=1)
         return self.classifier(u)

@@ -295,7 +295,12 @@ def refine_classifier(
 
     Why: the L-BFGS fit is the best hyperplane on features trained for other things; a few
     photos of one side of a thing tell more when they may bend the features (a residual MLP,
-    TaughtHead.adapter). COIL-100, 100 objects × 10 consecutive views: 83 → 88 % right."""
+    TaughtHead.adapter). COIL-100, 100 objects × 10 consecutive views: 83 → 87 % right.
+
+    Raises ValueError for a model without the adapter (not from ``learn_classifier``).
+    """
+    if model.taught is None or model.taught.adapter is None:
+        raise ValueError("refine_classifier needs a model from learn_classifier (an adapter)")
     head, rows = model.taught, _rows(model, base, taught)
     params = [*head.adapter.parameters(), *head.classifier.parameters()]
     opt = torch.optim.AdamW(params, lr=ADAPTER_LR, weight_decay=ADAPTER_DECAY)
