@@ -139,14 +139,14 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
     start = time.perf_counter()
     model = learn_classifier(base, taught)
     linear_s = time.perf_counter() - start
-    known = model.cfg.n_classes - k
-    linear_right = answer_pooled(model, test)[0].argmax(1) == known + np.array(test_labels)
+    target = model.cfg.n_classes - k + np.array(test_labels)  # each view's word among all
+    linear_right = answer_pooled(model, test)[0].argmax(1) == target
     start = time.perf_counter()
     refine_classifier(base, model, taught)
     refine_s = time.perf_counter() - start
     probs, _ = answer_pooled(model, test)
     top, conf = probs.argmax(1), probs.max(1)
-    right = top == known + np.array(test_labels)
+    right = top == target
     answered = conf >= THRESHOLD
     row = {
         "linear_right": linear_right.mean(),

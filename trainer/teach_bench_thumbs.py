@@ -178,20 +178,21 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
     known_pooled = pool(known_test.images, False, "known test")
     start = time.perf_counter()
     model = learn_classifier(base, taught)
-    classifier_s = time.perf_counter() - start
-    linear_right = answer_pooled(model, taught_pooled)[0].argmax(1) == known + test_labels
+    linear_s = time.perf_counter() - start
+    target = known + test_labels  # (T,) each test image's word among all words
+    linear_right = answer_pooled(model, taught_pooled)[0].argmax(1) == target
     start = time.perf_counter()
     refine_classifier(base, model, taught, seed=seed)
     refine_s = time.perf_counter() - start
     probs = answer_pooled(model, taught_pooled)[0]
-    right = probs.argmax(1) == known + test_labels
+    right = probs.argmax(1) == target
     answered = probs.max(1) >= THRESHOLD
     before = answer_pooled(base.model, known_pooled)[0].argmax(1) == known_test.labels
     after = answer_pooled(model, known_pooled)[0].argmax(1) == known_test.labels
     start = time.perf_counter()
     learn_voice(base, model, taught, VoiceOptions(steps=steps, seed=seed))
     voice_s = time.perf_counter() - start
-    taught_heard = heard_scores(model, taught_pooled, known + test_labels, taught.voices)
+    taught_heard = heard_scores(model, taught_pooled, target, taught.voices)
     known_heard = heard_scores(model, known_pooled, known_test.labels, None)
     words = ", ".join(spec.leave_out)
     return [
@@ -203,7 +204,7 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
         f"| … answered (top prob ≥ {THRESHOLD}) / right of answered | "
         f"{answered.mean():.1%} / {right[answered].mean() if answered.any() else 0:.1%} |",
         f"| frozen prototypes, taught test images right | "
-        f"{prototype_accuracy(base, taught, taught_pooled, known + test_labels):.1%} |",
+        f"{prototype_accuracy(base, taught, taught_pooled, target):.1%} |",
         f"| known test images right, before → after (of {len(before)}) | "
         f"{before.mean():.2%} → {after.mean():.2%} |",
         f"| taught generated word heard right (pocketsphinx): all / answered with it | "
@@ -215,7 +216,7 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
         f"{known_heard['heard']:.1%} / {known_heard['heard_own']:.1%} |",
         f"| voice: espeak-ng {voice}, sox {sox or '(none)'} | {steps} steps |",
         f"| seconds to learn: linear fit / refinement / voice | "
-        f"{classifier_s:.1f} / {refine_s:.1f} / {voice_s:.0f} |",
+        f"{linear_s:.1f} / {refine_s:.1f} / {voice_s:.0f} |",
     ]
 
 
