@@ -92,7 +92,9 @@ def cached_activations(
     data_path, done_path = folder / "activations.f16", folder / "done.json"
     if _done_count(done_path, shape) < shape[0]:
         try:
-            _fill_locked(net, images, (cut, res, crop, mirrored), folder, shape, label)
+            _fill_locked(
+                net, images, (cut, res, crop, mirrored), data_path, done_path, shape, label
+            )
         except OSError as err:
             raise UsageError(
                 f"cannot write the feature cache in {folder}: {err.strerror or err}",
@@ -101,13 +103,13 @@ def cached_activations(
     return np.memmap(data_path, dtype=np.float16, mode="r", shape=shape)
 
 
-def _fill_locked(net, images, job, folder: Path, shape: tuple[int, ...], label: str) -> None:
+def _fill_locked(net, images, job, data_path: Path, done_path: Path, shape, label: str) -> None:
     """Compute what is missing under the cache's lock; the count is read again once held,
     so a process that waited for another one's fill computes nothing."""
     import filelock
 
+    folder = data_path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    data_path, done_path = folder / "activations.f16", folder / "done.json"
     lock = filelock.FileLock(str(folder / "fill.lock"), timeout=LOCK_TIMEOUT_S)
     try:
         with lock:
