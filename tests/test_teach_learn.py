@@ -80,6 +80,57 @@ def test_classifier_learns_two_photos_in_seconds_and_keeps_the_digits(teach_base
     assert not (top(model, held[0]) == 10).any()
 
 
+@pytest.fixture(scope="module")
+def mirror_averaging_base(teach_base, tmp_path_factory) -> Path:
+    """The digits base as build_teach_base writes one for a run trained on mirrors
+    (flip_tta in its config): the digits never were, but the photos taught here may be."""
+    payload = torch.load(teach_base, map_location="cpu", weights_only=True)
+    payload["config"]["flip_tta"] = True
+    out = tmp_path_factory.mktemp("mirror-base") / "digits-flip.teach.pt"
+    torch.save(payload, out)
+    return out
+
+
+def test_taught_model_answers_mirror_averaged_as_its_own_graph_does(
+    teach_base, mirror_averaging_base
+):
+    from trainer.preprocess import fit_to_input
+
+    assert not load_teach_base(teach_base).model.cfg.flip_tta  # digits: never mirrored
+    base = load_teach_base(mirror_averaging_base)
+    photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
+    rows = [pooled_features(base.model, views(p, 4, seed=j)) for j, p in enumerate(photos.values())]
+    taught = TaughtSet(
+        tuple(photos), np.concatenate(rows), np.repeat([0, 1], 8), np.zeros((2, 1), np.float32)
+    )
+    model = learn_classifier(base, taught)
+    assert model.cfg.flip_tta  # the taught model inherits the base's way of answering
+    frames = views(skdata.astronaut(), 3, seed=7) + views(skdata.chelsea(), 3, seed=8)
+    both = pooled_features(model, frames, mirrored=True)  # (2F, D): frames, then mirrors
+    plain, mirrored = both[: len(frames)], both[len(frames) :]
+    cfg = model.cfg
+    fitted = np.stack(
+        [fit_to_input(f, cfg.image_size, cfg.image_size, cfg.input_crop) for f in frames]
+    )
+    x = model.image_encoder.prepare(torch.from_numpy(fitted).permute(0, 3, 1, 2).float())
+    with torch.no_grad():
+        _, graph = model.infer(x)  # (F, K): MTNet's own mirror-averaged pass
+    averaged = answer_pooled(model, plain, mirrored)[0]
+    np.testing.assert_allclose(averaged, graph.numpy(), atol=1e-5)
+    # One pass answers otherwise: the mirrors are not a no-op on these frames.
+    assert np.abs(answer_pooled(model, plain)[0] - graph.numpy()).max() > 1e-3
+
+
+def test_the_shipped_teach_base_answers_as_the_shipped_model():
+    import json
+
+    from app.models import DEFAULT_MODEL, MODELS_DIR, teach_base_path
+
+    sidecar = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.onnx.json").read_text())
+    base = load_teach_base(teach_base_path())
+    assert base.model.cfg.flip_tta == sidecar["config"]["flip_tta"]
+
+
 def test_taught_gate_passes_new_views_and_not_other_things(teach_base):
     """The taught words' own gate (calibrated on the photos' similarities to each other):
     new views of a taught thing look familiar, photos of other things do not."""
@@ -174,7 +225,7 @@ def test_a_frame_given_to_a_taught_word_says_that_words_code(teach_base):
 
 
 def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
-    teach_base, tmp_path, monkeypatch
+    mirror_averaging_base, tmp_path, monkeypatch
 ):
     from engine.runtime import load
     from trainer.teach_fit import MODEL_FOLDER, teach_fit
@@ -189,7 +240,7 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     said: list[str] = []
     report = teach_fit(
         store,
-        teach_base,
+        mirror_averaging_base,  # a base of a run trained on mirrors: taught models mirror-average
         store.root / MODEL_FOLDER,
         say=said.append,
         options=VoiceOptions(steps=150, progress_every_s=0.0),
@@ -208,6 +259,10 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     frame = fit_to_input(views(skdata.chelsea(), 1, seed=99)[0], h, w, runtime.info.input_crop)
     _, probs = runtime.infer(frame[None])
     assert runtime.info.labels[int(probs[0].argmax())] == "kitty"
+    # Both the ONNX graph and the torch checkpoint answer mirror-averaged, alike.
+    assert runtime.source.sidecar["config"]["flip_tta"]
+    _, torch_probs = load(report.onnx.with_suffix(".pt"), backend="torch").infer(frame[None])
+    np.testing.assert_allclose(torch_probs, probs, atol=2e-2)
 
 
 def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(

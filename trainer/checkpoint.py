@@ -119,11 +119,12 @@ def load_model(
     """MTNet in eval mode, built from the checkpoint's own config, and the checkpoint dict.
 
     ``flip_tta``: answer with test-time mirror averaging (``MTNetConfig.flip_tta``); a UsageError
-    for a model not trained on mirrored images (a mirrored digit is another picture).
+    for a model not trained on mirrored images (a mirrored digit is another picture). A config
+    that already says flip_tta (a taught model, trainer/teach_fit.py) was made to answer so.
     """
     ckpt = read_checkpoint(path)
     cfg = MTNetConfig.from_dict(ckpt["config"])
-    if flip_tta:
+    if flip_tta and not cfg.flip_tta:
         if not trained_with_flips(ckpt):
             raise UsageError(
                 f"--flip-tta: {Path(path).name} was not trained on mirrored images "

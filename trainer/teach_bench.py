@@ -136,15 +136,17 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
         np.tile(np.arange(len(train_idx)), 2),  # the views, then their mirrors
     )
     test = feats[np.array(test_idx)]
+    # the taught model answers as the shipped one does: mirror-averaged when cfg.flip_tta
+    test_mirrored = mirrors[np.array(test_idx)] if base.model.cfg.flip_tta else None
     start = time.perf_counter()
     model = learn_classifier(base, taught)
     linear_s = time.perf_counter() - start
     target = model.cfg.n_classes - k + np.array(test_labels)  # each view's word among all
-    linear_right = answer_pooled(model, test)[0].argmax(1) == target
+    linear_right = answer_pooled(model, test, test_mirrored)[0].argmax(1) == target
     start = time.perf_counter()
     refine_classifier(base, model, taught)
     refine_s = time.perf_counter() - start
-    probs, _ = answer_pooled(model, test)
+    probs, _ = answer_pooled(model, test, test_mirrored)
     top, conf = probs.argmax(1), probs.max(1)
     right = top == target
     answered = conf >= THRESHOLD
@@ -158,8 +160,9 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
     }
     others = ~np.isin(coil.objects, taught_objects)
     if others.any():
+        others_mirrored = mirrors[others] if base.model.cfg.flip_tta else None
         row["untaught_not_sure"] = (
-            answer_pooled(model, feats[others])[0].max(1) < THRESHOLD
+            answer_pooled(model, feats[others], others_mirrored)[0].max(1) < THRESHOLD
         ).mean()
     return row
 

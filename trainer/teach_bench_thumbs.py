@@ -115,17 +115,18 @@ def prototype_accuracy(base: TeachBase, taught: TaughtSet, pooled, labels) -> fl
 
 
 @torch.no_grad()
-def heard_scores(model, pooled, labels, voices: np.ndarray | None) -> dict[str, float]:
+def heard_scores(model, pooled, mirrored, labels, voices: np.ndarray | None) -> dict[str, float]:
     """Generated words of HEARD_PER_CLASS images a class: heard right by pocketsphinx, over
     all of them and over those answered with their own word; with ``voices`` (k, L_s), Corr2D
-    and STOI against the class's taught voice, and that voice itself heard right (a ceiling)."""
+    and STOI against the class's taught voice, and that voice itself heard right (a ceiling).
+    ``mirrored``: the images' mirrors' pooled features (mirror-averaged answers) or None."""
     from trainer.metrics import WordRecognizer, corr2d, stoi
 
     cfg = model.cfg
     some = np.concatenate(
         [np.flatnonzero(labels == k)[:HEARD_PER_CLASS] for k in np.unique(labels)]
     )
-    probs, phi = answer_pooled(model, pooled[some])
+    probs, phi = answer_pooled(model, pooled[some], None if mirrored is None else mirrored[some])
     waves = model.generate(phi).numpy()
     recognizer = WordRecognizer(cfg.labels, sample_rate_in=cfg.sample_rate)
     words = [" ".join(w.lower().split()) for w in cfg.labels]
@@ -176,24 +177,28 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
     )
     taught_pooled = pool(test, False, "left-out test")
     known_pooled = pool(known_test.images, False, "known test")
+    # the taught model answers as the shipped one does: mirror-averaged when cfg.flip_tta
+    taught_mirrored = pool(test, True, "left-out test mirrored") if cfg.flip_tta else None
+    known_mirrored = pool(known_test.images, True, "known test mirrored") if cfg.flip_tta else None
     start = time.perf_counter()
     model = learn_classifier(base, taught)
     linear_s = time.perf_counter() - start
     target = known + test_labels  # (T,) each test image's word among all words
-    linear_right = answer_pooled(model, taught_pooled)[0].argmax(1) == target
+    linear_right = answer_pooled(model, taught_pooled, taught_mirrored)[0].argmax(1) == target
     start = time.perf_counter()
     refine_classifier(base, model, taught, seed=seed)
     refine_s = time.perf_counter() - start
-    probs = answer_pooled(model, taught_pooled)[0]
+    probs = answer_pooled(model, taught_pooled, taught_mirrored)[0]
     right = probs.argmax(1) == target
     answered = probs.max(1) >= THRESHOLD
-    before = answer_pooled(base.model, known_pooled)[0].argmax(1) == known_test.labels
-    after = answer_pooled(model, known_pooled)[0].argmax(1) == known_test.labels
+    truth = known_test.labels
+    before = answer_pooled(base.model, known_pooled, known_mirrored)[0].argmax(1) == truth
+    after = answer_pooled(model, known_pooled, known_mirrored)[0].argmax(1) == truth
     start = time.perf_counter()
     learn_voice(base, model, taught, VoiceOptions(steps=steps, seed=seed))
     voice_s = time.perf_counter() - start
-    taught_heard = heard_scores(model, taught_pooled, target, taught.voices)
-    known_heard = heard_scores(model, known_pooled, known_test.labels, None)
+    taught_heard = heard_scores(model, taught_pooled, taught_mirrored, target, taught.voices)
+    known_heard = heard_scores(model, known_pooled, known_mirrored, known_test.labels, None)
     words = ", ".join(spec.leave_out)
     return [
         "| measure | value |",

@@ -73,8 +73,9 @@ class TeachReport:
 @dataclass(frozen=True)
 class _Split:
     learn: TaughtSet
-    held_pooled: np.ndarray  # (H, D) held-back photos (no mirrors)
+    held_pooled: np.ndarray  # (H, D) held-back photos
     held_labels: np.ndarray  # (H,)
+    held_mirrored: np.ndarray | None  # (H, D) their mirrors, when the model answers mirror-averaged
 
 
 def _read_store(store, model, say: Say) -> _Split:
@@ -86,6 +87,7 @@ def _read_store(store, model, say: Say) -> _Split:
     if not words:
         raise UsageError("nothing has been taught yet", "teach a word first: earsight teach WORD")
     learn_rows, learn_labels, held_rows, held_labels, voices = [], [], [], [], []
+    held_mirrors = []  # filled when cfg.flip_tta: held-back photos are answered as the app would
     numbers = []  # which photo each learned row is (TaughtSet.photos)
     for j, word in enumerate(words):
         photos = [read_image(p) for p in store.photos(word)]
@@ -99,7 +101,10 @@ def _read_store(store, model, say: Say) -> _Split:
         numbers.append(np.tile(np.arange(first, first + len(learn)), 2))  # photos, then mirrors
         if held.any():
             kept = [p for p, h in zip(photos, held, strict=True) if h]
-            held_rows.append(pooled_features(model, kept, mirrored=False))
+            rows = pooled_features(model, kept, mirrored=cfg.flip_tta)  # (H or 2H, D)
+            held_rows.append(rows[: len(kept)])
+            if cfg.flip_tta:
+                held_mirrors.append(rows[len(kept) :])
             held_labels.append(np.full(len(kept), j))
         wave, rate = store.voice(word)
         voices.append(fit_voice_clip(wave, rate, cfg.sample_rate, cfg.audio_length))
@@ -115,6 +120,7 @@ def _read_store(store, model, say: Say) -> _Split:
         ),
         np.concatenate(held_rows) if held_rows else np.zeros((0, dim), np.float32),
         np.concatenate(held_labels) if held_labels else np.zeros(0, np.int64),
+        np.concatenate(held_mirrors) if held_mirrors else None,
     )
 
 
@@ -208,7 +214,7 @@ def _held_back_scores(model, split: _Split) -> dict[str, float]:
 
     cfg, labels = model.cfg, split.held_labels
     known = cfg.n_classes - cfg.taught_words
-    probs, phi = answer_pooled(model, split.held_pooled)
+    probs, phi = answer_pooled(model, split.held_pooled, split.held_mirrored)
     waves = model.generate(phi).numpy()  # (H, L_s)
     recognizer = WordRecognizer(cfg.labels, sample_rate_in=cfg.sample_rate)
     # the taught words as the recognizer spells them (lower case, single spaces)

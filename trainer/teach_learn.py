@@ -90,18 +90,24 @@ class TaughtSet:
 
 
 def save_teach_base(
-    model: MTNet, pooled: np.ndarray, labels: np.ndarray, is_check: np.ndarray, out: Path
+    model: MTNet,
+    pooled: np.ndarray,
+    labels: np.ndarray,
+    is_check: np.ndarray,
+    out: Path,
+    flip_tta: bool = False,
 ) -> None:
     """Write what teach mode needs from a trained backbone model: its config and inference
     weights (fp16 storage), and pooled features (N, D) of shipped training images with their
-    labels (N,), ``is_check`` (N,) bool marking those kept for checking. ~20 MB for Lite0."""
+    labels (N,), ``is_check`` (N,) bool marking those kept for checking. ~20 MB for Lite0.
+    ``flip_tta``: taught models answer mirror-averaged (only for a model trained on mirrors)."""
     from trainer.checkpoint import training_only_prefixes
 
     slim = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     drop = training_only_prefixes(model.cfg)  # stage 1's encoder/decoder, ImageNet's classifier
     payload = {
         "format": TEACH_BASE_FORMAT,
-        "config": model.cfg.to_dict(),
+        "config": {**model.cfg.to_dict(), "flip_tta": flip_tta},
         "model": {k: v for k, v in slim.items() if not k.startswith(drop)},
         "pooled": torch.from_numpy(pooled.astype(np.float16)),
         "labels": torch.from_numpy(labels.astype(np.int64)),
@@ -146,11 +152,19 @@ def pooled_features(model: MTNet, photos: Sequence[np.ndarray], mirrored: bool =
 
 
 @torch.no_grad()
-def answer_pooled(model: MTNet, pooled: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+def answer_pooled(
+    model: MTNet, pooled: np.ndarray, mirrored: np.ndarray | None = None
+) -> tuple[np.ndarray, torch.Tensor]:
     """Pooled backbone features (N, D) → the model's probs (N, K) as ``MTNet.infer`` gives
-    them, and φ (N, D_a) for ``generate``: what a frame with those features is answered."""
+    them, and φ (N, D_a) for ``generate``: what a frame with those features is answered.
+    ``mirrored`` (N, D), the frames' mirrors' features: the answer mirror-averaged, as
+    ``MTNet._pooled_and_phi`` averages with cfg.flip_tta (both the pooled features and φ^I)."""
     p = torch.from_numpy(pooled)
-    logits, phi = model.logits_and_phi(p, model.image_encoder.head(p))
+    phi_i = model.image_encoder.head(p)  # (N, D_i)
+    if mirrored is not None:
+        m = torch.from_numpy(mirrored)
+        p, phi_i = (p + m) / 2, (phi_i + model.image_encoder.head(m)) / 2
+    logits, phi = model.logits_and_phi(p, phi_i)
     return model.class_probs(logits, p).numpy(), phi
 
 
@@ -320,6 +334,7 @@ def refine_classifier(
 def build_teach_base(checkpoint: Path, out: Path, data_root: str | None = None) -> Path:
     """The teach base of a trained backbone run: its weights and the pooled features of
     REPLAY_PER_CLASS seeded training images per class (thumbnails used whole, as in training)."""
+    from trainer.augment import trained_with_flips
     from trainer.checkpoint import load_model
     from trainer.dataset import DatasetSpec, build_dataset
     from trainer.preprocess import fit_batch
@@ -344,5 +359,7 @@ def build_teach_base(checkpoint: Path, out: Path, data_root: str | None = None) 
             images = fit_batch(train.images[picks[start : start + PHOTO_BATCH]], side, 1.0, 3)
             x = torch.from_numpy(images).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
             rows.append(enc.pool(enc.prepare(x)).numpy())
-    save_teach_base(model, np.concatenate(rows), train.labels[picks], np.concatenate(is_check), out)
+    flips = trained_with_flips(ckpt)  # taught models answer as the shipped one: mirror-averaged
+    labels, check = train.labels[picks], np.concatenate(is_check)
+    save_teach_base(model, np.concatenate(rows), labels, check, out, flip_tta=flips)
     return out
