@@ -72,12 +72,12 @@ def _peak_rss_mb() -> float:
 
 def _measure(backend: str, source: str, opts: E2EOptions) -> dict:
     """Runs in a fresh process: build the live app on ``backend``, press, collect stamps."""
+    from app.answer import ConfidenceGate
     from app.audio import AudioOptions, open_audio
     from app.camera import FrameGrabber, parse_source
     from app.commands import live_runtime_options
     from app.config import LiveOptions
     from app.controllers import Action
-    from app.describe import ConfidenceGate
     from app.live import LiveApp
     from app.models import resolve_model
     from app.voice import StatusVoice
@@ -96,7 +96,7 @@ def _measure(backend: str, source: str, opts: E2EOptions) -> dict:
         options, runtime, grabber, audio, StatusVoice(enabled=False, printer=lambda _: None), gate
     )
     with grabber:
-        app._worker.start()
+        app.start()
         time.sleep(0.5)  # the grabber's first frames
         for _ in range(opts.presses):
             n = app.state.presses
@@ -107,8 +107,7 @@ def _measure(backend: str, source: str, opts: E2EOptions) -> dict:
             ):
                 time.sleep(0.001)
             time.sleep(PRESS_GAP_S)
-        app.stop_event.set()
-        app._wake.set()
+        app.stop()
     audio.close()
     stamps = [
         (t.frame - t.key, t.inferred - t.key, t.first_audio - t.key)

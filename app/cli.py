@@ -264,7 +264,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_describe(sub: argparse._SubParsersAction) -> None:
-    from app.describe import DEFAULT_THRESHOLD, GATE_MODES
+    from app.answer import DEFAULT_THRESHOLD, GATE_MODES
     from app.models import AUTO_MODEL, DEFAULT_MODEL, available_models
     from engine.runtime import BACKEND_NAMES
 

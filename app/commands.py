@@ -189,8 +189,8 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
 
 def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Audio, model and camera, in start-up order, each closed by ``stack``; speaks progress."""
+    from app.answer import ConfidenceGate
     from app.camera import FrameGrabber, GrabberOptions, parse_source
-    from app.describe import ConfidenceGate
     from app.models import resolve_model
     from engine.runtime import load
 

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from app.answer import ConfidenceGate, answer
 from app.imaging import fit_to_input
 from app.sources import IMAGE_SUFFIXES, _folder_images
-from engine.postprocess import PostprocessOptions, postprocess, postprocess_one
+from engine.postprocess import postprocess
 from engine.runtime import Runtime
 from trainer.errors import UsageError
 from trainer.image_io import ImageFileError, read_image
@@ -37,50 +37,10 @@ from trainer.image_io import ImageFileError, read_image
 log = logging.getLogger(__name__)
 
 BATCH = 64  # images per runtime call: TensorRT's default profile maximum, and bounded memory
-GATE_MODES = ("not-sure", "top-two")
-NOT_SURE = "not sure"
-# Below 0.5 no word holds a majority of the probability, so the answer is closer to a guess than
-# to a reading. On the MNIST test set (mnist-ad, 10,000 images, 60 errors) 0.5 gates 0.35% of
-# images, and about half of those were wrong (17 errors caught, 18 right answers withheld);
-# 0.9 would catch 43 errors but withhold 156 right answers, 0.99 withhold 766. A blind user who
-# hears "not sure" presses again: cheap when it is rare, annoying when it is routine. On the
-# CIFAR-10 test set (cifar10-ad, 85.1% right) 0.5 answers 89.4% of images, 89.9% of them right;
-# 0.7 answers 76.8% (94.1% right); 0.9 answers 49.2% (98.3% right): `--threshold` trades.
-DEFAULT_THRESHOLD = 0.5
 OPENCV_HINT = "install OpenCV: pip install 'earsight[app]' (or ./install.sh)"
 
 
 ImageError = ImageFileError  # the name callers catch: missing, not a file, too big, corrupt
-
-
-@dataclass(frozen=True)
-class ConfidenceGate:
-    """Say "not sure" (or "maybe X or Y") instead of a word the classifier head doubts.
-
-    Softmax confidence only catches ambiguous inputs: mnist-ad gives a blank or random-noise
-    image "eight" at 0.99+, so this gate is not an out-of-distribution detector.
-    """
-
-    threshold: float = DEFAULT_THRESHOLD  # top probability below this → not confident
-    mode: str = "not-sure"  # "not-sure" | "top-two"
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:  # also rejects NaN
-            raise UsageError(
-                f"confidence threshold must be between 0 and 1, got {self.threshold}",
-                f"e.g. --threshold {DEFAULT_THRESHOLD}",
-            )
-        if self.mode not in GATE_MODES:
-            raise UsageError(f"unknown gate mode {self.mode!r}", f"use {' or '.join(GATE_MODES)}")
-
-    def decide(self, top: Sequence[tuple[str, float]]) -> tuple[str, bool]:
-        """Best-first (word, probability) pairs → (what to say, confident?)."""
-        word, prob = top[0]
-        if prob >= self.threshold:
-            return word, True
-        if self.mode == "top-two" and len(top) > 1:
-            return f"maybe {word} or {top[1][0]}", False
-        return NOT_SURE, False
 
 
 @dataclass(frozen=True)
@@ -153,20 +113,6 @@ def load_image(path: Path, input_shape: tuple[int, int, int], crop: float = 1.0)
 # --- audio ----------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=32)
-def phrase_clip(text: str, output_rate: int, opts: PostprocessOptions) -> np.ndarray:
-    """espeak-ng speaking ``text``, post-processed exactly like the model's words.
-
-    The same chain (resample_poly to ``output_rate``, fades, peak level) makes "not sure" as loud
-    as the words around it. Cached: a run gating many images synthesizes it once.
-    """
-    from trainer.speech import SAMPLE_RATE_HZ, synthesize
-
-    clip = postprocess_one(synthesize(text), SAMPLE_RATE_HZ, replace(opts, output_rate=output_rate))
-    clip.setflags(write=False)  # shared by every caller of the cache
-    return clip
-
-
 def write_wav(path: Path, clip: np.ndarray, rate: int) -> None:
     import soundfile
 
@@ -215,13 +161,6 @@ def _infer(runtime: Runtime, images: list[np.ndarray]) -> tuple[list[np.ndarray]
     return clips, np.concatenate(probs) if probs else np.zeros((0, k), np.float32)
 
 
-def _top_words(
-    probs: np.ndarray, labels: Sequence[str], k: int = 2
-) -> tuple[tuple[str, float], ...]:
-    order = np.argsort(-probs, kind="stable")[:k]
-    return tuple((labels[i], float(probs[i])) for i in order)
-
-
 def _describe_one(
     path: Path,
     clip: np.ndarray,
@@ -230,15 +169,12 @@ def _describe_one(
     gate: ConfidenceGate,
     wav: Path | None,
 ) -> Description:
-    top = _top_words(probs, runtime.info.labels)
-    said, confident = gate.decide(top)
     rate = runtime.info.output_rate
-    if not confident:  # never play a word the head doubts: speak the honest answer instead
-        clip = phrase_clip(said, rate, runtime.options.postprocess)
+    said = answer(clip, probs, runtime.info.labels, gate, rate, runtime.options.postprocess)
     if wav is not None:
-        write_wav(wav, clip, rate)
-    log.debug("%s: %s (top %s), %d samples", path, said, top, len(clip))
-    return Description(path, said, top, confident, wav, len(clip) / rate)
+        write_wav(wav, said.clip, rate)
+    log.debug("%s: %s", path, said.said)
+    return Description(path, said.said, said.top, said.confident, wav, len(said.clip) / rate)
 
 
 def _load_chunk(

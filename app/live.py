@@ -285,21 +285,15 @@ class LiveApp:
             self._click = earcons.capture_click(self._rate)
 
     def _word_for(self, image: np.ndarray) -> tuple[np.ndarray, int, str]:
+        from app.answer import answer
         from app.camera import prepare
 
         h, w, c = self.runtime.info.input_shape
         crop = self.runtime.info.input_crop
         waves, probs = self.runtime(prepare(image, (h, w), c, crop)[None])
-        labels = self.runtime.info.labels
-        top = np.argsort(probs[0])[::-1][:2]
-        said, confident = self.gate.decide([(labels[i], float(probs[0][i])) for i in top])
-        rate = self.runtime.info.output_rate
-        if confident:
-            return waves[0], rate, said
-        from app.describe import phrase_clip
-
-        phrase = phrase_clip(said, rate, self.runtime.options.postprocess)
-        return np.concatenate([earcons.not_sure_tone(rate), phrase]), rate, said
+        rate, opts = self.runtime.info.output_rate, self.runtime.options.postprocess
+        said = answer(waves[0], probs[0], self.runtime.info.labels, self.gate, rate, opts)
+        return said.clip, rate, said.said
 
     def _play(
         self,
@@ -320,6 +314,19 @@ class LiveApp:
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start serving presses (the inference worker); ``run`` does this itself."""
+        self._worker.start()
+
+    def stop(self, timeout_s: float = JOIN_TIMEOUT_S) -> bool:
+        """Stop serving: the press in progress finishes, later ones are dropped. True when the
+        worker ended within ``timeout_s`` seconds."""
+        self.stop_event.set()
+        self._wake.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout_s)
+        return not self._worker.is_alive()
+
     def run(self, controller: Any) -> int:
         """Serve presses until quit, Ctrl-C, SIGTERM or the end of key input; the exit code.
 
@@ -327,7 +334,7 @@ class LiveApp:
         stopped here.
         """
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        self._worker.start()
+        self.start()
         try:
             while not self.stop_event.wait(MAIN_LOOP_S):
                 self._log_latencies()
@@ -336,8 +343,7 @@ class LiveApp:
             controller.stop()
             if self.teacher is not None:
                 self.teacher.close()
-            self._wake.set()
-            self._worker.join(JOIN_TIMEOUT_S)
+            self.stop()
             if self.recorder is not None:
                 self.recorder.close()
             for sig, handler in previous.items():

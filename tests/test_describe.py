@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import soundfile
 
+from app.answer import ConfidenceGate
 from app.cli import main
-from app.describe import ConfidenceGate, Description, describe_images, load_image
+from app.describe import Description, describe_images, load_image
 from app.models import ASSETS_DIR, DEFAULT_MODEL, UnknownModel, available_models, resolve_model
 from engine.runtime import RuntimeOptions, load
 from trainer.errors import UsageError
@@ -116,6 +117,29 @@ def test_gate_top_two_says_maybe_and_threshold_zero_never_gates(runtime, noise_p
     (a, _), (b, _) = maybe.top
     assert not maybe.confident and maybe.word == f"maybe {a} or {b}"
     assert maybe.wav.exists() and maybe.duration_s > sure.duration_s  # espeak-ng's phrase
+
+
+def test_a_doubted_image_gets_the_earcon_then_the_phrase_as_live_plays_it(
+    runtime, noise_png, tmp_path
+):
+    """describe and live answer through app.answer: a doubted frame's WAV is the "not sure"
+    earcon, then the spoken phrase (it was the phrase alone in describe, the earcon only live)."""
+    from app import earcons
+    from app.answer import phrase_clip
+
+    (d,) = describe_images([noise_png], runtime, tmp_path, ConfidenceGate(float(STRICT)))
+    rate, opts = runtime.info.output_rate, runtime.options.postprocess
+    wave, _ = soundfile.read(str(d.wav), dtype="float32")
+    tone, phrase = earcons.not_sure_tone(rate), phrase_clip("not sure", rate, opts)
+    assert d.word == "not sure" and len(wave) == len(tone) + len(phrase)
+    assert np.abs(wave[: len(tone)] - tone).max() < 1e-4  # PCM_16: 3e-5 a step
+
+
+def test_equal_probabilities_name_the_earlier_word():
+    from app.answer import top_words
+
+    probs = np.array([0.1, 0.3, 0.3, 0.3], np.float32)
+    assert [w for w, _ in top_words(probs, ["a", "b", "c", "d"])] == ["b", "c"]
 
 
 @pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan")])

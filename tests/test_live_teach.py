@@ -72,10 +72,10 @@ def store(tmp_path, monkeypatch):
 @pytest.fixture
 def live(tmp_path, video, store):
     """(app, teacher, learner, lines): a LiveApp with a LiveTeacher; presses go to on_action."""
+    from app.answer import ConfidenceGate
     from app.audio import WavSink
     from app.camera import FrameGrabber, parse_source
     from app.config import LiveOptions
-    from app.describe import ConfidenceGate
     from app.live import LiveApp
     from app.live_teach import LiveTeacher
     from app.models import resolve_model

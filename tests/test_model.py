@@ -126,16 +126,6 @@ def test_paper_preset_shapes_on_meta_device():
     assert wave.shape == (2, 2_000) and probs.shape == (2, 7)
 
 
-def test_no_holes_ablation_sets_dilation_1():
-    model = MTNet(tiny(dilation=1, gen_dilation=1))
-    dil = {
-        m.dilation
-        for m in model.modules()
-        if isinstance(m, torch.nn.Conv2d | torch.nn.Conv1d) and m.kernel_size in ((3, 3), (3,))
-    }
-    assert dil in ({(1, 1), (1,)}, {(1,), (1, 1)})
-
-
 def test_autoencoder_ablation_generates_with_the_decoder():
     model = MTNet(tiny(generator="autoencoder")).eval()
     assert model.generator is None

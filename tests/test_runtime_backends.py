@@ -97,7 +97,10 @@ def test_single_image_and_postprocessed_call(runtime, reference):
     assert info.output_rate == 48_000 and info.sample_rate == 22_050
     assert 0 < wave.shape[1] <= -(-16_344 * 48_000 // 22_050)  # trimmed, resampled
     assert abs(np.abs(wave).max() - 0.9) < 1e-3 and wave[0, 0] == 0 and wave[0, -1] == 0
-    assert info.labels[int(probs[0].argmax())] in info.labels and info.input_shape == (8, 8, 1)
+    assert info.input_shape == (8, 8, 1)
+    # the word it names is torch's top word (or one within the precision's tolerance of it)
+    named = int(probs[0].argmax())
+    assert reference[1][2][named] >= reference[1][2].max() - 2e-2
 
 
 def test_info_describes_the_backend(runtime, request):

@@ -29,6 +29,24 @@ def digits():
     return build_dataset(SPEC)
 
 
+@pytest.mark.parametrize("ablation", ["full", "no-holes"])
+def test_no_holes_ablation_builds_a_model_without_dilated_convolutions(digits, ablation):
+    """Table 3's "no holes" row: train.model_config turns every 3-tap convolution's dilation
+    (the encoder's and the generator's) to 1; the full model keeps its dilated ones."""
+    from trainer.model import MTNet
+    from trainer.train import model_config
+
+    cfg = model_config(digits, dataclasses.replace(QUICK, ablation=ablation))
+    dilations = {
+        m.dilation
+        for m in MTNet(cfg).modules()
+        if isinstance(m, torch.nn.Conv2d | torch.nn.Conv1d) and m.kernel_size in ((3, 3), (3,))
+    }
+    assert dilations  # the preset has 3-tap convolutions to check
+    undilated = {(1, 1), (1,)}
+    assert dilations <= undilated if ablation == "no-holes" else not dilations <= undilated
+
+
 class Killed(Exception):
     pass
 
