@@ -96,7 +96,7 @@ if [ "$SERVICE" = 1 ]; then
   fi
   SERVICE_EXTRAS="app"; [ -n "${EXTRAS:-}" ] && SERVICE_EXTRAS="app,$EXTRAS"
   "${SPIP[@]}" -e "$PREFIX[$SERVICE_EXTRAS]"
-  $SUDO "$PREFIX/.venv/bin/python" -m compileall -q "$PREFIX/app" "$PREFIX/engine" "$PREFIX/trainer" >/dev/null
+  $SUDO "$PREFIX/.venv/bin/python" -m compileall -q "$PREFIX/earsight" "$PREFIX/app" "$PREFIX/engine" "$PREFIX/trainer" >/dev/null
   $SUDO chown -R root:root "$PREFIX"
   $SUDO chmod -R go-w "$PREFIX"
   $SUDO mkdir -p /etc/earsight

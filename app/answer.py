@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from app import earcons
+from earsight.errors import UsageError
 from engine.postprocess import PostprocessOptions, postprocess_one
-from trainer.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from earsight.errors import EarSightError, first_line
+from earsight.wav import write_wav
 from engine.postprocess import resample
-from trainer.errors import EarSightError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,6 @@ STREAM_START_TIMEOUT_S = 5.0
 OPEN_TIMEOUT_S = 3.0  # opening a device that has not answered by then counts as no device
 CLOSE_TIMEOUT_S = 1.0  # close() returns within this even when the driver hangs
 AUDIBLE = 1e-4  # |sample| above this (−80 dBFS) counts as sound, for on_first_buffer
-WAV_SUBTYPE = "PCM_16"
 NO_DEVICE_FIX = "plug in headphones or run with --out-dir DIR to write WAV files"
 
 KINDS = ("word", "status")  # play(kind=…): words and earcons, or spoken status messages
@@ -100,11 +100,6 @@ def _as_mono(wave: np.ndarray) -> np.ndarray:
     return np.clip(x, -1.0, 1.0)  # a new array, also when nothing is clipped
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def _device_arg(device: str | int | None) -> str | int | None:
     # "3" from a config file or flag means device index 3, not a device whose name contains "3"
     return int(device) if isinstance(device, str) and device.strip().isdigit() else device
@@ -132,7 +127,7 @@ def _check_device(sd: Any, device: str | int) -> None:
         sd.query_devices(device, kind="output")
         return
     except (sd.PortAudioError, ValueError) as err:
-        reason = _one_line(err)
+        reason = first_line(err)
     names = output_devices(sd)
     there = f"output devices: {'; '.join(names)}" if names else "there are no output devices"
     raise UnknownAudioDevice(
@@ -223,7 +218,7 @@ class AudioOut:
             import sounddevice as sd
         except OSError as err:  # the PortAudio library itself is missing
             raise AudioUnavailable(
-                f"no audio output device: {_one_line(err)}", NO_DEVICE_FIX
+                f"no audio output device: {first_line(err)}", NO_DEVICE_FIX
             ) from err
         device = _device_arg(options.device)
         if device is not None:
@@ -240,7 +235,7 @@ class AudioOut:
                         raise
                     log.info("audio: %d Hz refused (%s), trying %d Hz", rate, err, rates[-1])
         except (sd.PortAudioError, ValueError) as err:  # ValueError: no device matching a name
-            reason = _one_line(err)
+            reason = first_line(err)
             if device is None:  # PortAudio's "Error querying device -1": there is no default
                 reason = f"the system has none ({reason})"
             raise AudioUnavailable(f"no audio output device: {reason}", NO_DEVICE_FIX) from err
@@ -463,14 +458,12 @@ class WavSink:
         on_first: FirstBufferHook | None = None,
     ) -> None:
         """Write ``wave`` to the next numbered file (``kind`` is accepted for AudioOut's sake)."""
-        import soundfile
-
         sound = _as_mono(wave)
         path = self.directory / f"{self._next:04d}-{_slug(label)}.wav"
         self._next += 1
         try:
-            soundfile.write(str(path), sound, sample_rate, subtype=WAV_SUBTYPE)
-        except (OSError, RuntimeError) as err:  # soundfile raises LibsndfileError(RuntimeError)
+            write_wav(path, sound, sample_rate)
+        except OSError as err:
             raise AudioUnavailable(
                 f"cannot write {path}: {err}", "check the --out-dir folder"
             ) from err

@@ -41,7 +41,7 @@ from app.sources import (
     parse_source,
     read_capture,
 )
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 
 # Re-exported: callers import the source names from here, as before the split.
 __all__ = [

@@ -1,4 +1,4 @@
-"""``earsight``: a thin command line over the library (engine.*, later the camera app).
+"""``earsight``: a thin command line over the library (app.*, engine.*, trainer.*).
 
     earsight export CHECKPOINT -o model.onnx [--fp16 | --int8 [--data-root DIR]] [--flip-tta]
     earsight engine build model.onnx [--max-batch N]
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from app.commands import add_doctor, add_live, add_soundscape
-from trainer.errors import EarSightError
+from earsight.errors import EarSightError
 
 log = logging.getLogger(__name__)
 

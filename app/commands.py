@@ -16,8 +16,9 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.config import KEY_KINDS, MODES, LiveOptions, config_path, resolve_options
-from trainer.errors import EarSightError
+from app.config import KEY_KINDS, MODES, LiveOptions, resolve_options
+from earsight import paths
+from earsight.errors import EarSightError
 
 if TYPE_CHECKING:  # the engine loads when live starts, not for --help
     from engine.runtime import RuntimeOptions
@@ -78,7 +79,7 @@ def _live_flags(p: argparse.ArgumentParser, only: frozenset[str] | None = None) 
     for flags, kwargs in _FLAGS:
         if only is None or flags[0] in only:
             p.add_argument(*flags, **kwargs)
-    p.add_argument("--config", type=Path, help=f"config file (default {config_path()})")
+    p.add_argument("--config", type=Path, help=f"config file (default {paths.config_file()})")
 
 
 def _key_name(key: str) -> str:
@@ -182,7 +183,7 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
             device=options.audio_device,
             sample_rate=runtime_options.postprocess.output_rate or AudioOptions.sample_rate,
         ),
-        Path(options.out_dir) if options.out_dir else default_wav_dir(),
+        Path(options.out_dir) if options.out_dir else paths.wav_dir(),
         on_fallback=lambda message: voice.say(message, level=0),
     )
 
@@ -243,16 +244,6 @@ def _model_watcher(options: LiveOptions, runtime_options: Any, path: Path, voice
     )
 
 
-def default_wav_dir() -> Path:
-    """Where sounds go when there is no audio device and no --out-dir: the user data dir."""
-    try:
-        from platformdirs import user_data_dir
-
-        return Path(user_data_dir("earsight")) / "wavs"
-    except ImportError:
-        return Path.home() / ".local" / "share" / "earsight" / "wavs"
-
-
 def run_live(args: argparse.Namespace) -> int:
     """`earsight live`: errors are spoken as well as printed (by main, on stderr)."""
     from app.voice import StatusVoice
@@ -278,7 +269,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     from app.controllers import KeyMap, make_controller
     from app.live import LiveApp, PressRelay
     from app.live_teach import LiveTeacher
-    from trainer.teach_store import TeachStore, default_root
+    from trainer.teach_store import TeachStore
 
     voice.say("EarSight starting")
     relay = PressRelay(voice)
@@ -302,7 +293,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
             parts["gate"],
             record_dir=record,
             watcher=parts["watcher"],
-            teacher=LiveTeacher(parts["grabber"], voice, TeachStore(default_root())),
+            teacher=LiveTeacher(parts["grabber"], voice, TeachStore(paths.taught_root())),
         )
         stack.callback(lambda: app.runtime.close())  # the model in use at the end (swaps)
         relay.attach(app)  # a quit or closed key input during start-up takes effect now

@@ -14,20 +14,19 @@ Every key is also a flag of `earsight live` (``--source``, ``--hotkey`` …).
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.models import AUTO_MODEL
-from trainer.errors import EarSightError
+from earsight import paths
+from earsight.errors import EarSightError
 
 try:
     import tomllib
 except ImportError:  # Python 3.10 (JetPack 6)
     import tomli as tomllib
 
-CONFIG_NAME = "config.toml"
 MODES = ("word", "soundscape")
 KEY_KINDS = ("auto", "hotkey", "terminal", "evdev")
 
@@ -72,18 +71,6 @@ class LiveOptions:
                 f"hotkey {self.hotkey!r} is already the {taken.value} key",
                 "pick another describe key (the default is f9)",
             )
-
-
-def config_path() -> Path:
-    """$EARSIGHT_CONFIG if set, else the platform's user config dir."""
-    if env := os.environ.get("EARSIGHT_CONFIG"):
-        return Path(env)
-    try:
-        from platformdirs import user_config_dir
-
-        return Path(user_config_dir("earsight")) / CONFIG_NAME
-    except ImportError:
-        return Path.home() / ".config" / "earsight" / CONFIG_NAME
 
 
 def read_config(path: Path, required: bool = False) -> dict[str, Any]:
@@ -142,7 +129,7 @@ def resolve_options(flags: dict[str, Any], path: Path | None = None) -> LiveOpti
 
     ``path`` is the user's --config, which must exist; the default file is optional.
     """
-    merged = {**(read_config(path, required=True) if path else read_config(config_path()))}
+    merged = {**(read_config(path, required=True) if path else read_config(paths.config_file()))}
     merged.update({k: v for k, v in flags.items() if v is not None})
     try:
         return LiveOptions(**merged)

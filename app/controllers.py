@@ -32,7 +32,7 @@ from app.keys_base import (
 from app.keys_evdev import EVDEV_KEYS, RETRY_S, EvdevController, evdev_codes
 from app.keys_hotkey import READY_TIMEOUT_S, HotkeyController, display_problem
 from app.keys_terminal import TERMINAL_KEYS, TerminalController, terminal_keys
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 
 # Re-exported: callers import every key-input name from here, as before the split.
 __all__ = [

@@ -29,9 +29,10 @@ import numpy as np
 from app.answer import ConfidenceGate, answer
 from app.imaging import fit_to_input
 from app.sources import IMAGE_SUFFIXES, _folder_images
+from earsight.errors import UsageError
+from earsight.wav import write_wav as write_wav_file
 from engine.postprocess import postprocess
 from engine.runtime import Runtime
-from trainer.errors import UsageError
 from trainer.image_io import ImageFileError, read_image
 
 log = logging.getLogger(__name__)
@@ -114,11 +115,10 @@ def load_image(path: Path, input_shape: tuple[int, int, int], crop: float = 1.0)
 
 
 def write_wav(path: Path, clip: np.ndarray, rate: int) -> None:
-    import soundfile
-
+    """``clip`` (L,) at ``rate`` Hz → ``path`` (earsight.wav); UsageError when it cannot be."""
     try:
-        soundfile.write(str(path), clip, rate, subtype="PCM_16")
-    except (OSError, RuntimeError) as err:  # soundfile raises LibsndfileError(RuntimeError)
+        write_wav_file(path, clip, rate)
+    except OSError as err:
         raise UsageError(f"cannot write {path}: {err}", "check the --out folder") from err
 
 

@@ -14,10 +14,10 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.config import LiveOptions
+from earsight import paths
 
 if TYPE_CHECKING:  # the engine loads when doctor checks the model
     from engine.source import ModelSource
@@ -43,8 +43,8 @@ class Check:
 
 def check_model(options: LiveOptions) -> Check:
     from app.models import resolve_model
+    from earsight.errors import EarSightError
     from engine.source import resolve_model as model_source
-    from trainer.errors import EarSightError
 
     try:
         path = resolve_model(options.model)
@@ -75,7 +75,7 @@ def _int8_note(source: ModelSource, options: LiveOptions) -> str:
 
 def check_camera(options: LiveOptions) -> Check:
     from app.camera import FrameGrabber, parse_source
-    from trainer.errors import EarSightError
+    from earsight.errors import EarSightError
 
     try:
         spec = parse_source(options.source, loop=options.loop)
@@ -117,7 +117,7 @@ def check_keys(options: LiveOptions) -> Check:
     import stat
 
     from app.controllers import KeyMap, display_problem, make_controller
-    from trainer.errors import EarSightError
+    from earsight.errors import EarSightError
 
     kind = options.keys
     if kind == "auto":
@@ -187,9 +187,8 @@ def check_tensorrt(_options: LiveOptions) -> Check:
 
 
 def check_engine_cache(_options: LiveOptions) -> Check:
-    from engine.cache import default_cache_dir
 
-    folder = Path(default_cache_dir())
+    folder = paths.engine_cache_dir()
     plans = sorted(folder.glob("*.plan")) if folder.is_dir() else []
     return Check("engine cache", True, f"{folder}: {len(plans)} cached engine(s)", required=False)
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from trainer.errors import EarSightError, UsageError
+from earsight.errors import EarSightError, UsageError
 
 log = logging.getLogger(__name__)
 

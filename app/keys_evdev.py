@@ -17,7 +17,7 @@ from app.keys_base import (
     deliver,
     other_keys_hint,
 )
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 
 log = logging.getLogger(__name__)
 

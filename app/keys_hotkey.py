@@ -20,7 +20,7 @@ from app.keys_base import (
     deliver,
     other_keys_hint,
 )
-from trainer.errors import UsageError
+from earsight.errors import UsageError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class HotkeyController(Controller):
         try:
             from pynput import keyboard  # picks its backend at import: needs DISPLAY set
         except Exception as err:  # ImportError, or the backend's own failure
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = first_line(err)
             raise ControllerUnavailable(f"no desktop hotkey: {reason}", HOTKEY_HINT) from err
         for key in self._bindings:
             if len(key) != 1 and key not in keyboard.Key.__members__:

@@ -1,6 +1,6 @@
 """The teach key of ``earsight live`` (issue #13): teach the object in front of the camera now.
 
-    teacher = LiveTeacher(grabber, voice, TeachStore(default_root()))
+    teacher = LiveTeacher(grabber, voice, TeachStore(paths.taught_root()))
     app = LiveApp(..., teacher=teacher)    # TEACH presses go to teacher.press()
 
 One press: the microphone is checked first (none: one spoken line, nothing else happens, so the
@@ -34,7 +34,7 @@ import numpy as np
 
 from app import earcons
 from app.voice import CHATTY, NORMAL, SILENT
-from trainer.errors import EarSightError
+from earsight.errors import EarSightError
 from trainer.teach_store import TaughtWord, TeachStore, WordExistsError
 
 log = logging.getLogger(__name__)

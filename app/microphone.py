@@ -32,10 +32,10 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from app.audio import FirstBufferHook, _device_arg, _one_line, list_devices
+from app.audio import FirstBufferHook, _device_arg, list_devices
 from app.deadline import DeadlineExceeded, call_with_deadline
 from app.recording import Recording, check_recording
-from trainer.errors import EarSightError, UsageError
+from earsight.errors import EarSightError, UsageError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _import_sounddevice() -> Any:
     try:
         import sounddevice as sd
     except (ImportError, OSError) as err:  # OSError: the PortAudio library itself is missing
-        raise NoMicrophone(f"no microphone: {_one_line(err)}", NO_MICROPHONE_FIX) from err
+        raise NoMicrophone(f"no microphone: {first_line(err)}", NO_MICROPHONE_FIX) from err
     return sd
 
 
@@ -99,7 +99,7 @@ def _input_rates(sd: Any, device: str | int | None, sample_rate: int) -> list[in
     try:
         info = sd.query_devices(device, kind="input")
     except (sd.PortAudioError, ValueError) as err:  # ValueError: no device matching a name
-        reason, names = _one_line(err), input_devices(sd)
+        reason, names = first_line(err), input_devices(sd)
         there = f"input devices: {'; '.join(names)}"
         if device is not None:
             more = there if names else "there are no input devices"
@@ -172,7 +172,7 @@ def _open_stream(device: str | int | None, sample_rate: int, collector: _Collect
                 log.info("microphone: %d Hz refused (%s), trying %d Hz", rate, err, rates[-1])
                 continue
             raise NoMicrophone(
-                f"the microphone did not open: {_one_line(err)}", NO_MICROPHONE_FIX
+                f"the microphone did not open: {first_line(err)}", NO_MICROPHONE_FIX
             ) from err
     raise AssertionError("unreachable")
 
@@ -187,7 +187,7 @@ def _start(stream: Any, timeout_s: float) -> None:
         ) from err
     except Exception as err:  # sounddevice.PortAudioError: a device unplugged since it opened
         raise NoMicrophone(
-            f"the microphone did not start: {_one_line(err)}", NO_MICROPHONE_FIX
+            f"the microphone did not start: {first_line(err)}", NO_MICROPHONE_FIX
         ) from err
     log.debug("microphone: recording at %d Hz", stream.samplerate)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import EarSightError
+from earsight.errors import EarSightError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from earsight.errors import EarSightError
 from engine.source import INT8_SUFFIX
-from trainer.errors import EarSightError
 
 log = logging.getLogger(__name__)
 

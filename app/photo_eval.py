@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.errors import EarSightError
+from earsight.errors import EarSightError
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime

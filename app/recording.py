@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.errors import EarSightError
+from earsight.errors import EarSightError
 from trainer.speech import trim_silence
 
 # Levels, in dBFS (0 dBFS = full scale). Speech a forearm from a laptop or headset microphone

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trainer.errors import EarSightError, UsageError
+from earsight.errors import EarSightError, UsageError
 
 log = logging.getLogger(__name__)
 

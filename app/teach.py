@@ -1,6 +1,6 @@
 """``earsight teach``: store the user's own object (views + the spoken word) for learning.
 
-    store = TeachStore(default_root())
+    store = TeachStore(paths.taught_root())
     teach_word(TeachRequest("mug", source="0"), store, say=voice.say)   # camera, two sides
     teach_word(TeachRequest("mug", photos_dir=Path("pics"), espeak_voice="en-gb"), store, say)
 
@@ -23,8 +23,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from app.teach_capture import capture_views, frame_quality
-from trainer.errors import EarSightError
-from trainer.teach_store import TaughtWord, TeachError, TeachStore, check_word, default_root
+from earsight import paths
+from earsight.errors import EarSightError
+from trainer.teach_store import TaughtWord, TeachError, TeachStore, check_word
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +358,7 @@ def run_teach(args: argparse.Namespace) -> int:
     """The ``earsight teach`` command; errors are also spoken, then raised for cli.main."""
     from app.voice import StatusVoice
 
-    store = TeachStore(default_root())
+    store = TeachStore(paths.taught_root())
     voice = StatusVoice(enabled=args.speak)
     try:
         if args.list:

@@ -42,6 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from earsight.errors import first_line
+
 log = logging.getLogger(__name__)
 
 # Verbosity levels: a message is spoken when its level ≤ the voice's verbosity.
@@ -96,7 +98,7 @@ def _shared_engine() -> Any:
 
             _engine = pyttsx3.init()
         except Exception as err:  # ImportError, OSError (no libespeak), RuntimeError: all alike
-            _engine_error = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            _engine_error = first_line(err)
             log.warning("status speech off (%s); messages are printed only", _engine_error)
     return _engine
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from earsight.errors import EarSightError, first_line
 from engine.bench_peak import cpu_peak_gflops, gpu_peak_gflops
 from engine.errors import EngineError
 from engine.runtime import BACKEND_NAMES
-from trainer.errors import EarSightError
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def measure(spec: str, model: str, opts: BenchOptions) -> Row:
     except EarSightError as err:  # unavailable, out of memory, bad model
         row.error = str(err)
     except Exception as err:  # a crashed backend must not lose the other rows
-        row.error = f"{type(err).__name__}: {err}".splitlines()[0]
+        row.error = first_line(err, typed=True)
     row.peak_rss_mb = peak_rss_mb()
     row.gpu_mb = gpu.used_mb() if row.device.startswith("cuda") else None
     return row

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from earsight import paths
 from engine.cache import (
     DEFAULT_OPT_BATCH,
     EngineKey,
     Profile,
-    default_cache_dir,
     plan_path,
     plan_problem,
     remove_plan,
@@ -107,7 +107,7 @@ class BuildOptions:
     opt_batch: int = DEFAULT_OPT_BATCH
     workspace_mb: int = DEFAULT_WORKSPACE_MB
     gpu: int = 0
-    cache_dir: Path | None = None  # None = default_cache_dir()
+    cache_dir: Path | None = None  # None = earsight.paths.engine_cache_dir()
     rebuild: bool = False  # ignore a valid cached plan
 
 
@@ -130,7 +130,7 @@ def ensure_engine(
     if not Path(onnx).is_file():
         raise ModelFileError(f"model file not found: {onnx}", "pass the .onnx to build")
     key, side = engine_key(Path(onnx), opts)
-    cache_dir = opts.cache_dir or default_cache_dir()
+    cache_dir = opts.cache_dir or paths.engine_cache_dir()
     plan = plan_path(cache_dir, key)
     if opts.rebuild:
         remove_plan(plan)

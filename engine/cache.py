@@ -23,7 +23,6 @@ from engine.sidecar import sha256_file
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-CACHE_ENV = "EARSIGHT_ENGINE_CACHE"  # overrides the cache folder (read-only system images…)
 DEFAULT_OPT_BATCH = 8  # the profile's tuning point: a few frames at once
 
 
@@ -67,14 +66,6 @@ class EngineKey:
     def file_name(self) -> str:
         b = self.profile.max_batch
         return f"{self.onnx_sha256[:12]}-{self.mode}-b{b}-{self.digest()[:16]}.plan"
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("earsight")) / "engines"
 
 
 def plan_path(cache_dir: Path, key: EngineKey) -> Path:

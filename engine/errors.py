@@ -6,13 +6,7 @@ the CLI prints as ``error: …`` without a traceback.
 
 from __future__ import annotations
 
-from trainer.errors import EarSightError
-
-
-def first_line(err: BaseException) -> str:
-    """``Type: first line of the message`` (≤ 160 chars) of a foreign library's exception."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:160]}" if text else type(err).__name__
+from earsight.errors import EarSightError
 
 
 class EngineError(EarSightError):

@@ -34,7 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.errors import ExportError, first_line
+from earsight.errors import first_line
+from engine.errors import ExportError
+from engine.graph import InferenceGraph
 from engine.quantize import (
     CALIBRATION_IMAGES,
     LOW_RES_DIVISOR,
@@ -65,34 +67,6 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max |onnx − torch fp32| for wavefo
 PARITY_RANDOM = 6  # random images in the parity batch (plus an all-0 and an all-255 one)
 PARITY_SEED = 0
 _EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
-
-
-class InferenceGraph(nn.Module):
-    """fp32: uint8 NHWC (B, H, W, C) → MTNet.forward on NCHW → waveform (B, L_s), probs (B, K)."""
-
-    def __init__(self, model: MTNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(images.permute(0, 3, 1, 2))  # Eq. 1 casts to float32 inside
-
-
-class HalfInferenceGraph(nn.Module):
-    """fp16 body, fp32 boundaries: the encoder's ``prepare`` (Eq. 1, or a backbone's scaling)
-    in fp32 → MTNet.infer in fp16 → fp32 waveform and probabilities.
-
-    The same MTNet.infer as the fp32 graph, fed fp16; parity against the untouched fp32
-    MTNet.forward at export time catches any drift.
-    """
-
-    def __init__(self, model: MTNet) -> None:
-        super().__init__()
-        self.model = model.half()
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.model.image_encoder.prepare(images.permute(0, 3, 1, 2)).half()  # O(1) values
-        return self.model.infer(x)  # fp16 inside, float32 waveform and probs out
 
 
 @dataclass(frozen=True)
@@ -243,7 +217,7 @@ def _write_checked(
         raise
     except Exception as err:  # exporter/checker raise many types; keep the first line
         tmp.unlink(missing_ok=True)
-        raise ExportError(f"ONNX export failed: {first_line(err)}") from err
+        raise ExportError(f"ONNX export failed: {first_line(err, typed=True)}") from err
     log.info(
         "parity (%s, %d images): waveform max |err| %.2e, probs max |err| %.2e (tolerance %.0e)",
         precision,
@@ -289,7 +263,7 @@ def _quantize_checked(
         raise
     except Exception as err:  # the quantizer and checker raise many types; keep the first line
         tmp.unlink(missing_ok=True)
-        raise ExportError(f"int8 quantization failed: {first_line(err)}") from err
+        raise ExportError(f"int8 quantization failed: {first_line(err, typed=True)}") from err
     finally:
         fp32.unlink(missing_ok=True)
     log.info(
@@ -339,7 +313,7 @@ def export_onnx(
     # CheckpointError if unusable, UsageError if it may not mirror-average (one line each)
     reference, _ckpt = load_model(checkpoint, flip_tta=flip_tta)
     body = copy.deepcopy(reference)  # the fp16 graph converts its copy in place
-    graph = HalfInferenceGraph(body) if precision == "fp16" else InferenceGraph(body)
+    graph = InferenceGraph(body, torch.float16 if precision == "fp16" else torch.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     float_precision = "fp16" if precision == "fp16" else "fp32"

@@ -222,7 +222,7 @@ def check_int8_parity(reference: MTNet, onnx_path: Path, images: np.ndarray) -> 
     import onnxruntime as ort
     import torch
 
-    from engine.export import InferenceGraph
+    from engine.graph import InferenceGraph
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wave, probs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images)})

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from earsight.errors import UsageError
 from engine.backends.base import Backend, RuntimeOptions
 from engine.errors import BackendFailed, BackendUnavailable, InputError, ModelFileError
 from engine.postprocess import pad_batch, postprocess
 from engine.source import ModelSource, cpu_variant, resolve_model
-from trainer.errors import UsageError
 
 log = logging.getLogger(__name__)
 

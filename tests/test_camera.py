@@ -26,7 +26,7 @@ from app.camera import (
     parse_source,
     prepare,
 )
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 
 FPS = 30
 SIZE = (160, 120)  # width, height

@@ -32,7 +32,7 @@ from app.controllers import (
     make_controller,
     terminal_keys,
 )
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 # -noreset: by default the server resets when its last client leaves, and a test connecting

@@ -20,8 +20,8 @@ from app.answer import ConfidenceGate
 from app.cli import main
 from app.describe import Description, describe_images, load_image
 from app.models import ASSETS_DIR, DEFAULT_MODEL, UnknownModel, available_models, resolve_model
+from earsight.errors import UsageError
 from engine.runtime import RuntimeOptions, load
-from trainer.errors import UsageError
 from trainer.metrics import WordRecognizer
 
 EARSIGHT = Path(sys.executable).with_name("earsight")  # console script of `pip install -e .`

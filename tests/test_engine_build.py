@@ -12,11 +12,9 @@ import pytest
 from engine.build import BUILD_NOTICE, BuildOptions, choose_mode, ensure_engine, network_flags
 from engine.build_progress import ElapsedTicker
 from engine.cache import (
-    CACHE_ENV,
     EngineKey,
     Profile,
     cached_plans,
-    default_cache_dir,
     load_plan,
     meta_path,
     plan_path,
@@ -64,10 +62,6 @@ def test_file_names_and_cache_dirs(tmp_path, monkeypatch):
     assert KEY.file_name().startswith("abababababab-fp16-strongly-typed-b64-")
     assert KEY.file_name().endswith(".plan")
     assert plan_path(tmp_path, KEY) == tmp_path / KEY.file_name()
-    monkeypatch.delenv(CACHE_ENV, raising=False)
-    assert default_cache_dir().name == "engines" and "earsight" in str(default_cache_dir())
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "elsewhere"))
-    assert default_cache_dir() == tmp_path / "elsewhere"
     a = timing_cache_path(tmp_path, "10.3.0", "Orin", "8.7")
     assert a != timing_cache_path(tmp_path, "10.3.0", "H100", "9.0") and a.parent == tmp_path
 

@@ -10,12 +10,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from earsight.errors import UsageError
 from engine.errors import ExportError
 from engine.export import TOLERANCE, export_onnx
 from engine.sidecar import PREPROCESSING, sha256_file, sidecar_path
 from engine.trt_ops import tensorrt_problems
 from trainer.checkpoint import load_model
-from trainer.errors import CheckpointError, UsageError
+from trainer.errors import CheckpointError
 
 PRECISIONS = ("fp32", "fp16")
 

@@ -30,7 +30,7 @@ import pytest
 from trainer import cifar, downloads, images
 from trainer.downloads import CHECKSUMS, md5sum
 from trainer.errors import DatasetError
-from trainer.images import ImageSet, default_data_root, load_images
+from trainer.images import ImageSet, load_images
 
 SHARED_DATA = Path(
     os.environ.get("EARSIGHT_SHARED_DATA")
@@ -184,14 +184,6 @@ def write_cifar10_zips(folder: Path) -> None:
 
 
 # --- basics -----------------------------------------------------------------------------------
-
-
-def test_default_data_root_env_and_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EARSIGHT_DATA", "/some/where")
-    assert default_data_root() == Path("/some/where")
-    monkeypatch.delenv("EARSIGHT_DATA")
-    assert default_data_root().name == "data"
-    assert "earsight" in str(default_data_root())
 
 
 def test_unknown_source_is_a_dataset_error() -> None:

@@ -41,9 +41,9 @@ from app.recording import (
     SpeechTooShort,
     dbfs,
 )
+from earsight.errors import UsageError
 from engine.postprocess import resample
 from tests.alsa_null import alsa_config
-from trainer.errors import UsageError
 from trainer.speech import SAMPLE_RATE_HZ, trim_silence
 
 pytestmark = pytest.mark.skipif(

@@ -261,7 +261,8 @@ def test_backbone_int8_keeps_the_early_high_resolution_convolutions_float(tmp_pa
     whose maps are 10×10 or smaller (stages 4–7 and the head), none of the depthwise ones."""
     import torch
 
-    from engine.export import InferenceGraph, _export_graph
+    from engine.export import _export_graph
+    from engine.graph import InferenceGraph
     from engine.quantize import LOW_RES_DIVISOR, encoder_convolutions
     from trainer.model import MTNet, make_config
 

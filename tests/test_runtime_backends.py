@@ -218,7 +218,7 @@ def test_raw_output_mode_keeps_the_model_rate(engine_onnx):
 
 
 def test_unknown_backend_is_a_usage_error(engine_onnx):
-    from trainer.errors import UsageError
+    from earsight.errors import UsageError
 
     with pytest.raises(UsageError, match="unknown backend 'tpu'"):
         load(engine_onnx["fp32"].path, backend="tpu")

@@ -67,7 +67,7 @@ def test_every_variable_the_unit_mentions_is_read_by_the_app():
     text = UNIT.read_text()
     code = "\n".join(
         p.read_text()
-        for folder in ("app", "engine", "trainer")
+        for folder in ("earsight", "app", "engine", "trainer")
         for p in (ROOT / folder).glob("*.py")
     )
     for name in set(re.findall(r"\bEARSIGHT_[A-Z_]+\b", text)) - {"EARSIGHT_HOME"}:

@@ -17,7 +17,6 @@ from trainer.speech import (
     PEAK_LEVEL,
     SAMPLE_RATE_HZ,
     Voice,
-    default_cache_dir,
     espeak_version,
     speak_words,
     synthesize,
@@ -172,10 +171,3 @@ def test_bad_voices_raise(tmp_path):
         Voice(pitch=120)
     with pytest.raises(SpeechError, match="words/min"):
         Voice(words_per_min=10)
-
-
-def test_default_cache_dir_honours_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path))
-    assert default_cache_dir() == tmp_path / "speech"
-    monkeypatch.delenv("EARSIGHT_CACHE")
-    assert default_cache_dir().name == "speech"

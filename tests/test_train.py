@@ -34,7 +34,7 @@ def test_no_holes_ablation_builds_a_model_without_dilated_convolutions(digits, a
     """Table 3's "no holes" row: train.model_config turns every 3-tap convolution's dilation
     (the encoder's and the generator's) to 1; the full model keeps its dilated ones."""
     from trainer.model import MTNet
-    from trainer.train import model_config
+    from trainer.options import model_config
 
     cfg = model_config(digits, dataclasses.replace(QUICK, ablation=ablation))
     dilations = {
@@ -199,7 +199,7 @@ def test_cutout_blanks_one_clipped_square_per_image():
 
 
 def test_resume_with_other_options_is_refused(tmp_path, digits):
-    from trainer.errors import UsageError
+    from earsight.errors import UsageError
 
     fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=0, batch_size=32), tmp_path)
     with pytest.raises(UsageError, match="different options"):
@@ -391,7 +391,7 @@ def test_table4_compares_mtnet_with_the_i2t2a_baseline(tmp_path, digits):
 
 
 def test_flip_tta_evaluation_mirror_averages_mtnet_and_the_baseline(tmp_path, digits):
-    from trainer.errors import UsageError
+    from earsight.errors import UsageError
     from trainer.evaluate import classify, generate, table4
 
     quick = dict(ae_epochs=1, epochs=1, batch_size=32)
@@ -446,8 +446,8 @@ def test_table3_cli_gives_one_row_per_ablation(tmp_path, digits):
     proc = _run([sys.executable, str(ROOT / "trainer" / "evaluate.py"), str(full), str(holes)])
     assert proc.returncode == 2 and proc.stderr.startswith("error: several checkpoints")
     # The same data read from another folder is the same dataset; other data is refused.
+    from earsight.errors import UsageError
     from trainer.checkpoint import save_checkpoint
-    from trainer.errors import UsageError
     from trainer.evaluate import table3
 
     ckpt = read_checkpoint(holes)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 
 BN_EPS = 1e-3  # TensorFlow's BatchNorm epsilon, which the published weights were trained with
 BN_MOMENTUM = 0.01  # torch's convention for TF's decay 0.99

@@ -16,6 +16,8 @@ Files are written to a temporary name and renamed, so a kill mid-write never lea
 
 from __future__ import annotations
 
+from earsight.errors import first_line
+
 if __package__ in (None, ""):  # run as `python trainer/checkpoint.py`
     import sys
     from pathlib import Path as _P
@@ -30,8 +32,9 @@ from typing import Any
 
 import torch
 
+from earsight.errors import UsageError
 from trainer.augment import trained_with_flips
-from trainer.errors import CheckpointError, UsageError
+from trainer.errors import CheckpointError
 from trainer.model import MTNet, MTNetConfig
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         _fsync_folder(path.parent)
     except (OSError, RuntimeError) as err:  # torch wraps a failed write in RuntimeError
         tmp.unlink(missing_ok=True)
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:120]
+        reason = getattr(err, "strerror", None) or first_line(err)
         kept = " (the previous one is kept)" if path.is_file() else ""
         raise CheckpointError(
             f"could not save {path}{kept}: {reason}",

@@ -23,15 +23,16 @@ import numpy as np
 from trainer import downloads
 from trainer.downloads import FIX_CORRUPT, verify
 from trainer.errors import DatasetError
-from trainer.image_folder import _decode, _stack
-from trainer.images import (
+from trainer.image_set import (
     FIX_MISSING,
     ImageSet,
     ImageSplit,
-    _cached,
-    _split,
-    _text,
-    _word,
+    cached,
+    checked_split,
+    class_word,
+    decode_image_bytes,
+    stack_images,
+    text,
 )
 
 CIFAR10_CLASSES = (  # the official label order (batches.meta)
@@ -117,7 +118,7 @@ def _unpickle_batch(fh: IO[bytes], where: str) -> dict[str, Any]:
         raise DatasetError(f"{where} is corrupt or unsafe ({err})", FIX_CORRUPT) from err
     if not isinstance(obj, dict):
         raise DatasetError(f"{where} is not a CIFAR batch (a {type(obj).__name__})", FIX_CORRUPT)
-    return {_text(k): v for k, v in obj.items()}
+    return {text(k): v for k, v in obj.items()}
 
 
 def _cifar_split(
@@ -135,7 +136,7 @@ def _cifar_split(
             f"{where} has data of shape {data.shape}, expected (N, 3072)", FIX_CORRUPT
         )
     images = data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
-    return _split(np.ascontiguousarray(images), labels, n_classes, where)
+    return checked_split(np.ascontiguousarray(images), labels, n_classes, where)
 
 
 def _load_cifar10(folder: Path, *, download: bool, cache: bool) -> ImageSet:
@@ -158,9 +159,9 @@ def _load_cifar10(folder: Path, *, download: bool, cache: bool) -> ImageSet:
     elif extracted is not None:
         dicts, where = _read_dir_pickles(extracted, members), extracted / CIFAR10_DIR
     else:
-        return _cached("cifar10", "jpeg", folder, zips, _load_cifar10_zips, enabled=cache)
+        return cached("cifar10", "jpeg", folder, zips, _load_cifar10_zips, enabled=cache)
     names = dicts[members[-1]].get("label_names", CIFAR10_CLASSES)  # batches.meta
-    classes = tuple(_word(n) for n in names)
+    classes = tuple(class_word(n) for n in names)
     return ImageSet(
         "cifar10",
         classes,
@@ -188,7 +189,7 @@ def _load_cifar100(folder: Path, *, download: bool) -> ImageSet:
         dicts, where = _read_tar_pickles(tarball, members), tarball
     train, test, meta = (dicts[m] for m in members)
     try:
-        classes = tuple(_word(n) for n in meta["fine_label_names"])
+        classes = tuple(class_word(n) for n in meta["fine_label_names"])
     except (KeyError, TypeError) as err:
         raise DatasetError(f"{where} meta has no fine_label_names", FIX_CORRUPT) from err
     return ImageSet(
@@ -269,13 +270,15 @@ def _read_jpeg_zip(path: Path) -> ImageSplit:
                     )
                 entries.append((CIFAR10_CLASSES.index(cls), int(stem), info))
             entries.sort(key=lambda e: e[:2])
-            images = [_decode(archive.read(e[2]), f"{path}:{e[2].filename}") for e in entries]
+            images = [
+                decode_image_bytes(archive.read(e[2]), f"{path}:{e[2].filename}") for e in entries
+            ]
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
         raise DatasetError(f"{path} is not a readable zip file ({err})", FIX_CORRUPT) from err
     labels = np.array([e[0] for e in entries], np.int64)
-    stacked = _stack(images, [f"{path}:{e[2].filename}" for e in entries], path)
+    stacked = stack_images(images, [f"{path}:{e[2].filename}" for e in entries], path)
     if stacked.shape[1:] != (CIFAR_SIDE_PX, CIFAR_SIDE_PX, 3):
         raise DatasetError(
             f"{path} images are {stacked.shape[1:]}, expected 32 x 32 RGB", FIX_CORRUPT
         )
-    return _split(stacked, labels, len(CIFAR10_CLASSES), path)
+    return checked_split(stacked, labels, len(CIFAR10_CLASSES), path)

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earsight.errors import EarSightError, UsageError
 from trainer import metrics
 from trainer.augment import to_tensor_images
 from trainer.checkpoint import load_model, read_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
-from trainer.errors import EarSightError, UsageError
 from trainer.model import MTNet
 from trainer.preprocess import fit_batch
 

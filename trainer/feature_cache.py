@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earsight import paths
+from earsight.errors import UsageError
 from trainer.backbone import EfficientNetLite, preprocess
-from trainer.errors import UsageError
 from trainer.plumbing import progress_bar
 from trainer.preprocess import fit_batch
 
@@ -53,15 +54,6 @@ class CacheKey:
         return f"{self.backbone}-cut{self.cut}-{self.resolution}px-{digest}"
 
 
-def default_cache_root() -> Path:
-    """``$EARSIGHT_CACHE/features``, else the user cache folder's ``earsight/features``."""
-    if root := os.environ.get("EARSIGHT_CACHE"):
-        return Path(root).expanduser() / "features"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("earsight")) / "features"
-
-
 def images_digest(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
 
@@ -87,7 +79,7 @@ def cached_activations(
     key = CacheKey(
         net.spec.name, net.spec.weights_sha256, cut, res, crop, mirrored, images_digest(images)
     )
-    folder = (root or default_cache_root()) / key.folder_name()
+    folder = (root or paths.cache_dir("features")) / key.folder_name()
     shape = _activation_shape(net, cut, res, len(images))
     data_path, done_path = folder / "activations.f16", folder / "done.json"
     if _done_count(done_path, shape) < shape[0]:

@@ -27,20 +27,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from earsight.errors import EarSightError, UsageError
 from trainer.checkpoint import training_only_prefixes
 from trainer.dataset import DatasetSpec, build_dataset
-from trainer.errors import EarSightError, UsageError
 from trainer.images import SOURCES
 from trainer.model import PRESETS, MTNet, count_parameters, inference_macs
+from trainer.options import ABLATIONS, TrainOptions, arch_changes, checked_config
 from trainer.plumbing import rank_world
-from trainer.train import (
-    ABLATIONS,
-    TrainOptions,
-    arch_changes,
-    check_run_folder,
-    checked_config,
-    fit,
-)
+from trainer.train import check_run_folder, fit
 
 log = logging.getLogger("trainer.fit")
 

@@ -3,22 +3,30 @@
 With ``train/`` and ``test/`` sub-folders the split is theirs; otherwise a fixed-seed 20 % of each
 word's images is the test split. Images are decoded like ``describe`` decodes them
 (``trainer.image_io``) and must all be one size (grey is promoted to RGB when any is in
-colour); the decoded arrays are cached under ``default_data_root()/cache``, as EarSight does
-not write into a user's folder. ``_decode`` and ``_stack`` also serve the CIFAR-10 JPEG zips
-(``trainer.cifar``).
+colour); the decoded arrays are cached under ``earsight.paths.data_root()/cache``, as EarSight does
+not write into a user's folder. Decoding and stacking live in ``trainer.image_set``, shared
+with the CIFAR-10 JPEG zips.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from trainer.errors import DatasetError
-from trainer.image_io import ImageFileError, decode_image, read_file
-from trainer.images import SPLIT_SEED, TEST_FRACTION, ImageSet, _cached, _split, _word
+from trainer.image_io import ImageFileError, read_file
+from trainer.image_set import (
+    SPLIT_SEED,
+    TEST_FRACTION,
+    ImageSet,
+    cached,
+    checked_split,
+    class_word,
+    decode_image_bytes,
+    stack_images,
+)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 
@@ -33,7 +41,7 @@ def _load_folder(root: Path, *, cache: bool) -> ImageSet:
     files = _list_folder(root / "train" if has_splits else root)
     if has_splits:
         files += _list_folder(root / "test")
-    return _cached(
+    return cached(
         "folder", "folder", root, files, lambda f: _read_folder(root, has_splits, f), enabled=cache
     )
 
@@ -67,7 +75,7 @@ def _read_folder(root: Path, has_splits: bool, files: Sequence[Path]) -> ImageSe
             f"{unknown[0].parent} has no matching folder in {root / 'train'}",
             "every test word needs training images too",
         )
-    images = _stack([_read(p) for p in files], [str(p) for p in files], root)
+    images = stack_images([_read(p) for p in files], [str(p) for p in files], root)
     labels = np.array([index[p.parent.name] for p in files], np.int64)
     if has_splits:
         is_test = np.array([p.parent.parent.name == "test" for p in files])
@@ -78,55 +86,19 @@ def _read_folder(root: Path, has_splits: bool, files: Sequence[Path]) -> ImageSe
             n_test = round(TEST_FRACTION * len(members)) if len(members) > 1 else 0
             picks = np.random.default_rng(SPLIT_SEED).permutation(members)[:n_test]
             is_test[picks] = True
-    classes = tuple(_word(w) for w in words)
+    classes = tuple(class_word(w) for w in words)
     return ImageSet(
         "folder",
         classes,
-        _split(images[~is_test], labels[~is_test], len(words), root),
-        _split(images[is_test], labels[is_test], len(words), root),
+        checked_split(images[~is_test], labels[~is_test], len(words), root),
+        checked_split(images[is_test], labels[is_test], len(words), root),
     )
 
 
 def _read(path: Path) -> np.ndarray:
-    """An image file → (H, W, 1) grey or (H, W, 3) RGB uint8 (see ``_decode``)."""
+    """An image file → (H, W, 1) grey or (H, W, 3) RGB uint8 (image_set.decode_image_bytes)."""
     try:
         data = read_file(path)
     except ImageFileError as err:
         raise DatasetError(f"{path} is not a readable image ({err.reason})", err.fix) from err
-    return _decode(data, str(path))
-
-
-def _decode(data: bytes, where: str) -> np.ndarray:
-    """Decode an image file's bytes to (H, W, 1) grey or (H, W, 3) RGB uint8.
-
-    The decoding ``describe`` and the live folder source use (trainer.image_io): EXIF orientation
-    applied, alpha composited, 16-bit reduced to 8, pixel count checked before decoding, so the
-    model trains on the pixels it will be shown.
-    """
-    try:
-        image = decode_image(data, where)
-    except ImageFileError as err:
-        raise DatasetError(
-            f"{where} is not a readable image ({err.reason})", "delete or replace that file"
-        ) from err
-    return image[..., None] if image.ndim == 2 else image
-
-
-def _stack(images: Sequence[np.ndarray], names: Sequence[str], where: Path) -> np.ndarray:
-    """Stack equal-sized images, promoting grey to RGB if any image is in colour."""
-    sizes = Counter(im.shape[:2] for im in images)
-    if len(sizes) > 1:
-        bad = next(i for i, im in enumerate(images) if im.shape[:2] != images[0].shape[:2])
-        found = ", ".join(f"{w}x{h} ({n} files)" for (h, w), n in sizes.items())
-        raise DatasetError(
-            f"images in {where} differ in size: {names[bad]} is {_wxh(images[bad])} but "
-            f"{names[0]} is {_wxh(images[0])} (width x height found: {found})",
-            "resize them all to one size first; EarSight does not resize silently",
-        )
-    if any(im.shape[2] == 3 for im in images):
-        images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in images]
-    return np.ascontiguousarray(np.stack(images)) if images else np.zeros((0, 0, 0, 1), np.uint8)
-
-
-def _wxh(image: np.ndarray) -> str:
-    return f"{image.shape[1]}x{image.shape[0]}"
+    return decode_image_bytes(data, str(path))

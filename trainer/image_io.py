@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.errors import EarSightError
+from earsight.errors import EarSightError
 
 log = logging.getLogger(__name__)
 

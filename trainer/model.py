@@ -590,9 +590,14 @@ class MTNet(nn.Module):
             pooled = pooled.unflatten(0, (2, b)).mean(dim=0)
         return pooled, phi_i
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: raw images (B, C, H, W) → waveform (B, L_s), class probabilities (B, K)."""
-        return self.infer(self.image_encoder.prepare(images))
+    def forward(
+        self, images: torch.Tensor, body_dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference: raw images (B, C, H, W) → waveform (B, L_s), class probabilities (B, K),
+        both float32. ``body_dtype``: the prepared images' dtype for ``infer`` (torch.float16
+        for an fp16 model: prepare runs in fp32, its O(1) outputs are then cast)."""
+        x = self.image_encoder.prepare(images)
+        return self.infer(x if body_dtype is None else x.to(body_dtype))
 
     def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prepared images (B, C, H, W) of any float dtype → waveform (B, L_s) and class

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.errors import EarSightError, UsageError
+from earsight.errors import EarSightError, UsageError
 from trainer.inputs import CachedInputs
 from trainer.model import MTNet, MTNetConfig
 

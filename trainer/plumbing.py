@@ -14,10 +14,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 
 if TYPE_CHECKING:
-    from trainer.train import TrainOptions
+    from trainer.options import TrainOptions
 
 
 def pick_device(name: str) -> torch.device:

@@ -34,6 +34,7 @@ import numpy as np
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 
+from earsight import paths
 from trainer.errors import SpeechError
 
 log = logging.getLogger(__name__)
@@ -144,16 +145,6 @@ def espeak_version() -> str:
     return _version_of(_espeak_path())
 
 
-def default_cache_dir() -> Path:
-    """``$EARSIGHT_CACHE/speech``, else the user cache folder's ``earsight/speech``."""
-    root = os.environ.get("EARSIGHT_CACHE")
-    if root:
-        return Path(root).expanduser() / "speech"
-    import platformdirs  # only needed when no cache folder is given
-
-    return Path(platformdirs.user_cache_dir("earsight")) / "speech"
-
-
 def _normalize_text(word: str) -> str:
     # Class names come as "maple_tree" or "maple tree"; espeak-ng would read "_" aloud.
     text = " ".join(word.replace("_", " ").split())
@@ -236,12 +227,13 @@ def synthesize(
 ) -> np.ndarray:
     """One word (or a few: "maple tree") → float32 (L,) at SAMPLE_RATE_HZ, trimmed, peak 0.5.
 
-    Cached under ``cache_dir`` (default: ``default_cache_dir()``), keyed by the text, the voice and
-    the espeak-ng version, so an upgrade of espeak-ng never mixes old and new clips.
+    Cached under ``cache_dir`` (default: ``earsight.paths.cache_dir("speech")``), keyed by the
+    text, the voice and the espeak-ng version, so an upgrade of espeak-ng never mixes old and
+    new clips.
     """
     text = _normalize_text(word)
     version = espeak_version()
-    path = _cache_path(cache_dir or default_cache_dir(), text, voice, version)
+    path = _cache_path(cache_dir or paths.cache_dir("speech"), text, voice, version)
     if path.exists():
         try:
             return np.load(path).astype(np.float32, copy=False)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.errors import EarSightError, UsageError
+from earsight.errors import EarSightError, UsageError
 from trainer.teach_learn import (
     TaughtSet,
     TeachBase,

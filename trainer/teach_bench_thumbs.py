@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.errors import EarSightError, UsageError
+from earsight.errors import EarSightError, UsageError
 from trainer.teach_bench import THRESHOLD, cached_pooled
 from trainer.teach_learn import (
     TaughtSet,

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 from trainer.teach_learn import (
     TaughtSet,
     answer_pooled,

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 from trainer.model import MTNet, MTNetConfig
 from trainer.open_set import class_exemplars
 

@@ -1,6 +1,6 @@
 """The words a user taught EarSight, stored as plain files a person can read and edit.
 
-    store = TeachStore(default_root())             # $EARSIGHT_TEACH, else <user data>/taught
+    store = TeachStore(paths.taught_root())             # $EARSIGHT_TEACH, else <user data>/taught
     store.add_word("mug", photos, voice, 22_050, "microphone")
     for word in store.words():                     # TaughtWord(name, created, source, ...)
         wave, rate = store.voice(word.name)
@@ -39,12 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+from earsight import paths
+from earsight.errors import EarSightError
+from earsight.wav import wav_bytes
 from trainer.durable import TMP_PREFIX, fsync_dir, replace_file, write_new
-from trainer.errors import EarSightError
 
 log = logging.getLogger(__name__)
 
-ENV_ROOT = "EARSIGHT_TEACH"
 MAX_WORD_CHARS = 40  # long enough for "front door key", short enough to speak as one word
 WORD_PUNCTUATION = frozenset(" -'")  # besides letters and digits ("t-shirt", "mum's keys")
 JPEG_QUALITY = 95  # photos are the training data: keep detail, ~4× smaller than PNG
@@ -128,17 +129,7 @@ MODEL_NAME = "taught"  # taught.pt (the weights) and taught.onnx (+ .onnx.json) 
 
 def taught_model_path(root: Path | None = None) -> Path:
     """Where ``earsight teach`` puts the model it learned: ``<root>/.model/taught.onnx``."""
-    return (root or default_root()) / MODEL_FOLDER / f"{MODEL_NAME}.onnx"
-
-
-def default_root() -> Path:
-    """``$EARSIGHT_TEACH``, else platformdirs' ``user_data_dir("earsight")/taught``."""
-    root = os.environ.get(ENV_ROOT)
-    if root:
-        return Path(root).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("earsight")) / "taught"
+    return (root or paths.taught_root()) / MODEL_FOLDER / f"{MODEL_NAME}.onnx"
 
 
 def check_word(name: str) -> str:
@@ -170,7 +161,7 @@ def _disk_error(err: OSError, root: Path, doing: str) -> StoreError:
     reason = err.strerror or str(err)
     return StoreError(
         f"cannot write {root} while {doing} ({reason})",
-        f"check {ENV_ROOT} or the folder's permissions",
+        "check EARSIGHT_TEACH or the folder's permissions",
     )
 
 
@@ -188,14 +179,6 @@ def _jpeg(photo: np.ndarray, index: int) -> bytes:
         )
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(photo)).save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
-
-
-def _wav(wave: np.ndarray, sample_rate: int) -> bytes:
-    import soundfile
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(wave, -1.0, 1.0), sample_rate, "PCM_16", format="WAV")
     return buffer.getvalue()
 
 
@@ -355,7 +338,7 @@ class TeachStore:
                 (staging / "photos").mkdir()
                 for i, data in enumerate(encoded, 1):
                     write_new(staging / "photos" / f"{i:04d}.jpg", data)
-                write_new(staging / "voice.wav", _wav(wave, int(sample_rate)))
+                write_new(staging / "voice.wav", wav_bytes(wave, int(sample_rate)))
                 write_new(staging / "word.json", _json(meta))
                 fsync_dir(staging / "photos")
                 fsync_dir(staging)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.errors import UsageError
+from earsight.errors import UsageError
 from trainer.losses import generation_loss
 from trainer.model import MTNet
 from trainer.teach_learn import TaughtSet, TeachBase

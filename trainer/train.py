@@ -9,26 +9,25 @@ Multi-GPU/multi-process through torchrun: each rank takes its slice of every glo
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from earsight.errors import EarSightError, UsageError
 from trainer import losses
 from trainer.averaging import WeightAverage
 from trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
 from trainer.dataset import ADDataset, DatasetSpec
-from trainer.errors import EarSightError, UsageError
 from trainer.inputs import Inputs, stage2_inputs
-from trainer.model import MTNet, MTNetConfig, make_config, parse_arch
+from trainer.model import MTNet, MTNetConfig
+from trainer.options import TrainOptions, model_config
 from trainer.plumbing import (
     autocast_for,
     epoch_batches,
@@ -45,56 +44,7 @@ from trainer.plumbing import (
 
 log = logging.getLogger(__name__)
 
-ABLATIONS = ("full", "gen", "gen+rep", "no-holes", "autoencoder")  # paper Table 3 rows
 EVAL_BATCH = 256  # images per forward pass in validation
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    preset: str = "compact"
-    ablation: str = "full"
-    arch: tuple[str, ...] = ()  # "KEY=VALUE" changes to the preset (model.parse_arch)
-    ae_epochs: int = 2  # stage 1 passes over the training audio
-    epochs: int = 3  # stage 2 passes over the training images
-    batch_size: int = 128  # global batch (split across ranks under torchrun)
-    lr: float = 1e-3  # paper §4.3
-    momentum: float = 0.9  # paper §4.3
-    rms_alpha: float = 0.9  # RMSprop decay (TensorFlow's default, the paper's library)
-    schedule: str = "cosine"  # "cosine" (warm-up then cosine decay) or "constant"
-    warmup_steps: int = 100
-    augment: str = "auto"  # "none" | "shift" | "shift+flip" | "auto" (by dataset)
-    label_smoothing: float = 0.0
-    cutout: int = 0  # side (px) of a square blanked in each training image; 0 = off
-    ema: float = 0.0  # per-step decay of the weight average used for validation/best.pt; 0 = off
-    # Pretrained backbone layers learn at this share of lr (the head and generator at lr), and
-    # only after the first backbone_frozen_steps: until the generator stops emitting the mean
-    # waveform (~30–100 steps), the gradient into the backbone only erases ImageNet's features
-    # (a run training them from step 1 at full lr stayed at chance for a whole epoch).
-    backbone_lr: float = 0.1
-    backbone_frozen_steps: int = 300
-    seed: int = 0
-    device: str = "auto"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def check(self) -> None:
-        """UsageError (one line) for values no run can train with: a NaN or ≤ 0 learning rate
-        would reach torch's optimizer as a ValueError traceback, or train nothing."""
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UsageError(f"--lr must be a positive number, got {self.lr}", "e.g. --lr 1e-3")
-        if self.batch_size < 1 or self.epochs < 0 or self.ae_epochs < 0:
-            raise UsageError("--batch-size must be ≥ 1 and epochs ≥ 0", "fix the numbers")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UsageError(
-                f"--label-smoothing must be in [0, 1), got {self.label_smoothing}", "e.g. 0.1"
-            )
-        if self.cutout < 0 or not 0.0 <= self.ema < 1.0:
-            raise UsageError("--cutout must be ≥ 0 and --ema in [0, 1)", "e.g. --cutout 8")
-        if not (math.isfinite(self.backbone_lr) and self.backbone_lr >= 0):
-            raise UsageError(f"--backbone-lr must be ≥ 0, got {self.backbone_lr}", "e.g. 0.1")
-        if self.backbone_frozen_steps < 0:
-            raise UsageError("--backbone-frozen-steps must be ≥ 0", "e.g. 300")
 
 
 class TrainingDiverged(EarSightError):
@@ -121,41 +71,6 @@ def check_finite_weights(model: nn.Module, stage: int, epoch: int) -> None:
                 f"{epoch}; nothing saved, last.pt and best.pt keep the last good epoch",
                 "start again with a lower --lr (e.g. 1e-3) and a new --out",
             )
-
-
-def model_config(data: ADDataset, opts: TrainOptions) -> MTNetConfig:
-    """The preset, sized to the dataset, with the ablation's architectural switch applied."""
-    h, _w, c = data.image_shape
-    overrides = dict(
-        image_size=h,
-        image_channels=c,
-        n_classes=len(data.classes),
-        audio_length=data.audio_length,
-        sample_rate=data.spoken.sample_rate,
-        labels=data.classes,
-    )
-    overrides.update(arch_changes(opts.arch))
-    if opts.ablation == "no-holes":
-        overrides.update(dilation=1, gen_dilation=1)
-    if opts.ablation == "autoencoder":
-        overrides["generator"] = "autoencoder"
-    return checked_config(opts.preset, **overrides)
-
-
-def checked_config(preset: str, **fields) -> MTNetConfig:
-    """make_config, with a --arch combination the model cannot be built from as a UsageError."""
-    try:
-        return make_config(preset, **fields)
-    except ValueError as err:
-        raise UsageError(str(err), "fix the --arch values") from None
-
-
-def arch_changes(items: tuple[str, ...] | list[str]) -> dict:
-    """``--arch KEY=VALUE`` items as config overrides; a malformed one is a UsageError."""
-    try:
-        return parse_arch(items)
-    except ValueError as err:
-        raise UsageError(str(err), "see python trainer/fit.py --help") from None
 
 
 def loss_weights(opts: TrainOptions) -> losses.JointLossWeights:

@@ -6,13 +6,13 @@ import logging
 
 import numpy as np
 
+from earsight.errors import first_line
 from engine.backends.base import Backend, RuntimeOptions
 from engine.errors import (
     BackendFailed,
     BackendUnavailable,
     ModelFileError,
     OutOfMemory,
-    first_line,
 )
 from engine.sidecar import INPUT_NAME, OUTPUT_NAMES, disable_onnxruntime_telemetry
 from engine.source import ModelSource
@@ -100,10 +100,11 @@ class OnnxBackend(Backend):
         try:
             return ort.InferenceSession(str(source.onnx), so, providers=providers)
         except Exception as err:  # ORT raises its own pybind types (InvalidProtobuf, Fail, …)
+            reason = first_line(err, typed=True)
             if cuda:
-                raise BackendFailed(f"ONNX Runtime CUDA failed: {first_line(err)}") from err
+                raise BackendFailed(f"ONNX Runtime CUDA failed: {reason}") from err
             raise ModelFileError(
-                f"{source.onnx} could not be loaded by ONNX Runtime ({first_line(err)})",
+                f"{source.onnx} could not be loaded by ONNX Runtime ({reason})",
                 _REEXPORT,
             ) from err
 

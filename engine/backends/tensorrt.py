@@ -11,9 +11,10 @@ import logging
 
 import numpy as np
 
+from earsight import paths
 from engine.backends.base import Backend, RuntimeOptions
 from engine.build import BuildOptions, engine_key, ensure_engine, import_tensorrt
-from engine.cache import cached_plans, default_cache_dir, load_plan
+from engine.cache import cached_plans, load_plan
 from engine.errors import BackendFailed, BackendUnavailable, OutOfMemory
 from engine.sidecar import INPUT_NAME, OUTPUT_NAMES
 from engine.source import ModelSource
@@ -72,7 +73,7 @@ class TensorRTBackend(Backend):
             f: getattr(key, f)
             for f in ("onnx_sha256", "trt_version", "gpu_name", "compute_capability", "mode")
         }
-        found = cached_plans(opts.cache_dir or default_cache_dir(), **match)
+        found = cached_plans(opts.cache_dir or paths.engine_cache_dir(), **match)
         if not found:
             return ensure_engine(source.onnx, opts, allow_build=False)  # raises with the hint
         cached_key, plan = found[0]

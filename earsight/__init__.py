@@ -1,0 +1,6 @@
+"""EarSight's core: what the app, the engine and the trainer all share, with one home each.
+
+``earsight.errors`` (the root error class, the usage error, one line of a foreign exception),
+``earsight.paths`` (the user's folders and their environment variables), ``earsight.wav`` (the
+WAV writer). It imports nothing of app/, engine/ or trainer/, and no heavy library.
+"""

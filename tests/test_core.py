@@ -1,0 +1,45 @@
+"""earsight.errors and earsight.wav: the one-line messages and the one WAV writer."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile
+
+from earsight.errors import EarSightError, UsageError, first_line
+from earsight.wav import wav_bytes, write_wav
+
+
+def test_first_line_of_a_foreign_exception():
+    err = RuntimeError("  device busy\nTraceback detail\nmore")
+    assert first_line(err) == "device busy"
+    assert first_line(err, typed=True) == "RuntimeError: device busy"
+    assert first_line(KeyError()) == "KeyError"  # no message: the type names it
+    assert len(first_line(ValueError("x" * 500))) == 160  # one screen-reader line
+
+
+def test_usage_error_is_one_line_what_then_fix():
+    err = UsageError("no camera 3", "use --source 0")
+    assert isinstance(err, EarSightError) and str(err) == "no camera 3 — use --source 0"
+
+
+def test_wav_clips_rather_than_wraps_and_round_trips(tmp_path):
+    wave = np.array([0.0, 0.5, 1.7, -3.0, -0.25], np.float32)  # two samples out of range
+    path = tmp_path / "w.wav"
+    write_wav(path, wave, 16_000)
+    back, rate = soundfile.read(str(path), dtype="float32")
+    info = soundfile.info(str(path))
+    assert (rate, info.subtype, info.channels) == (16_000, "PCM_16", 1)
+    assert back[2] > 0.99 and back[3] < -0.99  # clipped, not wrapped to the other sign
+    assert np.allclose(back, np.clip(wave, -1, 1), atol=1e-4)
+    from_bytes, _ = soundfile.read(io.BytesIO(wav_bytes(wave, 16_000)), dtype="float32")
+    assert np.array_equal(from_bytes, back)
+
+
+def test_wav_errors(tmp_path):
+    with pytest.raises(OSError):
+        write_wav(tmp_path / "missing-folder" / "w.wav", np.zeros(10, np.float32), 16_000)
+    with pytest.raises(ValueError, match="mono"):
+        wav_bytes(np.zeros((10, 2), np.float32), 16_000)
