@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from app import earcons
+from earsight.app import earcons
+from earsight.engine.postprocess import PostprocessOptions, postprocess_one
 from earsight.errors import UsageError
-from engine.postprocess import PostprocessOptions, postprocess_one
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def phrase_clip(text: str, output_rate: int, opts: PostprocessOptions) -> np.nda
     The same chain (resample_poly to ``output_rate`` Hz, fades, peak level) makes "not sure" as
     loud as the words around it. Cached: a run gating many images synthesizes it once.
     """
-    from trainer.speech import SAMPLE_RATE_HZ, synthesize
+    from earsight.trainer.speech import SAMPLE_RATE_HZ, synthesize
 
     clip = postprocess_one(synthesize(text), SAMPLE_RATE_HZ, replace(opts, output_rate=output_rate))
     clip.setflags(write=False)  # shared by every caller of the cache

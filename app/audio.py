@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from earsight.engine.postprocess import resample
 from earsight.errors import EarSightError, first_line
 from earsight.wav import write_wav
-from engine.postprocess import resample
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class AudioOptions:
     # PortAudio's suggested output latency: "low", "high" or seconds. "high" (≈ 35 ms through
     # PulseAudio, vs 8.7 ms for "low"): with "low", a busy CPU (inference right after the click)
     # made the stream underrun, and the ALSA→PulseAudio path then stalled ≈ 1.9 s before the
-    # sound (6 of 100 sounds late; "high": 0 of 100; `python -m app.bench_audio`).
+    # sound (6 of 100 sounds late; "high": 0 of 100; `python -m earsight.app.bench_audio`).
     latency: str | float = "high"
     blocksize: int = 0  # frames per callback; 0 lets PortAudio pick (lowest latency)
     open_timeout_s: float = OPEN_TIMEOUT_S  # a device that does not open by then is "none"

@@ -1,6 +1,7 @@
 """How long a sound waits for the audio device, with the CPU busy (as right after a key press).
 
-    ALSA_CONFIG_PATH=/tmp/asound-pulse.conf python -m app.bench_audio --latency low high 0.03
+    export ALSA_CONFIG_PATH=/tmp/asound-pulse.conf
+    python -m earsight.app.bench_audio --latency low high 0.03
 
 For each suggested output latency: open ``AudioOut`` and wait until it flows (as the live app
 does before "ready"; the time this took is the "start ms" column), keep every core busy in other
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.audio import AudioOptions, open_audio
+from earsight.app.audio import AudioOptions, open_audio
 
 RATE_HZ = 48_000
 TONE_S = 0.5
@@ -85,7 +86,7 @@ def _count(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.bench_audio", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m earsight.app.bench_audio", description=__doc__)
     parser.add_argument(
         "--latency", nargs="+", type=_latency, default=["low", "high"], help="low|high|seconds"
     )

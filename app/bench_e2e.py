@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.models import DEFAULT_MODEL
+from earsight.app.models import DEFAULT_MODEL
 
 PRESS_GAP_S = 0.35  # between presses: each word finishes starting before the next press
 FIRST_AUDIO_TIMEOUT_S = 3.0
@@ -38,8 +38,8 @@ class E2EOptions:
 
 def sample_images(model: str) -> list[Path]:
     """The shipped samples a model was trained for: digits for a grey model, else CIFAR-10."""
-    from app.models import ASSETS_DIR, resolve_model
-    from engine.sidecar import read_sidecar
+    from earsight.app.models import ASSETS_DIR, resolve_model
+    from earsight.engine.sidecar import read_sidecar
 
     model_path = resolve_model(model)
     grey = model_path.suffix == ".onnx" and read_sidecar(model_path)["input_size"][2] == 1
@@ -72,16 +72,16 @@ def _peak_rss_mb() -> float:
 
 def _measure(backend: str, source: str, opts: E2EOptions) -> dict:
     """Runs in a fresh process: build the live app on ``backend``, press, collect stamps."""
-    from app.answer import ConfidenceGate
-    from app.audio import AudioOptions, open_audio
-    from app.camera import FrameGrabber, parse_source
-    from app.commands import live_runtime_options
-    from app.config import LiveOptions
-    from app.controllers import Action
-    from app.live import LiveApp
-    from app.models import resolve_model
-    from app.voice import StatusVoice
-    from engine.runtime import load
+    from earsight.app.answer import ConfidenceGate
+    from earsight.app.audio import AudioOptions, open_audio
+    from earsight.app.camera import FrameGrabber, parse_source
+    from earsight.app.commands import live_runtime_options
+    from earsight.app.config import LiveOptions
+    from earsight.app.controllers import Action
+    from earsight.app.live import LiveApp
+    from earsight.app.models import resolve_model
+    from earsight.app.voice import StatusVoice
+    from earsight.engine.runtime import load
 
     options = LiveOptions(
         model=opts.model, source=source, loop=True, speak_status=False, threads=opts.threads

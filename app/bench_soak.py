@@ -1,6 +1,7 @@
 """Soak: the real `earsight live` for an hour, pressed once a second, watched from outside.
 
-    ALSA_CONFIG_PATH=/tmp/asound-pulse.conf python -m app.bench_soak --minutes 60 --press-every 1
+    export ALSA_CONFIG_PATH=/tmp/asound-pulse.conf
+    python -m earsight.app.bench_soak --minutes 60 --press-every 1
 
 Runs ``earsight -v live`` as a child process on a looping video of the model's shipped samples
 (app/bench_e2e.py makes it), with terminal keys on a pipe: each press is one line on its stdin.
@@ -31,7 +32,7 @@ from typing import TextIO
 
 import numpy as np
 
-from app.models import DEFAULT_MODEL
+from earsight.app.models import DEFAULT_MODEL
 
 SAMPLE_EVERY_S = 5.0  # /proc sampling period
 READY_TIMEOUT_S = 300.0  # model load + audio start-up, on a CPU shared with training
@@ -153,7 +154,7 @@ def run_soak(
     threads: int | None,
     log_path: Path,
 ) -> tuple[Soak, list[str]]:
-    from app.bench_e2e import sample_images, sample_video
+    from earsight.app.bench_e2e import sample_images, sample_video
 
     soak = Soak()
     with tempfile.TemporaryDirectory() as tmp, log_path.open("w") as log:
@@ -275,7 +276,9 @@ def write_csv(soak: Soak, out_dir: Path) -> tuple[Path, Path]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m app.bench_soak", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m earsight.app.bench_soak", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--minutes", type=float, default=60.0, help="how long to press (default 60)")
     p.add_argument("--press-every", type=float, default=1.0, help="seconds between presses")
     p.add_argument("--window-min", type=float, default=10.0, help="first/last window, minutes")

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from app.imaging import fit_to_input
-from app.sources import (
+from earsight.app.imaging import fit_to_input
+from earsight.app.sources import (
     CameraError,
     Capture,
     SourceSpec,

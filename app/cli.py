@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from app.commands import add_doctor, add_live, add_soundscape
+from earsight.app.commands import add_doctor, add_live, add_soundscape
 from earsight.errors import EarSightError
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,10 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from engine.sidecar import DEFAULT_MAX_BATCH, DEFAULT_OPSET  # light: no torch at --help
+    from earsight.engine.sidecar import (  # light: no torch at --help
+        DEFAULT_MAX_BATCH,
+        DEFAULT_OPSET,
+    )
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (+ JSON sidecar)")
     p.add_argument("checkpoint", type=Path, help="a .pt written by trainer/fit.py")
@@ -100,12 +103,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from engine.export import export_onnx
+    from earsight.engine.export import export_onnx
 
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
     calibration = test_images = None
     if args.int8:
-        from engine.quantize import checkpoint_images
+        from earsight.engine.quantize import checkpoint_images
 
         calibration, test_images = checkpoint_images(args.checkpoint, args.data_root)
     result = export_onnx(
@@ -127,7 +130,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_engine(sub: argparse._SubParsersAction) -> None:
-    from engine.build import DEFAULT_OPT_BATCH, DEFAULT_WORKSPACE_MB
+    from earsight.engine.build import DEFAULT_OPT_BATCH, DEFAULT_WORKSPACE_MB
 
     p = sub.add_parser("engine", help="TensorRT engines")
     engine_sub = p.add_subparsers(dest="engine_command", required=True, metavar="ACTION")
@@ -150,8 +153,8 @@ ENGINE_BUILD_FIX = (
 
 
 def _run_engine_build(args: argparse.Namespace) -> int:
-    from engine.build import BuildOptions, ensure_engine
-    from engine.errors import BackendUnavailable
+    from earsight.engine.build import BuildOptions, ensure_engine
+    from earsight.engine.errors import BackendUnavailable
 
     opts = BuildOptions(
         precision=args.precision,
@@ -177,7 +180,7 @@ def _run_engine_build(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from engine.bench import DEFAULT_BACKENDS, DEFAULT_BATCHES, BenchOptions, SynthSpec
+    from earsight.engine.bench import DEFAULT_BACKENDS, DEFAULT_BATCHES, BenchOptions, SynthSpec
 
     d, s = BenchOptions(), SynthSpec()
     p = sub.add_parser("bench", help="time backends against torch eager in one run")
@@ -229,16 +232,16 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     if args.e2e:
-        from app.bench_e2e import DEFAULT_BACKENDS as E2E_BACKENDS
-        from app.bench_e2e import E2EOptions, main_e2e
-        from app.models import DEFAULT_MODEL
+        from earsight.app.bench_e2e import DEFAULT_BACKENDS as E2E_BACKENDS
+        from earsight.app.bench_e2e import E2EOptions, main_e2e
+        from earsight.app.models import DEFAULT_MODEL
 
         model = str(args.model or DEFAULT_MODEL)
         backends = args.backends or E2E_BACKENDS
         opts = E2EOptions(model, args.source, backends, args.presses, args.threads)
         return main_e2e(opts, args.json)
-    from engine.bench import DEFAULT_BACKENDS, BenchOptions, SynthSpec, run_bench
-    from engine.bench_table import format_table
+    from earsight.engine.bench import DEFAULT_BACKENDS, BenchOptions, SynthSpec, run_bench
+    from earsight.engine.bench_table import format_table
 
     opts = BenchOptions(
         backends=args.backends or DEFAULT_BACKENDS,
@@ -264,9 +267,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_describe(sub: argparse._SubParsersAction) -> None:
-    from app.answer import DEFAULT_THRESHOLD, GATE_MODES
-    from app.models import AUTO_MODEL, DEFAULT_MODEL, available_models
-    from engine.runtime import BACKEND_NAMES
+    from earsight.app.answer import DEFAULT_THRESHOLD, GATE_MODES
+    from earsight.app.models import AUTO_MODEL, DEFAULT_MODEL, available_models
+    from earsight.engine.runtime import BACKEND_NAMES
 
     p = sub.add_parser("describe", help="say what image files show: print the word, write WAVs")
     p.add_argument(
@@ -307,7 +310,9 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_describe(args: argparse.Namespace) -> int:
-    from app.describe import run_describe  # prints each image's line as it is made; SIGTERM
+    from earsight.app.describe import (
+        run_describe,  # prints each image's line as it is made; SIGTERM
+    )
 
     return run_describe(args)
 
@@ -316,7 +321,7 @@ def _run_describe(args: argparse.Namespace) -> int:
 
 
 def _add_teach(sub: argparse._SubParsersAction) -> None:
-    from app.teach import DEFAULT_SECONDS, DEFAULT_VIEWS
+    from earsight.app.teach import DEFAULT_SECONDS, DEFAULT_VIEWS
 
     p = sub.add_parser(
         "teach",
@@ -359,7 +364,7 @@ def _add_teach(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_teach(args: argparse.Namespace) -> int:
-    from app.teach import run_teach
+    from earsight.app.teach import run_teach
 
     other = args.list or args.learn or args.forget is not None or args.rename is not None
     if other == (args.word is not None):  # exactly one of: WORD, --list, --forget, --rename

@@ -2,7 +2,7 @@
 
 Each ``add_<name>(sub)`` builds its parser; the run functions assemble the library pieces:
 runtime (engine.runtime) → frame grabber (app.camera) → audio (app.audio) → status voice
-(app.voice) → controller (app.controllers), then hand them to ``app.live.LiveApp``.
+(app.voice) → controller (app.controllers), then hand them to ``earsight.app.live.LiveApp``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.config import KEY_KINDS, MODES, LiveOptions, resolve_options
 from earsight import paths
+from earsight.app.config import KEY_KINDS, MODES, LiveOptions, resolve_options
 from earsight.errors import EarSightError
 
 if TYPE_CHECKING:  # the engine loads when live starts, not for --help
-    from engine.runtime import RuntimeOptions
+    from earsight.engine.runtime import RuntimeOptions
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def _key_name(key: str) -> str:
 
 def keys_epilog() -> str:
     """The keys of each key input, for `live --help` (from the key maps themselves)."""
-    from app.keys_base import Action, KeyMap
-    from app.keys_evdev import EVDEV_KEYS
-    from app.keys_terminal import TERMINAL_KEYS
+    from earsight.app.keys_base import Action, KeyMap
+    from earsight.app.keys_evdev import EVDEV_KEYS
+    from earsight.app.keys_terminal import TERMINAL_KEYS
 
     words = {
         Action.DESCRIBE: "describe",
@@ -160,7 +160,7 @@ def add_doctor(sub: argparse._SubParsersAction) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    from app.doctor import run_doctor as doctor
+    from earsight.app.doctor import run_doctor as doctor
 
     return doctor(options_from(args))
 
@@ -169,14 +169,14 @@ def live_runtime_options(options: LiveOptions) -> RuntimeOptions:
     """How the live app runs the model: key presses are seconds apart, so ONNX Runtime's threads
     do not spin-wait between them (≈ 7 ms slower per press, a quarter of the CPU: a wearable's
     battery, and a free core for the audio callback right after inference)."""
-    from engine.runtime import RuntimeOptions
+    from earsight.engine.runtime import RuntimeOptions
 
     return RuntimeOptions(threads=options.threads, cpu_int8=options.int8, cpu_spin=False)
 
 
 def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice: Any) -> Any:
     """The audio output (opened with a deadline), or WAV files, said out loud; errors raise."""
-    from app.audio import AudioOptions, open_audio
+    from earsight.app.audio import AudioOptions, open_audio
 
     return open_audio(
         AudioOptions(
@@ -190,10 +190,10 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
 
 def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Audio, model and camera, in start-up order, each closed by ``stack``; speaks progress."""
-    from app.answer import ConfidenceGate
-    from app.camera import FrameGrabber, GrabberOptions, parse_source
-    from app.models import resolve_model
-    from engine.runtime import load
+    from earsight.app.answer import ConfidenceGate
+    from earsight.app.camera import FrameGrabber, GrabberOptions, parse_source
+    from earsight.app.models import resolve_model
+    from earsight.engine.runtime import load
 
     gate = ConfidenceGate(options.threshold, options.gate)
     source = parse_source(options.source, loop=options.loop)  # a typo fails before the model
@@ -228,8 +228,8 @@ def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) ->
 
 def _model_watcher(options: LiveOptions, runtime_options: Any, path: Path, voice: Any) -> Any:
     """For "auto"/"taught": a watcher that loads the re-learned model (app/model_watch.py)."""
-    from app.model_watch import ModelWatcher, watched
-    from engine.runtime import load
+    from earsight.app.model_watch import ModelWatcher, watched
+    from earsight.engine.runtime import load
 
     if not watched(options.model):
         return None
@@ -246,7 +246,7 @@ def _model_watcher(options: LiveOptions, runtime_options: Any, path: Path, voice
 
 def run_live(args: argparse.Namespace) -> int:
     """`earsight live`: errors are spoken as well as printed (by main, on stderr)."""
-    from app.voice import StatusVoice
+    from earsight.app.voice import StatusVoice
 
     options = options_from(args)
     # Messages wait for the audio output to open rather than open the device themselves
@@ -266,10 +266,10 @@ def run_live(args: argparse.Namespace) -> int:
 
 def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     """Key input first (it must work before "ready"), then audio, model, camera; then serve."""
-    from app.controllers import KeyMap, make_controller
-    from app.live import LiveApp, PressRelay
-    from app.live_teach import LiveTeacher
-    from trainer.teach_store import TeachStore
+    from earsight.app.controllers import KeyMap, make_controller
+    from earsight.app.live import LiveApp, PressRelay
+    from earsight.app.live_teach import LiveTeacher
+    from earsight.trainer.teach_store import TeachStore
 
     voice.say("EarSight starting")
     relay = PressRelay(voice)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from app.keys_base import (
+from earsight.app.keys_base import (
     STOP_JOIN_S,
     TERMINAL_HINT,
     Action,
@@ -29,9 +29,9 @@ from app.keys_base import (
     KeyMap,
     OnAction,
 )
-from app.keys_evdev import EVDEV_KEYS, RETRY_S, EvdevController, evdev_codes
-from app.keys_hotkey import READY_TIMEOUT_S, HotkeyController, display_problem
-from app.keys_terminal import TERMINAL_KEYS, TerminalController, terminal_keys
+from earsight.app.keys_evdev import EVDEV_KEYS, RETRY_S, EvdevController, evdev_codes
+from earsight.app.keys_hotkey import READY_TIMEOUT_S, HotkeyController, display_problem
+from earsight.app.keys_terminal import TERMINAL_KEYS, TerminalController, terminal_keys
 from earsight.errors import UsageError
 
 # Re-exported: callers import every key-input name from here, as before the split.

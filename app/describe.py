@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from app.answer import ConfidenceGate, answer
-from app.imaging import fit_to_input
-from app.sources import IMAGE_SUFFIXES, _folder_images
+from earsight.app.answer import ConfidenceGate, answer
+from earsight.app.imaging import fit_to_input
+from earsight.app.sources import IMAGE_SUFFIXES, _folder_images
+from earsight.engine.postprocess import postprocess
+from earsight.engine.runtime import Runtime
 from earsight.errors import UsageError
+from earsight.trainer.image_io import ImageFileError, read_image
 from earsight.wav import write_wav as write_wav_file
-from engine.postprocess import postprocess
-from engine.runtime import Runtime
-from trainer.image_io import ImageFileError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -269,9 +269,9 @@ def run_describe(args: argparse.Namespace) -> int:
     DIR``. Exit 0, 1 when some images failed (the rest spoken), 143 after a SIGTERM: the images
     done so far are printed, one line each, and the summary says how many of how many.
     """
-    from app.messages import describe_line, wrote_line
-    from app.models import resolve_model
-    from engine.runtime import RuntimeOptions, load
+    from earsight.app.messages import describe_line, wrote_line
+    from earsight.app.models import resolve_model
+    from earsight.engine.runtime import RuntimeOptions, load
 
     gate = ConfidenceGate(args.threshold, args.gate)  # bad values fail before the model loads
     model = resolve_model(args.model)

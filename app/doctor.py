@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.config import LiveOptions
 from earsight import paths
+from earsight.app.config import LiveOptions
 
 if TYPE_CHECKING:  # the engine loads when doctor checks the model
-    from engine.source import ModelSource
+    from earsight.engine.source import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ class Check:
 
 
 def check_model(options: LiveOptions) -> Check:
-    from app.models import resolve_model
+    from earsight.app.models import resolve_model
+    from earsight.engine.source import resolve_model as model_source
     from earsight.errors import EarSightError
-    from engine.source import resolve_model as model_source
 
     try:
         path = resolve_model(options.model)
@@ -62,7 +62,7 @@ def check_model(options: LiveOptions) -> Check:
 
 def _int8_note(source: ModelSource, options: LiveOptions) -> str:
     """What ONNX Runtime CPU will run instead of the model: its int8 variant, if usable."""
-    from engine.source import cpu_variant, int8_variant_path
+    from earsight.engine.source import cpu_variant, int8_variant_path
 
     name = int8_variant_path(source.path)
     if not options.int8 or not name.is_file():
@@ -74,7 +74,7 @@ def _int8_note(source: ModelSource, options: LiveOptions) -> str:
 
 
 def check_camera(options: LiveOptions) -> Check:
-    from app.camera import FrameGrabber, parse_source
+    from earsight.app.camera import FrameGrabber, parse_source
     from earsight.errors import EarSightError
 
     try:
@@ -96,7 +96,7 @@ def check_camera(options: LiveOptions) -> Check:
 
 def check_audio(options: LiveOptions) -> Check:
     """Opens the output as live does: a device the user named must exist, even with --out-dir."""
-    from app.audio import AudioOptions, AudioOut, AudioUnavailable, UnknownAudioDevice
+    from earsight.app.audio import AudioOptions, AudioOut, AudioUnavailable, UnknownAudioDevice
 
     fallback = f"WAV files will be written to {options.out_dir}" if options.out_dir else ""
     try:
@@ -116,7 +116,7 @@ def check_keys(options: LiveOptions) -> Check:
     import os
     import stat
 
-    from app.controllers import KeyMap, display_problem, make_controller
+    from earsight.app.controllers import KeyMap, display_problem, make_controller
     from earsight.errors import EarSightError
 
     kind = options.keys

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.postprocess import fade
+from earsight.engine.postprocess import fade
 
 DEFAULT_RATE_HZ = 48_000
 PEAK = 0.5  # maximum |sample| of every earcon

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from app.keys_base import (
+from earsight.app.keys_base import (
     Action,
     ControllerUnavailable,
     OnAction,

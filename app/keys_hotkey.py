@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from app.keys_base import (
+from earsight.app.keys_base import (
     STOP_JOIN_S,
     Controller,
     ControllerUnavailable,

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from app.keys_base import (
+from earsight.app.keys_base import (
     Action,
     ControllerUnavailable,
     OnAction,

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app import earcons
-from app.config import LiveOptions
+from earsight.app import earcons
+from earsight.app.config import LiveOptions
 
 if TYPE_CHECKING:  # app.audio is imported where sound is needed, not with this module
-    from app.audio import FirstBufferHook
+    from earsight.app.audio import FirstBufferHook
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Recorder:
     """
 
     def __init__(self, directory: Path) -> None:
-        from app.audio import WavSink
+        from earsight.app.audio import WavSink
 
         self._sink = WavSink(directory)  # numbered files; a second run adds, never overwrites
         self._queue: queue.Queue[tuple[np.ndarray | None, int, str] | None] = queue.Queue()
@@ -117,7 +117,7 @@ class Recorder:
 
     @staticmethod
     def _speak(text: str) -> tuple[np.ndarray, int]:
-        from trainer.speech import SAMPLE_RATE_HZ, Voice, synthesize
+        from earsight.trainer.speech import SAMPLE_RATE_HZ, Voice, synthesize
 
         return synthesize(text, Voice(words_per_min=STATUS_RATE_WPM)), SAMPLE_RATE_HZ
 
@@ -256,7 +256,7 @@ class LiveApp:
             return
         timing.frame, timing.frame_index = time.perf_counter(), frame.index
         if self.state.mode == "soundscape":
-            from app.soundscape import encode
+            from earsight.app.soundscape import encode
 
             wave, rate, label = encode(frame.image), self._soundscape_rate(), "soundscape"
         else:
@@ -285,8 +285,8 @@ class LiveApp:
             self._click = earcons.capture_click(self._rate)
 
     def _word_for(self, image: np.ndarray) -> tuple[np.ndarray, int, str]:
-        from app.answer import answer
-        from app.camera import prepare
+        from earsight.app.answer import answer
+        from earsight.app.camera import prepare
 
         h, w, c = self.runtime.info.input_shape
         crop = self.runtime.info.input_crop
@@ -308,7 +308,7 @@ class LiveApp:
             self.recorder.sound(wave, rate, label)
 
     def _soundscape_rate(self) -> int:
-        from app.soundscape import SoundscapeOptions
+        from earsight.app.soundscape import SoundscapeOptions
 
         return SoundscapeOptions().sample_rate
 

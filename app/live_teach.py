@@ -9,7 +9,7 @@ while the user turns the object (app.teach_capture); then the user says its name
 and presses TEACH again (press-to-talk on the same key; the recording also ends by itself after
 RECORD_MAX_S). The word is stored under the first free "object N" (renamed later with
 ``earsight teach --rename``) with voice source "microphone", then learned on this module's
-thread by ``app.teach.learn_words``. When the taught model is written, app/model_watch's
+thread by ``earsight.app.teach.learn_words``. When the taught model is written, app/model_watch's
 ModelWatcher swaps it into the running app, as it does for ``earsight teach`` run beside it.
 
 Phases: idle → capturing → recording → learning → idle. While capturing or recording the flow
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from app import earcons
-from app.voice import CHATTY, NORMAL, SILENT
+from earsight.app import earcons
+from earsight.app.voice import CHATTY, NORMAL, SILENT
 from earsight.errors import EarSightError
-from trainer.teach_store import TaughtWord, TeachStore, WordExistsError
+from earsight.trainer.teach_store import TaughtWord, TeachStore, WordExistsError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ LEARN_THREADS = 1  # torch threads while learning inside live: a core stays free
 def _learn_words(store: TeachStore, say: Say) -> object:
     import torch  # loads only when something is learned
 
-    from app.teach import learn_words
+    from earsight.app.teach import learn_words
 
     # Process-wide: ONNX Runtime keeps its own threads; a live on --backend torch shares this.
     torch.set_num_threads(LEARN_THREADS)
@@ -85,13 +85,13 @@ def _learn_words(store: TeachStore, say: Say) -> object:
 
 
 def _record_voice(**kwargs: Any) -> Any:
-    from app.microphone import record_voice  # sounddevice loads at the first TEACH press
+    from earsight.app.microphone import record_voice  # sounddevice loads at the first TEACH press
 
     return record_voice(**kwargs)
 
 
 def _check_microphone() -> object:
-    from app.microphone import check_microphone
+    from earsight.app.microphone import check_microphone
 
     return check_microphone()
 
@@ -219,8 +219,10 @@ class LiveTeacher:
         return taught
 
     def _capture(self) -> list[np.ndarray] | None:
-        from app.teach import _storable  # photos as `earsight teach` stores them (≤ 1024 px)
-        from app.teach_capture import capture_views
+        from earsight.app.teach import (
+            _storable,  # photos as `earsight teach` stores them (≤ 1024 px)
+        )
+        from earsight.app.teach_capture import capture_views
 
         self.voice.say(START, level=SILENT)
         result = capture_views(
@@ -241,7 +243,7 @@ class LiveTeacher:
 
     def _record_name(self) -> Any:
         """The recording of the name (app.recording.Recording), or None after a refused one."""
-        from app.recording import BadRecording
+        from earsight.app.recording import BadRecording
 
         self.voice.say(SAY_NAME, level=SILENT)
         try:

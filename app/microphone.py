@@ -12,7 +12,7 @@ press. Until ``stop()`` returns the callback keeps every block, up to ``max_seco
 because every capture device offers it (ALSA's plug layer converts) and full scale is exact
 for the clip check.
 
-The recording is then trimmed and checked by ``app.recording.check_recording``: too quiet,
+The recording is then trimmed and checked by ``earsight.app.recording.check_recording``: too quiet,
 clipped, too short or too long are each a ``BadRecording``, a one-line EarSightError saying
 what to do, so the caller can ask the user to try again.
 
@@ -32,9 +32,9 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from app.audio import FirstBufferHook, _device_arg, list_devices
-from app.deadline import DeadlineExceeded, call_with_deadline
-from app.recording import Recording, check_recording
+from earsight.app.audio import FirstBufferHook, _device_arg, list_devices
+from earsight.app.deadline import DeadlineExceeded, call_with_deadline
+from earsight.app.recording import Recording, check_recording
 from earsight.errors import EarSightError, UsageError, first_line
 
 log = logging.getLogger(__name__)

@@ -57,7 +57,7 @@ class ModelWatcher:
         poll_s: float = POLL_S,
     ) -> None:
         if resolve is None:
-            from app.models import resolve_model as resolve
+            from earsight.app.models import resolve_model as resolve
         self.name, self._load, self._resolve = name, load, resolve
         self.on_status, self.poll_s = on_status, poll_s
         self._seen = signature(Path(current))
@@ -123,6 +123,6 @@ def _name(path: Path) -> str:
 
 def watched(name: str) -> bool:
     """Whether a model name can change under a running app (``auto``, ``taught``)."""
-    from app.models import AUTO_MODEL, TAUGHT_MODEL
+    from earsight.app.models import AUTO_MODEL, TAUGHT_MODEL
 
     return name in (AUTO_MODEL, TAUGHT_MODEL)

@@ -1,20 +1,23 @@
 """The models shipped in ``assets/models``: find one by name (``cifar10-ad``) or take a path.
 
-Assets are located relative to this package, never the working directory, so ``earsight`` works
-from any folder (the project is installed editable: ``assets/`` sits beside ``app/``).
+Assets are the package data of ``earsight.assets`` (importlib.resources), never looked up from
+the working directory, so ``earsight`` works from any folder, from the checkout's editable
+install (``assets/``) and from an installed wheel alike.
 """
 
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from pathlib import Path
 
+from earsight.engine.source import INT8_SUFFIX
 from earsight.errors import EarSightError
-from engine.source import INT8_SUFFIX
 
 log = logging.getLogger(__name__)
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+# A folder on disk: setuptools installs package data as files (no zipped installs here).
+ASSETS_DIR = Path(str(resources.files("earsight.assets")))
 MODELS_DIR = ASSETS_DIR / "models"
 MODEL_SUFFIX = ".onnx"  # every shipped model is an ONNX export with its .onnx.json sidecar
 
@@ -75,7 +78,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
 
 
 def _taught_or_default(name: str) -> Path:
-    from trainer.teach_store import taught_model_path
+    from earsight.trainer.teach_store import taught_model_path
 
     taught = taught_model_path()
     if taught.is_file():

@@ -1,6 +1,6 @@
 """How a shipped model does on real photographs: the open-set table of its model card.
 
-    python -m app.photo_eval --model cifar10-ad-lite0 ../shared/photos-dev [--bundled]
+    python -m earsight.app.photo_eval --model cifar10-ad-lite0 ../shared/photos-dev [--bundled]
 
 A photo is *in the vocabulary* when its file name starts with one of the model's words
 (``cat_02.jpg``), *out of it* when it lies in a folder named ``OOD`` or its name starts with
@@ -32,7 +32,7 @@ import numpy as np
 from earsight.errors import EarSightError
 
 if TYPE_CHECKING:
-    from engine.runtime import Runtime
+    from earsight.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def degrade(pixels: np.ndarray, side: int) -> np.ndarray:
 
 
 def run(runtime: Runtime, photos: list[Photo], degrade_to: int | None) -> list[Outcome]:
-    from app.describe import load_image
-    from trainer.metrics import WordRecognizer
+    from earsight.app.describe import load_image
+    from earsight.trainer.metrics import WordRecognizer
 
     info = runtime.info
     recognizer = WordRecognizer(info.labels, sample_rate_in=info.sample_rate)
@@ -163,9 +163,9 @@ def summarize(outcomes: list[Outcome], threshold: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.photo_eval", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m earsight.app.photo_eval", description=__doc__)
     parser.add_argument("folders", nargs="*", type=Path, help="folders of labelled photos")
-    from app.models import DEFAULT_MODEL
+    from earsight.app.models import DEFAULT_MODEL
 
     parser.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or a path")
     parser.add_argument("--threshold", type=float, default=0.5)
@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        from app.models import resolve_model
-        from engine.runtime import load
+        from earsight.app.models import resolve_model
+        from earsight.engine.runtime import load
 
         runtime = load(resolve_model(args.model))  # read and verified once
         with tempfile.TemporaryDirectory(prefix="earsight-photos-") as tmp:

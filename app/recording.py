@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from earsight.errors import EarSightError
-from trainer.speech import trim_silence
+from earsight.trainer.speech import trim_silence
 
 # Levels, in dBFS (0 dBFS = full scale). Speech a forearm from a laptop or headset microphone
 # peaks around -20..-6 dBFS and a quiet room sits near -60..-50 dBFS, so a recording whose

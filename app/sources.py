@@ -208,7 +208,7 @@ class FolderCapture:
         """The next decodable image as a (H, W, 3) BGR frame, like a camera's; (False, None)
         when none decodes. Decoded as ``describe`` decodes (trainer.image_io: regular files
         only, size capped, EXIF orientation applied, alpha composited)."""
-        from trainer.image_io import ImageFileError, read_image
+        from earsight.trainer.image_io import ImageFileError, read_image
 
         for _ in range(len(self._images)):  # skip unreadable files; fail if none decodes
             path = self._images[self._next]

@@ -22,10 +22,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from app.teach_capture import capture_views, frame_quality
 from earsight import paths
+from earsight.app.teach_capture import capture_views, frame_quality
 from earsight.errors import EarSightError
-from trainer.teach_store import TaughtWord, TeachError, TeachStore, check_word
+from earsight.trainer.teach_store import TaughtWord, TeachError, TeachStore, check_word
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Voice:
 
 def check_level(wave: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
     """A recorded word, trimmed of silence; TeachInputError if silent, clipped or too short."""
-    from trainer.speech import trim_silence
+    from earsight.trainer.speech import trim_silence
 
     wave = np.asarray(wave, np.float32)
     peak = float(np.abs(wave).max()) if wave.size else 0.0
@@ -124,8 +124,8 @@ def voice_from_file(path: Path) -> Voice:
 
 def voice_from_espeak(word: str, voice_name: str) -> Voice:
     """The word spoken by espeak-ng in ``voice_name``, as the training data is (trainer.speech)."""
-    from trainer.speech import SAMPLE_RATE_HZ, synthesize
-    from trainer.speech import Voice as EspeakVoice
+    from earsight.trainer.speech import SAMPLE_RATE_HZ, synthesize
+    from earsight.trainer.speech import Voice as EspeakVoice
 
     wave = synthesize(word, EspeakVoice(name=voice_name))
     return Voice(wave, SAMPLE_RATE_HZ, "espeak-ng", voice_name)
@@ -134,9 +134,11 @@ def voice_from_espeak(word: str, voice_name: str) -> Voice:
 def microphone_recorder() -> Callable[..., Any]:
     """``app.microphone.record_voice``; TeachInputError in one line if there is none here."""
     try:
-        from app.microphone import record_voice
+        from earsight.app.microphone import record_voice
     except ImportError as err:
-        built = err.name != "app.microphone"  # the module is there but its audio library is not
+        built = (
+            err.name != "earsight.app.microphone"
+        )  # the module is there but its audio library is not
         reason = f" ({err})" if built else ""
         raise TeachInputError(
             f"the microphone is not available here{reason}", NO_MICROPHONE_FIX
@@ -155,7 +157,7 @@ def voice_from_microphone(say: Say) -> Voice:
 
 def _storable(image: np.ndarray) -> np.ndarray:
     """Grey → RGB; scaled so the long side is at most MAX_PHOTO_SIDE_PX."""
-    from app.sources import import_cv2
+    from earsight.app.sources import import_cv2
 
     cv2 = import_cv2()
     if image.ndim == 2:
@@ -170,8 +172,8 @@ def _storable(image: np.ndarray) -> np.ndarray:
 def photos_from_dir(folder: Path, say: Say) -> list[np.ndarray]:
     """Every image of ``folder`` (trainer.image_io), name order; unreadable ones are skipped
     with a line each. A dark or blurred photo is kept (the user chose it) but said."""
-    from app.sources import _folder_images
-    from trainer.image_io import ImageFileError, read_image
+    from earsight.app.sources import _folder_images
+    from earsight.trainer.image_io import ImageFileError, read_image
 
     if not folder.is_dir():
         raise TeachInputError(f"{folder} is not a folder", "give a folder of photos: --photos DIR")
@@ -194,7 +196,7 @@ def photos_from_dir(folder: Path, say: Say) -> list[np.ndarray]:
 
 def photos_from_camera(request: TeachRequest, say: Say, wait_key: WaitKey) -> list[np.ndarray]:
     """Two turns of the object in front of the camera (or a video or folder standing in)."""
-    from app.camera import FrameGrabber, GrabberOptions, parse_source
+    from earsight.app.camera import FrameGrabber, GrabberOptions, parse_source
 
     spec = parse_source(request.source or "0", loop=True)  # a video keeps playing while we wait
     options = GrabberOptions(fps=None if spec.live else GRABBER_FPS)
@@ -278,12 +280,12 @@ def teach_word(
 def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: int | None = None):
     """Learn every taught word (trainer/teach_fit.py) and say how well it went; returns the
     TeachReport. TeachInputError when torch (the train extra) or the teach base is missing."""
-    from app.models import teach_base_path
-    from trainer.teach_store import taught_model_path
+    from earsight.app.models import teach_base_path
+    from earsight.trainer.teach_store import taught_model_path
 
     try:
-        from trainer.teach_fit import teach_fit
-        from trainer.teach_voice import VoiceOptions
+        from earsight.trainer.teach_fit import teach_fit
+        from earsight.trainer.teach_voice import VoiceOptions
     except ImportError as err:  # a runtime-only install (no torch): the words stay stored
         raise TeachInputError(
             f"learning needs the training parts ({err.name} is not installed)",
@@ -356,7 +358,7 @@ def rename_word(store: TeachStore, old: str, new: str, say: Say) -> TaughtWord:
 
 def run_teach(args: argparse.Namespace) -> int:
     """The ``earsight teach`` command; errors are also spoken, then raised for cli.main."""
-    from app.voice import StatusVoice
+    from earsight.app.voice import StatusVoice
 
     store = TeachStore(paths.taught_root())
     voice = StatusVoice(enabled=args.speak)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.sources import import_cv2
+from earsight.app.sources import import_cv2
 
 log = logging.getLogger(__name__)
 

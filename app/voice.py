@@ -352,7 +352,7 @@ class StatusVoice:
 
     def _output_loop(self) -> None:
         """Shared output: synthesize each message with espeak-ng, hand it to the output."""
-        from trainer.speech import SAMPLE_RATE_HZ, Voice, espeak_version, synthesize
+        from earsight.trainer.speech import SAMPLE_RATE_HZ, Voice, espeak_version, synthesize
 
         try:
             espeak_version()

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from earsight.engine.bench_peak import cpu_peak_gflops, gpu_peak_gflops
+from earsight.engine.errors import EngineError
+from earsight.engine.runtime import BACKEND_NAMES
 from earsight.errors import EarSightError, first_line
-from engine.bench_peak import cpu_peak_gflops, gpu_peak_gflops
-from engine.errors import EngineError
-from engine.runtime import BACKEND_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def quick_unavailable(name: str) -> str | None:
     import importlib.util
 
     if name == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
-        from engine.build import INSTALL_HINT
+        from earsight.engine.build import INSTALL_HINT
 
         return f"TensorRT is not installed — {INSTALL_HINT}"
     if name == "onnx-cuda":
@@ -157,8 +157,8 @@ def peak_rss_mb() -> float:
 def measure(spec: str, model: str, opts: BenchOptions) -> Row:
     """In a fresh process: load ``model`` on the spec's backend and time every batch."""
     logging.basicConfig(level=logging.WARNING)
-    from engine.backends.base import RuntimeOptions
-    from engine.runtime import load
+    from earsight.engine.backends.base import RuntimeOptions
+    from earsight.engine.runtime import load
 
     name, precision = parse_spec(spec)
     row = Row(spec, name)
@@ -233,8 +233,8 @@ def synth_checkpoint(spec: SynthSpec, path: Path) -> Path:
     """Save a random-weights checkpoint of ``spec`` (speed does not depend on training)."""
     import torch
 
-    from trainer.checkpoint import save_checkpoint
-    from trainer.model import MTNet, make_config
+    from earsight.trainer.checkpoint import save_checkpoint
+    from earsight.trainer.model import MTNet, make_config
 
     cfg = make_config(
         spec.preset,
@@ -253,7 +253,7 @@ class ModelFiles:
     """The checkpoint and the ONNX exports the rows need, exported once each, on demand."""
 
     def __init__(self, model: Path | None, synth: SynthSpec, workdir: Path) -> None:
-        from engine.source import cpu_variant, resolve_model
+        from earsight.engine.source import cpu_variant, resolve_model
 
         self.workdir = workdir
         self.onnx: dict[str, Path] = {}
@@ -281,8 +281,8 @@ class ModelFiles:
         return bool((self.exported or {}).get("flip_tta"))
 
     def config(self):
-        from trainer.checkpoint import read_checkpoint
-        from trainer.model import MTNetConfig
+        from earsight.trainer.checkpoint import read_checkpoint
+        from earsight.trainer.model import MTNetConfig
 
         if self.exported is not None:
             return MTNetConfig.from_dict(self.exported)
@@ -303,7 +303,7 @@ class ModelFiles:
         if precision not in self.onnx:
             if self.checkpoint is None:
                 raise EngineError(f"no {precision} ONNX and no checkpoint to export one from")
-            from engine.export import export_onnx
+            from earsight.engine.export import export_onnx
 
             out = self.workdir / f"model-{precision}.onnx"
             exported = export_onnx(self.checkpoint, out, precision, flip_tta=self.flip_tta)
@@ -318,8 +318,8 @@ def run_bench(
     say=print,
 ) -> BenchReport:
     """Time every requested backend on ``model`` (or a random ``synth`` model); torch first."""
-    from engine.backends.base import physical_cores
-    from trainer.model import inference_macs
+    from earsight.engine.backends.base import physical_cores
+    from earsight.trainer.model import inference_macs
 
     threads = opts.threads or physical_cores()
     with tempfile.TemporaryDirectory(prefix="earsight-bench-") as tmp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from engine.bench import BenchReport, Row
+from earsight.engine.bench import BenchReport, Row
 
 NA = "–"
 

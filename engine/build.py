@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from earsight import paths
-from engine.cache import (
+from earsight.engine.cache import (
     DEFAULT_OPT_BATCH,
     EngineKey,
     Profile,
@@ -28,8 +28,8 @@ from engine.cache import (
     write_atomic,
     write_plan,
 )
-from engine.errors import BackendUnavailable, EngineBuildError, ModelFileError
-from engine.sidecar import INPUT_NAME, read_sidecar
+from earsight.engine.errors import BackendUnavailable, EngineBuildError, ModelFileError
+from earsight.engine.sidecar import INPUT_NAME, read_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def _attach_timing_cache(config, path: Path) -> None:
 
 def _progress(trt, config, say: Callable[[str], None], start: float):
     """IProgressMonitor when TensorRT has it (≥ 10.0), else a thread printing elapsed time."""
-    from engine.build_progress import ElapsedTicker, make_monitor
+    from earsight.engine.build_progress import ElapsedTicker, make_monitor
 
     if hasattr(trt, "IProgressMonitor"):
         config.progress_monitor = make_monitor(trt, say, start)

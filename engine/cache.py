@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.sidecar import sha256_file
+from earsight.engine.sidecar import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from earsight.errors import first_line
-from engine.errors import ExportError
-from engine.graph import InferenceGraph
-from engine.quantize import (
+from earsight.engine.errors import ExportError
+from earsight.engine.graph import InferenceGraph
+from earsight.engine.quantize import (
     CALIBRATION_IMAGES,
     LOW_RES_DIVISOR,
     PARITY_IMAGES,
@@ -46,7 +45,7 @@ from engine.quantize import (
     quantize_int8,
     sample_images,
 )
-from engine.sidecar import (
+from earsight.engine.sidecar import (
     BATCH_AXIS,
     DEFAULT_MAX_BATCH,
     DEFAULT_OPSET,
@@ -56,9 +55,10 @@ from engine.sidecar import (
     build_sidecar,
     write_sidecar,
 )
-from engine.trt_ops import warn_if_not_buildable
-from trainer.checkpoint import load_model
-from trainer.model import MTNet
+from earsight.engine.trt_ops import warn_if_not_buildable
+from earsight.errors import first_line
+from earsight.trainer.checkpoint import load_model
+from earsight.trainer.model import MTNet
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def check_parity(reference: MTNet, onnx_path: Path, precision: str) -> Parity:
     ExportError (no file is kept) when the checkpoint's weights or either model's outputs are
     NaN/inf: ``max(nan) > tol`` is False, so a diverged model would otherwise pass.
     """
-    from engine.sidecar import disable_onnxruntime_telemetry
+    from earsight.engine.sidecar import disable_onnxruntime_telemetry
 
     disable_onnxruntime_telemetry()
     import onnxruntime as ort
@@ -242,7 +242,7 @@ def _quantize_checked(
     """Replace the checked fp32 ONNX at ``tmp`` by its int8 version if that passes its limits."""
     import onnx
 
-    from trainer.preprocess import fit_batch
+    from earsight.trainer.preprocess import fit_batch
 
     cfg = reference.cfg
 

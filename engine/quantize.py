@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.errors import ExportError
-from engine.sidecar import INPUT_NAME, OUTPUT_NAMES
+from earsight.engine.errors import ExportError
+from earsight.engine.sidecar import INPUT_NAME, OUTPUT_NAMES
 
 if TYPE_CHECKING:  # onnx and torch load only when an int8 export runs
     import onnx
 
-    from trainer.model import MTNet
+    from earsight.trainer.model import MTNet
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def check_int8_parity(reference: MTNet, onnx_path: Path, images: np.ndarray) -> 
     import onnxruntime as ort
     import torch
 
-    from engine.graph import InferenceGraph
+    from earsight.engine.graph import InferenceGraph
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     wave, probs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images)})
@@ -247,9 +247,9 @@ def checkpoint_images(checkpoint: Path, data_root: Path | None) -> tuple[np.ndar
     ``data_root`` overrides the folder recorded at training time; ExportError (one line, with
     what to do) when the files are not there.
     """
-    from trainer.checkpoint import read_checkpoint
-    from trainer.errors import DatasetError
-    from trainer.images import load_images
+    from earsight.trainer.checkpoint import read_checkpoint
+    from earsight.trainer.errors import DatasetError
+    from earsight.trainer.images import load_images
 
     spec = read_checkpoint(Path(checkpoint)).get("dataset") or {}
     source = spec.get("source")

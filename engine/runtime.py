@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from earsight.engine.backends.base import Backend, RuntimeOptions
+from earsight.engine.errors import BackendFailed, BackendUnavailable, InputError, ModelFileError
+from earsight.engine.postprocess import pad_batch, postprocess
+from earsight.engine.source import ModelSource, cpu_variant, resolve_model
 from earsight.errors import UsageError
-from engine.backends.base import Backend, RuntimeOptions
-from engine.errors import BackendFailed, BackendUnavailable, InputError, ModelFileError
-from engine.postprocess import pad_batch, postprocess
-from engine.source import ModelSource, cpu_variant, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +217,15 @@ def make_backend(
 ) -> Backend:
     """Construct one backend; raises BackendUnavailable when it cannot run here."""
     if name == "tensorrt":
-        from engine.backends.tensorrt import TensorRTBackend
+        from earsight.engine.backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend(source, options, allow_build=explicit or options.build_engine)
     if name in ("onnx-cuda", "onnx-cpu"):
-        from engine.backends.onnx import OnnxBackend
+        from earsight.engine.backends.onnx import OnnxBackend
 
         return OnnxBackend(source, options, cuda=name == "onnx-cuda")
     if name == "torch":
-        from engine.backends.torch_backend import TorchBackend
+        from earsight.engine.backends.torch_backend import TorchBackend
 
         return TorchBackend(source, options)
     raise UsageError(

@@ -44,12 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import ModelFileError
+from earsight.engine.errors import ModelFileError
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # no torch import at runtime: the ONNX path runs without torch loaded
-    from trainer.model import MTNetConfig
+    from earsight.trainer.model import MTNetConfig
 
 SIDECAR_FORMAT = 1
 INPUT_NAME = "images"

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ModelFileError
-from engine.sidecar import ModelContract, read_sidecar, sha256_file
-from trainer.errors import CheckpointError
+from earsight.engine.errors import ModelFileError
+from earsight.engine.sidecar import ModelContract, read_sidecar, sha256_file
+from earsight.trainer.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def resolve_model(path: Path | str, verify_sha256: bool = True) -> ModelSource:
         contract = ModelContract.from_sidecar(side)
         return ModelSource(path, path, _sidecar_checkpoint(path, side), contract, side)
     if suffix in CHECKPOINT_SUFFIXES:
-        from trainer.checkpoint import read_checkpoint  # torch: only for checkpoints
-        from trainer.model import MTNetConfig
+        from earsight.trainer.checkpoint import read_checkpoint  # torch: only for checkpoints
+        from earsight.trainer.model import MTNetConfig
 
         try:
             cfg = MTNetConfig.from_dict(read_checkpoint(path)["config"])

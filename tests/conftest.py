@@ -50,8 +50,8 @@ def torch_on_one_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def engine_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """best.pt of a compact MT-Net trained 1+1 epochs on 240 sklearn digits (8×8×1, ~6 s)."""
-    from trainer.dataset import DatasetSpec, build_dataset
-    from trainer.train import TrainOptions, fit
+    from earsight.trainer.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.train import TrainOptions, fit
 
     spec = DatasetSpec(source="digits", limit_train=240, limit_test=60)
     opts = TrainOptions(ae_epochs=1, epochs=1, batch_size=32, warmup_steps=5)
@@ -62,7 +62,7 @@ def engine_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def engine_onnx(engine_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     """{"fp32": ExportResult, "fp16": ExportResult} of engine_checkpoint (default exporter)."""
-    from engine.export import export_onnx
+    from earsight.engine.export import export_onnx
 
     out = tmp_path_factory.mktemp("engine-onnx")
     with one_torch_thread():

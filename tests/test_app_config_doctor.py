@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, LiveOptions, read_config, resolve_options
+from earsight.app.config import ConfigError, LiveOptions, read_config, resolve_options
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "assets" / "samples" / "mnist"
@@ -109,7 +109,7 @@ def test_doctor_detects_a_damaged_model(tmp_path):
 
 
 def test_doctor_says_when_the_int8_variant_is_damaged_and_ignored(tmp_path):
-    from app.doctor import check_model
+    from earsight.app.doctor import check_model
 
     shipped = ROOT / "assets" / "models"
     for name in ("cifar10-ad.onnx", "cifar10-ad.onnx.json", "cifar10-ad.int8.onnx.json"):
@@ -153,7 +153,7 @@ def test_e2e_bench_fails_only_when_no_backend_ran(tmp_path):
 
 
 def test_e2e_bench_shows_each_model_the_samples_it_was_trained_for():
-    from app.bench_e2e import sample_images
+    from earsight.app.bench_e2e import sample_images
 
     digits, photos = sample_images("mnist-ad"), sample_images("cifar10-ad")
     assert len(digits) == len(photos) == 20

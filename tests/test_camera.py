@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.camera import (
+from earsight.app.camera import (
     STATUS_BACK,
     STATUS_ENDED,
     STATUS_LOST,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from app.controllers import (
+from earsight.app.controllers import (
     EVDEV_KEYS,
     Action,
     ControllerUnavailable,
@@ -143,7 +143,7 @@ def test_terminal_restored_when_the_app_crashes(pty_pair) -> None:
     before = termios.tcgetattr(slave)
     crash = (
         "import sys, termios\n"
-        "from app.controllers import TerminalController\n"
+        "from earsight.app.controllers import TerminalController\n"
         "fd = int(sys.argv[1])\n"
         "TerminalController(lambda action, t: None, fd=fd).start()\n"
         "print('cbreak' if not termios.tcgetattr(fd)[3] & termios.ICANON else 'canonical')\n"

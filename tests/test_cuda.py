@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.runtime import RuntimeOptions, load
-from trainer.checkpoint import load_model
-from trainer.dataset import DatasetSpec, build_dataset
-from trainer.train import TrainOptions, fit
+from earsight.engine.runtime import RuntimeOptions, load
+from earsight.trainer.checkpoint import load_model
+from earsight.trainer.dataset import DatasetSpec, build_dataset
+from earsight.trainer.train import TrainOptions, fit
 
 pytestmark = [
     pytest.mark.requires_cuda,

@@ -16,13 +16,19 @@ import numpy as np
 import pytest
 import soundfile
 
-from app.answer import ConfidenceGate
-from app.cli import main
-from app.describe import Description, describe_images, load_image
-from app.models import ASSETS_DIR, DEFAULT_MODEL, UnknownModel, available_models, resolve_model
+from earsight.app.answer import ConfidenceGate
+from earsight.app.cli import main
+from earsight.app.describe import Description, describe_images, load_image
+from earsight.app.models import (
+    ASSETS_DIR,
+    DEFAULT_MODEL,
+    UnknownModel,
+    available_models,
+    resolve_model,
+)
+from earsight.engine.runtime import RuntimeOptions, load
 from earsight.errors import UsageError
-from engine.runtime import RuntimeOptions, load
-from trainer.metrics import WordRecognizer
+from earsight.trainer.metrics import WordRecognizer
 
 EARSIGHT = Path(sys.executable).with_name("earsight")  # console script of `pip install -e .`
 SAMPLES = sorted((ASSETS_DIR / "samples" / "mnist").glob("*.png"))
@@ -38,7 +44,7 @@ def _truth(path: Path) -> str:
 
 
 def _earsight(*args: str, model: str | None = "mnist-ad") -> subprocess.CompletedProcess:
-    cmd = [str(EARSIGHT)] if EARSIGHT.exists() else [sys.executable, "-m", "app.cli"]
+    cmd = [str(EARSIGHT)] if EARSIGHT.exists() else [sys.executable, "-m", "earsight.app.cli"]
     chosen = ["--model", model] if model else []  # None: the default model
     return subprocess.run(
         [*cmd, "describe", "--backend", "onnx-cpu", "--threads", "1", *chosen, *args],
@@ -124,8 +130,8 @@ def test_a_doubted_image_gets_the_earcon_then_the_phrase_as_live_plays_it(
 ):
     """describe and live answer through app.answer: a doubted frame's WAV is the "not sure"
     earcon, then the spoken phrase (it was the phrase alone in describe, the earcon only live)."""
-    from app import earcons
-    from app.answer import phrase_clip
+    from earsight.app import earcons
+    from earsight.app.answer import phrase_clip
 
     (d,) = describe_images([noise_png], runtime, tmp_path, ConfidenceGate(float(STRICT)))
     rate, opts = runtime.info.output_rate, runtime.options.postprocess
@@ -136,7 +142,7 @@ def test_a_doubted_image_gets_the_earcon_then_the_phrase_as_live_plays_it(
 
 
 def test_equal_probabilities_name_the_earlier_word():
-    from app.answer import top_words
+    from earsight.app.answer import top_words
 
     probs = np.array([0.1, 0.3, 0.3, 0.3], np.float32)
     assert [w for w, _ in top_words(probs, ["a", "b", "c", "d"])] == ["b", "c"]
@@ -259,9 +265,9 @@ def test_description_of_a_failed_image_has_only_the_error(runtime, tmp_path):
 
 
 def test_shipped_models_are_small_verified_carded_and_paired():
-    from engine.sidecar import read_sidecar
-    from engine.source import cpu_variant
-    from engine.source import resolve_model as model_source
+    from earsight.engine.sidecar import read_sidecar
+    from earsight.engine.source import cpu_variant
+    from earsight.engine.source import resolve_model as model_source
 
     models = ASSETS_DIR / "models"
     files = sorted(models.glob("*.onnx"))

@@ -9,9 +9,15 @@ import time
 
 import pytest
 
-from engine.build import BUILD_NOTICE, BuildOptions, choose_mode, ensure_engine, network_flags
-from engine.build_progress import ElapsedTicker
-from engine.cache import (
+from earsight.engine.build import (
+    BUILD_NOTICE,
+    BuildOptions,
+    choose_mode,
+    ensure_engine,
+    network_flags,
+)
+from earsight.engine.build_progress import ElapsedTicker
+from earsight.engine.cache import (
     EngineKey,
     Profile,
     cached_plans,
@@ -22,7 +28,7 @@ from engine.cache import (
     timing_cache_path,
     write_plan,
 )
-from engine.errors import BackendUnavailable, EngineBuildError
+from earsight.engine.errors import BackendUnavailable, EngineBuildError
 
 KEY = EngineKey(
     onnx_sha256="ab" * 32,

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
+from earsight.app.cli import main
 
 EARSIGHT = Path(sys.executable).with_name("earsight")  # the console script of `pip install -e .`
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
 def _earsight(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    cmd = [str(EARSIGHT)] if EARSIGHT.exists() else [sys.executable, "-m", "app.cli"]
+    cmd = [str(EARSIGHT)] if EARSIGHT.exists() else [sys.executable, "-m", "earsight.app.cli"]
     env = {**os.environ, "NO_COLOR": "1"}
     return subprocess.run(
         [*cmd, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
@@ -101,7 +101,7 @@ def test_engine_build_without_tensorrt_says_how_to_install(capsys, tmp_path):
 
 
 def test_bench_gap_is_slept_between_runs_not_timed(engine_onnx, capsys):
-    from engine.bench import BenchOptions, run_bench
+    from earsight.engine.bench import BenchOptions, run_bench
 
     opts = BenchOptions(backends=("onnx-cpu",), batches=(1,), iters=4, threads=1, gap_s=0.05)
     (row,) = run_bench(engine_onnx["fp32"].path, opts, say=lambda _: None).rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.postprocess import (
+from earsight.engine.postprocess import (
     PostprocessOptions,
     fade,
     pad_batch,

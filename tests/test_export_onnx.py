@@ -10,13 +10,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from earsight.engine.errors import ExportError
+from earsight.engine.export import TOLERANCE, export_onnx
+from earsight.engine.sidecar import PREPROCESSING, sha256_file, sidecar_path
+from earsight.engine.trt_ops import tensorrt_problems
 from earsight.errors import UsageError
-from engine.errors import ExportError
-from engine.export import TOLERANCE, export_onnx
-from engine.sidecar import PREPROCESSING, sha256_file, sidecar_path
-from engine.trt_ops import tensorrt_problems
-from trainer.checkpoint import load_model
-from trainer.errors import CheckpointError
+from earsight.trainer.checkpoint import load_model
+from earsight.trainer.errors import CheckpointError
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -138,8 +138,8 @@ def test_export_errors_are_one_line(engine_checkpoint, tmp_path):
 @pytest.fixture(scope="module")
 def mirror_trained_checkpoint(tmp_path_factory: pytest.TempPathFactory):
     """A tiny model trained on mirrored images too (digits with --augment shift+flip)."""
-    from trainer.dataset import DatasetSpec, build_dataset
-    from trainer.train import TrainOptions, fit
+    from earsight.trainer.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.train import TrainOptions, fit
 
     spec = DatasetSpec(source="digits", limit_train=120, limit_test=20)
     opts = TrainOptions(ae_epochs=1, epochs=1, batch_size=32, warmup_steps=5, augment="shift+flip")
@@ -147,7 +147,7 @@ def mirror_trained_checkpoint(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_flip_tta_export_answers_an_image_and_its_mirror_alike(mirror_trained_checkpoint, tmp_path):
-    from engine.runtime import load
+    from earsight.engine.runtime import load
 
     result = export_onnx(mirror_trained_checkpoint, tmp_path / "m.onnx", flip_tta=True)
     assert json.loads(result.sidecar.read_text())["config"]["flip_tta"] is True
@@ -178,8 +178,8 @@ def test_flip_tta_is_refused_for_a_model_trained_without_mirrors(engine_checkpoi
 
 
 def test_bench_builds_every_peer_like_the_export(mirror_trained_checkpoint, tmp_path):
-    from engine.bench import ModelFiles, SynthSpec
-    from trainer.model import inference_macs
+    from earsight.engine.bench import ModelFiles, SynthSpec
+    from earsight.trainer.model import inference_macs
 
     exported = export_onnx(mirror_trained_checkpoint, tmp_path / "m.onnx", flip_tta=True)
     files = ModelFiles(exported.path, SynthSpec(), tmp_path)

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.describe import describe_images, load_image
-from app.models import ASSETS_DIR, resolve_model
-from app.sources import FolderCapture
-from engine.runtime import RuntimeOptions, load
-from trainer.image_io import MAX_FILE_BYTES
-from trainer.images import load_images
+from earsight.app.describe import describe_images, load_image
+from earsight.app.models import ASSETS_DIR, resolve_model
+from earsight.app.sources import FolderCapture
+from earsight.engine.runtime import RuntimeOptions, load
+from earsight.trainer.image_io import MAX_FILE_BYTES
+from earsight.trainer.images import load_images
 
 pytestmark = pytest.mark.faults
 
@@ -257,6 +257,6 @@ def test_sigterm_mid_describe_leaves_a_line_for_every_wav(tmp_path: Path) -> Non
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert 0 < len(wavs) < n and sorted(Path(d).stem for d in described) == wavs
     assert stderr.splitlines()[-1] == f"stopped by SIGTERM after {len(wavs)} of {n} images"
-    from app.messages import wrote_line
+    from earsight.app.messages import wrote_line
 
     assert wrote_line(len(wavs), out) in rest and "Traceback" not in stderr

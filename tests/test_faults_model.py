@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import ExportError, ModelFileError
-from engine.runtime import RuntimeOptions, load
-from engine.sidecar import read_sidecar, sha256_file
+from earsight.engine.errors import ExportError, ModelFileError
+from earsight.engine.runtime import RuntimeOptions, load
+from earsight.engine.sidecar import read_sidecar, sha256_file
 
 pytestmark = pytest.mark.faults
 
@@ -108,7 +108,7 @@ def test_an_int8_variant_onnx_runtime_cannot_load_falls_back_to_the_model(tmp_pa
     variant = tmp_path / "cifar10-ad.int8.onnx"
     variant.write_bytes(variant.read_bytes()[: variant.stat().st_size // 2])  # truncated
     _edit_sidecar(variant, lambda s: s.update(sha256=sha256_file(variant)))  # hash "fixed"
-    with caplog.at_level(logging.WARNING, logger="engine.runtime"):
+    with caplog.at_level(logging.WARNING, logger="earsight.engine.runtime"):
         rt = load(model, backend="onnx-cpu", options=ONE_THREAD)
     assert rt.info.model.name == "cifar10-ad.onnx" and rt.info.precision == "fp16"
     assert any(
@@ -119,8 +119,8 @@ def test_an_int8_variant_onnx_runtime_cannot_load_falls_back_to_the_model(tmp_pa
 
 
 def test_bench_names_the_file_each_row_times_and_the_one_describe_runs(tmp_path):
-    from engine.bench import BenchOptions, run_bench
-    from engine.bench_table import format_table
+    from earsight.engine.bench import BenchOptions, run_bench
+    from earsight.engine.bench_table import format_table
 
     model = _copy_model(tmp_path, "cifar10-ad")
     said: list[str] = []
@@ -133,7 +133,7 @@ def test_bench_names_the_file_each_row_times_and_the_one_describe_runs(tmp_path)
 
 
 def _nan_checkpoint(engine_checkpoint: Path, tmp_path: Path) -> Path:
-    from trainer.checkpoint import read_checkpoint, save_checkpoint
+    from earsight.trainer.checkpoint import read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(engine_checkpoint)
     key = next(k for k, v in ckpt["model"].items() if v.is_floating_point() and v.ndim > 1)
@@ -144,7 +144,7 @@ def _nan_checkpoint(engine_checkpoint: Path, tmp_path: Path) -> Path:
 
 
 def test_export_refuses_non_finite_weights_and_leaves_no_file(engine_checkpoint, tmp_path):
-    from engine.export import export_onnx
+    from earsight.engine.export import export_onnx
     from tests.conftest import one_torch_thread
 
     out = tmp_path / "nan.onnx"

@@ -127,18 +127,18 @@ def test_a_relative_data_root_is_stored_absolute(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    from trainer.checkpoint import read_checkpoint
+    from earsight.trainer.checkpoint import read_checkpoint
 
     assert read_checkpoint(run / "best.pt")["dataset"]["data_root"] == str(tmp_path / "data")
 
 
 def test_the_report_shows_the_whole_run_not_just_up_to_the_best_epoch(tmp_path):
+    from earsight.trainer.checkpoint import read_checkpoint, save_checkpoint
+    from earsight.trainer.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.report import plot_curves, run_history
+    from earsight.trainer.train import TrainOptions
+    from earsight.trainer.train import fit as train
     from tests.conftest import one_torch_thread
-    from trainer.checkpoint import read_checkpoint, save_checkpoint
-    from trainer.dataset import DatasetSpec, build_dataset
-    from trainer.report import plot_curves, run_history
-    from trainer.train import TrainOptions
-    from trainer.train import fit as train
 
     spec = DatasetSpec(source="digits", limit_train=120, limit_test=40)
     opts = TrainOptions(ae_epochs=1, epochs=3, batch_size=32, warmup_steps=5)

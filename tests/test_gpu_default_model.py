@@ -11,9 +11,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from app.describe import load_image
-from app.models import ASSETS_DIR, DEFAULT_MODEL, resolve_model
-from engine.runtime import RuntimeOptions, load
+from earsight.app.describe import load_image
+from earsight.app.models import ASSETS_DIR, DEFAULT_MODEL, resolve_model
+from earsight.engine.runtime import RuntimeOptions, load
 
 SAMPLES = sorted((ASSETS_DIR / "samples" / "cifar10").glob("*.jpg"))
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None

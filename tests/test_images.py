@@ -27,10 +27,10 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer import cifar, downloads, images
-from trainer.downloads import CHECKSUMS, md5sum
-from trainer.errors import DatasetError
-from trainer.images import ImageSet, load_images
+from earsight.trainer import cifar, downloads, images
+from earsight.trainer.downloads import CHECKSUMS, md5sum
+from earsight.trainer.errors import DatasetError
+from earsight.trainer.images import ImageSet, load_images
 
 SHARED_DATA = Path(
     os.environ.get("EARSIGHT_SHARED_DATA")

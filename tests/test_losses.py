@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainer import losses
+from earsight.trainer import losses
 
 
 def test_perceptual_loss_is_eq4_cross_entropy():

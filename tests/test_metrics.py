@@ -1,4 +1,4 @@
-"""trainer.metrics with the real pesq, pystoi and pocketsphinx on real espeak-ng speech."""
+"""earsight.trainer.metrics with the real pesq, pystoi and pocketsphinx on real espeak-ng speech."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import metrics, pronounce
-from trainer.errors import MetricError
-from trainer.metrics import (
+from earsight.trainer import metrics, pronounce
+from earsight.trainer.errors import MetricError
+from earsight.trainer.metrics import (
     N_MELS,
     WordRecognizer,
     auditory_spectrogram,
@@ -23,7 +23,7 @@ from trainer.metrics import (
     stoi,
     word_accuracy,
 )
-from trainer.speech import SAMPLE_RATE_HZ, SpokenWords, speak_words
+from earsight.trainer.speech import SAMPLE_RATE_HZ, SpokenWords, speak_words
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (./install.sh)"
@@ -97,7 +97,7 @@ def test_pesq(digits, caplog):
     one = clip(digits, "one")
     assert pesq_wb(one, one, SR) > 4.0
     assert pesq_wb(noisy(one, 0.05), one, SR) < 2.0
-    with caplog.at_level(logging.WARNING, logger="trainer.metrics"):
+    with caplog.at_level(logging.WARNING, logger="earsight.trainer.metrics"):
         assert math.isnan(pesq_wb(np.zeros_like(one), one, SR))  # no crash: NaN + warning
     assert "PESQ" in caplog.text
 

@@ -1,4 +1,4 @@
-"""app.microphone on a real capture device: ALSA's ``file`` plugin reading a raw PCM file.
+"""earsight.app.microphone on a real capture device: ALSA's ``file`` plugin reading a raw PCM file.
 
 ALSA's file plugin with ``infile`` serves the file's bytes as a capture device (and PortAudio
 lists it with input channels): espeak-ng speech written as raw s16le at 48 kHz is what the
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.audio import WavSink
-from app.microphone import (
+from earsight.app.audio import WavSink
+from earsight.app.microphone import (
     CLOSE_TIMEOUT_S,
     STALL_S,
     NoMicrophone,
@@ -32,7 +32,7 @@ from app.microphone import (
     record_voice,
     wait_for_enter,
 )
-from app.recording import (
+from earsight.app.recording import (
     MAX_SPEECH_S,
     TRIM_MARGIN_MS,
     ClippedRecording,
@@ -41,10 +41,10 @@ from app.recording import (
     SpeechTooShort,
     dbfs,
 )
+from earsight.engine.postprocess import resample
 from earsight.errors import UsageError
-from engine.postprocess import resample
+from earsight.trainer.speech import SAMPLE_RATE_HZ, trim_silence
 from tests.alsa_null import alsa_config
-from trainer.speech import SAMPLE_RATE_HZ, trim_silence
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("sounddevice") is None
@@ -99,7 +99,7 @@ def in_a_room(speech: np.ndarray, lead_s: float = LEAD_S, tail_s: float = 1.0) -
 @pytest.fixture(scope="module")
 def word() -> np.ndarray:
     """espeak-ng's "pillbox" (canonical voice, peak 0.5) at RATE, (L,)."""
-    from trainer.speech import synthesize
+    from earsight.trainer.speech import synthesize
 
     return resample(synthesize("pillbox"), SAMPLE_RATE_HZ, RATE).astype(np.float32)
 
@@ -124,7 +124,7 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_records_the_word_trimmed_and_pocketsphinx_hears_it(mic, word):
-    from trainer.metrics import WordRecognizer
+    from earsight.trainer.metrics import WordRecognizer
 
     mic.feed(in_a_room(word))
     lines: list[str] = []

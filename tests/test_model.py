@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from trainer import losses
-from trainer.model import (
+from earsight.trainer import losses
+from earsight.trainer.model import (
     MTNet,
     MTNetConfig,
     count_parameters,

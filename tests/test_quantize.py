@@ -11,12 +11,12 @@ import numpy as np
 import onnx
 import pytest
 
-from engine.errors import BackendUnavailable, EngineBuildError, ExportError
-from engine.export import export_onnx
-from engine.quantize import INT8_LIMITS, checkpoint_images, store_large_weights_half
-from engine.runtime import RuntimeOptions, load, make_backend
-from engine.sidecar import read_sidecar
-from engine.source import cpu_variant, int8_variant_path, resolve_model
+from earsight.engine.errors import BackendUnavailable, EngineBuildError, ExportError
+from earsight.engine.export import export_onnx
+from earsight.engine.quantize import INT8_LIMITS, checkpoint_images, store_large_weights_half
+from earsight.engine.runtime import RuntimeOptions, load, make_backend
+from earsight.engine.sidecar import read_sidecar
+from earsight.engine.source import cpu_variant, int8_variant_path, resolve_model
 
 pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 
@@ -113,7 +113,7 @@ def test_large_float_weights_are_stored_half_and_cast_back(tmp_path):
 
 
 def test_onnx_cpu_runs_the_int8_variant_unless_told_not_to(int8_pair, caplog):
-    with caplog.at_level(logging.INFO, logger="engine.runtime"):
+    with caplog.at_level(logging.INFO, logger="earsight.engine.runtime"):
         rt = load(int8_pair, "onnx-cpu", OPTS)
     assert rt.info.precision == "int8" and rt.info.model.name == "model.int8.onnx"
     assert "backend onnx-cpu on cpu: model.int8.onnx (int8)" in caplog.text
@@ -137,14 +137,14 @@ def test_an_int8_file_of_other_weights_is_ignored_with_a_warning(
     side["checkpoint"]["sha256"] = "0" * 64  # as if exported from another checkpoint
     side["checkpoint"]["path"] = str(engine_checkpoint)
     side_path.write_text(json.dumps(side))
-    with caplog.at_level(logging.WARNING, logger="engine.source"):
+    with caplog.at_level(logging.WARNING, logger="earsight.engine.source"):
         rt = load(tmp_path / "model.onnx", "onnx-cpu", OPTS)
     assert rt.info.precision == "fp32" and rt.info.model.name == "model.onnx"
     assert "ignoring model.int8.onnx: not an export of the same weights" in caplog.text
 
 
 def test_tensorrt_refuses_the_int8_export_so_auto_falls_through(int8_pair):
-    from engine.build import choose_mode
+    from earsight.engine.build import choose_mode
 
     variant = cpu_variant(resolve_model(int8_pair))
     assert variant is not None and variant.contract.precision == "int8"
@@ -155,7 +155,7 @@ def test_tensorrt_refuses_the_int8_export_so_auto_falls_through(int8_pair):
 
 
 def test_sidecar_checkpoint_path_is_absolute_only_across_top_level_trees():
-    from engine.sidecar import _checkpoint_path
+    from earsight.engine.sidecar import _checkpoint_path
 
     model = Path("/srv/earsight/assets/models/m.onnx")
     assert _checkpoint_path(Path("/srv/earsight/runs/a/best.pt"), model) == "../../runs/a/best.pt"
@@ -178,9 +178,9 @@ def test_sidecar_checkpoint_path_is_relative_and_survives_a_move(int8_pair, tmp_
 
 
 def test_bench_times_the_int8_variant_only_in_its_own_row(int8_pair, tmp_path):
-    from engine.bench import BenchOptions, parse_spec, run_bench
-    from engine.bench_table import format_table
-    from engine.errors import EngineError
+    from earsight.engine.bench import BenchOptions, parse_spec, run_bench
+    from earsight.engine.bench_table import format_table
+    from earsight.engine.errors import EngineError
 
     assert parse_spec("onnx-cpu:int8") == ("onnx-cpu", "int8")
     for spec in ("torch:int8", "tensorrt:int8"):
@@ -207,7 +207,7 @@ def test_bench_times_the_int8_variant_only_in_its_own_row(int8_pair, tmp_path):
 
 
 def test_int8_export_without_the_training_data_says_where_to_point(engine_checkpoint, tmp_path):
-    from trainer.checkpoint import read_checkpoint, save_checkpoint
+    from earsight.trainer.checkpoint import read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(engine_checkpoint)
     ckpt["dataset"] = {**ckpt["dataset"], "source": "mnist"}  # as if trained on MNIST files
@@ -238,8 +238,8 @@ def test_bench_on_a_fresh_clone_times_the_shipped_file_against_its_int8_variant(
 ):
     """Only the ONNX files ship (no checkpoint): the default bench still has a peer of the same
     weights in the same run, and its speedups are against it (issue 11)."""
-    from engine.bench import BenchOptions, run_bench
-    from engine.bench_table import format_table
+    from earsight.engine.bench import BenchOptions, run_bench
+    from earsight.engine.bench_table import format_table
 
     fresh = tmp_path / "clone" / "models"  # deeper: the sidecar's relative path leads nowhere
     fresh.mkdir(parents=True)
@@ -261,10 +261,10 @@ def test_backbone_int8_keeps_the_early_high_resolution_convolutions_float(tmp_pa
     whose maps are 10×10 or smaller (stages 4–7 and the head), none of the depthwise ones."""
     import torch
 
-    from engine.export import _export_graph
-    from engine.graph import InferenceGraph
-    from engine.quantize import LOW_RES_DIVISOR, encoder_convolutions
-    from trainer.model import MTNet, make_config
+    from earsight.engine.export import _export_graph
+    from earsight.engine.graph import InferenceGraph
+    from earsight.engine.quantize import LOW_RES_DIVISOR, encoder_convolutions
+    from earsight.trainer.model import MTNet, make_config
 
     torch.manual_seed(0)
     cfg = make_config("efficientnet-lite0", n_classes=3, audio_length=800)

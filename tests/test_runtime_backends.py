@@ -12,12 +12,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from engine.errors import BackendUnavailable, InputError, ModelFileError
-from engine.export import TOLERANCE
-from engine.postprocess import PostprocessOptions
-from engine.runtime import AUTO_ORDER, RuntimeOptions, load
-from engine.sidecar import sidecar_path
-from trainer.checkpoint import load_model
+from earsight.engine.errors import BackendUnavailable, InputError, ModelFileError
+from earsight.engine.export import TOLERANCE
+from earsight.engine.postprocess import PostprocessOptions
+from earsight.engine.runtime import AUTO_ORDER, RuntimeOptions, load
+from earsight.engine.sidecar import sidecar_path
+from earsight.trainer.checkpoint import load_model
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 HAS_CUDA = torch.cuda.is_available()
@@ -134,7 +134,7 @@ cpu_only = pytest.mark.skipif(HAS_TRT or HAS_ORT_CUDA, reason="checks the CPU-on
 
 @cpu_only
 def test_auto_logs_each_fallback_reason_once(engine_onnx, caplog):
-    caplog.set_level(logging.DEBUG, logger="engine.runtime")
+    caplog.set_level(logging.DEBUG, logger="earsight.engine.runtime")
     rt = load(engine_onnx["fp32"].path, options=OPTS)
     assert rt.info.backend == "onnx-cpu"
     messages = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
@@ -152,7 +152,7 @@ def test_auto_logs_each_fallback_reason_once(engine_onnx, caplog):
 
 @cpu_only
 def test_auto_on_a_checkpoint_falls_back_to_torch(engine_checkpoint, caplog):
-    caplog.set_level(logging.DEBUG, logger="engine.runtime")
+    caplog.set_level(logging.DEBUG, logger="earsight.engine.runtime")
     rt = load(engine_checkpoint, options=OPTS)
     assert rt.info.backend == "torch" and rt.info.sidecar is None
     skipped = [r.getMessage().split()[1] for r in caplog.records if "unavailable" in r.getMessage()]
@@ -225,8 +225,8 @@ def test_unknown_backend_is_a_usage_error(engine_onnx):
 
 
 def test_onnx_cpu_threads_spin_unless_the_live_app_says_not(engine_onnx):
-    from app.commands import live_runtime_options
-    from app.config import LiveOptions
+    from earsight.app.commands import live_runtime_options
+    from earsight.app.config import LiveOptions
 
     def spinning(options: RuntimeOptions) -> str:
         rt = load(engine_onnx["fp32"].path, "onnx-cpu", options)

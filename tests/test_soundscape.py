@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from app.soundscape import PEAK, SoundscapeOptions, brightness, duration_s, encode, warm_up
+from earsight.app.soundscape import PEAK, SoundscapeOptions, brightness, duration_s, encode, warm_up
 
 OPTS = SoundscapeOptions()
 RATE = OPTS.sample_rate

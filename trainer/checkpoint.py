@@ -16,14 +16,6 @@ Files are written to a temporary name and renamed, so a kill mid-write never lea
 
 from __future__ import annotations
 
-from earsight.errors import first_line
-
-if __package__ in (None, ""):  # run as `python trainer/checkpoint.py`
-    import sys
-    from pathlib import Path as _P
-
-    sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
-
 import dataclasses
 import logging
 import os
@@ -32,10 +24,10 @@ from typing import Any
 
 import torch
 
-from earsight.errors import UsageError
-from trainer.augment import trained_with_flips
-from trainer.errors import CheckpointError
-from trainer.model import MTNet, MTNetConfig
+from earsight.errors import UsageError, first_line
+from earsight.trainer.augment import trained_with_flips
+from earsight.trainer.errors import CheckpointError
+from earsight.trainer.model import MTNet, MTNetConfig
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from trainer import downloads
-from trainer.downloads import FIX_CORRUPT, verify
-from trainer.errors import DatasetError
-from trainer.image_set import (
+from earsight.trainer import downloads
+from earsight.trainer.downloads import FIX_CORRUPT, verify
+from earsight.trainer.errors import DatasetError
+from earsight.trainer.image_set import (
     FIX_MISSING,
     ImageSet,
     ImageSplit,

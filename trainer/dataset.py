@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import DatasetError
-from trainer.images import ImageSet, ImageSplit, load_images
-from trainer.speech import DEFAULT_WORDS_PER_MIN, SpokenWords, speak_words, voice_set
+from earsight.trainer.errors import DatasetError
+from earsight.trainer.images import ImageSet, ImageSplit, load_images
+from earsight.trainer.speech import DEFAULT_WORDS_PER_MIN, SpokenWords, speak_words, voice_set
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from trainer.errors import DatasetError
+from earsight.trainer.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

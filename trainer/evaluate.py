@@ -11,12 +11,6 @@ use every test image; PESQ/STOI/word accuracy use a class-stratified subset of `
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as `python trainer/evaluate.py`
-    import sys
-    from pathlib import Path as _P
-
-    sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
-
 import argparse
 import functools
 import json
@@ -30,12 +24,12 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError
-from trainer import metrics
-from trainer.augment import to_tensor_images
-from trainer.checkpoint import load_model, read_checkpoint
-from trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
-from trainer.model import MTNet
-from trainer.preprocess import fit_batch
+from earsight.trainer import metrics
+from earsight.trainer.augment import to_tensor_images
+from earsight.trainer.checkpoint import load_model, read_checkpoint
+from earsight.trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
+from earsight.trainer.model import MTNet
+from earsight.trainer.preprocess import fit_batch
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +97,7 @@ Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images → 
 
 def onnx_predictor(onnx_path: Path | str, threads: int | None = None) -> Predictor:
     """The exported model through ONNX Runtime (raw output, before post-processing)."""
-    from engine.runtime import RuntimeOptions, load  # the engine is optional for training
+    from earsight.engine.runtime import RuntimeOptions, load  # the engine is optional for training
 
     options = RuntimeOptions(threads=threads, cpu_int8=False)  # score exactly the file given
     runtime = load(onnx_path, backend="onnx-cpu", options=options)
@@ -182,7 +176,7 @@ def evaluate_checkpoint(
     predict = onnx_predictor(onnx) if onnx else functools.partial(generate, model)
     row = evaluate_split(predict, data, data.test, max_items)
     if onnx:  # the exported graph decides whether it mirror-averages
-        from engine.sidecar import read_sidecar
+        from earsight.engine.sidecar import read_sidecar
 
         tta = bool(read_sidecar(Path(onnx), verify_sha256=False)["config"].get("flip_tta"))
     else:
@@ -230,7 +224,7 @@ def table4(
 ) -> list[tuple]:
     """Paper Table 4 rows on our data: our MT-Net and our I2T2A on the same test images and
     ground truth, next to the paper's MT-Net and I2T2A rows."""
-    from trainer.baseline import i2t2a_predictor
+    from earsight.trainer.baseline import i2t2a_predictor
 
     model, ckpt = load_model(path, flip_tta=flip_tta)
     spec = DatasetSpec(**ckpt["dataset"])

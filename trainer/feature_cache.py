@@ -26,9 +26,9 @@ import torch
 
 from earsight import paths
 from earsight.errors import UsageError
-from trainer.backbone import EfficientNetLite, preprocess
-from trainer.plumbing import progress_bar
-from trainer.preprocess import fit_batch
+from earsight.trainer.backbone import EfficientNetLite, preprocess
+from earsight.trainer.plumbing import progress_bar
+from earsight.trainer.preprocess import fit_batch
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,6 @@ metrics.json (test split, trainer/evaluate.py's columns) and report.md with PNG 
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as `python trainer/fit.py`
-    import sys
-    from pathlib import Path as _P
-
-    sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
-
 import argparse
 import json
 import logging
@@ -28,15 +22,15 @@ import torch
 import torch.distributed as dist
 
 from earsight.errors import EarSightError, UsageError
-from trainer.checkpoint import training_only_prefixes
-from trainer.dataset import DatasetSpec, build_dataset
-from trainer.images import SOURCES
-from trainer.model import PRESETS, MTNet, count_parameters, inference_macs
-from trainer.options import ABLATIONS, TrainOptions, arch_changes, checked_config
-from trainer.plumbing import rank_world
-from trainer.train import check_run_folder, fit
+from earsight.trainer.checkpoint import training_only_prefixes
+from earsight.trainer.dataset import DatasetSpec, build_dataset
+from earsight.trainer.images import SOURCES
+from earsight.trainer.model import PRESETS, MTNet, count_parameters, inference_macs
+from earsight.trainer.options import ABLATIONS, TrainOptions, arch_changes, checked_config
+from earsight.trainer.plumbing import rank_world
+from earsight.trainer.train import check_run_folder, fit
 
-log = logging.getLogger("trainer.fit")
+log = logging.getLogger("earsight.trainer.fit")
 
 # Input geometry and the paper's L_s (§4.3) per dataset, for --describe without any data.
 DESCRIBE_SHAPES = {
@@ -219,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     )
     spec.check()  # before the download and the loading
     if args.download:
-        from trainer.images import load_images
+        from earsight.trainer.images import load_images
 
         load_images(args.dataset, Path(spec.data_root) if spec.data_root else None, download=True)
     data = build_dataset(spec)
@@ -232,8 +226,8 @@ def run(args: argparse.Namespace) -> int:
         )
     best = fit(data, spec, opts, args.out, resume=args.resume)
     if rank_world()[0] == 0 and not args.no_report:
-        from trainer.evaluate import evaluate_checkpoint
-        from trainer.report import write_report
+        from earsight.trainer.evaluate import evaluate_checkpoint
+        from earsight.trainer.report import write_report
 
         result = evaluate_checkpoint(best, args.eval_items, data=data)
         (args.out / "metrics.json").write_text(json.dumps(result, indent=2))

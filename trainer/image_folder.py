@@ -2,9 +2,9 @@
 
 With ``train/`` and ``test/`` sub-folders the split is theirs; otherwise a fixed-seed 20 % of each
 word's images is the test split. Images are decoded like ``describe`` decodes them
-(``trainer.image_io``) and must all be one size (grey is promoted to RGB when any is in
+(``earsight.trainer.image_io``) and must all be one size (grey is promoted to RGB when any is in
 colour); the decoded arrays are cached under ``earsight.paths.data_root()/cache``, as EarSight does
-not write into a user's folder. Decoding and stacking live in ``trainer.image_set``, shared
+not write into a user's folder. Decoding and stacking live in ``earsight.trainer.image_set``, shared
 with the CIFAR-10 JPEG zips.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import DatasetError
-from trainer.image_io import ImageFileError, read_file
-from trainer.image_set import (
+from earsight.trainer.errors import DatasetError
+from earsight.trainer.image_io import ImageFileError, read_file
+from earsight.trainer.image_set import (
     SPLIT_SEED,
     TEST_FRACTION,
     ImageSet,

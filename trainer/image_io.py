@@ -4,7 +4,7 @@ the datasets (image folders, the CIFAR-10 JPEG zips) all call ``read_image``/``d
     pixels = read_image(Path("photo.jpg"))   # uint8 (H, W) grey or (H, W, 3) RGB, upright
 
 It lives in ``trainer`` because the app depends on the trainer and not the other way round (as
-``trainer.preprocess.fit_to_input`` does). What it promises, for files nobody vetted:
+``earsight.trainer.preprocess.fit_to_input`` does). What it promises, for files nobody vetted:
 
 * only regular files are opened (a FIFO named ``x.jpg`` would block the reader forever,
   ``/dev/zero`` never ends), and at most ``MAX_FILE_BYTES`` are read;

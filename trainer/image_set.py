@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from earsight import paths
-from trainer import downloads
-from trainer.downloads import FIX_CORRUPT
-from trainer.errors import DatasetError
-from trainer.image_io import ImageFileError, decode_image
+from earsight.trainer import downloads
+from earsight.trainer.downloads import FIX_CORRUPT
+from earsight.trainer.errors import DatasetError
+from earsight.trainer.image_io import ImageFileError, decode_image
 
 TEST_FRACTION = 0.2  # digits and split-less folders: 80 % train / 20 % test
 SPLIT_SEED = 0  # fixed so the same files always give the same split

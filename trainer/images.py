@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from earsight import paths
-from trainer import downloads
-from trainer.cifar import _load_cifar10, _load_cifar100
-from trainer.downloads import CHECKSUMS, FIX_CORRUPT, verify
-from trainer.errors import DatasetError
-from trainer.image_folder import _load_folder
-from trainer.image_set import (
+from earsight.trainer import downloads
+from earsight.trainer.cifar import _load_cifar10, _load_cifar100
+from earsight.trainer.downloads import CHECKSUMS, FIX_CORRUPT, verify
+from earsight.trainer.errors import DatasetError
+from earsight.trainer.image_folder import _load_folder
+from earsight.trainer.image_set import (
     SPLIT_SEED,
     TEST_FRACTION,
     ImageSet,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer.augment import augment, augment_mode, to_tensor_images
-from trainer.dataset import ADDataset, Split
+from earsight.trainer.augment import augment, augment_mode, to_tensor_images
+from earsight.trainer.dataset import ADDataset, Split
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def stage2_inputs(model, data: ADDataset, opts, device: torch.device) -> tuple[I
     mode = augment_mode(opts.augment, data.name)
     if not model.cfg.backbone:
         return ImageInputs(data.train, mode, opts.cutout), ImageInputs(data.val)
-    from trainer.feature_cache import cached_activations
+    from earsight.trainer.feature_cache import cached_activations
 
     if "shift" in mode or opts.cutout:
         log.info("cached backbone: shifts and cutout are not applied (flips are, as mirrors)")

@@ -23,8 +23,8 @@ import numpy as np
 from scipy import sparse
 from scipy.signal import get_window, resample_poly
 
-from trainer.errors import MetricError, SpeechError
-from trainer.speech import trim_silence
+from earsight.trainer.errors import MetricError, SpeechError
+from earsight.trainer.speech import trim_silence
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,9 @@ def _normalize_entry(entry: str) -> str:
 
 def _espeak_pronunciation(token: str) -> str:
     """ARPAbet for a word CMUdict lacks ("pillbox", a user's own word), from espeak-ng."""
-    from trainer.pronounce import arpabet  # only words outside the dictionary need espeak-ng
+    from earsight.trainer.pronounce import (
+        arpabet,  # only words outside the dictionary need espeak-ng
+    )
 
     try:
         return arpabet(token)

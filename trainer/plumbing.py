@@ -17,7 +17,7 @@ from tqdm import tqdm
 from earsight.errors import UsageError
 
 if TYPE_CHECKING:
-    from trainer.options import TrainOptions
+    from earsight.trainer.options import TrainOptions
 
 
 def pick_device(name: str) -> torch.device:

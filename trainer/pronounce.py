@@ -20,8 +20,8 @@ import functools
 import logging
 import subprocess
 
-from trainer.errors import SpeechError
-from trainer.speech import INSTALL_HINT, SYNTH_TIMEOUT_S, _espeak_path
+from earsight.trainer.errors import SpeechError
+from earsight.trainer.speech import INSTALL_HINT, SYNTH_TIMEOUT_S, _espeak_path
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ matplotlib.use("Agg")  # headless: no display on servers, CI or the wearable
 import matplotlib.pyplot as plt
 import numpy as np
 
-from trainer import metrics
-from trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
-from trainer.dataset import ADDataset
-from trainer.evaluate import format_table, generate, paper_row
+from earsight.trainer import metrics
+from earsight.trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
+from earsight.trainer.dataset import ADDataset
+from earsight.trainer.evaluate import format_table, generate, paper_row
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 from earsight import paths
-from trainer.errors import SpeechError
+from earsight.trainer.errors import SpeechError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Teach benchmark on COIL-100: how well teach mode's classifier learns objects from few views.
 
-    python -m trainer.teach_bench --base assets/models/cifar10-ad-lite0.teach.pt \\
+    python -m earsight.trainer.teach_bench --base assets/models/cifar10-ad-lite0.teach.pt \\
         --coil ../shared/data/coil100/coil-100.zip [--objects 10,100] [--views 1,3,5,10]
 
 COIL-100 (Nene, Nayar & Murase 1996): 100 objects × 72 turntable views 5° apart, 128×128 on
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError
-from trainer.teach_learn import (
+from earsight.trainer.teach_learn import (
     TaughtSet,
     TeachBase,
     answer_pooled,
@@ -83,7 +83,7 @@ def cached_pooled(
     (centre ``crop``: default the camera's ``input_crop``; 1.0 for dataset thumbnails, used
     whole as in training), or of their mirrors; the frozen trunk's activations are cached
     (trainer/feature_cache.py), the fine-tuned tail runs each time."""
-    from trainer.feature_cache import cached_activations
+    from earsight.trainer.feature_cache import cached_activations
 
     enc, cfg = model.eval().image_encoder, model.cfg
     acts = cached_activations(
@@ -168,7 +168,9 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.teach_bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m earsight.trainer.teach_bench", description=__doc__
+    )
     parser.add_argument("--base", type=Path, required=True, help="a teach base (.teach.pt)")
     parser.add_argument("--coil", type=Path, required=True, help="coil-100.zip")
     parser.add_argument("--objects", default="10,100", help="K values, comma-separated")

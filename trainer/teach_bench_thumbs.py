@@ -2,7 +2,7 @@
 
     python trainer/fit.py --dataset cifar10 --data-root DIR --preset efficientnet-lite0 \\
         --leave-out cat,truck ... --out runs/cifar8-lite0       # the default recipe, 8 classes
-    python -m trainer.teach_bench_thumbs runs/cifar8-lite0/best.pt [--photos 30]
+    python -m earsight.trainer.teach_bench_thumbs runs/cifar8-lite0/best.pt [--photos 30]
 
 Issue #13's hard case: CIFAR-10 thumbnails (32×32) are far from the camera photos the ImageNet
 backbone knows, and the left-out classes have near neighbours among the known ones (cat/dog,
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError
-from trainer.teach_bench import THRESHOLD, cached_pooled
-from trainer.teach_learn import (
+from earsight.trainer.teach_bench import THRESHOLD, cached_pooled
+from earsight.trainer.teach_learn import (
     TaughtSet,
     TeachBase,
     answer_pooled,
@@ -41,7 +41,7 @@ from trainer.teach_learn import (
     load_teach_base,
     refine_classifier,
 )
-from trainer.teach_voice import VoiceOptions, fit_voice_clip, learn_voice
+from earsight.trainer.teach_voice import VoiceOptions, fit_voice_clip, learn_voice
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ DEFAULT_SOX = "pitch -200"  # a lower voice: sox effects, as `sox in.wav out.wav
 def left_out_images(spec, photos: int, seed: int):
     """The run's left-out classes from the full image set: ``photos`` seeded training images
     of each (P·k, H, W, C), their labels 0..k−1, and every test image of them with labels."""
-    from trainer.images import load_images
+    from earsight.trainer.images import load_images
 
     if not spec.leave_out:
         raise UsageError("this run left no class out", "train with fit.py --leave-out WORD,WORD")
@@ -80,7 +80,7 @@ def left_out_images(spec, photos: int, seed: int):
 def taught_voice(word: str, espeak_voice: str, sox_effects: str, rate: int, length: int):
     """``word`` by espeak-ng ``espeak_voice``, through ``sox_effects``, fitted to the model's
     clip (length,) float32 at ``rate`` Hz. UsageError when sox rejects the effects."""
-    from trainer.speech import SAMPLE_RATE_HZ, Voice, synthesize
+    from earsight.trainer.speech import SAMPLE_RATE_HZ, Voice, synthesize
 
     wave = synthesize(word, Voice(name=espeak_voice))
     if sox_effects.strip():
@@ -120,7 +120,7 @@ def heard_scores(model, pooled, mirrored, labels, voices: np.ndarray | None) -> 
     all of them and over those answered with their own word; with ``voices`` (k, L_s), Corr2D
     and STOI against the class's taught voice, and that voice itself heard right (a ceiling).
     ``mirrored``: the images' mirrors' pooled features (mirror-averaged answers) or None."""
-    from trainer.metrics import WordRecognizer, corr2d, stoi
+    from earsight.trainer.metrics import WordRecognizer, corr2d, stoi
 
     cfg = model.cfg
     some = np.concatenate(
@@ -151,8 +151,8 @@ def heard_scores(model, pooled, mirrored, labels, voices: np.ndarray | None) -> 
 
 def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: int) -> list[str]:
     """The benchmark's markdown table rows (header first); see the module docstring."""
-    from trainer.checkpoint import read_checkpoint
-    from trainer.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.checkpoint import read_checkpoint
+    from earsight.trainer.dataset import DatasetSpec, build_dataset
 
     spec = DatasetSpec(**read_checkpoint(checkpoint)["dataset"])
     train, train_labels, test, test_labels = left_out_images(spec, photos, seed)
@@ -227,7 +227,7 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m trainer.teach_bench_thumbs", description=__doc__
+        prog="python -m earsight.trainer.teach_bench_thumbs", description=__doc__
     )
     parser.add_argument("checkpoint", type=Path, help="best.pt of a run trained with --leave-out")
     parser.add_argument("--photos", type=int, default=30, help="training photos per taught class")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from earsight.errors import UsageError
-from trainer.teach_learn import (
+from earsight.trainer.teach_learn import (
     TaughtSet,
     answer_pooled,
     learn_classifier,
@@ -38,8 +38,8 @@ from trainer.teach_learn import (
     pooled_features,
     refine_classifier,
 )
-from trainer.teach_store import MODEL_FOLDER, MODEL_NAME  # noqa: F401 (re-exported)
-from trainer.teach_voice import VoiceOptions, fit_voice_clip, learn_voice
+from earsight.trainer.teach_store import MODEL_FOLDER, MODEL_NAME  # noqa: F401 (re-exported)
+from earsight.trainer.teach_voice import VoiceOptions, fit_voice_clip, learn_voice
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class _Split:
 
 def _read_store(store, model, say: Say) -> _Split:
     """Photos → pooled features (learned ones with mirrors), recordings → targets."""
-    from trainer.image_io import read_image
+    from earsight.trainer.image_io import read_image
 
     cfg = model.cfg
     words = tuple(w.name for w in store.words())
@@ -151,8 +151,8 @@ def teach_fit(
 
 
 def _save_and_export(model, out_dir: Path) -> Path:
-    from engine.export import export_onnx
-    from trainer.checkpoint import save_checkpoint
+    from earsight.engine.export import export_onnx
+    from earsight.trainer.checkpoint import save_checkpoint
 
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / f"{MODEL_NAME}.pt"
@@ -190,7 +190,7 @@ def _report(base, model, split: _Split, classifier_s: float, voice_s: float, onn
 def _known_scores(model, pooled: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Shipped words on check images: answered right; generated word heard right (on a
     class-balanced KNOWN_HEARD_PER_CLASS of them: the recognizer takes ~0.1 s a clip)."""
-    from trainer.metrics import WordRecognizer
+    from earsight.trainer.metrics import WordRecognizer
 
     cfg = model.cfg
     probs, phi = answer_pooled(model, pooled)
@@ -210,7 +210,7 @@ def _known_scores(model, pooled: np.ndarray, labels: np.ndarray) -> dict[str, fl
 
 def _held_back_scores(model, split: _Split) -> dict[str, float]:
     """The held-back photos through the taught model: right word, heard word, closeness."""
-    from trainer.metrics import WordRecognizer, corr2d, stoi
+    from earsight.trainer.metrics import WordRecognizer, corr2d, stoi
 
     cfg, labels = model.cfg, split.held_labels
     known = cfg.n_classes - cfg.taught_words

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from earsight.errors import UsageError
-from trainer.model import MTNet, MTNetConfig
-from trainer.open_set import class_exemplars
+from earsight.trainer.model import MTNet, MTNetConfig
+from earsight.trainer.open_set import class_exemplars
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def save_teach_base(
     weights (fp16 storage), and pooled features (N, D) of shipped training images with their
     labels (N,), ``is_check`` (N,) bool marking those kept for checking. ~20 MB for Lite0.
     ``flip_tta``: taught models answer mirror-averaged (only for a model trained on mirrors)."""
-    from trainer.checkpoint import training_only_prefixes
+    from earsight.trainer.checkpoint import training_only_prefixes
 
     slim = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     drop = training_only_prefixes(model.cfg)  # stage 1's encoder/decoder, ImageNet's classifier
@@ -136,7 +136,7 @@ def load_teach_base(path: Path) -> TeachBase:
 def pooled_features(model: MTNet, photos: Sequence[np.ndarray], mirrored: bool = True):
     """Photos (H, W, 3) uint8 of any size → pooled backbone features (N or 2N, D) float32, in
     the order photos then their mirrors; fitted as the app fits a camera frame."""
-    from trainer.preprocess import fit_to_input
+    from earsight.trainer.preprocess import fit_to_input
 
     cfg, enc = model.cfg, model.eval().image_encoder
     fitted = np.stack(
@@ -199,7 +199,7 @@ def taught_gate(
     views of one side would otherwise make every other side of the thing a stranger). With one
     photo per word nothing measures a new view: the centre is the strangers' end.
     """
-    from trainer.open_set import SLOPE_SPAN, calibrate
+    from earsight.trainer.open_set import SLOPE_SPAN, calibrate
 
     with torch.no_grad():
         u = model.taught.unit(torch.from_numpy(taught.pooled)).numpy()
@@ -334,10 +334,10 @@ def refine_classifier(
 def build_teach_base(checkpoint: Path, out: Path, data_root: str | None = None) -> Path:
     """The teach base of a trained backbone run: its weights and the pooled features of
     REPLAY_PER_CLASS seeded training images per class (thumbnails used whole, as in training)."""
-    from trainer.augment import trained_with_flips
-    from trainer.checkpoint import load_model
-    from trainer.dataset import DatasetSpec, build_dataset
-    from trainer.preprocess import fit_batch
+    from earsight.trainer.augment import trained_with_flips
+    from earsight.trainer.checkpoint import load_model
+    from earsight.trainer.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.preprocess import fit_batch
 
     model, ckpt = load_model(checkpoint)
     spec = DatasetSpec(**ckpt["dataset"])

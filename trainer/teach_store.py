@@ -41,8 +41,8 @@ import numpy as np
 
 from earsight import paths
 from earsight.errors import EarSightError
+from earsight.trainer.durable import TMP_PREFIX, fsync_dir, replace_file, write_new
 from earsight.wav import wav_bytes
-from trainer.durable import TMP_PREFIX, fsync_dir, replace_file, write_new
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from earsight.errors import UsageError
-from trainer.losses import generation_loss
-from trainer.model import MTNet
-from trainer.teach_learn import TaughtSet, TeachBase
+from earsight.trainer.losses import generation_loss
+from earsight.trainer.model import MTNet
+from earsight.trainer.teach_learn import TaughtSet, TeachBase
 
 Progress = Callable[[str], None]  # a spoken/printed progress line
 
@@ -51,7 +51,7 @@ def fit_voice_clip(wave: np.ndarray, sample_rate: int, model_rate: int, length: 
     zero-padded at the end. UsageError when the word is longer than the model's clip."""
     from scipy.signal import resample_poly
 
-    from trainer.speech import PEAK_LEVEL, trim_silence
+    from earsight.trainer.speech import PEAK_LEVEL, trim_silence
 
     x = np.asarray(wave, dtype=np.float64).ravel()
     if sample_rate != model_rate:

@@ -21,14 +21,14 @@ import torch.distributed as dist
 from torch import nn
 
 from earsight.errors import EarSightError, UsageError
-from trainer import losses
-from trainer.averaging import WeightAverage
-from trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
-from trainer.dataset import ADDataset, DatasetSpec
-from trainer.inputs import Inputs, stage2_inputs
-from trainer.model import MTNet, MTNetConfig
-from trainer.options import TrainOptions, model_config
-from trainer.plumbing import (
+from earsight.trainer import losses
+from earsight.trainer.averaging import WeightAverage
+from earsight.trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
+from earsight.trainer.dataset import ADDataset, DatasetSpec
+from earsight.trainer.inputs import Inputs, stage2_inputs
+from earsight.trainer.model import MTNet, MTNetConfig
+from earsight.trainer.options import TrainOptions, model_config
+from earsight.trainer.plumbing import (
     autocast_for,
     epoch_batches,
     gpu_memory,
@@ -400,7 +400,7 @@ def check_writable(out_dir: Path) -> None:
 def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> dict:
     """Give best.pt's backbone model its open-set gate and softmax temperature
     (trainer/open_set.py), in place; returns the gate's summary."""
-    from trainer.open_set import fit_gate
+    from earsight.trainer.open_set import fit_gate
 
     ckpt = read_checkpoint(best)
     model = MTNet(MTNetConfig.from_dict(ckpt["config"]))

@@ -1,5 +1,5 @@
-"""Inference backends behind one interface (``Backend``); ``engine.runtime`` picks one."""
+"""Inference backends behind one interface (``Backend``); ``earsight.engine.runtime`` picks one."""
 
-from engine.backends.base import Backend, RuntimeOptions
+from earsight.engine.backends.base import Backend, RuntimeOptions
 
 __all__ = ["Backend", "RuntimeOptions"]

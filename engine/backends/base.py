@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.postprocess import PostprocessOptions
+from earsight.engine.postprocess import PostprocessOptions
 
 DEFAULT_TRT_MAX_BATCH = 64  # batch profile upper bound when the runtime builds an engine
 

@@ -6,16 +6,16 @@ import logging
 
 import numpy as np
 
-from earsight.errors import first_line
-from engine.backends.base import Backend, RuntimeOptions
-from engine.errors import (
+from earsight.engine.backends.base import Backend, RuntimeOptions
+from earsight.engine.errors import (
     BackendFailed,
     BackendUnavailable,
     ModelFileError,
     OutOfMemory,
 )
-from engine.sidecar import INPUT_NAME, OUTPUT_NAMES, disable_onnxruntime_telemetry
-from engine.source import ModelSource
+from earsight.engine.sidecar import INPUT_NAME, OUTPUT_NAMES, disable_onnxruntime_telemetry
+from earsight.engine.source import ModelSource
+from earsight.errors import first_line
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ import logging
 import numpy as np
 import torch
 
-from engine.backends.base import Backend, RuntimeOptions
-from engine.errors import BackendUnavailable, ModelFileError, OutOfMemory
-from engine.source import ModelSource
-from trainer.checkpoint import load_model
-from trainer.errors import CheckpointError
+from earsight.engine.backends.base import Backend, RuntimeOptions
+from earsight.engine.errors import BackendUnavailable, ModelFileError, OutOfMemory
+from earsight.engine.source import ModelSource
+from earsight.trainer.checkpoint import load_model
+from earsight.trainer.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 

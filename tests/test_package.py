@@ -1,0 +1,74 @@
+"""The package as a user installs it: a wheel (not the editable checkout) runs describe from its
+own files, and the installed names are earsight.* only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "-w", str(dist), str(ROOT)], check=True, timeout=600)
+    (found,) = dist.glob("earsight-*.whl")
+    return found
+
+
+def test_the_wheel_installs_only_the_earsight_package(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"earsight"}  # no top-level app/, engine/, trainer/ to collide with
+    for part in ("app/cli.py", "engine/runtime.py", "trainer/model.py", "errors.py"):
+        assert f"earsight/{part}" in names
+    assert "earsight/assets/models/mnist-ad.onnx" in names
+    assert "earsight/assets/models/mnist-ad.onnx.json" in names
+    assert any(n.startswith("earsight/assets/samples/mnist/") for n in names)
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    for line in ("earsight = earsight.app.cli:main", "earsight-train = earsight.trainer.fit:main"):
+        assert line in scripts  # the trainer has commands too, no sys.path edits
+
+
+@pytest.mark.slow
+def test_describe_runs_from_an_installed_wheel(wheel, tmp_path):
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), wheel],
+        check=True,
+        timeout=600,
+    )
+    # The wheel's copy comes first on the path (before the editable checkout), run from a
+    # folder that is neither: a model found through the working directory would not be found.
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    samples = site / "earsight" / "assets" / "samples" / "mnist"
+    cli = [sys.executable, "-m", "earsight.app.cli", "describe", str(samples)]
+    done = subprocess.run(
+        [*cli, "--model", "mnist-ad", "--out", str(tmp_path / "wavs")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if line.split(": ")[0].endswith(".png")]
+    assert len(said) == 20, done.stdout  # a plain line per image, after the backend's line
+    assert len(list((tmp_path / "wavs").glob("*.wav"))) == 20
+    where = subprocess.run(
+        [sys.executable, "-c", "import earsight.app.models as m; print(m.ASSETS_DIR)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(site)  # the wheel's own assets
