@@ -28,8 +28,19 @@ import numpy as np
 
 from earsight.app import earcons
 from earsight.app.config import LiveOptions
+from earsight.app.keys_base import Action
+from earsight.app.live_parts import (
+    LiveAudio,
+    LiveController,
+    LiveGrabber,
+    LiveRuntime,
+    LiveTeacherPart,
+    LiveVoice,
+    LiveWatcher,
+)
 
-if TYPE_CHECKING:  # app.audio is imported where sound is needed, not with this module
+if TYPE_CHECKING:  # app.audio and app.answer are imported where needed, not with this module
+    from earsight.app.answer import ConfidenceGate
     from earsight.app.audio import FirstBufferHook
 
 log = logging.getLogger(__name__)
@@ -129,17 +140,17 @@ class PressRelay:
     a key input that closes is remembered too and reported to the app when it attaches.
     """
 
-    def __init__(self, voice: Any) -> None:
+    def __init__(self, voice: LiveVoice) -> None:
         self.voice = voice
         self._app: LiveApp | None = None
         self._quit = False
         self._closed: str | None = None
 
-    def __call__(self, action: Any, t_key: float) -> None:
+    def __call__(self, action: Action, t_key: float) -> None:
         app = self._app
         if app is not None:
             app.on_action(action, t_key)
-        elif getattr(action, "name", "") == "QUIT":
+        elif action is Action.QUIT:
             self._quit = True
         else:
             self.voice.say("still starting, one moment", level=0)
@@ -164,14 +175,14 @@ class LiveApp:
     def __init__(
         self,
         options: LiveOptions,
-        runtime: Any,
-        grabber: Any,
-        audio: Any,
-        voice: Any,
-        gate: Any,
+        runtime: LiveRuntime,
+        grabber: LiveGrabber,
+        audio: LiveAudio,
+        voice: LiveVoice,
+        gate: ConfidenceGate,
         record_dir: Path | None = None,
-        watcher: Any = None,
-        teacher: Any = None,
+        watcher: LiveWatcher | None = None,
+        teacher: LiveTeacherPart | None = None,
     ) -> None:
         self.options, self.runtime, self.grabber = options, runtime, grabber
         self.watcher = watcher  # app/model_watch.ModelWatcher: a re-learned model, swapped in
@@ -196,38 +207,40 @@ class LiveApp:
 
     # --- controller side: cheap, never blocks ---------------------------------------------
 
-    def on_action(self, action: Any, t_key: float) -> None:
-        name = getattr(action, "name", str(action)).upper()
+    def on_action(self, action: Action, t_key: float) -> None:
+        """A key's Action at perf_counter time ``t_key``; returns at once (controller thread)."""
         teaching = self.teacher is not None and self.teacher.owns_devices
-        if teaching and name in ("DESCRIBE", "REPEAT"):
+        if teaching and action in (Action.DESCRIBE, Action.REPEAT):
             self.teacher.busy()  # the teach flow has the camera and the microphone
-        elif name == "TEACH":
-            if self.teacher is None:
-                self.voice.say("teaching is not available here", level=0)
-            else:
-                self.teacher.press()
-        elif name == "DESCRIBE":
-            with self._lock:
-                self._pending_key = t_key
-            # The click first, then the worker: woken first, a loaded machine can answer before
-            # this thread plays the click, and the click would cut the answer off.
-            self._play(self._click, self._rate, "click")  # heard at once; the word cuts it
-            self._wake.set()
-        elif name == "REPEAT":
-            if self.state.last_sound is None:
-                self.voice.say("nothing to repeat yet: press describe first", level=0)
-            else:
-                self._play(*self.state.last_sound)
-        elif name == "VERBOSITY":
-            self.state.verbosity = (self.state.verbosity + 1) % 3
-            self.voice.verbosity = self.state.verbosity
-            self.voice.say(f"verbosity {self.state.verbosity}", level=0)
-        elif name == "TOGGLE_MODE":
-            self.state.mode = "soundscape" if self.state.mode == "word" else "word"
-            self.voice.say(f"{self.state.mode} mode", level=0)
-        elif name == "QUIT":
-            self.stop_event.set()
-            self._wake.set()
+            return
+        match action:
+            case Action.TEACH:
+                if self.teacher is None:
+                    self.voice.say("teaching is not available here", level=0)
+                else:
+                    self.teacher.press()
+            case Action.DESCRIBE:
+                with self._lock:
+                    self._pending_key = t_key
+                # The click first, then the worker: woken first, a loaded machine can answer
+                # before this thread plays the click, and the click would cut the answer off.
+                self._play(self._click, self._rate, "click")  # heard at once; the word cuts it
+                self._wake.set()
+            case Action.REPEAT:
+                if self.state.last_sound is None:
+                    self.voice.say("nothing to repeat yet: press describe first", level=0)
+                else:
+                    self._play(*self.state.last_sound)
+            case Action.VERBOSITY:
+                self.state.verbosity = (self.state.verbosity + 1) % 3
+                self.voice.verbosity = self.state.verbosity
+                self.voice.say(f"verbosity {self.state.verbosity}", level=0)
+            case Action.TOGGLE_MODE:
+                self.state.mode = "soundscape" if self.state.mode == "word" else "word"
+                self.voice.say(f"{self.state.mode} mode", level=0)
+            case Action.QUIT:
+                self.stop_event.set()
+                self._wake.set()
 
     # --- worker side ------------------------------------------------------------------------
 
@@ -327,7 +340,7 @@ class LiveApp:
             self._worker.join(timeout_s)
         return not self._worker.is_alive()
 
-    def run(self, controller: Any) -> int:
+    def run(self, controller: LiveController) -> int:
         """Serve presses until quit, Ctrl-C, SIGTERM or the end of key input; the exit code.
 
         ``controller`` is already started (key input works before "ready" is said); it is
