@@ -170,11 +170,11 @@ def _describe_one(
     wav: Path | None,
 ) -> Description:
     rate = runtime.info.output_rate
-    said = answer(clip, probs, runtime.info.labels, gate, rate, runtime.options.postprocess)
+    reply = answer(clip, probs, runtime.info.labels, gate, rate, runtime.options.postprocess)
     if wav is not None:
-        write_wav(wav, said.clip, rate)
-    log.debug("%s: %s", path, said.said)
-    return Description(path, said.said, said.top, said.confident, wav, len(said.clip) / rate)
+        write_wav(wav, reply.clip, rate)
+    log.debug("%s: %s", path, reply.said)
+    return Description(path, reply.said, reply.top, reply.confident, wav, len(reply.clip) / rate)
 
 
 def _load_chunk(

@@ -305,8 +305,8 @@ class LiveApp:
         crop = self.runtime.info.input_crop
         waves, probs = self.runtime(prepare(image, (h, w), c, crop)[None])
         rate, opts = self.runtime.info.output_rate, self.runtime.options.postprocess
-        said = answer(waves[0], probs[0], self.runtime.info.labels, self.gate, rate, opts)
-        return said.clip, rate, said.said
+        reply = answer(waves[0], probs[0], self.runtime.info.labels, self.gate, rate, opts)
+        return reply.clip, rate, reply.said
 
     def _play(
         self,

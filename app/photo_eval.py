@@ -165,10 +165,11 @@ def summarize(outcomes: list[Outcome], threshold: float) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m earsight.app.photo_eval", description=__doc__)
     parser.add_argument("folders", nargs="*", type=Path, help="folders of labelled photos")
+    from earsight.app.answer import DEFAULT_THRESHOLD
     from earsight.app.models import DEFAULT_MODEL
 
     parser.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name or a path")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--bundled", action="store_true", help="add the packages' photographs")
     parser.add_argument("--degrade", type=int, metavar="N", help="shrink each photo to N×N first")
     parser.add_argument("--list", action="store_true", help="print one line per photo")
