@@ -223,7 +223,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--e2e",
         action="store_true",
-        help="key press → first audio through the live loop (app/bench_e2e.py)",
+        help="key press → first audio through the live loop (app/bench/e2e.py)",
     )
     p.add_argument("--source", help="--e2e: camera/video source (default: a sample-digit video)")
     p.add_argument("--presses", type=_positive_int, default=40, help="--e2e: presses per backend")
@@ -232,8 +232,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     if args.e2e:
-        from earsight.app.bench_e2e import DEFAULT_BACKENDS as E2E_BACKENDS
-        from earsight.app.bench_e2e import E2EOptions, main_e2e
+        from earsight.app.bench.e2e import DEFAULT_BACKENDS as E2E_BACKENDS
+        from earsight.app.bench.e2e import E2EOptions, main_e2e
         from earsight.app.models import DEFAULT_MODEL
 
         model = str(args.model or DEFAULT_MODEL)
@@ -267,8 +267,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_describe(sub: argparse._SubParsersAction) -> None:
-    from earsight.app.answer import DEFAULT_THRESHOLD, GATE_MODES
     from earsight.app.models import AUTO_MODEL, DEFAULT_MODEL, available_models
+    from earsight.app.modes.answer import DEFAULT_THRESHOLD, GATE_MODES
     from earsight.engine.runtime import BACKEND_NAMES
 
     p = sub.add_parser("describe", help="say what image files show: print the word, write WAVs")
@@ -310,7 +310,7 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_describe(args: argparse.Namespace) -> int:
-    from earsight.app.describe import (
+    from earsight.app.modes.describe import (
         run_describe,  # prints each image's line as it is made; SIGTERM
     )
 
@@ -321,7 +321,7 @@ def _run_describe(args: argparse.Namespace) -> int:
 
 
 def _add_teach(sub: argparse._SubParsersAction) -> None:
-    from earsight.app.teach import DEFAULT_SECONDS, DEFAULT_VIEWS
+    from earsight.app.modes.teach import DEFAULT_SECONDS, DEFAULT_VIEWS
 
     p = sub.add_parser(
         "teach",
@@ -364,7 +364,7 @@ def _add_teach(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_teach(args: argparse.Namespace) -> int:
-    from earsight.app.teach import run_teach
+    from earsight.app.modes.teach import run_teach
 
     other = args.list or args.learn or args.forget is not None or args.rename is not None
     if other == (args.word is not None):  # exactly one of: WORD, --list, --forget, --rename

@@ -1,8 +1,10 @@
 """The app's subcommands of `earsight`: live, doctor, soundscape (registered in app/cli.py).
 
 Each ``add_<name>(sub)`` builds its parser; the run functions assemble the library pieces:
-runtime (engine.runtime) → frame grabber (app.camera) → audio (app.audio) → status voice
-(app.voice) → controller (app.controllers), then hand them to ``earsight.app.live.LiveApp``.
+runtime (engine.runtime) → frame grabber (app.camera.grabber) → audio (app.sound.audio) → status
+voice
+(app.sound.voice) → controller (app.keys.controllers), then hand them to
+``earsight.app.modes.live.LiveApp``.
 """
 
 from __future__ import annotations
@@ -89,9 +91,9 @@ def _key_name(key: str) -> str:
 
 def keys_epilog() -> str:
     """The keys of each key input, for `live --help` (from the key maps themselves)."""
-    from earsight.app.keys_base import Action, KeyMap
-    from earsight.app.keys_evdev import EVDEV_KEYS
-    from earsight.app.keys_terminal import TERMINAL_KEYS
+    from earsight.app.keys.base import Action, KeyMap
+    from earsight.app.keys.evdev import EVDEV_KEYS
+    from earsight.app.keys.terminal import TERMINAL_KEYS
 
     words = {
         Action.DESCRIBE: "describe",
@@ -176,7 +178,7 @@ def live_runtime_options(options: LiveOptions) -> RuntimeOptions:
 
 def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice: Any) -> Any:
     """The audio output (opened with a deadline), or WAV files, said out loud; errors raise."""
-    from earsight.app.audio import AudioOptions, open_audio
+    from earsight.app.sound.audio import AudioOptions, open_audio
 
     return open_audio(
         AudioOptions(
@@ -190,9 +192,9 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
 
 def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Audio, model and camera, in start-up order, each closed by ``stack``; speaks progress."""
-    from earsight.app.answer import ConfidenceGate
-    from earsight.app.camera import FrameGrabber, GrabberOptions, parse_source
+    from earsight.app.camera.grabber import FrameGrabber, GrabberOptions, parse_source
     from earsight.app.models import resolve_model
+    from earsight.app.modes.answer import ConfidenceGate
     from earsight.engine.runtime import load
 
     gate = ConfidenceGate(options.threshold, options.gate)
@@ -227,8 +229,8 @@ def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) ->
 
 
 def _model_watcher(options: LiveOptions, runtime_options: Any, path: Path, voice: Any) -> Any:
-    """For "auto"/"taught": a watcher that loads the re-learned model (app/model_watch.py)."""
-    from earsight.app.model_watch import ModelWatcher, watched
+    """For "auto"/"taught": a watcher that loads the re-learned model (app/modes/model_watch.py)."""
+    from earsight.app.modes.model_watch import ModelWatcher, watched
     from earsight.engine.runtime import load
 
     if not watched(options.model):
@@ -246,7 +248,7 @@ def _model_watcher(options: LiveOptions, runtime_options: Any, path: Path, voice
 
 def run_live(args: argparse.Namespace) -> int:
     """`earsight live`: errors are spoken as well as printed (by main, on stderr)."""
-    from earsight.app.voice import StatusVoice
+    from earsight.app.sound.voice import StatusVoice
 
     options = options_from(args)
     # Messages wait for the audio output to open rather than open the device themselves
@@ -266,10 +268,10 @@ def run_live(args: argparse.Namespace) -> int:
 
 def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     """Key input first (it must work before "ready"), then audio, model, camera; then serve."""
-    from earsight.app.controllers import KeyMap, make_controller
-    from earsight.app.live import LiveApp, PressRelay
-    from earsight.app.live_teach import LiveTeacher
-    from earsight.trainer.teach_store import TeachStore
+    from earsight.app.keys.controllers import KeyMap, make_controller
+    from earsight.app.modes.live import LiveApp, PressRelay
+    from earsight.app.modes.live_teach import LiveTeacher
+    from earsight.trainer.teach.store import TeachStore
 
     voice.say("EarSight starting")
     relay = PressRelay(voice)

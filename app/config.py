@@ -63,7 +63,7 @@ class LiveOptions:
             raise ConfigError(f"keys must be one of {', '.join(KEY_KINDS)}, got {self.keys!r}")
         if self.verbosity not in (0, 1, 2):
             raise ConfigError(f"verbosity must be 0, 1 or 2, got {self.verbosity}")
-        from earsight.app.keys_base import Action, KeyMap  # lazy: keys_base imports the key helpers
+        from earsight.app.keys.base import Action, KeyMap  # lazy: keys_base imports the key helpers
 
         taken = KeyMap().bindings().get(self.hotkey.strip().lower(), Action.DESCRIBE)
         if taken is not Action.DESCRIBE:  # checked before the model loads, not at the first key

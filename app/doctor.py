@@ -74,7 +74,7 @@ def _int8_note(source: ModelSource, options: LiveOptions) -> str:
 
 
 def check_camera(options: LiveOptions) -> Check:
-    from earsight.app.camera import FrameGrabber, parse_source
+    from earsight.app.camera.grabber import FrameGrabber, parse_source
     from earsight.errors import EarSightError
 
     try:
@@ -96,7 +96,12 @@ def check_camera(options: LiveOptions) -> Check:
 
 def check_audio(options: LiveOptions) -> Check:
     """Opens the output as live does: a device the user named must exist, even with --out-dir."""
-    from earsight.app.audio import AudioOptions, AudioOut, AudioUnavailable, UnknownAudioDevice
+    from earsight.app.sound.audio import (
+        AudioOptions,
+        AudioOut,
+        AudioUnavailable,
+        UnknownAudioDevice,
+    )
 
     fallback = f"WAV files will be written to {options.out_dir}" if options.out_dir else ""
     try:
@@ -116,7 +121,7 @@ def check_keys(options: LiveOptions) -> Check:
     import os
     import stat
 
-    from earsight.app.controllers import KeyMap, display_problem, make_controller
+    from earsight.app.keys.controllers import KeyMap, display_problem, make_controller
     from earsight.errors import EarSightError
 
     kind = options.keys

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from earsight.app.describe import Description
+from earsight.app.modes.describe import Description
 
 
 def _probability(p: float) -> str:

@@ -78,7 +78,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
 
 
 def _taught_or_default(name: str) -> Path:
-    from earsight.trainer.teach_store import taught_model_path
+    from earsight.trainer.teach.store import taught_model_path
 
     taught = taught_model_path()
     if taught.is_file():

@@ -234,7 +234,7 @@ def synth_checkpoint(spec: SynthSpec, path: Path) -> Path:
     import torch
 
     from earsight.trainer.checkpoint import save_checkpoint
-    from earsight.trainer.model import MTNet, make_config
+    from earsight.trainer.mtnet.model import MTNet, make_config
 
     cfg = make_config(
         spec.preset,
@@ -282,7 +282,7 @@ class ModelFiles:
 
     def config(self):
         from earsight.trainer.checkpoint import read_checkpoint
-        from earsight.trainer.model import MTNetConfig
+        from earsight.trainer.mtnet.model import MTNetConfig
 
         if self.exported is not None:
             return MTNetConfig.from_dict(self.exported)
@@ -319,7 +319,7 @@ def run_bench(
 ) -> BenchReport:
     """Time every requested backend on ``model`` (or a random ``synth`` model); torch first."""
     from earsight.engine.backends.base import physical_cores
-    from earsight.trainer.model import inference_macs
+    from earsight.trainer.mtnet.model import inference_macs
 
     threads = opts.threads or physical_cores()
     with tempfile.TemporaryDirectory(prefix="earsight-bench-") as tmp:

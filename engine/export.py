@@ -58,7 +58,7 @@ from earsight.engine.sidecar import (
 from earsight.engine.trt_ops import warn_if_not_buildable
 from earsight.errors import first_line
 from earsight.trainer.checkpoint import load_model
-from earsight.trainer.model import MTNet
+from earsight.trainer.mtnet.model import MTNet
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def _quantize_checked(
     """Replace the checked fp32 ONNX at ``tmp`` by its int8 version if that passes its limits."""
     import onnx
 
-    from earsight.trainer.preprocess import fit_batch
+    from earsight.trainer.data.preprocess import fit_batch
 
     cfg = reference.cfg
 

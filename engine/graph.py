@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from earsight.trainer.model import MTNet
+from earsight.trainer.mtnet.model import MTNet
 
 
 class InferenceGraph(nn.Module):

@@ -38,7 +38,7 @@ from earsight.engine.sidecar import INPUT_NAME, OUTPUT_NAMES
 if TYPE_CHECKING:  # onnx and torch load only when an int8 export runs
     import onnx
 
-    from earsight.trainer.model import MTNet
+    from earsight.trainer.mtnet.model import MTNet
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +248,8 @@ def checkpoint_images(checkpoint: Path, data_root: Path | None) -> tuple[np.ndar
     what to do) when the files are not there.
     """
     from earsight.trainer.checkpoint import read_checkpoint
+    from earsight.trainer.data.images import load_images
     from earsight.trainer.errors import DatasetError
-    from earsight.trainer.images import load_images
 
     spec = read_checkpoint(Path(checkpoint)).get("dataset") or {}
     source = spec.get("source")

@@ -17,7 +17,7 @@ checkpoint it came from and how close it is to torch. Schema (``format`` 1)::
                      "probs": {"dtype": "float32", "shape": ["batch", K]}}
     input_size      [H, W, C]
     input_crop      share of a picture's shorter side kept (centred) before resizing it to
-                    input_size on the host (trainer/preprocess.fit_to_input); absent = 1.0
+                    input_size on the host (trainer/data/preprocess.fit_to_input); absent = 1.0
     preprocessing   what the graph does to the pixels (Eq. 1, or a backbone's scaling)
     sample_rate     Hz of "waveform"
     audio_length    L_s, samples
@@ -49,7 +49,7 @@ from earsight.engine.errors import ModelFileError
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # no torch import at runtime: the ONNX path runs without torch loaded
-    from earsight.trainer.model import MTNetConfig
+    from earsight.trainer.mtnet.model import MTNetConfig
 
 SIDECAR_FORMAT = 1
 INPUT_NAME = "images"

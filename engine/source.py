@@ -57,7 +57,7 @@ def resolve_model(path: Path | str, verify_sha256: bool = True) -> ModelSource:
         return ModelSource(path, path, _sidecar_checkpoint(path, side), contract, side)
     if suffix in CHECKPOINT_SUFFIXES:
         from earsight.trainer.checkpoint import read_checkpoint  # torch: only for checkpoints
-        from earsight.trainer.model import MTNetConfig
+        from earsight.trainer.mtnet.model import MTNetConfig
 
         try:
             cfg = MTNetConfig.from_dict(read_checkpoint(path)["config"])

@@ -153,7 +153,7 @@ def test_e2e_bench_fails_only_when_no_backend_ran(tmp_path):
 
 
 def test_e2e_bench_shows_each_model_the_samples_it_was_trained_for():
-    from earsight.app.bench_e2e import sample_images
+    from earsight.app.bench.e2e import sample_images
 
     digits, photos = sample_images("mnist-ad"), sample_images("cifar10-ad")
     assert len(digits) == len(photos) == 20

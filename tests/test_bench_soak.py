@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from earsight.app.bench_soak import Sample, Soak, first_and_last, parse_press, rss_trend_mb_per_h
-from earsight.app.live import PRESS_LOG
+from earsight.app.bench.soak import Sample, Soak, first_and_last, parse_press, rss_trend_mb_per_h
+from earsight.app.modes.live import PRESS_LOG
 
 
 def test_the_press_line_live_logs_is_the_one_the_soak_parses():

@@ -1,4 +1,4 @@
-"""app.camera with real parts: videos written by OpenCV here, opened and read like a camera.
+"""app.camera.grabber with real parts: videos written by OpenCV here, opened and read like a camera.
 
 Each test video frame shows its own number as 8 black/white stripes (bit 0 on the left), which
 survive MJPG compression, so a test can tell which frame of the file it was handed.
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from earsight.app.camera import (
+from earsight.app.camera.grabber import (
     STATUS_BACK,
     STATUS_ENDED,
     STATUS_LOST,

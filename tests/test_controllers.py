@@ -1,4 +1,5 @@
-"""app.controllers with real parts: a pty for the terminal, Xvfb + xdotool for the desktop hotkey.
+"""app.keys.controllers with real parts: a pty for the terminal, Xvfb + xdotool for the desktop
+hotkey.
 
 Input devices (evdev) need /dev/input and permissions this machine does not have: only the key
 mapping and the "unavailable" paths are tested.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from earsight.app.controllers import (
+from earsight.app.keys.controllers import (
     EVDEV_KEYS,
     Action,
     ControllerUnavailable,
@@ -143,7 +144,7 @@ def test_terminal_restored_when_the_app_crashes(pty_pair) -> None:
     before = termios.tcgetattr(slave)
     crash = (
         "import sys, termios\n"
-        "from earsight.app.controllers import TerminalController\n"
+        "from earsight.app.keys.controllers import TerminalController\n"
         "fd = int(sys.argv[1])\n"
         "TerminalController(lambda action, t: None, fd=fd).start()\n"
         "print('cbreak' if not termios.tcgetattr(fd)[3] & termios.ICANON else 'canonical')\n"

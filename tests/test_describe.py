@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from earsight.app.answer import ConfidenceGate
 from earsight.app.cli import main
-from earsight.app.describe import Description, describe_images, load_image
 from earsight.app.models import (
     ASSETS_DIR,
     DEFAULT_MODEL,
@@ -26,9 +24,11 @@ from earsight.app.models import (
     available_models,
     resolve_model,
 )
+from earsight.app.modes.answer import ConfidenceGate
+from earsight.app.modes.describe import Description, describe_images, load_image
 from earsight.engine.runtime import RuntimeOptions, load
 from earsight.errors import UsageError
-from earsight.trainer.metrics import WordRecognizer
+from earsight.trainer.evaluation.metrics import WordRecognizer
 
 EARSIGHT = Path(sys.executable).with_name("earsight")  # console script of `pip install -e .`
 SAMPLES = sorted((ASSETS_DIR / "samples" / "mnist").glob("*.png"))
@@ -128,10 +128,10 @@ def test_gate_top_two_says_maybe_and_threshold_zero_never_gates(runtime, noise_p
 def test_a_doubted_image_gets_the_earcon_then_the_phrase_as_live_plays_it(
     runtime, noise_png, tmp_path
 ):
-    """describe and live answer through app.answer: a doubted frame's WAV is the "not sure"
+    """describe and live answer through app.modes.answer: a doubted frame's WAV is the "not sure"
     earcon, then the spoken phrase (it was the phrase alone in describe, the earcon only live)."""
-    from earsight.app import earcons
-    from earsight.app.answer import phrase_clip
+    from earsight.app.modes.answer import phrase_clip
+    from earsight.app.sound import earcons
 
     (d,) = describe_images([noise_png], runtime, tmp_path, ConfidenceGate(float(STRICT)))
     rate, opts = runtime.info.output_rate, runtime.options.postprocess
@@ -142,7 +142,7 @@ def test_a_doubted_image_gets_the_earcon_then_the_phrase_as_live_plays_it(
 
 
 def test_equal_probabilities_name_the_earlier_word():
-    from earsight.app.answer import top_words
+    from earsight.app.modes.answer import top_words
 
     probs = np.array([0.1, 0.3, 0.3, 0.3], np.float32)
     assert [w for w, _ in top_words(probs, ["a", "b", "c", "d"])] == ["b", "c"]

@@ -138,8 +138,8 @@ def test_export_errors_are_one_line(engine_checkpoint, tmp_path):
 @pytest.fixture(scope="module")
 def mirror_trained_checkpoint(tmp_path_factory: pytest.TempPathFactory):
     """A tiny model trained on mirrored images too (digits with --augment shift+flip)."""
-    from earsight.trainer.dataset import DatasetSpec, build_dataset
-    from earsight.trainer.train import TrainOptions, fit
+    from earsight.trainer.data.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.training.train import TrainOptions, fit
 
     spec = DatasetSpec(source="digits", limit_train=120, limit_test=20)
     opts = TrainOptions(ae_epochs=1, epochs=1, batch_size=32, warmup_steps=5, augment="shift+flip")
@@ -179,7 +179,7 @@ def test_flip_tta_is_refused_for_a_model_trained_without_mirrors(engine_checkpoi
 
 def test_bench_builds_every_peer_like_the_export(mirror_trained_checkpoint, tmp_path):
     from earsight.engine.bench import ModelFiles, SynthSpec
-    from earsight.trainer.model import inference_macs
+    from earsight.trainer.mtnet.model import inference_macs
 
     exported = export_onnx(mirror_trained_checkpoint, tmp_path / "m.onnx", flip_tta=True)
     files = ModelFiles(exported.path, SynthSpec(), tmp_path)

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from earsight.app.describe import describe_images, load_image
+from earsight.app.camera.sources import FolderCapture
 from earsight.app.models import ASSETS_DIR, resolve_model
-from earsight.app.sources import FolderCapture
+from earsight.app.modes.describe import describe_images, load_image
 from earsight.engine.runtime import RuntimeOptions, load
-from earsight.trainer.image_io import MAX_FILE_BYTES
-from earsight.trainer.images import load_images
+from earsight.trainer.data.image_io import MAX_FILE_BYTES
+from earsight.trainer.data.images import load_images
 
 pytestmark = pytest.mark.faults
 

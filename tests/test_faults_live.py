@@ -155,7 +155,7 @@ def test_an_audio_device_that_is_not_there_is_an_error_naming_the_devices(tmp_pa
 
 def test_open_audio_refuses_an_unknown_device_instead_of_writing_wavs(tmp_path):
     pytest.importorskip("sounddevice")
-    from earsight.app.audio import AudioOptions, UnknownAudioDevice, open_audio
+    from earsight.app.sound.audio import AudioOptions, UnknownAudioDevice, open_audio
     from tests.alsa_null import AlsaNull
 
     with AlsaNull(tmp_path, paced_bytes_per_s=None), pytest.raises(UnknownAudioDevice) as info:
@@ -224,7 +224,7 @@ def test_a_camera_that_is_not_there_yet_is_waited_for(tmp_path, source):
 
 
 def test_stable_camera_names_are_cameras():
-    from earsight.app.sources import parse_source
+    from earsight.app.camera.sources import parse_source
 
     for name in ("/dev/v4l/by-id/usb-046d_HD_Webcam-video-index0", "/dev/v4l/by-path/pci-0:1.0"):
         spec = parse_source(name)
@@ -233,14 +233,14 @@ def test_stable_camera_names_are_cameras():
 
 
 def test_a_stream_that_comes_up_later_is_found(tmp_path):
-    from earsight.app.camera import (
+    from earsight.app.camera.grabber import (
         STATUS_FOUND,
         STATUS_STILL,
         STATUS_WAITING,
         FrameGrabber,
         GrabberOptions,
     )
-    from earsight.app.sources import SourceSpec
+    from earsight.app.camera.sources import SourceSpec
 
     later = tmp_path / "stream.avi"  # FFmpeg opens a file like a stream URL
     spec = SourceSpec(str(later), "rtsp", str(later), "ffmpeg")
@@ -266,7 +266,8 @@ def test_decoder_errors_of_a_damaged_video_are_not_printed(tmp_path):
         data[i] ^= 0xFF
     path.write_bytes(data)
     code = (
-        "import sys; from earsight.app.sources import parse_source, open_capture, read_capture\n"
+        "import sys\n"
+        "from earsight.app.camera.sources import parse_source, open_capture, read_capture\n"
         f"cap = open_capture(parse_source({str(path)!r}))\n"
         "while cap is not None and read_capture(cap)[0]: pass\n"
         "print('done')\n"
@@ -368,7 +369,7 @@ def test_stream_options_do_not_leak_into_later_video_files(tmp_path, monkeypatch
     video file opened after it decoded out of step with its frame index."""
     import os
 
-    from earsight.app.sources import SourceSpec, open_capture
+    from earsight.app.camera.sources import SourceSpec, open_capture
 
     monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)
     missing = tmp_path / "down.avi"  # FFmpeg opens a file like a stream URL; this one is absent

@@ -11,8 +11,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from earsight.app.describe import load_image
 from earsight.app.models import ASSETS_DIR, DEFAULT_MODEL, resolve_model
+from earsight.app.modes.describe import load_image
 from earsight.engine.runtime import RuntimeOptions, load
 
 SAMPLES = sorted((ASSETS_DIR / "samples" / "cifar10").glob("*.jpg"))

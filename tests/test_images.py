@@ -1,4 +1,4 @@
-"""Tests for trainer.images: every source on small official-format files the tests write.
+"""Tests for trainer.data.images: every source on small official-format files the tests write.
 
 Files written under an official name (e.g. ``train-images-idx3-ubyte.gz``) are registered in
 ``CHECKSUMS`` with their own md5 through the ``trust`` fixture, so the md5 check stays on.
@@ -27,10 +27,10 @@ import cv2
 import numpy as np
 import pytest
 
-from earsight.trainer import cifar, downloads, images
-from earsight.trainer.downloads import CHECKSUMS, md5sum
+from earsight.trainer.data import cifar, downloads, images
+from earsight.trainer.data.downloads import CHECKSUMS, md5sum
+from earsight.trainer.data.images import ImageSet, load_images
 from earsight.trainer.errors import DatasetError
-from earsight.trainer.images import ImageSet, load_images
 
 SHARED_DATA = Path(
     os.environ.get("EARSIGHT_SHARED_DATA")

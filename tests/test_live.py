@@ -52,13 +52,13 @@ def digit_video(tmp_path_factory) -> tuple[Path, list[str]]:
 
 
 def build_app(video: Path, tee: list, **option_overrides):
-    from earsight.app.answer import ConfidenceGate
-    from earsight.app.audio import AudioOptions, AudioOut
-    from earsight.app.camera import FrameGrabber, parse_source
+    from earsight.app.camera.grabber import FrameGrabber, parse_source
     from earsight.app.config import LiveOptions
-    from earsight.app.live import LiveApp
     from earsight.app.models import resolve_model
-    from earsight.app.voice import StatusVoice
+    from earsight.app.modes.answer import ConfidenceGate
+    from earsight.app.modes.live import LiveApp
+    from earsight.app.sound.audio import AudioOptions, AudioOut
+    from earsight.app.sound.voice import StatusVoice
     from earsight.engine.runtime import RuntimeOptions, load
 
     overrides = {"model": "mnist-ad", **option_overrides}  # the test video shows digits
@@ -73,8 +73,8 @@ def build_app(video: Path, tee: list, **option_overrides):
 
 
 def test_presses_on_a_digit_video_speak_the_right_words(tmp_path, digit_video):
-    from earsight.app.controllers import TerminalController
-    from earsight.trainer.metrics import WordRecognizer
+    from earsight.app.keys.controllers import TerminalController
+    from earsight.trainer.evaluation.metrics import WordRecognizer
 
     video, words = digit_video
     tee: list[np.ndarray] = []
@@ -123,7 +123,7 @@ def test_the_click_is_queued_before_the_worker_wakes(tmp_path, digit_video):
     the click, and the click then cuts the answer off (CI heard nothing for 2 of 20 presses)."""
     import threading
 
-    from earsight.app.controllers import Action
+    from earsight.app.keys.controllers import Action
 
     video, _ = digit_video
     with AlsaNull(tmp_path):
@@ -146,7 +146,7 @@ def test_a_flood_of_presses_builds_no_queue(tmp_path, digit_video):
     tee: list[np.ndarray] = []
     with AlsaNull(tmp_path):
         app, _runtime, audio, grabber = build_app(video, tee)
-        from earsight.app.controllers import Action
+        from earsight.app.keys.controllers import Action
 
         with grabber:
             app.start()
@@ -167,11 +167,11 @@ def test_a_flood_of_presses_builds_no_queue(tmp_path, digit_video):
 
 
 def test_a_doubted_press_plays_the_earcon_then_the_phrase(tmp_path, digit_video):
-    """live answers through app.answer as describe does: below the threshold a press plays
+    """live answers through app.modes.answer as describe does: below the threshold a press plays
     the capture click, then the "not sure" earcon and phrase, never the doubted word."""
-    from earsight.app import earcons
-    from earsight.app.answer import phrase_clip
-    from earsight.app.controllers import Action
+    from earsight.app.keys.controllers import Action
+    from earsight.app.modes.answer import phrase_clip
+    from earsight.app.sound import earcons
 
     video, _ = digit_video
     tee: list[np.ndarray] = []
@@ -346,7 +346,7 @@ def test_live_swaps_in_a_model_taught_while_it_runs(tmp_path, digit_video, monke
     import json
     import shutil
 
-    from earsight.trainer.teach_store import taught_model_path
+    from earsight.trainer.teach.store import taught_model_path
 
     video, words = digit_video
     root = tmp_path / "taught"
@@ -378,14 +378,14 @@ def test_press_timings_are_bounded_and_the_latency_lines_keep_counting(
     soak bench measured +1.1 MB/h with all of them); -v still numbers presses from the start."""
     import logging
 
-    import earsight.app.live as live
+    import earsight.app.modes.live as live
 
     monkeypatch.setattr(live, "TIMINGS_KEPT", 5)
     video, _ = digit_video
     tee: list[np.ndarray] = []
     with AlsaNull(tmp_path):
         app, _runtime, audio, grabber = build_app(video, tee)
-        with grabber, caplog.at_level(logging.DEBUG, logger="earsight.app.live"):
+        with grabber, caplog.at_level(logging.DEBUG, logger="earsight.app.modes.live"):
             time.sleep(0.3)
             for _ in range(8):
                 app._describe_once(time.perf_counter())

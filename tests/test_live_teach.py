@@ -1,4 +1,4 @@
-"""The teach key of ``earsight live`` (app/live_teach.py) with real parts: a video file as the
+"""The teach key of ``earsight live`` (app/modes/live_teach.py) with real parts: a video file as the
 camera (FrameGrabber), espeak-ng's word fed as the microphone through ALSA's ``file`` plugin
 (tests/test_microphone.FileMicrophone, sounddevice recording from it), a real TeachStore in tmp
 (EARSIGHT_TEACH), a real LiveApp (ONNX Runtime, mnist-ad) taking the key presses, sounds as WAV
@@ -63,7 +63,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    from earsight.trainer.teach_store import TeachStore
+    from earsight.trainer.teach.store import TeachStore
 
     monkeypatch.setenv("EARSIGHT_TEACH", str(tmp_path / "taught"))
     return TeachStore(tmp_path / "taught")
@@ -72,14 +72,14 @@ def store(tmp_path, monkeypatch):
 @pytest.fixture
 def live(tmp_path, video, store):
     """(app, teacher, learner, lines): a LiveApp with a LiveTeacher; presses go to on_action."""
-    from earsight.app.answer import ConfidenceGate
-    from earsight.app.audio import WavSink
-    from earsight.app.camera import FrameGrabber, parse_source
+    from earsight.app.camera.grabber import FrameGrabber, parse_source
     from earsight.app.config import LiveOptions
-    from earsight.app.live import LiveApp
-    from earsight.app.live_teach import LiveTeacher
     from earsight.app.models import resolve_model
-    from earsight.app.voice import StatusVoice
+    from earsight.app.modes.answer import ConfidenceGate
+    from earsight.app.modes.live import LiveApp
+    from earsight.app.modes.live_teach import LiveTeacher
+    from earsight.app.sound.audio import WavSink
+    from earsight.app.sound.voice import StatusVoice
     from earsight.engine.runtime import RuntimeOptions, load
 
     options = LiveOptions(source=str(video), loop=True, speak_status=False, model="mnist-ad")
@@ -101,13 +101,13 @@ def live(tmp_path, video, store):
 
 
 def press(app, name: str) -> None:
-    from earsight.app.controllers import Action
+    from earsight.app.keys.controllers import Action
 
     app.on_action(Action[name], time.perf_counter())
 
 
 def test_teach_key_stores_object_1_and_learns_in_the_background(live, mic, word, store):  # noqa: F811
-    from earsight.app.live_teach import BUSY, SAY_NAME, START, STILL_LEARNING, Phase
+    from earsight.app.modes.live_teach import BUSY, SAY_NAME, START, STILL_LEARNING, Phase
 
     app, teacher, learner, lines = live
     mic.feed(in_a_room(word))
@@ -140,8 +140,8 @@ def test_teach_key_stores_object_1_and_learns_in_the_background(live, mic, word,
 
 
 def test_the_name_is_the_first_free_object_number(store):
-    from earsight.app.live_teach import LiveTeacher
-    from earsight.app.recording import check_recording
+    from earsight.app.modes.live_teach import LiveTeacher
+    from earsight.app.sound.recording import check_recording
 
     photo = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
     tone = 0.5 * np.sin(np.arange(RATE // 2) * 2 * np.pi * 440 / RATE).astype(np.float32)
@@ -157,7 +157,7 @@ def test_t_in_a_live_process_teaches_and_space_waits(tmp_path, video, monkeypatc
     """`earsight live --keys terminal` through a pty: t starts teaching, space is answered
     "teaching, one moment", a silent name (room noise through ALSA's file plugin) is refused in
     one line and nothing is stored; q quits."""
-    from earsight.app.live_teach import BUSY, RETRY, SAY_NAME, START
+    from earsight.app.modes.live_teach import BUSY, RETRY, SAY_NAME, START
     from tests.test_live import _start_live, _wait_for
 
     taught = tmp_path / "taught"
@@ -211,7 +211,7 @@ def test_no_microphone_is_one_line_and_nothing_is_stored(live, tmp_path, store):
 
 @pytest.mark.faults
 def test_a_silent_recording_is_one_line_and_the_views_are_kept(live, mic, word, store):  # noqa: F811
-    from earsight.app.live_teach import RETRY, START, Phase
+    from earsight.app.modes.live_teach import RETRY, START, Phase
 
     app, teacher, learner, lines = live
     mic.feed(in_a_room(np.zeros(RATE, np.float32)))
@@ -234,8 +234,8 @@ def test_a_silent_recording_is_one_line_and_the_views_are_kept(live, mic, word, 
 
 @pytest.mark.faults
 def test_learning_that_fails_is_one_line_and_keeps_the_word(live, mic, word, store):  # noqa: F811
-    from earsight.app.live_teach import Phase
-    from earsight.app.teach import TeachInputError
+    from earsight.app.modes.live_teach import Phase
+    from earsight.app.modes.teach import TeachInputError
 
     app, teacher, learner, lines = live
     learner.error = TeachInputError("the teach base x is missing", "reinstall EarSight")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from earsight.trainer import losses
+from earsight.trainer.mtnet import losses
 
 
 def test_perceptual_loss_is_eq4_cross_entropy():

@@ -1,4 +1,5 @@
-"""earsight.trainer.metrics with the real pesq, pystoi and pocketsphinx on real espeak-ng speech."""
+"""earsight.trainer.evaluation.metrics with the real pesq, pystoi and pocketsphinx on real
+espeak-ng speech."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earsight.trainer import metrics, pronounce
 from earsight.trainer.errors import MetricError
-from earsight.trainer.metrics import (
+from earsight.trainer.evaluation import metrics
+from earsight.trainer.evaluation.metrics import (
     N_MELS,
     WordRecognizer,
     auditory_spectrogram,
@@ -23,7 +24,8 @@ from earsight.trainer.metrics import (
     stoi,
     word_accuracy,
 )
-from earsight.trainer.speech import SAMPLE_RATE_HZ, SpokenWords, speak_words
+from earsight.trainer.speech import pronounce
+from earsight.trainer.speech.synth import SAMPLE_RATE_HZ, SpokenWords, speak_words
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (./install.sh)"
@@ -97,7 +99,7 @@ def test_pesq(digits, caplog):
     one = clip(digits, "one")
     assert pesq_wb(one, one, SR) > 4.0
     assert pesq_wb(noisy(one, 0.05), one, SR) < 2.0
-    with caplog.at_level(logging.WARNING, logger="earsight.trainer.metrics"):
+    with caplog.at_level(logging.WARNING, logger="earsight.trainer.evaluation.metrics"):
         assert math.isnan(pesq_wb(np.zeros_like(one), one, SR))  # no crash: NaN + warning
     assert "PESQ" in caplog.text
 

@@ -1,4 +1,5 @@
-"""earsight.app.microphone on a real capture device: ALSA's ``file`` plugin reading a raw PCM file.
+"""earsight.app.sound.microphone on a real capture device: ALSA's ``file`` plugin reading a raw
+PCM file.
 
 ALSA's file plugin with ``infile`` serves the file's bytes as a capture device (and PortAudio
 lists it with input channels): espeak-ng speech written as raw s16le at 48 kHz is what the
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earsight.app.audio import WavSink
-from earsight.app.microphone import (
+from earsight.app.sound.audio import WavSink
+from earsight.app.sound.microphone import (
     CLOSE_TIMEOUT_S,
     STALL_S,
     NoMicrophone,
@@ -32,7 +33,7 @@ from earsight.app.microphone import (
     record_voice,
     wait_for_enter,
 )
-from earsight.app.recording import (
+from earsight.app.sound.recording import (
     MAX_SPEECH_S,
     TRIM_MARGIN_MS,
     ClippedRecording,
@@ -43,7 +44,7 @@ from earsight.app.recording import (
 )
 from earsight.engine.postprocess import resample
 from earsight.errors import UsageError
-from earsight.trainer.speech import SAMPLE_RATE_HZ, trim_silence
+from earsight.trainer.speech.synth import SAMPLE_RATE_HZ, trim_silence
 from tests.alsa_null import alsa_config
 
 pytestmark = pytest.mark.skipif(
@@ -99,7 +100,7 @@ def in_a_room(speech: np.ndarray, lead_s: float = LEAD_S, tail_s: float = 1.0) -
 @pytest.fixture(scope="module")
 def word() -> np.ndarray:
     """espeak-ng's "pillbox" (canonical voice, peak 0.5) at RATE, (L,)."""
-    from earsight.trainer.speech import synthesize
+    from earsight.trainer.speech.synth import synthesize
 
     return resample(synthesize("pillbox"), SAMPLE_RATE_HZ, RATE).astype(np.float32)
 
@@ -124,7 +125,7 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_records_the_word_trimmed_and_pocketsphinx_hears_it(mic, word):
-    from earsight.trainer.metrics import WordRecognizer
+    from earsight.trainer.evaluation.metrics import WordRecognizer
 
     mic.feed(in_a_room(word))
     lines: list[str] = []
@@ -179,7 +180,7 @@ def test_enter_starts_and_stops_on_a_terminal(mic, word):
 
 
 def wait_for_thread(name: str, timeout_s: float = 5.0) -> None:
-    """Until app.deadline's thread ``name`` has ended: PortAudio must not re-scan under it."""
+    """Until app.sound.deadline's thread ``name`` has ended: PortAudio must not re-scan under it."""
     deadline = time.monotonic() + timeout_s
     while any(t.name == name for t in threading.enumerate()):
         assert time.monotonic() < deadline, f"{name} is still blocked"

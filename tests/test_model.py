@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from earsight.trainer import losses
-from earsight.trainer.model import (
+from earsight.trainer.mtnet import losses
+from earsight.trainer.mtnet.model import (
     MTNet,
     MTNetConfig,
     count_parameters,

@@ -18,8 +18,8 @@ import time
 import numpy as np
 import pytest
 
-from earsight.app.audio import AudioOptions, AudioOut, WavSink
-from earsight.app.voice import PLAYERS, StatusVoice, _children, _name
+from earsight.app.sound.audio import AudioOptions, AudioOut, WavSink
+from earsight.app.sound.voice import PLAYERS, StatusVoice, _children, _name
 from tests.alsa_null import AlsaNull
 
 RATE = 48_000
@@ -64,7 +64,7 @@ def audible_s(buffers: list[np.ndarray]) -> float:
 
 @pytest.mark.faults
 def test_speech_waits_for_the_output_then_plays_through_it_without_a_player(audio):
-    from earsight.trainer.speech import SAMPLE_RATE_HZ, Voice, synthesize
+    from earsight.trainer.speech.synth import SAMPLE_RATE_HZ, Voice, synthesize
 
     lines: list[str] = []
     voice = StatusVoice(shared_output=True, printer=lines.append)

@@ -1,4 +1,5 @@
-"""The open-set gate (trainer/open_set.py) and the real-photo table (app/photo_eval.py)."""
+"""The open-set gate (trainer/mtnet/open_set.py) and the real-photo table
+(app/bench/photo_eval.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earsight.trainer.open_set import calibrate, class_exemplars, familiarity, fit_temperature
+from earsight.trainer.mtnet.open_set import calibrate, class_exemplars, familiarity, fit_temperature
 
 
 def test_exemplars_are_unit_centres_per_class_and_small_classes_keep_their_images():
@@ -47,7 +48,7 @@ def test_temperature_recovers_how_much_a_softmax_was_softened():
 
 
 def test_photo_table_labels_files_by_name_and_folder(tmp_path: Path):
-    from earsight.app.photo_eval import Outcome, find_photos, summarize
+    from earsight.app.bench.photo_eval import Outcome, find_photos, summarize
 
     (tmp_path / "OOD").mkdir()
     for name in ("cat_01.jpg", "dog_02.png", "OOD/rocket_01.jpg", "ood_cup_01.jpg", "notes.txt"):

@@ -27,8 +27,12 @@ def test_the_wheel_installs_only_the_earsight_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"earsight"}  # no top-level app/, engine/, trainer/ to collide with
-    for part in ("app/cli.py", "engine/runtime.py", "trainer/model.py", "errors.py"):
-        assert f"earsight/{part}" in names
+    # every module of every sub-package (one missing from pyproject's list would be left out)
+    for folder in ("earsight", "app", "engine", "trainer"):
+        for module in (ROOT / folder).rglob("*.py"):
+            inside = module.relative_to(ROOT / folder).as_posix()
+            wanted = f"earsight/{inside}" if folder == "earsight" else f"earsight/{folder}/{inside}"
+            assert wanted in names, f"{module.relative_to(ROOT)} is not in the wheel"
     assert "earsight/assets/models/mnist-ad.onnx" in names
     assert "earsight/assets/models/mnist-ad.onnx.json" in names
     assert any(n.startswith("earsight/assets/samples/mnist/") for n in names)

@@ -50,7 +50,7 @@ def test_engines_follow_the_cache_variable_and_an_empty_variable_is_unset(
 
 
 def test_spoken_words_are_cached_where_the_variable_says(no_overrides, monkeypatch, tmp_path):
-    from earsight.trainer.speech import synthesize
+    from earsight.trainer.speech.synth import synthesize
 
     monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path))
     wave = synthesize("lamp")

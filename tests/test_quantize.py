@@ -264,7 +264,7 @@ def test_backbone_int8_keeps_the_early_high_resolution_convolutions_float(tmp_pa
     from earsight.engine.export import _export_graph
     from earsight.engine.graph import InferenceGraph
     from earsight.engine.quantize import LOW_RES_DIVISOR, encoder_convolutions
-    from earsight.trainer.model import MTNet, make_config
+    from earsight.trainer.mtnet.model import MTNet, make_config
 
     torch.manual_seed(0)
     cfg = make_config("efficientnet-lite0", n_classes=3, audio_length=800)

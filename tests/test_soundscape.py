@@ -1,4 +1,5 @@
-"""app.soundscape: the vOICe encoding (columns → time, rows → pitch, brightness → loudness)."""
+"""app.sound.soundscape: the vOICe encoding (columns → time, rows → pitch, brightness →
+loudness)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from earsight.app.soundscape import PEAK, SoundscapeOptions, brightness, duration_s, encode, warm_up
+from earsight.app.sound.soundscape import (
+    PEAK,
+    SoundscapeOptions,
+    brightness,
+    duration_s,
+    encode,
+    warm_up,
+)
 
 OPTS = SoundscapeOptions()
 RATE = OPTS.sample_rate

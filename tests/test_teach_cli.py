@@ -1,6 +1,7 @@
 """``earsight teach`` as a user runs it: real processes, a real video file as the camera, real
 espeak-ng, real WAV files, the store in a tmp folder (EARSIGHT_TEACH); the frame checks of
-app/teach_capture.py on real photos. Every bad input: exit 2, one line, nothing taught lost."""
+app/modes/teach_capture.py on real photos.
+Every bad input: exit 2, one line, nothing taught lost."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def write_wav(path: Path, wave: np.ndarray, rate: int = 22_050, channels: int = 
 
 @pytest.fixture(scope="module")
 def spoken() -> np.ndarray:
-    from earsight.trainer.speech import synthesize
+    from earsight.trainer.speech.synth import synthesize
 
     return synthesize("cup")  # real espeak-ng, peak 0.5
 
@@ -108,7 +109,7 @@ def taught(taught_once: Path, tmp_path: Path) -> Path:
 
 
 def test_teach_from_a_video_camera_says_each_step_and_stores_the_word(taught: Path):
-    from earsight.trainer.teach_store import TeachStore
+    from earsight.trainer.teach.store import TeachStore
 
     store = TeachStore(taught / "taught")
     (word,) = store.words()
@@ -155,7 +156,7 @@ def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np
     done = teach(tmp_path, "cup", "--photos", str(pics), "--voice-file", str(wav), "--no-speech")
     assert done.returncode == 0, done.stderr
     assert "skipped:" in done.stdout and "notes.jpg" in done.stdout
-    from earsight.trainer.teach_store import TeachStore
+    from earsight.trainer.teach.store import TeachStore
 
     store = TeachStore(tmp_path / "taught")
     assert store.word("cup").photo_count == 5 and store.word("cup").voice_source == "file"
@@ -223,9 +224,10 @@ def test_bad_input_is_one_line_and_keeps_what_is_taught(taught, spoken, args, wo
 
 @pytest.mark.faults
 def test_without_a_microphone_teach_says_so_in_one_line_before_the_camera(tmp_path):
-    """earsight.app.microphone is blocked (as if not built) so the test holds once it exists too."""
+    """earsight.app.sound.microphone is blocked (as if not built) so the test holds once it exists
+    too."""
     code = (
-        "import sys; sys.modules['earsight.app.microphone'] = None; "
+        "import sys; sys.modules['earsight.app.sound.microphone'] = None; "
         "from earsight.app.cli import main; "
         "sys.exit(main(sys.argv[1:]))"
     )
@@ -278,7 +280,7 @@ def _photos() -> dict[str, np.ndarray]:
 
 
 def test_frame_checks_on_real_photos_darkened_blurred_and_repeated():
-    from earsight.app.teach_capture import BLURRED, SAME_VIEW, TOO_DARK, frame_quality
+    from earsight.app.modes.teach_capture import BLURRED, SAME_VIEW, TOO_DARK, frame_quality
 
     for name, photo in _photos().items():
         sharp = frame_quality(photo)
@@ -295,7 +297,7 @@ def test_frame_checks_on_real_photos_darkened_blurred_and_repeated():
 
 
 def test_sharpness_does_not_depend_on_the_camera_resolution():
-    from earsight.app.teach_capture import frame_quality
+    from earsight.app.modes.teach_capture import frame_quality
 
     photo = skimage_data.astronaut()  # 512 px
     for size in (1024, 2048):

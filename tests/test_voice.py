@@ -1,4 +1,5 @@
-"""app.voice with the real pyttsx3 + espeak-ng, speaking into an ALSA device with no sound card.
+"""app.sound.voice with the real pyttsx3 + espeak-ng, speaking into an ALSA device with no sound
+card.
 
 The device is paced at real time (tests/alsa_null.py), so an utterance takes as long as it
 lasts and can be interrupted; what was spoken is what pyttsx3 reported through its
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from earsight.app.voice import CHATTY, NORMAL, SILENT, StatusVoice, plain_line
+from earsight.app.sound.voice import CHATTY, NORMAL, SILENT, StatusVoice, plain_line
 from tests.alsa_null import AlsaNull
 
 ESPEAK_RATE = 22_050  # Hz, 16-bit mono: what pyttsx3's espeak driver hands to aplay
@@ -160,7 +161,7 @@ def test_without_an_audio_output_messages_are_printed_and_one_warning_logged(
     lines: list[str] = []
     voice = StatusVoice(printer=lines.append)
     spoken = SpokenLog(voice)
-    with caplog.at_level(logging.WARNING, logger="earsight.app.voice"):
+    with caplog.at_level(logging.WARNING, logger="earsight.app.sound.voice"):
         voice.say("EarSight starting")
         deadline = time.monotonic() + 5
         while voice.available and time.monotonic() < deadline:

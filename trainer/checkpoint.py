@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from earsight.errors import UsageError, first_line
-from earsight.trainer.augment import trained_with_flips
+from earsight.trainer.data.augment import trained_with_flips
 from earsight.trainer.errors import CheckpointError
-from earsight.trainer.model import MTNet, MTNetConfig
+from earsight.trainer.mtnet.model import MTNet, MTNetConfig
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def load_model(
 
     ``flip_tta``: answer with test-time mirror averaging (``MTNetConfig.flip_tta``); a UsageError
     for a model not trained on mirrored images (a mirrored digit is another picture). A config
-    that already says flip_tta (a taught model, trainer/teach_fit.py) was made to answer so.
+    that already says flip_tta (a taught model, trainer/teach/fit.py) was made to answer so.
     """
     ckpt = read_checkpoint(path)
     cfg = MTNetConfig.from_dict(ckpt["config"])

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError
-from earsight.trainer import metrics
-from earsight.trainer.augment import to_tensor_images
 from earsight.trainer.checkpoint import load_model, read_checkpoint
-from earsight.trainer.dataset import ADDataset, DatasetSpec, Split, build_dataset
-from earsight.trainer.model import MTNet
-from earsight.trainer.preprocess import fit_batch
+from earsight.trainer.data.augment import to_tensor_images
+from earsight.trainer.data.dataset import ADDataset, DatasetSpec, Split, build_dataset
+from earsight.trainer.data.preprocess import fit_batch
+from earsight.trainer.evaluation import metrics
+from earsight.trainer.mtnet.model import MTNet
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def table4(
 ) -> list[tuple]:
     """Paper Table 4 rows on our data: our MT-Net and our I2T2A on the same test images and
     ground truth, next to the paper's MT-Net and I2T2A rows."""
-    from earsight.trainer.baseline import i2t2a_predictor
+    from earsight.trainer.evaluation.baseline import i2t2a_predictor
 
     model, ckpt = load_model(path, flip_tta=flip_tta)
     spec = DatasetSpec(**ckpt["dataset"])

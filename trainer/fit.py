@@ -23,12 +23,12 @@ import torch.distributed as dist
 
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.checkpoint import training_only_prefixes
-from earsight.trainer.dataset import DatasetSpec, build_dataset
-from earsight.trainer.images import SOURCES
-from earsight.trainer.model import PRESETS, MTNet, count_parameters, inference_macs
-from earsight.trainer.options import ABLATIONS, TrainOptions, arch_changes, checked_config
-from earsight.trainer.plumbing import rank_world
-from earsight.trainer.train import check_run_folder, fit
+from earsight.trainer.data.dataset import DatasetSpec, build_dataset
+from earsight.trainer.data.images import SOURCES
+from earsight.trainer.mtnet.model import PRESETS, MTNet, count_parameters, inference_macs
+from earsight.trainer.training.options import ABLATIONS, TrainOptions, arch_changes, checked_config
+from earsight.trainer.training.plumbing import rank_world
+from earsight.trainer.training.train import check_run_folder, fit
 
 log = logging.getLogger("earsight.trainer.fit")
 
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     )
     spec.check()  # before the download and the loading
     if args.download:
-        from earsight.trainer.images import load_images
+        from earsight.trainer.data.images import load_images
 
         load_images(args.dataset, Path(spec.data_root) if spec.data_root else None, download=True)
     data = build_dataset(spec)
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     best = fit(data, spec, opts, args.out, resume=args.resume)
     if rank_world()[0] == 0 and not args.no_report:
         from earsight.trainer.evaluate import evaluate_checkpoint
-        from earsight.trainer.report import write_report
+        from earsight.trainer.evaluation.report import write_report
 
         result = evaluate_checkpoint(best, args.eval_items, data=data)
         (args.out / "metrics.json").write_text(json.dumps(result, indent=2))

@@ -1,0 +1,3 @@
+"""The modes a user runs: live (the camera loop), describe (files → WAVs), teach; and the one
+answer path they share.
+"""

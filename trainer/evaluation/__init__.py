@@ -1,0 +1,2 @@
+"""Evaluation: Corr2D, PESQ, STOI, recognizer word accuracy, reports, the classifier+TTS
+baseline."""

@@ -1,0 +1,1 @@
+"""Teach mode: the user's words on disk, learning them (classifier, then the voice), benchmarks."""

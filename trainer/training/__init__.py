@@ -1,0 +1,1 @@
+"""Training: the two stages of Algorithm 1, options and presets, plumbing, weight averaging."""
