@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # EarSight installer. Idempotent: run it again at any time.
-#   ./install.sh            runtime: Debian packages, .venv, the project (CPU torch or the platform's)
+#   ./install.sh            everything: Debian packages, .venv, the app and the trainer (CPU torch
+#                           or the platform's): train, export, teach, live, describe
+#   ./install.sh --runtime  the runtime only, no torch (a wearable): live, describe, doctor,
+#                           bench and storing taught words; learning them needs the trainer
 #   ./install.sh --dev      also test tools (pytest, ruff) and Xvfb/xdotool for the hotkey tests
 #   ./install.sh --service  also the systemd unit (headless wearable): user "earsight", code
 #                           copied to root-owned $EARSIGHT_PREFIX (default /opt/earsight)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEV=0; SERVICE=0
+DEV=0; SERVICE=0; RUNTIME=0
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --service) SERVICE=1 ;;
-    -h|--help) sed -n 2,6p "$0"; exit 0 ;;
-    *) echo "install.sh: unknown option '$arg' (use --dev, --service or --help)"; exit 2 ;;
+    --runtime) RUNTIME=1 ;;
+    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option '$arg' (use --runtime, --dev, --service or --help)"; exit 2 ;;
   esac
 done
+if [ "$RUNTIME" = 1 ] && [ "$DEV" = 1 ]; then
+  echo "install.sh: --dev runs the trainer's tests: it cannot go with --runtime"; exit 2
+fi
 
 TORCH_CPU_VERSION="2.13.0"   # the CPU wheel this project is tested with
 PY="${PYTHON:-python3}"
@@ -55,15 +62,20 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv "${VENV_ARGS[@]}" .venv
 fi
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# The runtime (no extra) runs exported ONNX models; the train extra adds torch and the rest of the
+# trainer. torch goes in first, pinned: a bare "torch" requirement would pull a CUDA build here.
+[ "$RUNTIME" = 1 ] && TORCH_SPEC=""
 if [ -n "$TORCH_SPEC" ] && ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   say "installing $TORCH_SPEC"
   "${PIP[@]}" "$TORCH_SPEC"
 fi
-EXTRA_LIST="app,train"
-[ -n "${EXTRAS:-}" ] && EXTRA_LIST="$EXTRA_LIST,$EXTRAS"
+EXTRA_LIST=""
+[ "$RUNTIME" = 0 ] && EXTRA_LIST="train"
+[ -n "${EXTRAS:-}" ] && EXTRA_LIST="${EXTRA_LIST:+$EXTRA_LIST,}$EXTRAS"
 [ "$DEV" = 1 ] && EXTRA_LIST="$EXTRA_LIST,dev"
-say "installing earsight[$EXTRA_LIST] (editable)"
-"${PIP[@]}" -e ".[$EXTRA_LIST]"
+SPEC="."; [ -n "$EXTRA_LIST" ] && SPEC=".[$EXTRA_LIST]"
+say "installing earsight${EXTRA_LIST:+[$EXTRA_LIST]} (editable)"
+"${PIP[@]}" -e "$SPEC"
 
 if [ "$SERVICE" = 1 ]; then
   # Headless wearable: the code goes to a root-owned prefix (the service cannot change what it
@@ -94,8 +106,8 @@ if [ "$SERVICE" = 1 ]; then
   if [ -n "$TORCH_SPEC" ] && ! "$PREFIX/.venv/bin/python" -c "import torch" >/dev/null 2>&1; then
     "${SPIP[@]}" "$TORCH_SPEC"
   fi
-  SERVICE_EXTRAS="app"; [ -n "${EXTRAS:-}" ] && SERVICE_EXTRAS="app,$EXTRAS"
-  "${SPIP[@]}" -e "$PREFIX[$SERVICE_EXTRAS]"
+  SERVICE_SPEC="$PREFIX"; [ -n "$EXTRA_LIST" ] && SERVICE_SPEC="$PREFIX[${EXTRA_LIST/,dev/}]"
+  "${SPIP[@]}" -e "$SERVICE_SPEC"
   $SUDO "$PREFIX/.venv/bin/python" -m compileall -q "$PREFIX/earsight" "$PREFIX/app" "$PREFIX/engine" "$PREFIX/trainer" >/dev/null
   $SUDO chown -R root:root "$PREFIX"
   $SUDO chmod -R go-w "$PREFIX"

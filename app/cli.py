@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from earsight.app.commands import add_doctor, add_live, add_soundscape
-from earsight.errors import EarSightError
+from earsight.errors import EarSightError, trainer_not_installed
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as err:  # a runtime-only install asked to train, export or run a .pt
+        missing = trainer_not_installed(err, f"earsight {args.command}")
+        if missing is None:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

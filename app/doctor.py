@@ -43,7 +43,7 @@ class Check:
 
 def check_model(options: LiveOptions) -> Check:
     from earsight.app.models import resolve_model
-    from earsight.engine.source import resolve_model as model_source
+    from earsight.engine.source import read_model
     from earsight.errors import EarSightError
 
     try:
@@ -53,7 +53,7 @@ def check_model(options: LiveOptions) -> Check:
     if path.suffix != ".onnx":
         return Check("model", path.is_file(), f"{path} (checkpoint, no checksum to compare)")
     try:
-        source = model_source(path, verify_sha256=True)  # raises on a checksum mismatch
+        source = read_model(path, int8=options.int8)  # raises on a checksum mismatch
     except EarSightError as err:
         return Check("model", False, err.what, err.fix)
     detail = f"{path.name}, sha256 {source.sidecar['sha256'][:12]}… matches"
@@ -62,12 +62,12 @@ def check_model(options: LiveOptions) -> Check:
 
 def _int8_note(source: ModelSource, options: LiveOptions) -> str:
     """What ONNX Runtime CPU will run instead of the model: its int8 variant, if usable."""
-    from earsight.engine.source import cpu_variant, int8_variant_path
+    from earsight.engine.source import int8_variant_path
 
     name = int8_variant_path(source.path)
     if not options.int8 or not name.is_file():
         return ""
-    variant = cpu_variant(source)  # logs why a variant is ignored
+    variant = source.int8  # read_model logged why a variant is ignored
     if variant is None:
         return f"; {name.name} ignored (see the warning above)"
     return f"; on the CPU {variant.path.name}, sha256 {variant.sidecar['sha256'][:12]}… matches"

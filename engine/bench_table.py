@@ -19,10 +19,16 @@ def _peak_for(row: Row, report: BenchReport) -> float | None:
 
 def _percent_of_peak(row: Row, report: BenchReport) -> str:
     peak = _peak_for(row, report)
-    if not row.throughput or not peak:
+    if not row.throughput or not peak or not report.macs:
         return NA
     gflops = 2 * report.macs * max(row.throughput.values()) / 1e9  # 1 MAC = 2 FLOPs
     return f"{100 * gflops / peak:.1f}"
+
+
+def _macs(report: BenchReport) -> str:
+    if not report.macs:
+        return "MMAC/image not counted (needs torch)"
+    return f"{report.macs / 1e6:,.1f} MMAC/image"
 
 
 def _speedup(row: Row, ref: Row | None, batch: int, latency: bool) -> str:
@@ -84,7 +90,7 @@ def format_table(report: BenchReport) -> str:
     table = [header] + [_cells(r, ref, report, batches) for r in report.rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = [
-        f"model: {report.model}; {report.macs / 1e6:,.1f} MMAC/image; {report.threads} CPU "
+        f"model: {report.model}; {_macs(report)}; {report.threads} CPU "
         f"thread(s); 1-min load average {report.load_average:.2f} on {os.cpu_count()} CPUs",
         f"{report.peak_note}; speedups are vs {_ref_name(ref)} in this run",
         "",

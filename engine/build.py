@@ -111,10 +111,16 @@ class BuildOptions:
     rebuild: bool = False  # ignore a valid cached plan
 
 
-def engine_key(onnx: Path, opts: BuildOptions) -> tuple[EngineKey, dict[str, Any]]:
-    """The cache key for ``onnx`` on this machine (needs TensorRT and a GPU), and its sidecar."""
+def engine_key(
+    onnx: Path, opts: BuildOptions, sidecar: dict[str, Any] | None = None
+) -> tuple[EngineKey, dict[str, Any]]:
+    """The cache key for ``onnx`` on this machine (needs TensorRT and a GPU), and its sidecar.
+
+    ``sidecar``: the one already read and verified for ``onnx`` (engine.source.read_model), so a
+    runtime reads it once; None reads it here (``earsight engine build``).
+    """
     trt = import_tensorrt()
-    side = read_sidecar(onnx)
+    side = sidecar if sidecar is not None else read_sidecar(onnx)
     name, cc = gpu_identity(opts.gpu)
     strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
     fp16_flag = hasattr(trt.BuilderFlag, "FP16")
@@ -124,12 +130,19 @@ def engine_key(onnx: Path, opts: BuildOptions) -> tuple[EngineKey, dict[str, Any
 
 
 def ensure_engine(
-    onnx: Path, opts: BuildOptions, allow_build: bool = True, say: Callable[[str], None] = print
+    onnx: Path,
+    opts: BuildOptions,
+    allow_build: bool = True,
+    say: Callable[[str], None] = print,
+    sidecar: dict[str, Any] | None = None,
 ) -> tuple[Path, EngineKey]:
-    """A valid cached plan for ``onnx`` (building it if allowed); returns its path and key."""
+    """A valid cached plan for ``onnx`` (building it if allowed); returns its path and key.
+
+    ``sidecar`` as for ``engine_key``.
+    """
     if not Path(onnx).is_file():
         raise ModelFileError(f"model file not found: {onnx}", "pass the .onnx to build")
-    key, side = engine_key(Path(onnx), opts)
+    key, side = engine_key(Path(onnx), opts, sidecar)
     cache_dir = opts.cache_dir or paths.engine_cache_dir()
     plan = plan_path(cache_dir, key)
     if opts.rebuild:

@@ -24,8 +24,8 @@ import numpy as np
 from earsight.engine.backends.base import Backend, RuntimeOptions
 from earsight.engine.errors import BackendFailed, BackendUnavailable, InputError, ModelFileError
 from earsight.engine.postprocess import pad_batch, postprocess
-from earsight.engine.source import ModelSource, cpu_variant, resolve_model
-from earsight.errors import UsageError
+from earsight.engine.source import ModelSource, read_model
+from earsight.errors import UsageError, trainer_not_installed
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +167,8 @@ class Runtime:
 
 def source_for(name: str, source: ModelSource, options: RuntimeOptions) -> ModelSource:
     """What backend ``name`` should run: the int8 variant for onnx-cpu when allowed and present."""
-    if name != "onnx-cpu" or not options.cpu_int8:
-        return source
-    variant = cpu_variant(source, verify_sha256=options.verify_sha256)
-    if variant is None:
+    variant = source.int8  # found when the model was read (read_model), or None
+    if name != "onnx-cpu" or not options.cpu_int8 or variant is None:
         return source
     log.debug(
         "onnx-cpu: %s is the int8 export of %s's weights", variant.path.name, source.path.name
@@ -225,8 +223,13 @@ def make_backend(
 
         return OnnxBackend(source, options, cuda=name == "onnx-cuda")
     if name == "torch":
-        from earsight.engine.backends.torch_backend import TorchBackend
-
+        try:
+            from earsight.engine.backends.torch_backend import TorchBackend
+        except ImportError as err:  # a runtime-only install: no torch
+            missing = trainer_not_installed(err, "the torch backend")
+            if missing is None:
+                raise
+            raise BackendUnavailable(missing.what, missing.fix) from err
         return TorchBackend(source, options)
     raise UsageError(
         f"unknown backend {name!r}", f"choose auto or one of {', '.join(BACKEND_NAMES)}"
@@ -242,7 +245,7 @@ def load(
         raise UsageError(
             f"unknown backend {backend!r}", f"choose auto or one of {', '.join(BACKEND_NAMES)}"
         )
-    source = resolve_model(model_path, verify_sha256=options.verify_sha256)
+    source = read_model(model_path, options.verify_sha256, int8=options.cpu_int8)
     if backend != "auto":
         chosen, source = open_backend(backend, source, options, explicit=True)
         runtime = Runtime(chosen, source, options)

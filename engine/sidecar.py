@@ -49,7 +49,7 @@ from earsight.engine.errors import ModelFileError
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # no torch import at runtime: the ONNX path runs without torch loaded
-    from earsight.trainer.mtnet.model import MTNetConfig
+    from earsight.trainer.mtnet.config import MTNetConfig
 
 SIDECAR_FORMAT = 1
 INPUT_NAME = "images"

@@ -1,17 +1,21 @@
 """What a model path points at: an ONNX export (with its sidecar) and/or a torch checkpoint.
 
-Every backend starts from a ``ModelSource``: ONNX backends need ``onnx``, the torch backend needs
-``checkpoint`` (given directly, or the one the sidecar records, or a file of that name beside the
-ONNX). ``cpu_variant`` finds the int8 export of the same weights beside an ONNX
-(``name.int8.onnx``), which ONNX Runtime CPU runs faster. Problems with the files themselves are
-``ModelFileError``s, raised before any backend is tried, so a corrupt model never silently falls
-through to another backend.
+    source = read_model("cifar10-ad.onnx")   # one pass: sidecar, checksum, checkpoint, int8 variant
+    source.onnx, source.checkpoint, source.contract.labels, source.int8
+
+Every backend starts from the ``ModelSource`` that ``read_model`` builds in one pass over the
+files: ONNX backends need ``onnx``, the torch backend needs ``checkpoint`` (given directly, or the
+one the sidecar records, or a file of that name beside the ONNX), and ONNX Runtime CPU runs
+``int8``, the int8 export of the same weights beside an ONNX (``name.int8.onnx``), when there is
+a usable one. Problems with the files themselves are ``ModelFileError``s, raised before any
+backend is tried, so a corrupt model never silently falls through to another backend.
 
 Importing this module does not import torch (ONNX-only deployments never load it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,7 @@ class ModelSource:
     checkpoint: Path | None  # a torch checkpoint for the same weights, if one can be found
     contract: ModelContract
     sidecar: dict[str, Any] | None  # None for a bare checkpoint
+    int8: ModelSource | None = None  # the same weights' int8 export beside it (ONNX Runtime CPU)
 
     def checkpoint_matches_export(self) -> bool:
         """True unless the sidecar records a checkpoint hash and the file's hash differs."""
@@ -44,9 +49,22 @@ class ModelSource:
         return recorded is None or recorded == sha256_file(self.checkpoint)
 
 
-def resolve_model(path: Path | str, verify_sha256: bool = True) -> ModelSource:
-    """Classify and validate ``path``; every problem is a one-line ModelFileError."""
-    path = Path(path).expanduser()
+def read_model(path: Path | str, verify_sha256: bool = True, int8: bool = True) -> ModelSource:
+    """Classify and validate ``path`` and what belongs to it, each file read once.
+
+    An ONNX export's sidecar is read and checked against the schema and (``verify_sha256``) its
+    file's sha256; its checkpoint is located; with ``int8``, a ``name.int8.onnx`` beside it is
+    read the same way and kept as ``source.int8`` when it holds the same weights (else ignored
+    with a warning: see ``_int8_beside``). Every problem with ``path`` itself is a one-line
+    ModelFileError.
+    """
+    source = _read_one(Path(path).expanduser(), verify_sha256)
+    if int8 and source.onnx is not None and source.contract.precision != "int8":
+        return dataclasses.replace(source, int8=_int8_beside(source, verify_sha256))
+    return source
+
+
+def _read_one(path: Path, verify_sha256: bool) -> ModelSource:
     hint = "pass a .onnx written by `earsight export` (with its .onnx.json) or a .pt checkpoint"
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}", hint)
@@ -57,7 +75,7 @@ def resolve_model(path: Path | str, verify_sha256: bool = True) -> ModelSource:
         return ModelSource(path, path, _sidecar_checkpoint(path, side), contract, side)
     if suffix in CHECKPOINT_SUFFIXES:
         from earsight.trainer.checkpoint import read_checkpoint  # torch: only for checkpoints
-        from earsight.trainer.mtnet.model import MTNetConfig
+        from earsight.trainer.mtnet.config import MTNetConfig
 
         try:
             cfg = MTNetConfig.from_dict(read_checkpoint(path)["config"])
@@ -86,20 +104,18 @@ def int8_variant_path(onnx: Path) -> Path:
     return onnx.with_name(onnx.stem + INT8_SUFFIX)
 
 
-def cpu_variant(source: ModelSource, verify_sha256: bool = True) -> ModelSource | None:
+def _int8_beside(source: ModelSource, verify_sha256: bool) -> ModelSource | None:
     """The int8 export of the same weights beside ``source``'s ONNX, or None.
 
     "Same weights" means both sidecars record the same checkpoint sha256 and the same config
-    (mirror averaging included): a stale or foreign ``.int8.onnx`` is ignored with a warning,
-    never run in the model's place.
+    (mirror averaging included): a stale, foreign or corrupt ``.int8.onnx`` is ignored with a
+    warning, never run in the model's place.
     """
-    if source.onnx is None or source.sidecar is None or source.contract.precision == "int8":
-        return None
     path = int8_variant_path(source.onnx)
-    if not path.is_file():
+    if not path.is_file() or source.sidecar is None:
         return None
     try:
-        variant = resolve_model(path, verify_sha256=verify_sha256)
+        variant = _read_one(path, verify_sha256)
     except ModelFileError as err:
         log.warning("ignoring the int8 variant %s: %s", path.name, err)
         return None

@@ -9,7 +9,7 @@ chart lists as supported; an operator outside it is reported, not assumed broken
 
 A negative-step ``Slice`` (what ``torch.flip`` exports to) is reported as well: older parsers
 refuse it and the chart does not promise it, so mirror averaging is a ``Gather`` of reversed
-column indices instead (trainer/mtnet/model.mirror).
+column indices instead (trainer/mtnet/encoders.mirror).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from tests.alsa_null import AlsaNull, rescan_portaudio
 RATE = 48_000
 needs_portaudio = pytest.mark.skipif(
     importlib.util.find_spec("sounddevice") is None or not ctypes.util.find_library("portaudio"),
-    reason="sounddevice/PortAudio not installed (pip install 'earsight[app]', libportaudio2)",
+    reason="sounddevice/PortAudio not installed (pip install sounddevice pyttsx3, libportaudio2)",
 )
 
 

@@ -266,8 +266,7 @@ def test_description_of_a_failed_image_has_only_the_error(runtime, tmp_path):
 
 def test_shipped_models_are_small_verified_carded_and_paired():
     from earsight.engine.sidecar import read_sidecar
-    from earsight.engine.source import cpu_variant
-    from earsight.engine.source import resolve_model as model_source
+    from earsight.engine.source import read_model
 
     models = ASSETS_DIR / "models"
     files = sorted(models.glob("*.onnx"))
@@ -280,5 +279,5 @@ def test_shipped_models_are_small_verified_carded_and_paired():
     for name in available_models():  # a card per model; the int8 file is not another model
         assert (models / f"{name}.md").is_file(), name
     assert available_models() == ("cifar10-ad", "cifar10-ad-lite0", "mnist-ad")
-    variant = cpu_variant(model_source(models / "cifar10-ad.onnx"))
+    variant = read_model(models / "cifar10-ad.onnx").int8
     assert variant is not None and variant.path.name == "cifar10-ad.int8.onnx"

@@ -46,7 +46,14 @@ def video(tmp_path_factory) -> Path:
 class Live:
     """`earsight live` in a pty (terminal keys), its stdout read line by line."""
 
-    def __init__(self, tmp_path: Path, *args: str, asound: str = NULL_DEVICE, stdin=None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        asound: str = NULL_DEVICE,
+        stdin=None,
+        program: list[str] | None = None,  # how to start earsight: its console script by default
+    ) -> None:
         (tmp_path / "asound.conf").write_text(asound)
         env = {
             **os.environ,
@@ -56,7 +63,8 @@ class Live:
         }
         env.pop("DISPLAY", None)
         self.master, slave = os.openpty() if stdin is None else (None, stdin)
-        cmd = [str(Path(sys.executable).with_name("earsight")), "live", "--threads", "1"]
+        program = program or [str(Path(sys.executable).with_name("earsight"))]
+        cmd = [*program, "live", "--threads", "1"]
         cmd += ["--model", "mnist-ad", *args]
         self.proc = subprocess.Popen(
             cmd, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True

@@ -51,7 +51,7 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("sounddevice") is None
     or not ctypes.util.find_library("portaudio")
     or ctypes.util.find_library("asound") is None,
-    reason="sounddevice/PortAudio/ALSA not installed (pip install 'earsight[app]', libportaudio2)",
+    reason="sounddevice/PortAudio/ALSA not installed (./install.sh: sounddevice, libportaudio2)",
 )
 RATE = 48_000
 NOISE_STD = 3e-4  # the file's background: -70 dBFS, a quiet room through a decent microphone

@@ -7,14 +7,9 @@ import pytest
 import torch
 
 from earsight.trainer.mtnet import losses
-from earsight.trainer.mtnet.model import (
-    MTNet,
-    MTNetConfig,
-    count_parameters,
-    inference_macs,
-    make_config,
-    standardize,
-)
+from earsight.trainer.mtnet.config import MTNetConfig, make_config
+from earsight.trainer.mtnet.encoders import standardize
+from earsight.trainer.mtnet.model import MTNet, count_parameters, inference_macs
 
 
 def tiny(preset: str = "compact", **kw) -> MTNetConfig:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("sounddevice") is None
     or not ctypes.util.find_library("portaudio")
     or shutil.which("espeak-ng") is None,
-    reason="sounddevice/PortAudio or the espeak-ng program missing (pip install 'earsight[app]')",
+    reason="sounddevice/PortAudio or the espeak-ng program missing (./install.sh)",
 )
 
 

@@ -16,7 +16,7 @@ from earsight.engine.export import export_onnx
 from earsight.engine.quantize import INT8_LIMITS, checkpoint_images, store_large_weights_half
 from earsight.engine.runtime import RuntimeOptions, load, make_backend
 from earsight.engine.sidecar import read_sidecar
-from earsight.engine.source import cpu_variant, int8_variant_path, resolve_model
+from earsight.engine.source import int8_variant_path, read_model
 
 pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 
@@ -146,7 +146,7 @@ def test_an_int8_file_of_other_weights_is_ignored_with_a_warning(
 def test_tensorrt_refuses_the_int8_export_so_auto_falls_through(int8_pair):
     from earsight.engine.build import choose_mode
 
-    variant = cpu_variant(resolve_model(int8_pair))
+    variant = read_model(int8_pair).int8
     assert variant is not None and variant.contract.precision == "int8"
     with pytest.raises(BackendUnavailable, match="int8 CPU export; TensorRT runs fp16/fp32"):
         make_backend("tensorrt", variant, OPTS, explicit=True)
@@ -165,16 +165,16 @@ def test_sidecar_checkpoint_path_is_absolute_only_across_top_level_trees():
 def test_sidecar_checkpoint_path_is_relative_and_survives_a_move(int8_pair, tmp_path):
     recorded = read_sidecar(int8_pair)["checkpoint"]["path"]
     assert not Path(recorded).is_absolute()
-    assert resolve_model(int8_pair).checkpoint is not None
+    assert read_model(int8_pair).checkpoint is not None
     # Move the export alone: the relative path breaks, the checkpoint is found beside it by name.
     moved = tmp_path / "moved"
     moved.mkdir()
     for name in ("model.onnx", "model.onnx.json"):
         shutil.copy(int8_pair.parent / name, moved / name)
-    assert resolve_model(moved / "model.onnx").checkpoint is None
+    assert read_model(moved / "model.onnx").checkpoint is None
     checkpoint = (int8_pair.parent / recorded).resolve()
     shutil.copy(checkpoint, moved / checkpoint.name)
-    assert resolve_model(moved / "model.onnx").checkpoint == moved / checkpoint.name
+    assert read_model(moved / "model.onnx").checkpoint == moved / checkpoint.name
 
 
 def test_bench_times_the_int8_variant_only_in_its_own_row(int8_pair, tmp_path):
@@ -226,11 +226,11 @@ def test_an_older_sidecar_without_newer_config_fields_still_pairs(int8_pair, tmp
     side = json.loads((int8_pair.parent / "model.onnx.json").read_text())
     del side["config"]["flip_tta"]  # as written before mirror averaging existed
     (tmp_path / "model.onnx.json").write_text(json.dumps(side))
-    assert cpu_variant(resolve_model(tmp_path / "model.onnx")) is not None
+    assert read_model(tmp_path / "model.onnx").int8 is not None
     int8_side = json.loads((tmp_path / "model.int8.onnx.json").read_text())
     int8_side["config"]["flip_tta"] = True  # a field that is on is a real difference
     (tmp_path / "model.int8.onnx.json").write_text(json.dumps(int8_side))
-    assert cpu_variant(resolve_model(tmp_path / "model.onnx")) is None
+    assert read_model(tmp_path / "model.onnx").int8 is None
 
 
 def test_bench_on_a_fresh_clone_times_the_shipped_file_against_its_int8_variant(
@@ -264,7 +264,8 @@ def test_backbone_int8_keeps_the_early_high_resolution_convolutions_float(tmp_pa
     from earsight.engine.export import _export_graph
     from earsight.engine.graph import InferenceGraph
     from earsight.engine.quantize import LOW_RES_DIVISOR, encoder_convolutions
-    from earsight.trainer.mtnet.model import MTNet, make_config
+    from earsight.trainer.mtnet.config import make_config
+    from earsight.trainer.mtnet.model import MTNet
 
     torch.manual_seed(0)
     cfg = make_config("efficientnet-lite0", n_classes=3, audio_length=800)
@@ -279,3 +280,21 @@ def test_backbone_int8_keeps_the_early_high_resolution_convolutions_float(tmp_pa
         n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node
     }
     assert all(groups[name] == 1 for name in late)
+
+
+@pytest.mark.parametrize("cpu_int8", [True, False])
+def test_loading_a_model_reads_and_hashes_each_of_its_files_once(int8_pair, monkeypatch, cpu_int8):
+    import earsight.engine.sidecar as sidecar
+
+    hashed: list[str] = []
+    real = sidecar.sha256_file
+
+    def counted(path):
+        hashed.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(sidecar, "sha256_file", counted)
+    with load(int8_pair, "auto", RuntimeOptions(threads=1, cpu_int8=cpu_int8)) as rt:
+        assert rt.info.precision == ("int8" if cpu_int8 else "fp32")
+    # one pass (read_model): the model's and, when it may run, its int8 variant's, once each
+    assert sorted(hashed) == (["model.int8.onnx", "model.onnx"] if cpu_int8 else ["model.onnx"])

@@ -68,7 +68,7 @@ def test_every_variable_the_unit_mentions_is_read_by_the_app():
     code = "\n".join(
         p.read_text()
         for folder in ("earsight", "app", "engine", "trainer")
-        for p in (ROOT / folder).glob("*.py")
+        for p in (ROOT / folder).rglob("*.py")
     )
     for name in set(re.findall(r"\bEARSIGHT_[A-Z_]+\b", text)) - {"EARSIGHT_HOME"}:
         assert f'"{name}"' in code, f"{name} is named in the unit but nothing reads it"

@@ -25,7 +25,7 @@ needs_speech = pytest.mark.skipif(
     importlib.util.find_spec("pyttsx3") is None
     or not ctypes.util.find_library("espeak-ng")
     or shutil.which("aplay") is None,
-    reason="pyttsx3, libespeak-ng or aplay missing (pip install 'earsight[app]', apt espeak-ng)",
+    reason="pyttsx3, libespeak-ng or aplay missing (./install.sh: pyttsx3, espeak-ng)",
 )
 LONG = (
     "message {} is a long status message that would keep the speaker busy for several "

@@ -27,7 +27,8 @@ import torch
 from earsight.errors import UsageError, first_line
 from earsight.trainer.data.augment import trained_with_flips
 from earsight.trainer.errors import CheckpointError
-from earsight.trainer.mtnet.model import MTNet, MTNetConfig
+from earsight.trainer.mtnet.config import MTNetConfig
+from earsight.trainer.mtnet.model import MTNet
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from earsight.errors import EarSightError, UsageError
 from earsight.trainer.checkpoint import training_only_prefixes
 from earsight.trainer.data.dataset import DatasetSpec, build_dataset
 from earsight.trainer.data.images import SOURCES
-from earsight.trainer.mtnet.model import PRESETS, MTNet, count_parameters, inference_macs
+from earsight.trainer.mtnet.config import PRESETS
+from earsight.trainer.mtnet.model import MTNet, count_parameters, inference_macs
 from earsight.trainer.training.options import ABLATIONS, TrainOptions, arch_changes, checked_config
 from earsight.trainer.training.plumbing import rank_world
 from earsight.trainer.training.train import check_run_folder, fit

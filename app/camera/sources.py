@@ -178,9 +178,11 @@ def import_cv2() -> Any:
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     try:
-        import cv2  # the [app] extra: parsing a URI must not need it
+        import cv2  # imported when a capture opens: parsing a URI must not need it
     except ImportError as err:
-        raise UsageError("OpenCV is not installed", "pip install 'earsight[app]'") from err
+        raise UsageError(
+            "OpenCV is not installed", "pip install opencv-python-headless (or ./install.sh)"
+        ) from err
     return cv2
 
 

@@ -37,7 +37,7 @@ def display_problem() -> str | None:
 
         display = Xlib.display.Display()
     except ImportError:
-        return "pynput is not installed (pip install 'earsight[app]')"
+        return "pynput is not installed (pip install pynput, or ./install.sh)"
     except Exception as err:  # Xlib raises its own error types, all meaning "cannot connect"
         return f"cannot connect to X display {os.environ['DISPLAY']} ({type(err).__name__})"
     try:

@@ -38,7 +38,7 @@ from earsight.wav import write_wav as write_wav_file
 log = logging.getLogger(__name__)
 
 BATCH = 64  # images per runtime call: TensorRT's default profile maximum, and bounded memory
-OPENCV_HINT = "install OpenCV: pip install 'earsight[app]' (or ./install.sh)"
+OPENCV_HINT = "install OpenCV: pip install opencv-python-headless (or ./install.sh)"
 
 
 ImageError = ImageFileError  # the name callers catch: missing, not a file, too big, corrupt

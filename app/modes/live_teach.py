@@ -204,7 +204,9 @@ class LiveTeacher:
         try:
             self._check()  # before the views: nobody turns an object for nothing
         except ImportError as err:  # app.sound.microphone's own imports (numpy/sounddevice glue)
-            raise EarSightError(f"no microphone here ({err})", "install 'earsight[app]'") from err
+            raise EarSightError(
+                f"no microphone here ({err})", "pip install sounddevice (or ./install.sh)"
+            ) from err
         views = self._views if self._views is not None else self._capture()
         if views is None:
             return None

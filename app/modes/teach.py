@@ -24,7 +24,7 @@ import numpy as np
 
 from earsight import paths
 from earsight.app.modes.teach_capture import capture_views, frame_quality
-from earsight.errors import EarSightError
+from earsight.errors import EarSightError, trainer_not_installed
 from earsight.trainer.teach.store import TaughtWord, TeachError, TeachStore, check_word
 
 log = logging.getLogger(__name__)
@@ -289,10 +289,10 @@ def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: in
         from earsight.trainer.teach.fit import teach_fit
         from earsight.trainer.teach.voice import VoiceOptions
     except ImportError as err:  # a runtime-only install (no torch): the words stay stored
-        raise TeachInputError(
-            f"learning needs the training parts ({err.name} is not installed)",
-            "./install.sh installs them; the taught words are kept for then",
-        ) from err
+        missing = trainer_not_installed(err, "learning")
+        if missing is None:
+            raise
+        raise TeachInputError(missing.what, f"{missing.fix}; the taught words are kept") from err
     base = base or teach_base_path()
     if not base.is_file():
         raise TeachInputError(f"the teach base {base} is missing", "reinstall EarSight")

@@ -67,15 +67,17 @@ class TensorRTBackend(Backend):
     @staticmethod
     def _find_plan(source: ModelSource, opts: BuildOptions, allow_build: bool):
         if allow_build:
-            return ensure_engine(source.onnx, opts, allow_build=True)
-        key, _ = engine_key(source.onnx, opts)  # any cached profile for this model/GPU will do
+            return ensure_engine(source.onnx, opts, allow_build=True, sidecar=source.sidecar)
+        # any cached profile for this model/GPU will do; the sidecar as read_model read it
+        key, _ = engine_key(source.onnx, opts, source.sidecar)
         match = {
             f: getattr(key, f)
             for f in ("onnx_sha256", "trt_version", "gpu_name", "compute_capability", "mode")
         }
         found = cached_plans(opts.cache_dir or paths.engine_cache_dir(), **match)
         if not found:
-            return ensure_engine(source.onnx, opts, allow_build=False)  # raises with the hint
+            # raises with the hint
+            return ensure_engine(source.onnx, opts, allow_build=False, sidecar=source.sidecar)
         cached_key, plan = found[0]
         return plan, cached_key
 

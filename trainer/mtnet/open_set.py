@@ -27,7 +27,8 @@ import torch
 
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.data.inputs import CachedInputs
-from earsight.trainer.mtnet.model import MTNet, MTNetConfig
+from earsight.trainer.mtnet.config import MTNetConfig
+from earsight.trainer.mtnet.model import MTNet
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from earsight.errors import UsageError
-from earsight.trainer.mtnet.model import MTNet, MTNetConfig
+from earsight.trainer.mtnet.config import MTNetConfig
+from earsight.trainer.mtnet.model import MTNet
 from earsight.trainer.mtnet.open_set import class_exemplars
 
 log = logging.getLogger(__name__)

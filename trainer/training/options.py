@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from earsight.errors import UsageError
-from earsight.trainer.mtnet.model import MTNetConfig, make_config, parse_arch
+from earsight.trainer.mtnet.config import MTNetConfig, make_config, parse_arch
 
 if TYPE_CHECKING:
     from earsight.trainer.data.dataset import ADDataset

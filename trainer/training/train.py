@@ -25,7 +25,8 @@ from earsight.trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, s
 from earsight.trainer.data.dataset import ADDataset, DatasetSpec
 from earsight.trainer.data.inputs import Inputs, stage2_inputs
 from earsight.trainer.mtnet import losses
-from earsight.trainer.mtnet.model import MTNet, MTNetConfig
+from earsight.trainer.mtnet.config import MTNetConfig
+from earsight.trainer.mtnet.model import MTNet
 from earsight.trainer.training.averaging import WeightAverage
 from earsight.trainer.training.options import TrainOptions, model_config
 from earsight.trainer.training.plumbing import (

@@ -1,0 +1,112 @@
+"""A runtime-only install (no torch: the wearable) runs live, describe and bench on the shipped
+models, and what needs the trainer says so in one line (tests/runtime_env.py builds it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from earsight.errors import TRAINER_MODULES
+from tests.runtime_env import ROOT, names, project, runtime_only_python, train_extra
+from tests.test_faults_live import NULL_DEVICE, Live
+from tests.test_live import write_digit_video
+
+cv2 = pytest.importorskip("cv2")
+
+SAMPLES = ROOT / "assets" / "samples" / "mnist"
+TRAIN_LINE = "needs the trainer's libraries (torch is not installed) — install them: pip install"
+
+
+@pytest.fixture(scope="module")
+def python(tmp_path_factory) -> Path:
+    return runtime_only_python(tmp_path_factory.mktemp("runtime") / "venv")
+
+
+def _earsight(python: Path, *args: str, tmp: Path, timeout: float = 300):
+    (tmp / "asound.conf").write_text(NULL_DEVICE)
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp / "asound.conf"), "OMP_NUM_THREADS": "1"}
+    env |= {"EARSIGHT_CONFIG": str(tmp / "none.toml"), "EARSIGHT_TEACH": str(tmp / "taught")}
+    cmd = [str(python), "-m", "earsight.app.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=tmp)
+
+
+def test_the_runtime_dependencies_leave_the_trainers_out():
+    runtime = set(names(project()["dependencies"]))
+    for name in ("torch", "matplotlib", "pesq", "scikit-learn", "pystoi", "tqdm"):
+        assert name not in runtime and name in train_extra()
+    for name in ("numpy", "onnxruntime", "opencv-python-headless", "sounddevice", "soundfile"):
+        assert name in runtime
+    for name in ("pyttsx3", "pynput", "platformdirs"):
+        assert name in runtime
+
+
+def test_the_environment_really_lacks_torch(python):
+    probe = "import importlib.util as u; print([m for m in %r if u.find_spec(m)])"
+    done = subprocess.run(
+        [str(python), "-c", probe % sorted(TRAINER_MODULES)], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_describe_runs_without_torch(python, tmp_path):
+    args = ("describe", str(SAMPLES), "--model", "mnist-ad", "--out", str(tmp_path / "wavs"))
+    done = _earsight(python, *args, tmp=tmp_path)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if line.split(": ")[0].endswith(".png")]
+    assert len(said) == 20 and "wrote 20 WAV files" in done.stdout
+
+
+def test_live_answers_a_press_without_torch(python, tmp_path):
+    video = tmp_path / "digits.avi"
+    words = write_digit_video(video)
+    program = [str(python), "-m", "earsight.app.cli"]
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    with Live(tmp_path, *args, program=program) as live:
+        assert live.wait_for("ready: press space"), live.seen
+        live.press(b" ")
+        deadline = time.monotonic() + 30
+        while not set(live.seen.splitlines()) & set(words) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        code, seen, err = live.finish()
+    assert code == 0, err
+    assert set(seen.splitlines()) & set(words), seen  # a digit's word, printed as spoken
+
+
+def test_bench_times_the_shipped_files_without_torch(python, tmp_path):
+    model = ROOT / "assets" / "models" / "mnist-ad.onnx"
+    args = ("bench", "--model", str(model), "--iters", "3", "--warmup", "1", "--batches", "1")
+    done = _earsight(python, *args, tmp=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "MMAC/image not counted (needs torch)" in done.stdout
+    assert re.search(r"^onnx-cpu:fp16 .*\d", done.stdout, re.M), done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("export", "x.pt", "-o", "x.onnx"), "earsight export"),
+        (("describe", str(SAMPLES), "--model", "mnist-ad", "--backend", "torch"), "torch backend"),
+    ],
+)
+def test_what_needs_the_trainer_says_so_in_one_line(python, tmp_path, args, what):
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    done = _earsight(python, *args, tmp=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and what in done.stderr and TRAIN_LINE in done.stderr
+
+
+def test_teaching_keeps_the_words_and_says_what_learning_needs(python, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for sample in sorted(SAMPLES.glob("*.png"))[:3]:
+        (photos / sample.name).write_bytes(sample.read_bytes())
+    args = ("teach", "pill box", "--photos", str(photos), "--espeak-voice", "en", "--no-speech")
+    done = _earsight(python, *args, tmp=tmp_path)
+    assert done.returncode == 2 and "learning " + TRAIN_LINE in done.stderr, done.stderr
+    listed = _earsight(python, "teach", "--list", "--no-speech", tmp=tmp_path)
+    assert "pill box: 3 photos" in listed.stdout, listed.stdout
