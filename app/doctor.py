@@ -96,12 +96,8 @@ def check_camera(options: LiveOptions) -> Check:
 
 def check_audio(options: LiveOptions) -> Check:
     """Opens the output as live does: a device the user named must exist, even with --out-dir."""
-    from earsight.app.sound.audio import (
-        AudioOptions,
-        AudioOut,
-        AudioUnavailable,
-        UnknownAudioDevice,
-    )
+    from earsight.app.sound.audio import AudioOptions, AudioOut
+    from earsight.app.sound.devices import AudioUnavailable, UnknownAudioDevice
 
     fallback = f"WAV files will be written to {options.out_dir}" if options.out_dir else ""
     try:

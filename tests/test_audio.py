@@ -17,14 +17,9 @@ import numpy as np
 import pytest
 
 from earsight.app.sound import earcons
-from earsight.app.sound.audio import (
-    AudioOptions,
-    AudioOut,
-    AudioUnavailable,
-    UnknownAudioDevice,
-    WavSink,
-    open_audio,
-)
+from earsight.app.sound.audio import AudioOptions, AudioOut, open_audio
+from earsight.app.sound.devices import AudioUnavailable, UnknownAudioDevice
+from earsight.app.sound.wav_sink import WavSink
 from earsight.engine.postprocess import fade, resample
 from tests.alsa_null import AlsaNull, rescan_portaudio
 

@@ -163,7 +163,8 @@ def test_an_audio_device_that_is_not_there_is_an_error_naming_the_devices(tmp_pa
 
 def test_open_audio_refuses_an_unknown_device_instead_of_writing_wavs(tmp_path):
     pytest.importorskip("sounddevice")
-    from earsight.app.sound.audio import AudioOptions, UnknownAudioDevice, open_audio
+    from earsight.app.sound.audio import AudioOptions, open_audio
+    from earsight.app.sound.devices import UnknownAudioDevice
     from tests.alsa_null import AlsaNull
 
     with AlsaNull(tmp_path, paced_bytes_per_s=None), pytest.raises(UnknownAudioDevice) as info:

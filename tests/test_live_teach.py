@@ -78,8 +78,8 @@ def live(tmp_path, video, store):
     from earsight.app.modes.answer import ConfidenceGate
     from earsight.app.modes.live import LiveApp
     from earsight.app.modes.live_teach import LiveTeacher
-    from earsight.app.sound.audio import WavSink
     from earsight.app.sound.voice import StatusVoice
+    from earsight.app.sound.wav_sink import WavSink
     from earsight.engine.runtime import RuntimeOptions, load
 
     options = LiveOptions(source=str(video), loop=True, speak_status=False, model="mnist-ad")

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earsight.app.sound.audio import WavSink
 from earsight.app.sound.microphone import (
     CLOSE_TIMEOUT_S,
     STALL_S,
@@ -42,6 +41,7 @@ from earsight.app.sound.recording import (
     SpeechTooShort,
     dbfs,
 )
+from earsight.app.sound.wav_sink import WavSink
 from earsight.engine.postprocess import resample
 from earsight.errors import UsageError
 from earsight.trainer.speech.synth import SAMPLE_RATE_HZ, trim_silence

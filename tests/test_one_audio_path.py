@@ -18,8 +18,9 @@ import time
 import numpy as np
 import pytest
 
-from earsight.app.sound.audio import AudioOptions, AudioOut, WavSink
+from earsight.app.sound.audio import AudioOptions, AudioOut
 from earsight.app.sound.voice import PLAYERS, StatusVoice, _children, _name
+from earsight.app.sound.wav_sink import WavSink
 from tests.alsa_null import AlsaNull
 
 RATE = 48_000

@@ -42,7 +42,7 @@ from earsight.app.sound import earcons
 # app.sound.audio and app.modes.answer are imported where needed, not with this module
 if TYPE_CHECKING:
     from earsight.app.modes.answer import ConfidenceGate
-    from earsight.app.sound.audio import FirstBufferHook
+    from earsight.app.sound.devices import FirstBufferHook
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Recorder:
     """
 
     def __init__(self, directory: Path) -> None:
-        from earsight.app.sound.audio import WavSink
+        from earsight.app.sound.wav_sink import WavSink
 
         self._sink = WavSink(directory)  # numbered files; a second run adds, never overwrites
         self._queue: queue.Queue[tuple[np.ndarray | None, int, str] | None] = queue.Queue()

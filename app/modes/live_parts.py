@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from earsight.app.sound.audio import FirstBufferHook
+    from earsight.app.sound.devices import FirstBufferHook
 
 
 class LiveRuntime(Protocol):

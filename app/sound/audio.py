@@ -35,7 +35,6 @@ never a silent fall-back (WAV files nobody listens to).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -45,9 +44,19 @@ from typing import Any
 
 import numpy as np
 
+from earsight.app.sound.deadline import DeadlineExceeded, call_with_deadline
+from earsight.app.sound.devices import (
+    AudioUnavailable,
+    FirstBufferHook,
+    TeeHook,
+    UnknownAudioDevice,
+    as_mono,
+    check_output_device,
+    device_arg,
+)
+from earsight.app.sound.wav_sink import WavSink
 from earsight.engine.postprocess import resample
-from earsight.errors import EarSightError, first_line
-from earsight.wav import write_wav
+from earsight.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +74,6 @@ NO_DEVICE_FIX = "plug in headphones or run with --out-dir DIR to write WAV files
 
 KINDS = ("word", "status")  # play(kind=…): words and earcons, or spoken status messages
 
-FirstBufferHook = Callable[[float], None]
-TeeHook = Callable[[np.ndarray], None]
-
-
-class AudioUnavailable(EarSightError):
-    """No audio output device could be opened."""
-
-
-class UnknownAudioDevice(AudioUnavailable):
-    """The output device the user named (--audio-device) is not there."""
-
 
 @dataclass(frozen=True)
 class AudioOptions:
@@ -88,52 +86,6 @@ class AudioOptions:
     latency: str | float = "high"
     blocksize: int = 0  # frames per callback; 0 lets PortAudio pick (lowest latency)
     open_timeout_s: float = OPEN_TIMEOUT_S  # a device that does not open by then is "none"
-
-
-def _as_mono(wave: np.ndarray) -> np.ndarray:
-    """(L,) or (L, C) → a contiguous float32 copy (L,) in [-1, 1] the caller cannot change."""
-    x = np.asarray(wave, dtype=np.float32)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    if x.ndim != 1:
-        raise ValueError(f"expected (L,) or (L, channels) audio, got shape {x.shape}")
-    return np.clip(x, -1.0, 1.0)  # a new array, also when nothing is clipped
-
-
-def _device_arg(device: str | int | None) -> str | int | None:
-    # "3" from a config file or flag means device index 3, not a device whose name contains "3"
-    return int(device) if isinstance(device, str) and device.strip().isdigit() else device
-
-
-def list_devices(sd: Any, kind: str) -> list[str]:
-    """``"0 default"``, ``"3 USB Audio"``, …: every ``kind`` ("output" or "input") device
-    PortAudio lists; [] when it cannot scan."""
-    try:
-        devices = sd.query_devices()
-    except Exception as err:  # PortAudio could not scan: there is nothing to list
-        log.debug("audio: listing %s devices failed: %s", kind, err)
-        return []
-    return [f"{d['index']} {d['name']}" for d in devices if d[f"max_{kind}_channels"] > 0]
-
-
-def output_devices(sd: Any) -> list[str]:
-    """Every output device PortAudio lists (``list_devices``)."""
-    return list_devices(sd, "output")
-
-
-def _check_device(sd: Any, device: str | int) -> None:
-    """UnknownAudioDevice (naming the devices there are) when ``device`` matches no output."""
-    try:
-        sd.query_devices(device, kind="output")
-        return
-    except (sd.PortAudioError, ValueError) as err:
-        reason = first_line(err)
-    names = output_devices(sd)
-    there = f"output devices: {'; '.join(names)}" if names else "there are no output devices"
-    raise UnknownAudioDevice(
-        f"no audio output device {device!r} ({reason}); {there}",
-        "pass one of them with --audio-device NAME or INDEX, or leave it out for the default",
-    )
 
 
 class AudioOut:
@@ -179,38 +131,22 @@ class AudioOut:
     # --- device -----------------------------------------------------------------------------
 
     def _open_with_deadline(self, options: AudioOptions) -> tuple[Any, int]:
-        """``_open_stream`` on a helper thread; AudioUnavailable if it has not returned in time.
-
-        A blocked open (an ALSA plugin writing into a FIFO nobody reads, a wedged driver) never
-        returns; its thread is left behind (a daemon) and closes the stream should it ever open.
-        """
-        lock, done, outcome = threading.Lock(), threading.Event(), []
-        abandoned = False
-
-        def opener() -> None:
-            try:
-                result: Any = self._open_stream(options)
-            except BaseException as err:  # handed to the caller below
-                result = err
-            with lock:
-                if abandoned and not isinstance(result, BaseException):
-                    result[0].close(ignore_errors=True)  # opened too late: nobody will use it
-                outcome.append(result)
-            done.set()
-
-        threading.Thread(target=opener, name="audio-open", daemon=True).start()
-        done.wait(options.open_timeout_s)
-        with lock:
-            if not outcome:
-                abandoned = True
-                raise AudioUnavailable(
-                    f"the audio output did not open within {options.open_timeout_s:g} s "
-                    "(device stuck or busy)",
-                    NO_DEVICE_FIX,
-                )
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        return outcome[0]
+        """``_open_stream`` under a deadline (app/sound/deadline.py); AudioUnavailable if it has
+        not returned in time. A blocked open (an ALSA plugin writing into a FIFO nobody reads, a
+        wedged driver) never returns: its thread is left behind and closes a late stream."""
+        try:
+            return call_with_deadline(
+                lambda: self._open_stream(options),
+                options.open_timeout_s,
+                "audio-open",
+                discard=lambda opened: opened[0].close(ignore_errors=True),
+            )
+        except DeadlineExceeded as err:
+            raise AudioUnavailable(
+                f"the audio output did not open within {options.open_timeout_s:g} s "
+                "(device stuck or busy)",
+                NO_DEVICE_FIX,
+            ) from err
 
     def _open_stream(self, options: AudioOptions) -> tuple[Any, int]:
         """Start the stream at the requested rate, else at the device's own (resampled to)."""
@@ -220,9 +156,9 @@ class AudioOut:
             raise AudioUnavailable(
                 f"no audio output device: {first_line(err)}", NO_DEVICE_FIX
             ) from err
-        device = _device_arg(options.device)
+        device = device_arg(options.device)
         if device is not None:
-            _check_device(sd, device)
+            check_output_device(sd, device)
         rates = [options.sample_rate]
         try:
             default_rate = round(sd.query_devices(device, kind="output")["default_samplerate"])
@@ -282,7 +218,7 @@ class AudioOut:
         if self._stream is None:
             log.debug("audio: play() after close() ignored")
             return
-        sound = _as_mono(wave)
+        sound = as_mono(wave)
         if sample_rate != self.sample_rate:
             sound = resample(sound, sample_rate, self.sample_rate)
         with self._lock:
@@ -414,84 +350,6 @@ def _stop_and_close(stream: Any) -> None:
 
 
 # --- fallback: WAV files --------------------------------------------------------------------
-
-
-def _slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "sound"
-
-
-class WavSink:
-    """``AudioOut``'s interface, writing each sound to ``<dir>/<NNNN>-<label>.wav`` (16-bit PCM).
-
-    Numbers continue after the highest already in the folder, so a second run adds files
-    instead of overwriting the first run's. Hooks fire as soon as a file is written.
-    """
-
-    carries_speech = False  # status speech is not written among the user's word files
-
-    def __init__(
-        self,
-        directory: Path,
-        on_first_buffer: FirstBufferHook | None = None,
-        tee: TeeHook | None = None,
-    ) -> None:
-        self.directory = Path(directory)
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise AudioUnavailable(
-                f"cannot create {self.directory}: {err.strerror or err}", "pick --out-dir"
-            ) from err
-        self.on_first_buffer = on_first_buffer
-        self.tee = tee
-        self.written: list[Path] = []
-        numbers = [int(p.name[:4]) for p in self.directory.glob("[0-9][0-9][0-9][0-9]-*.wav")]
-        self._next = max(numbers, default=0) + 1
-        self.is_playing = False
-
-    def play(
-        self,
-        wave: np.ndarray,
-        sample_rate: int,
-        label: str = "sound",
-        kind: str = "word",
-        on_first: FirstBufferHook | None = None,
-    ) -> None:
-        """Write ``wave`` to the next numbered file (``kind`` is accepted for AudioOut's sake)."""
-        sound = _as_mono(wave)
-        path = self.directory / f"{self._next:04d}-{_slug(label)}.wav"
-        self._next += 1
-        try:
-            write_wav(path, sound, sample_rate)
-        except OSError as err:
-            raise AudioUnavailable(
-                f"cannot write {path}: {err}", "check the --out-dir folder"
-            ) from err
-        self.written.append(path)
-        t_written = time.perf_counter()
-        for hook in (self.on_first_buffer, on_first):
-            if hook is not None:
-                hook(t_written)
-        if self.tee is not None:
-            self.tee(sound.copy())
-
-    def stop(self) -> None:
-        pass  # a written file is complete; there is nothing to cut short
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return True
-
-    def wait_until_flowing(self, timeout: float = STREAM_START_TIMEOUT_S) -> bool:
-        return True  # files have no start-up pause
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> WavSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def open_audio(

@@ -5,8 +5,8 @@
 A blocked ``open`` (an ALSA plugin reading a FIFO nobody writes, a wedged driver) cannot be
 interrupted from Python, so the call runs on a daemon thread and the caller stops waiting for
 it; the thread is left behind. Should it return after all, ``discard`` gets the late result
-(closes the stream nobody will use). app/sound/audio.py's ``AudioOut._open_with_deadline`` is the
-same pattern written inline for the output stream.
+(closes the stream nobody will use). The output stream (app/sound/audio.py) and the microphone
+(app/sound/microphone.py) open through it.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from earsight.app.sound.audio import FirstBufferHook, _device_arg, list_devices
 from earsight.app.sound.deadline import DeadlineExceeded, call_with_deadline
+from earsight.app.sound.devices import FirstBufferHook, device_arg, list_devices
 from earsight.app.sound.recording import Recording, check_recording
 from earsight.errors import EarSightError, UsageError, first_line
 
@@ -210,7 +210,7 @@ def _open_input(
     """``_open_stream`` under a deadline: an input that never answers is NoMicrophone."""
     try:
         return call_with_deadline(
-            lambda: _open_stream(_device_arg(device), sample_rate, collector),
+            lambda: _open_stream(device_arg(device), sample_rate, collector),
             timeout_s,
             "mic-open",
             discard=_close,  # opened too late: nobody will read it

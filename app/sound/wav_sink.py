@@ -1,0 +1,96 @@
+"""The fall-back audio output: each sound written to a numbered WAV file (AudioOut's interface),
+for a machine without a sound device or a user who wants the files."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from earsight.app.sound.devices import (
+    AudioUnavailable,
+    FirstBufferHook,
+    TeeHook,
+    as_mono,
+)
+from earsight.wav import write_wav
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "sound"
+
+
+class WavSink:
+    """``AudioOut``'s interface, writing each sound to ``<dir>/<NNNN>-<label>.wav`` (16-bit PCM).
+
+    Numbers continue after the highest already in the folder, so a second run adds files
+    instead of overwriting the first run's. Hooks fire as soon as a file is written.
+    """
+
+    carries_speech = False  # status speech is not written among the user's word files
+
+    def __init__(
+        self,
+        directory: Path,
+        on_first_buffer: FirstBufferHook | None = None,
+        tee: TeeHook | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AudioUnavailable(
+                f"cannot create {self.directory}: {err.strerror or err}", "pick --out-dir"
+            ) from err
+        self.on_first_buffer = on_first_buffer
+        self.tee = tee
+        self.written: list[Path] = []
+        numbers = [int(p.name[:4]) for p in self.directory.glob("[0-9][0-9][0-9][0-9]-*.wav")]
+        self._next = max(numbers, default=0) + 1
+        self.is_playing = False
+
+    def play(
+        self,
+        wave: np.ndarray,
+        sample_rate: int,
+        label: str = "sound",
+        kind: str = "word",
+        on_first: FirstBufferHook | None = None,
+    ) -> None:
+        """Write ``wave`` to the next numbered file (``kind`` is accepted for AudioOut's sake)."""
+        sound = as_mono(wave)
+        path = self.directory / f"{self._next:04d}-{_slug(label)}.wav"
+        self._next += 1
+        try:
+            write_wav(path, sound, sample_rate)
+        except OSError as err:
+            raise AudioUnavailable(
+                f"cannot write {path}: {err}", "check the --out-dir folder"
+            ) from err
+        self.written.append(path)
+        t_written = time.perf_counter()
+        for hook in (self.on_first_buffer, on_first):
+            if hook is not None:
+                hook(t_written)
+        if self.tee is not None:
+            self.tee(sound.copy())
+
+    def stop(self) -> None:
+        pass  # a written file is complete; there is nothing to cut short
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+    def wait_until_flowing(self, timeout: float | None = None) -> bool:
+        return True  # files have no start-up pause
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> WavSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
