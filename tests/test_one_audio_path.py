@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from earsight.app.sound.audio import AudioOptions, AudioOut
-from earsight.app.sound.voice import PLAYERS, StatusVoice, _children, _name
+from earsight.app.sound.players import PLAYERS, child_processes, process_name
+from earsight.app.sound.voice import StatusVoice
 from earsight.app.sound.wav_sink import WavSink
 from tests.alsa_null import AlsaNull
 
@@ -34,11 +35,11 @@ pytestmark = pytest.mark.skipif(
 
 def player_processes() -> list[int]:
     """Speech players (aplay) among this process's descendants."""
-    tree, todo, found = _children(), [os.getpid()], []
+    tree, todo, found = child_processes(), [os.getpid()], []
     while todo:
         for pid in tree.get(todo.pop(), []):
             todo.append(pid)
-            if _name(pid) in PLAYERS:
+            if process_name(pid) in PLAYERS:
                 found.append(pid)
     return found
 

@@ -28,20 +28,16 @@ once and messages are only printed: status speech never stops the app.
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import re
-import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 import time
-import wave
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from earsight.app.sound.players import (
+    kill_players,
+    player_problem,
+)
 from earsight.errors import first_line
 
 log = logging.getLogger(__name__)
@@ -58,10 +54,6 @@ CUT_POLL_S = 0.02  # how often an interruption looks for the player process
 CUT_STOP_AFTER_S = 0.3  # no player process by then: the driver plays itself, use engine.stop()
 CUT_GIVE_UP_S = 1.0  # an interrupted utterance counts as over after this, reported or not
 UTTERANCE_MAX_S = 30.0  # longest a single message may keep the speech thread
-PLAYERS = ("aplay",)  # what pyttsx3's drivers run to play speech on Linux
-PROBE_S = 0.01  # silence played once to check that the player can open the audio output
-PROBE_TIMEOUT_S = 5.0
-SHELLS = ("sh", "dash", "bash")  # os.system runs the player through /bin/sh
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # colour and cursor escape sequences
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -101,84 +93,6 @@ def _shared_engine() -> Any:
             _engine_error = first_line(err)
             log.warning("status speech off (%s); messages are printed only", _engine_error)
     return _engine
-
-
-def player_problem() -> str | None:
-    """Why speech cannot be heard here, or None: plays 10 ms of silence the way pyttsx3 does.
-
-    pyttsx3's Linux driver ignores a failing ``aplay``, which prints ~10 lines of ALSA errors
-    on stderr for every message when there is no audio output. Finding out once, before the
-    first message, turns that into one warning and printed-only messages.
-    """
-    if platform.system() != "Linux":
-        return None  # the macOS/Windows drivers play by themselves
-    aplay = shutil.which("aplay")
-    if aplay is None:
-        return "aplay not found (sudo apt-get install alsa-utils)"
-    with tempfile.TemporaryDirectory(prefix="earsight-") as folder:
-        probe = Path(folder) / "probe.wav"
-        with wave.open(str(probe), "wb") as f:
-            f.setnchannels(1)
-            f.setsampwidth(2)
-            f.setframerate(22_050)
-            f.writeframes(bytes(2 * round(PROBE_S * 22_050)))
-        try:
-            result = subprocess.run(
-                [aplay, "-q", str(probe)], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired:
-            return "aplay did not finish (audio output busy?)"
-    if result.returncode == 0:
-        return None
-    lines = result.stderr.strip().splitlines()
-    return f"no audio output ({lines[-1] if lines else f'aplay exit code {result.returncode}'})"
-
-
-def _children() -> dict[int, list[int]]:
-    """ppid → child pids, from /proc (Linux)."""
-    tree: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # the name may hold spaces
-        except (OSError, IndexError):
-            continue  # exited while we looked
-        tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    return tree
-
-
-def kill_players() -> int:
-    """Kill speech players (``aplay``) started by this process or its shells; return how many.
-
-    SIGKILL, not SIGTERM: aplay drains its buffer on SIGTERM (half a second of the speech we are
-    cutting) and holds nothing that needs cleaning up. The shell that ran it goes first, or it
-    would print "Killed" on stderr, in the middle of the lines a screen reader is reading.
-    """
-    tree, todo, killed = _children(), [os.getpid()], 0
-    while todo:
-        parent = todo.pop()
-        for pid in tree.get(parent, []):
-            todo.append(pid)
-            if _name(pid) not in PLAYERS:
-                continue
-            if parent != os.getpid() and _name(parent) in SHELLS:
-                _kill(parent)
-            killed += _kill(pid)
-    return killed
-
-
-def _name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _kill(pid: int) -> int:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        return 1
-    except ProcessLookupError:
-        return 0
 
 
 # --- the voice ------------------------------------------------------------------------------
