@@ -14,11 +14,11 @@ import pytest
 
 from earsight.trainer import durable
 from earsight.trainer.teach import store as ts
-from earsight.trainer.teach.store import (
+from earsight.trainer.teach.store import TeachStore
+from earsight.trainer.teach.words import (
     BadInputError,
     BadWordError,
     StoreError,
-    TeachStore,
     UnknownWordError,
     WordExistsError,
 )

@@ -36,7 +36,8 @@ import numpy as np
 from earsight.app.sound import earcons
 from earsight.app.sound.voice import CHATTY, NORMAL, SILENT
 from earsight.errors import EarSightError
-from earsight.trainer.teach.store import TaughtWord, TeachStore, WordExistsError
+from earsight.trainer.teach.store import TaughtWord, TeachStore
+from earsight.trainer.teach.words import WordExistsError
 
 log = logging.getLogger(__name__)
 

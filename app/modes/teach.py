@@ -25,7 +25,8 @@ import numpy as np
 from earsight import paths
 from earsight.app.modes.teach_capture import capture_views, frame_quality
 from earsight.errors import EarSightError, trainer_not_installed
-from earsight.trainer.teach.store import TaughtWord, TeachError, TeachStore, check_word
+from earsight.trainer.teach.store import TaughtWord, TeachStore
+from earsight.trainer.teach.words import TeachError, check_word
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import logging
 import os
 import shutil
 import tempfile
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,20 +38,24 @@ from pathlib import Path
 import numpy as np
 
 from earsight import paths
-from earsight.errors import EarSightError
 from earsight.trainer.durable import TMP_PREFIX, fsync_dir, replace_file, write_new
+from earsight.trainer.teach.words import (
+    MAX_WORD_CHARS,
+    SAMPLE_RATE_RANGE_HZ,
+    VOICE_SOURCES,
+    BadInputError,
+    StoreError,
+    UnknownWordError,
+    WordExistsError,
+    check_word,
+    checked_voice,
+    jpeg_bytes,
+)
 from earsight.wav import wav_bytes
 
 log = logging.getLogger(__name__)
 
-MAX_WORD_CHARS = 40  # long enough for "front door key", short enough to speak as one word
-WORD_PUNCTUATION = frozenset(" -'")  # besides letters and digits ("t-shirt", "mum's keys")
-JPEG_QUALITY = 95  # photos are the training data: keep detail, ~4× smaller than PNG
-MIN_SIDE_PX = 16  # smaller photos carry nothing a 160 px backbone can use
-SAMPLE_RATE_RANGE_HZ = (8_000, 192_000)
-MAX_VOICE_S = 10.0  # a word or a short phrase; longer is a wrong file
 LOCK_TIMEOUT_S = 30.0  # another teach holding the lock longer than this is stuck or busy
-VOICE_SOURCES = ("microphone", "file", "espeak-ng")
 FORMAT = 1  # word.json "format": bump when the layout changes
 _HIDDEN = "."  # .lock, .tmp-*: never a word (a word starts with a letter or digit)
 
@@ -85,30 +87,6 @@ WORD_SCHEMA = {
 }
 
 
-class TeachError(EarSightError):
-    """Base of the teach-store errors: one line, what is wrong and what to do."""
-
-
-class BadWordError(TeachError):
-    """A word that cannot be taught as written (empty, odd characters, too long)."""
-
-
-class BadInputError(TeachError):
-    """Photos or a voice the store will not keep (tiny photos, a rate or length out of range)."""
-
-
-class WordExistsError(TeachError):
-    """``add_word`` of a word already taught."""
-
-
-class UnknownWordError(TeachError):
-    """A word that was never taught (or was forgotten)."""
-
-
-class StoreError(TeachError):
-    """The store's files: a broken word.json, a full or read-only disk, a busy lock."""
-
-
 @dataclass(frozen=True)
 class TaughtWord:
     """One taught word as its word.json and folder describe it."""
@@ -132,25 +110,6 @@ def taught_model_path(root: Path | None = None) -> Path:
     return (root or paths.taught_root()) / MODEL_FOLDER / f"{MODEL_NAME}.onnx"
 
 
-def check_word(name: str) -> str:
-    """The word as stored (NFC, single spaces, trimmed); BadWordError if it cannot be one."""
-    word = " ".join(unicodedata.normalize("NFC", str(name)).split())
-    fix = "use letters, digits, spaces, hyphens or apostrophes, e.g. 'front door key'"
-    if not word:
-        raise BadWordError("the word is empty", "give the word to teach, e.g. earsight teach mug")
-    odd = sorted({c for c in word if not (c.isalpha() or c.isdecimal() or c in WORD_PUNCTUATION)})
-    if odd:
-        raise BadWordError(f"{word!r} has characters a word cannot have: {''.join(odd)!r}", fix)
-    if not (word[0].isalpha() or word[0].isdecimal()):  # "-x" reads as an option, ".x" hides
-        raise BadWordError(f"{word!r} must start with a letter or digit", fix)
-    if len(word) > MAX_WORD_CHARS:
-        raise BadWordError(
-            f"{word[:20]!r}… is {len(word)} characters long",
-            f"use at most {MAX_WORD_CHARS}: a short name is quicker to hear",
-        )
-    return word
-
-
 def _disk_error(err: OSError, root: Path, doing: str) -> StoreError:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return StoreError(
@@ -163,46 +122,6 @@ def _disk_error(err: OSError, root: Path, doing: str) -> StoreError:
         f"cannot write {root} while {doing} ({reason})",
         "check EARSIGHT_TEACH or the folder's permissions",
     )
-
-
-def _jpeg(photo: np.ndarray, index: int) -> bytes:
-    from PIL import Image
-
-    if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
-        raise ValueError(
-            f"photo {index} must be RGB uint8 (H, W, 3), got {photo.dtype} {photo.shape}"
-        )
-    if min(photo.shape[:2]) < MIN_SIDE_PX:
-        raise BadInputError(
-            f"photo {index} is {photo.shape[1]}x{photo.shape[0]} pixels",
-            f"use photos at least {MIN_SIDE_PX} pixels on each side",
-        )
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(photo)).save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
-
-
-def _check_voice(wave: np.ndarray, sample_rate: int, source: str) -> np.ndarray:
-    wave = np.asarray(wave)
-    lo, hi = SAMPLE_RATE_RANGE_HZ
-    if source not in VOICE_SOURCES:
-        raise ValueError(f"voice source must be one of {VOICE_SOURCES}, got {source!r}")
-    if wave.ndim != 1 or wave.size == 0 or not np.issubdtype(wave.dtype, np.floating):
-        raise ValueError(
-            f"the voice must be a non-empty float mono wave, got {wave.dtype} {wave.shape}"
-        )
-    if not lo <= int(sample_rate) <= hi:
-        raise BadInputError(
-            f"the voice's sample rate {sample_rate} Hz is unusual", f"use {lo}–{hi} Hz"
-        )
-    if not np.isfinite(wave).all():
-        raise BadInputError("the voice has NaN or infinite samples", "record or pick it again")
-    if wave.size / sample_rate > MAX_VOICE_S:
-        raise BadInputError(
-            f"the voice lasts {wave.size / sample_rate:.1f} s",
-            f"say just the word: at most {MAX_VOICE_S:g} s",
-        )
-    return wave.astype(np.float32)
 
 
 def _now() -> str:
@@ -317,8 +236,8 @@ class TeachStore:
         """
         if not photos:
             raise BadInputError("no photos to keep", "take or give at least one photo")
-        wave = _check_voice(voice, sample_rate, source)
-        encoded = [_jpeg(p, i + 1) for i, p in enumerate(photos)]  # bad input before any write
+        wave = checked_voice(voice, sample_rate, source)
+        encoded = [jpeg_bytes(p, i + 1) for i, p in enumerate(photos)]  # bad input before any write
         with self._locked(f"saving {check_word(name)!r}"):
             word = self.check_new(name)
             meta = {
@@ -354,7 +273,7 @@ class TeachStore:
         """More views of a taught word, numbered after its last photo; all kept or none."""
         if not photos:
             raise BadInputError("no photos to add", "take or give at least one photo")
-        encoded = [_jpeg(p, i + 1) for i, p in enumerate(photos)]
+        encoded = [jpeg_bytes(p, i + 1) for i, p in enumerate(photos)]
         with self._locked(f"adding photos of {check_word(name)!r}"):
             folder = self._folder(name)
             self._read(folder)  # a broken word.json is reported before anything is written

@@ -1,0 +1,115 @@
+"""A taught word's parts, checked before the store keeps them: its name (check_word), its photos
+(JPEG bytes), its voice (mono, a sane rate and length); and the teach errors, each one line
+saying what to do."""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+
+import numpy as np
+
+from earsight.errors import EarSightError
+
+MAX_WORD_CHARS = 40  # long enough for "front door key", short enough to speak as one word
+
+
+WORD_PUNCTUATION = frozenset(" -'")  # besides letters and digits ("t-shirt", "mum's keys")
+
+
+JPEG_QUALITY = 95  # photos are the training data: keep detail, ~4× smaller than PNG
+
+
+MIN_SIDE_PX = 16  # smaller photos carry nothing a 160 px backbone can use
+
+
+SAMPLE_RATE_RANGE_HZ = (8_000, 192_000)
+
+
+MAX_VOICE_S = 10.0  # a word or a short phrase; longer is a wrong file
+
+
+VOICE_SOURCES = ("microphone", "file", "espeak-ng")
+
+
+class TeachError(EarSightError):
+    """Base of the teach-store errors: one line, what is wrong and what to do."""
+
+
+class BadWordError(TeachError):
+    """A word that cannot be taught as written (empty, odd characters, too long)."""
+
+
+class BadInputError(TeachError):
+    """Photos or a voice the store will not keep (tiny photos, a rate or length out of range)."""
+
+
+class WordExistsError(TeachError):
+    """``add_word`` of a word already taught."""
+
+
+class UnknownWordError(TeachError):
+    """A word that was never taught (or was forgotten)."""
+
+
+class StoreError(TeachError):
+    """The store's files: a broken word.json, a full or read-only disk, a busy lock."""
+
+
+def check_word(name: str) -> str:
+    """The word as stored (NFC, single spaces, trimmed); BadWordError if it cannot be one."""
+    word = " ".join(unicodedata.normalize("NFC", str(name)).split())
+    fix = "use letters, digits, spaces, hyphens or apostrophes, e.g. 'front door key'"
+    if not word:
+        raise BadWordError("the word is empty", "give the word to teach, e.g. earsight teach mug")
+    odd = sorted({c for c in word if not (c.isalpha() or c.isdecimal() or c in WORD_PUNCTUATION)})
+    if odd:
+        raise BadWordError(f"{word!r} has characters a word cannot have: {''.join(odd)!r}", fix)
+    if not (word[0].isalpha() or word[0].isdecimal()):  # "-x" reads as an option, ".x" hides
+        raise BadWordError(f"{word!r} must start with a letter or digit", fix)
+    if len(word) > MAX_WORD_CHARS:
+        raise BadWordError(
+            f"{word[:20]!r}… is {len(word)} characters long",
+            f"use at most {MAX_WORD_CHARS}: a short name is quicker to hear",
+        )
+    return word
+
+
+def jpeg_bytes(photo: np.ndarray, index: int) -> bytes:
+    from PIL import Image
+
+    if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+        raise ValueError(
+            f"photo {index} must be RGB uint8 (H, W, 3), got {photo.dtype} {photo.shape}"
+        )
+    if min(photo.shape[:2]) < MIN_SIDE_PX:
+        raise BadInputError(
+            f"photo {index} is {photo.shape[1]}x{photo.shape[0]} pixels",
+            f"use photos at least {MIN_SIDE_PX} pixels on each side",
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(photo)).save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def checked_voice(wave: np.ndarray, sample_rate: int, source: str) -> np.ndarray:
+    wave = np.asarray(wave)
+    lo, hi = SAMPLE_RATE_RANGE_HZ
+    if source not in VOICE_SOURCES:
+        raise ValueError(f"voice source must be one of {VOICE_SOURCES}, got {source!r}")
+    if wave.ndim != 1 or wave.size == 0 or not np.issubdtype(wave.dtype, np.floating):
+        raise ValueError(
+            f"the voice must be a non-empty float mono wave, got {wave.dtype} {wave.shape}"
+        )
+    if not lo <= int(sample_rate) <= hi:
+        raise BadInputError(
+            f"the voice's sample rate {sample_rate} Hz is unusual", f"use {lo}–{hi} Hz"
+        )
+    if not np.isfinite(wave).all():
+        raise BadInputError("the voice has NaN or infinite samples", "record or pick it again")
+    if wave.size / sample_rate > MAX_VOICE_S:
+        raise BadInputError(
+            f"the voice lasts {wave.size / sample_rate:.1f} s",
+            f"say just the word: at most {MAX_VOICE_S:g} s",
+        )
+    return wave.astype(np.float32)
