@@ -51,7 +51,8 @@ def torch_on_one_thread() -> Iterator[None]:
 def engine_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """best.pt of a compact MT-Net trained 1+1 epochs on 240 sklearn digits (8×8×1, ~6 s)."""
     from earsight.trainer.data.dataset import DatasetSpec, build_dataset
-    from earsight.trainer.training.train import TrainOptions, fit
+    from earsight.trainer.training.run import fit
+    from earsight.trainer.training.train import TrainOptions
 
     spec = DatasetSpec(source="digits", limit_train=240, limit_test=60)
     opts = TrainOptions(ae_epochs=1, epochs=1, batch_size=32, warmup_steps=5)

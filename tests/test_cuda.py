@@ -10,7 +10,8 @@ import torch
 from earsight.engine.runtime import RuntimeOptions, load
 from earsight.trainer.checkpoint import load_model
 from earsight.trainer.data.dataset import DatasetSpec, build_dataset
-from earsight.trainer.training.train import TrainOptions, fit
+from earsight.trainer.training.run import fit
+from earsight.trainer.training.train import TrainOptions
 
 pytestmark = [
     pytest.mark.requires_cuda,

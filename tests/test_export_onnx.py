@@ -139,7 +139,8 @@ def test_export_errors_are_one_line(engine_checkpoint, tmp_path):
 def mirror_trained_checkpoint(tmp_path_factory: pytest.TempPathFactory):
     """A tiny model trained on mirrored images too (digits with --augment shift+flip)."""
     from earsight.trainer.data.dataset import DatasetSpec, build_dataset
-    from earsight.trainer.training.train import TrainOptions, fit
+    from earsight.trainer.training.run import fit
+    from earsight.trainer.training.train import TrainOptions
 
     spec = DatasetSpec(source="digits", limit_train=120, limit_test=20)
     opts = TrainOptions(ae_epochs=1, epochs=1, batch_size=32, warmup_steps=5, augment="shift+flip")

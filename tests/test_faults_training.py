@@ -136,8 +136,8 @@ def test_the_report_shows_the_whole_run_not_just_up_to_the_best_epoch(tmp_path):
     from earsight.trainer.checkpoint import read_checkpoint, save_checkpoint
     from earsight.trainer.data.dataset import DatasetSpec, build_dataset
     from earsight.trainer.evaluation.report import plot_curves, run_history
+    from earsight.trainer.training.run import fit as train
     from earsight.trainer.training.train import TrainOptions
-    from earsight.trainer.training.train import fit as train
     from tests.conftest import one_torch_thread
 
     spec = DatasetSpec(source="digits", limit_train=120, limit_test=40)

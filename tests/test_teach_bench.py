@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 @pytest.fixture(scope="module")
 def run_without_two_digits(tmp_path_factory) -> Path:
     from earsight.trainer.data.dataset import DatasetSpec, build_dataset
-    from earsight.trainer.training.train import TrainOptions, fit
+    from earsight.trainer.training.run import fit
+    from earsight.trainer.training.train import TrainOptions
 
     folder = tmp_path_factory.mktemp("leave-out")
     mp = pytest.MonkeyPatch()

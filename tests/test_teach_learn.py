@@ -43,7 +43,8 @@ def views(photo: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def teach_base(tmp_path_factory) -> Path:
     from earsight.trainer.data.dataset import DatasetSpec, build_dataset
-    from earsight.trainer.training.train import TrainOptions, fit
+    from earsight.trainer.training.run import fit
+    from earsight.trainer.training.train import TrainOptions
 
     folder = tmp_path_factory.mktemp("teach-base")
     mp = pytest.MonkeyPatch()

@@ -17,7 +17,8 @@ from earsight.trainer.checkpoint import LAST_NAME, load_model, read_checkpoint
 from earsight.trainer.data.dataset import DatasetSpec, build_dataset
 from earsight.trainer.evaluate import evaluate_checkpoint
 from earsight.trainer.training.plumbing import steps_per_epoch
-from earsight.trainer.training.train import TrainOptions, fit
+from earsight.trainer.training.run import fit
+from earsight.trainer.training.train import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = DatasetSpec(source="digits", limit_train=480, limit_test=120)

@@ -29,7 +29,7 @@ from earsight.trainer.mtnet.config import PRESETS
 from earsight.trainer.mtnet.model import MTNet, count_parameters, inference_macs
 from earsight.trainer.training.options import ABLATIONS, TrainOptions, arch_changes, checked_config
 from earsight.trainer.training.plumbing import rank_world
-from earsight.trainer.training.train import check_run_folder, fit
+from earsight.trainer.training.run import check_run_folder, fit
 
 log = logging.getLogger("earsight.trainer.fit")
 

@@ -158,7 +158,8 @@ def refit(best: Path, data_root: str | None = None) -> dict:
     from earsight.trainer.checkpoint import read_checkpoint
     from earsight.trainer.data.dataset import DatasetSpec, build_dataset
     from earsight.trainer.data.inputs import stage2_inputs
-    from earsight.trainer.training.train import TrainOptions, add_open_set_gate
+    from earsight.trainer.training.run import add_open_set_gate
+    from earsight.trainer.training.train import TrainOptions
 
     ckpt = read_checkpoint(best)
     if not ckpt["config"].get("backbone"):

@@ -11,34 +11,24 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from earsight.errors import EarSightError, UsageError
-from earsight.trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
-from earsight.trainer.data.dataset import ADDataset, DatasetSpec
-from earsight.trainer.data.inputs import Inputs, stage2_inputs
+from earsight.errors import EarSightError
+from earsight.trainer.data.dataset import ADDataset
+from earsight.trainer.data.inputs import Inputs
 from earsight.trainer.mtnet import losses
-from earsight.trainer.mtnet.config import MTNetConfig
 from earsight.trainer.mtnet.model import MTNet
 from earsight.trainer.training.averaging import WeightAverage
-from earsight.trainer.training.options import TrainOptions, model_config
+from earsight.trainer.training.options import TrainOptions
 from earsight.trainer.training.plumbing import (
     autocast_for,
     epoch_batches,
     gpu_memory,
-    gpu_note,
     lr_at,
-    pick_device,
     progress_bar,
-    rank_world,
-    say,
     steps_per_epoch,
     wrap_for_ranks,
 )
@@ -234,220 +224,3 @@ def validate(model: MTNet, data: ADDataset, inputs: Inputs, device: torch.device
         gen_total += losses.generation_loss(audio, generated).item() * len(labels)
     n = max(1, len(split))
     return {"val_acc": correct / n, "val_gen": gen_total / n}
-
-
-# --------------------------------------------------------------------------------------------
-# The whole run
-# --------------------------------------------------------------------------------------------
-
-
-def _optimizer(params, opts: TrainOptions) -> torch.optim.Optimizer:
-    # Weight penalty is explicit in the losses (Eq. 6/11), so no optimizer weight decay.
-    return torch.optim.RMSprop(params, lr=opts.lr, alpha=opts.rms_alpha, momentum=opts.momentum)
-
-
-def _joint_optimizer(model: MTNet, opts: TrainOptions) -> torch.optim.Optimizer:
-    """RMSprop over W^J (Eq. 11); a pretrained backbone's trained layers at opts.backbone_lr × lr
-    (the group's "lr_scale", which the schedule multiplies in)."""
-    params = model.joint_parameters()
-    if not model.cfg.backbone:
-        return _optimizer(params, opts)
-    enc = model.image_encoder
-    pretrained = {id(p) for p in enc.backbone.tail_parameters(enc.cut)}
-    groups = [
-        {
-            "params": [p for p in params if id(p) in pretrained],
-            "lr_scale": opts.backbone_lr,
-            "frozen_steps": opts.backbone_frozen_steps,
-        },
-        {"params": [p for p in params if id(p) not in pretrained], "lr_scale": 1.0},
-    ]
-    return _optimizer(groups, opts)
-
-
-def fit(
-    data: ADDataset,
-    spec: DatasetSpec,
-    opts: TrainOptions,
-    out_dir: Path,
-    resume: bool = False,
-    on_epoch: Callable[[dict], None] | None = None,
-) -> Path:
-    """Train both stages into ``out_dir``; returns the path of best.pt.
-
-    Checked before any training: the options (TrainOptions.check), that ``out_dir`` is a
-    writable folder, that --resume has a last.pt to resume (UsageError, one line each). A NaN
-    or inf loss stops the run (TrainingDiverged) with the last good epoch's checkpoints kept.
-    """
-    out_dir = Path(out_dir)
-    check_run_folder(opts, out_dir, resume)
-    if steps_per_epoch(len(data.train), opts) == 0 and opts.ae_epochs + opts.epochs > 0:
-        raise UsageError(
-            f"--batch-size {opts.batch_size} is larger than the {len(data.train)} training "
-            "images: an epoch would train on nothing",
-            f"use --batch-size {max(1, len(data.train) // 4)} or more images",
-        )
-    device = pick_device(opts.device)
-    torch.manual_seed(opts.seed)
-    model = MTNet(model_config(data, opts)).load_backbone().to(device)
-    state = {"stage": 1, "epoch": 0, "history": [], "best": None, "phi_a": None}
-    optim = _optimizer(model.audio_autoencoder.parameters(), opts)
-    average = None  # the weight average of stage 2 (--ema), what validation and best.pt use
-    if resume:
-        state, optim, average = _restore(model, out_dir / LAST_NAME, opts, device)
-        say(f"resuming: stage {state['stage']}, {state['epoch']} epoch(s) done")
-
-    def snapshot(weights: nn.Module) -> dict:
-        return {
-            "config": model.cfg.to_dict(),
-            "dataset": spec.to_dict(),
-            "train": opts.to_dict(),
-            "model": weights.state_dict(),
-            "phi_a": state["phi_a"],
-            "progress": {k: state[k] for k in ("stage", "epoch", "history", "best")},
-        }
-
-    def end_epoch(record: dict, is_best: bool) -> None:
-        check_finite_weights(model, record["stage"], record["epoch"])
-        state["history"].append(record)
-        if rank_world()[0] == 0:
-            resumable = {"optimizer": optim.state_dict(), "average": _state_or_none(average)}
-            save_checkpoint(out_dir / LAST_NAME, {**snapshot(model), **resumable})
-            if is_best:
-                save_checkpoint(out_dir / BEST_NAME, snapshot(_answering(model, average)))
-        if on_epoch is not None:  # after saving: a callback that raises acts like a kill
-            on_epoch(record)
-
-    while state["stage"] == 1 and state["epoch"] < opts.ae_epochs:
-        record = {
-            "stage": 1,
-            "epoch": state["epoch"] + 1,
-            **train_autoencoder_epoch(model, data, opts, optim, state["epoch"], device),
-        }
-        state["epoch"] += 1
-        say(
-            f"stage 1 epoch {record['epoch']}/{opts.ae_epochs}: reconstruction "
-            f"{record['rec']:.4f}, {record['clips_per_s']:.0f} clips/s, "
-            f"{record['seconds']:.0f} s{gpu_note(record)}"
-        )
-        end_epoch(record, is_best=False)
-    if state["stage"] == 1:
-        state.update(stage=2, epoch=0, phi_a=audio_features(model, data, device).cpu())
-        freeze_for_stage2(model)
-        optim = _joint_optimizer(model, opts)
-        average = WeightAverage(model, opts.ema) if opts.ema else None
-    phi_a = state["phi_a"].to(device)
-    train_inputs, val_inputs = stage2_inputs(model, data, opts, device)
-    while state["epoch"] < opts.epochs:
-        epoch = state["epoch"]
-        record = {
-            "stage": 2,
-            "epoch": epoch + 1,
-            **train_joint_epoch(
-                model, data, train_inputs, phi_a, opts, optim, epoch, device, average
-            ),
-            **validate(_answering(model, average), data, val_inputs, device),
-        }
-        state["epoch"] += 1
-        improved = state["best"] is None or record["val_gen"] < state["best"]["val_gen"]
-        if improved:
-            state["best"] = {"epoch": record["epoch"], "val_gen": record["val_gen"]}
-        say(
-            f"stage 2 epoch {record['epoch']}/{opts.epochs}: gen {record['gen']:.3f} "
-            f"acc {record['acc']:.4f} | val gen {record['val_gen']:.3f} "
-            f"val acc {record['val_acc']:.4f} | {record['images_per_s']:.0f} img/s, "
-            f"{record['seconds']:.0f} s{gpu_note(record)}"
-        )
-        end_epoch(record, is_best=improved)
-    if rank_world()[1] > 1:
-        dist.barrier()
-    if not (out_dir / BEST_NAME).is_file() and rank_world()[0] == 0:  # epochs=0
-        save_checkpoint(out_dir / BEST_NAME, snapshot(_answering(model, average)))
-    if model.cfg.backbone and rank_world()[0] == 0:
-        add_open_set_gate(out_dir / BEST_NAME, train_inputs, val_inputs)
-    return out_dir / BEST_NAME
-
-
-def check_run_folder(opts: TrainOptions, out_dir: Path, resume: bool) -> None:
-    """Everything fit() can refuse before training: options, a writable --out (rank 0), a
-    last.pt to --resume from. UsageError, one line each; fit.py calls it before loading data."""
-    opts.check()
-    if rank_world()[0] == 0:
-        check_writable(out_dir)
-    if resume and not (out_dir / LAST_NAME).is_file():
-        raise UsageError(
-            f"--resume: there is no {LAST_NAME} in {out_dir} to resume from",
-            "check --out, or drop --resume to start a new run there",
-        )
-
-
-def check_writable(out_dir: Path) -> None:
-    """Create ``out_dir`` and prove a file can be written there, before hours of training.
-
-    UsageError (one line) for a read-only folder or file system, a path through a file, no
-    permission; checked by writing and deleting a probe file (root ignores mode bits).
-    """
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise UsageError(
-            f"cannot write the run folder {out_dir} ({err.strerror or err})",
-            "choose a writable --out",
-        ) from None
-
-
-def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> dict:
-    """Give best.pt's backbone model its open-set gate and softmax temperature
-    (trainer/mtnet/open_set.py), in place; returns the gate's summary."""
-    from earsight.trainer.mtnet.open_set import fit_gate
-
-    ckpt = read_checkpoint(best)
-    model = MTNet(MTNetConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
-    gated, summary = fit_gate(model, train, val)
-    say(
-        f"open-set gate: {summary['exemplars']} exemplars; P(known) > ½ for "
-        f"{summary['validation_kept']:.1%} of validation images; softmax temperature "
-        f"{summary['softmax_temperature']:.3f}"
-    )
-    payload = {k: v for k, v in ckpt.items() if k != "format"}
-    save_checkpoint(
-        best,
-        {**payload, "config": gated.cfg.to_dict(), "model": gated.state_dict(), "gate": summary},
-    )
-    return summary
-
-
-def _answering(model: MTNet, average: WeightAverage | None) -> nn.Module:
-    """The weights that validate and go into best.pt: the average when there is one."""
-    return model if average is None else average.model
-
-
-def _state_or_none(average: WeightAverage | None) -> dict | None:
-    return None if average is None else average.state_dict()
-
-
-def _restore(model: MTNet, path: Path, opts: TrainOptions, device: torch.device):
-    ckpt = read_checkpoint(path)
-    saved = {**TrainOptions().to_dict(), **ckpt["train"]}  # older runs lack newer options
-    if saved != opts.to_dict():
-        changed = sorted(k for k, v in opts.to_dict().items() if saved.get(k) != v)
-        raise UsageError(
-            f"--resume with different options ({', '.join(changed)})",
-            "use the original options, or a new --out to start over",
-        )
-    model.load_state_dict(ckpt["model"])
-    state = {**ckpt["progress"], "phi_a": ckpt["phi_a"]}
-    average = None
-    if state["stage"] == 2:
-        freeze_for_stage2(model)
-        optim = _joint_optimizer(model, opts)
-        if opts.ema:
-            average = WeightAverage(model, opts.ema)
-            average.load_state_dict(ckpt["average"])
-    else:
-        optim = _optimizer(model.audio_autoencoder.parameters(), opts)
-    optim.load_state_dict(ckpt["optimizer"])
-    return state, optim, average
