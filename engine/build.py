@@ -29,7 +29,8 @@ from earsight.engine.cache import (
     write_plan,
 )
 from earsight.engine.errors import BackendUnavailable, EngineBuildError, ModelFileError
-from earsight.engine.sidecar import INPUT_NAME, read_sidecar
+from earsight.engine.sidecar import read_sidecar
+from earsight.engine.sidecar_schema import INPUT_NAME
 
 log = logging.getLogger(__name__)
 

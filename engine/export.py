@@ -45,16 +45,8 @@ from earsight.engine.quantize import (
     quantize_int8,
     sample_images,
 )
-from earsight.engine.sidecar import (
-    BATCH_AXIS,
-    DEFAULT_MAX_BATCH,
-    DEFAULT_OPSET,
-    INPUT_NAME,
-    OUTPUT_NAMES,
-    PRECISIONS,
-    build_sidecar,
-    write_sidecar,
-)
+from earsight.engine.sidecar import DEFAULT_MAX_BATCH, DEFAULT_OPSET, build_sidecar, write_sidecar
+from earsight.engine.sidecar_schema import BATCH_AXIS, INPUT_NAME, OUTPUT_NAMES, PRECISIONS
 from earsight.engine.trt_ops import warn_if_not_buildable
 from earsight.errors import first_line
 from earsight.trainer.checkpoint import load_model

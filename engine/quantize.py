@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from earsight.engine.errors import ExportError
-from earsight.engine.sidecar import INPUT_NAME, OUTPUT_NAMES
+from earsight.engine.sidecar_schema import INPUT_NAME, OUTPUT_NAMES
 
 if TYPE_CHECKING:  # onnx and torch load only when an int8 export runs
     import onnx

@@ -13,7 +13,8 @@ from earsight.engine.errors import (
     ModelFileError,
     OutOfMemory,
 )
-from earsight.engine.sidecar import INPUT_NAME, OUTPUT_NAMES, disable_onnxruntime_telemetry
+from earsight.engine.sidecar import disable_onnxruntime_telemetry
+from earsight.engine.sidecar_schema import INPUT_NAME, OUTPUT_NAMES
 from earsight.engine.source import ModelSource
 from earsight.errors import first_line
 

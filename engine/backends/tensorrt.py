@@ -16,7 +16,7 @@ from earsight.engine.backends.base import Backend, RuntimeOptions
 from earsight.engine.build import BuildOptions, engine_key, ensure_engine, import_tensorrt
 from earsight.engine.cache import cached_plans, load_plan
 from earsight.engine.errors import BackendFailed, BackendUnavailable, OutOfMemory
-from earsight.engine.sidecar import INPUT_NAME, OUTPUT_NAMES
+from earsight.engine.sidecar_schema import INPUT_NAME, OUTPUT_NAMES
 from earsight.engine.source import ModelSource
 
 log = logging.getLogger(__name__)
