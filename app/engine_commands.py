@@ -114,7 +114,8 @@ def run_engine_build(args: argparse.Namespace) -> int:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    from earsight.engine.bench import DEFAULT_BACKENDS, DEFAULT_BATCHES, BenchOptions, SynthSpec
+    from earsight.engine.bench import SynthSpec
+    from earsight.engine.bench_measure import DEFAULT_BACKENDS, DEFAULT_BATCHES, BenchOptions
 
     d, s = BenchOptions(), SynthSpec()
     p = sub.add_parser("bench", help="time backends against torch eager in one run")
@@ -174,7 +175,8 @@ def run_bench(args: argparse.Namespace) -> int:
         backends = args.backends or E2E_BACKENDS
         opts = E2EOptions(model, args.source, backends, args.presses, args.threads)
         return main_e2e(opts, args.json)
-    from earsight.engine.bench import DEFAULT_BACKENDS, BenchOptions, SynthSpec, run_bench
+    from earsight.engine.bench import SynthSpec, run_bench
+    from earsight.engine.bench_measure import DEFAULT_BACKENDS, BenchOptions
     from earsight.engine.bench_table import format_table
 
     opts = BenchOptions(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from earsight.engine.bench import BenchReport, Row
+from earsight.engine.bench import BenchReport
+from earsight.engine.bench_measure import Row
 
 NA = "–"
 

@@ -101,7 +101,8 @@ def test_engine_build_without_tensorrt_says_how_to_install(capsys, tmp_path):
 
 
 def test_bench_gap_is_slept_between_runs_not_timed(engine_onnx, capsys):
-    from earsight.engine.bench import BenchOptions, run_bench
+    from earsight.engine.bench import run_bench
+    from earsight.engine.bench_measure import BenchOptions
 
     opts = BenchOptions(backends=("onnx-cpu",), batches=(1,), iters=4, threads=1, gap_s=0.05)
     (row,) = run_bench(engine_onnx["fp32"].path, opts, say=lambda _: None).rows

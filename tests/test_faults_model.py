@@ -119,7 +119,8 @@ def test_an_int8_variant_onnx_runtime_cannot_load_falls_back_to_the_model(tmp_pa
 
 
 def test_bench_names_the_file_each_row_times_and_the_one_describe_runs(tmp_path):
-    from earsight.engine.bench import BenchOptions, run_bench
+    from earsight.engine.bench import run_bench
+    from earsight.engine.bench_measure import BenchOptions
     from earsight.engine.bench_table import format_table
 
     model = _copy_model(tmp_path, "cifar10-ad")

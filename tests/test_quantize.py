@@ -178,7 +178,8 @@ def test_sidecar_checkpoint_path_is_relative_and_survives_a_move(int8_pair, tmp_
 
 
 def test_bench_times_the_int8_variant_only_in_its_own_row(int8_pair, tmp_path):
-    from earsight.engine.bench import BenchOptions, parse_spec, run_bench
+    from earsight.engine.bench import run_bench
+    from earsight.engine.bench_measure import BenchOptions, parse_spec
     from earsight.engine.bench_table import format_table
     from earsight.engine.errors import EngineError
 
@@ -238,7 +239,8 @@ def test_bench_on_a_fresh_clone_times_the_shipped_file_against_its_int8_variant(
 ):
     """Only the ONNX files ship (no checkpoint): the default bench still has a peer of the same
     weights in the same run, and its speedups are against it (issue 11)."""
-    from earsight.engine.bench import BenchOptions, run_bench
+    from earsight.engine.bench import run_bench
+    from earsight.engine.bench_measure import BenchOptions
     from earsight.engine.bench_table import format_table
 
     fresh = tmp_path / "clone" / "models"  # deeper: the sidecar's relative path leads nowhere
