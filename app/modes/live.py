@@ -15,7 +15,6 @@ the app says "ready"; a ``PressRelay`` answers presses that come while it is sti
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
@@ -38,6 +37,7 @@ from earsight.app.modes.live_parts import (
     LiveWatcher,
 )
 from earsight.app.sound import earcons
+from earsight.app.sound.recorder import Recorder
 
 # app.sound.audio and app.modes.answer are imported where needed, not with this module
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ log = logging.getLogger(__name__)
 
 FRAME_WAIT_S = 0.5  # how long a press waits for a first/fresh frame before saying so
 JOIN_TIMEOUT_S = 1.0  # shutdown must finish within a second (Ctrl-C, SIGTERM)
-RECORD_FLUSH_S = 2.0  # at exit, the recorder gets this long to write what is queued
 EXIT_KEYS_CLOSED = 1  # key input ended by itself: nobody can ask the app anything any more
-STATUS_RATE_WPM = 175  # the status voice's speaking rate (app.sound.voice.DEFAULT_RATE_WPM)
 TIMINGS_KEPT = 1000  # press timings kept for benchmarks and -v (≈ 0.26 MB)
 MAIN_LOOP_S = 0.1  # the main thread's tick: signals, stop, and the -v latency lines
 # -v: one line per answered press; app/bench/soak.py parses it (PRESS_LINE_RE there)
@@ -86,52 +84,6 @@ class LiveState:
     # not keep them all (the soak bench measured +1.1 MB/h with an unbounded list).
     timings: deque[PressTiming] = field(default_factory=lambda: deque(maxlen=TIMINGS_KEPT))
     presses: int = 0  # every press answered since start; timings[0] is number presses - len
-
-
-class Recorder:
-    """``--record DIR``: each sound played and each status spoken, as numbered WAVs in order.
-
-    Writing happens on a thread of its own (status speech is synthesized with espeak-ng first),
-    so recording never delays a sound; ``close`` waits up to RECORD_FLUSH_S for the queue.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        from earsight.app.sound.wav_sink import WavSink
-
-        self._sink = WavSink(directory)  # numbered files; a second run adds, never overwrites
-        self._queue: queue.Queue[tuple[np.ndarray | None, int, str] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="earsight-record", daemon=True)
-        self._thread.start()
-
-    @property
-    def written(self) -> list[Path]:
-        return self._sink.written
-
-    def sound(self, wave: np.ndarray, rate: int, label: str) -> None:
-        self._queue.put((wave, rate, label))
-
-    def speech(self, text: str) -> None:
-        self._queue.put((None, 0, text))
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(RECORD_FLUSH_S)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            wave, rate, label = item
-            try:
-                if wave is None:
-                    wave, rate, label = *self._speak(label), f"status-{label}"
-                self._sink.play(wave, rate, label)
-            except Exception as err:  # a full disk must not stop the app: say it once per sound
-                log.warning("--record: could not save %s (%s)", label, err)
-
-    @staticmethod
-    def _speak(text: str) -> tuple[np.ndarray, int]:
-        from earsight.trainer.speech.synth import SAMPLE_RATE_HZ, Voice, synthesize
-
-        return synthesize(text, Voice(words_per_min=STATUS_RATE_WPM)), SAMPLE_RATE_HZ
 
 
 class PressRelay:
