@@ -112,7 +112,7 @@ def _run_describe(args: argparse.Namespace) -> int:
 
 
 def _add_teach(sub: argparse._SubParsersAction) -> None:
-    from earsight.app.modes.teach import DEFAULT_SECONDS, DEFAULT_VIEWS
+    from earsight.app.modes.teach_inputs import DEFAULT_SECONDS, DEFAULT_VIEWS
 
     p = sub.add_parser(
         "teach",

@@ -235,7 +235,7 @@ def test_a_silent_recording_is_one_line_and_the_views_are_kept(live, mic, word, 
 @pytest.mark.faults
 def test_learning_that_fails_is_one_line_and_keeps_the_word(live, mic, word, store):  # noqa: F811
     from earsight.app.modes.live_teach import Phase
-    from earsight.app.modes.teach import TeachInputError
+    from earsight.app.modes.teach_inputs import TeachInputError
 
     app, teacher, learner, lines = live
     learner.error = TeachInputError("the teach base x is missing", "reinstall EarSight")

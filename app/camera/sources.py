@@ -110,7 +110,7 @@ def parse_source(uri: str, *, loop: bool = False) -> SourceSpec:
         raise CameraError(f"camera source {uri!r}: unknown scheme {m[1]}://", SOURCE_HINT)
     path = Path(text).expanduser()
     if path.is_dir():
-        if not _folder_images(path):
+        if not folder_images(path):
             suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
             raise CameraError(f"camera source {uri!r}: no images ({suffixes}) in folder {path}")
         return SourceSpec(uri, "folder", str(path), "folder", loop=True)
@@ -191,7 +191,7 @@ def _natural_key(path: Path) -> list[int | str]:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name.lower())]
 
 
-def _folder_images(folder: Path) -> list[Path]:
+def folder_images(folder: Path) -> list[Path]:
     try:
         files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     except OSError:
@@ -231,7 +231,7 @@ class FolderCapture:
 def open_capture(spec: SourceSpec) -> Capture | None:
     """Open the source, or None. Missing files/devices are checked first: OpenCV would print."""
     if spec.kind == "folder":
-        images = _folder_images(Path(str(spec.target)))
+        images = folder_images(Path(str(spec.target)))
         return FolderCapture(images) if images else None
     if spec.kind == "file" and not Path(str(spec.target)).is_file():
         return None

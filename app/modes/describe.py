@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from earsight.app.camera.sources import IMAGE_SUFFIXES, _folder_images
+from earsight.app.camera.sources import IMAGE_SUFFIXES, folder_images
 from earsight.app.modes.answer import ConfidenceGate, answer
 from earsight.engine.postprocess import postprocess
 from earsight.engine.runtime import Runtime
@@ -78,7 +78,7 @@ def expand_images(paths: Iterable[Path | str]) -> list[Path]:
     that it gets its own error line."""
     out: list[Path] = []
     for path in map(Path, paths):
-        images = _folder_images(path) if path.is_dir() else []
+        images = folder_images(path) if path.is_dir() else []
         out.extend(images or [path])
     return out
 

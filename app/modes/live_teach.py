@@ -226,10 +226,9 @@ class LiveTeacher:
         return taught
 
     def _capture(self) -> list[np.ndarray] | None:
-        from earsight.app.modes.teach import (
-            _storable,  # photos as `earsight teach` stores them (≤ 1024 px)
-        )
+        # photos as `earsight teach` stores them (≤ 1024 px)
         from earsight.app.modes.teach_capture import capture_views
+        from earsight.app.modes.teach_inputs import storable_photo
 
         self.voice.say(START, level=SILENT)
         result = capture_views(
@@ -246,7 +245,7 @@ class LiveTeacher:
                 level=SILENT,
             )
             return None
-        return [_storable(frame) for frame in result.frames]
+        return [storable_photo(frame) for frame in result.frames]
 
     def _record_name(self) -> Any:
         """The recording of the name (app.sound.recording.Recording), or None after a refused

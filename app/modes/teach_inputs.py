@@ -1,0 +1,240 @@
+"""Where a taught word's photos and sound come from: the camera (two turns of the object, or a
+video or folder standing in), a folder of photos, the microphone, a WAV file or espeak-ng; each
+checked (level, clipping, length; readable, not too dark) with one line saying what to do."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from earsight.app.modes.teach_capture import capture_views, frame_quality
+from earsight.trainer.teach.words import TeachError
+
+Say = Callable[[str], None]
+
+
+WaitKey = Callable[[], None]
+
+
+DEFAULT_VIEWS = 30  # frames kept per side: Teachable Machine asks 15–50 a class
+
+
+DEFAULT_SECONDS = 6.0  # per side: a slow half-turn of an object held in the hand
+
+
+MIN_VIEWS = 3  # fewer than this over both sides is too little to learn from
+
+
+MAX_PHOTO_SIDE_PX = 1024  # stored photos are scaled down to this: the backbone sees 160 px
+
+
+GRABBER_FPS = 15.0  # video files and folders standing in for a camera are read this fast
+
+
+# A recording whose peak is below -40 dBFS is silence (a muted or wrong input); one with more
+# than 0.1 % of its samples at full scale was clipped (too loud, distorted).
+SILENT_PEAK = 0.01
+
+
+CLIP_LEVEL = 0.999
+
+
+CLIP_FRACTION = 0.001
+
+
+MIN_VOICE_S = 0.1  # after trimming silence: shorter is a click, not a word
+
+
+HOLD_UP = "hold the object in front of the camera and turn it slowly; press space"
+
+
+OTHER_SIDE = "now from another side; press space"
+
+
+NO_MICROPHONE_FIX = (
+    "give the word's sound with --voice-file WAV or --espeak-voice VOICE (e.g. en-us)"
+)
+
+
+class TeachInputError(TeachError):
+    """A voice file, photo folder or capture that gives nothing usable to teach."""
+
+
+@dataclass(frozen=True)
+class TeachRequest:
+    """What ``earsight teach WORD`` was asked to do."""
+
+    word: str
+    source: str | None = None  # camera/video/folder for the grabber; None: camera 0
+    photos_dir: Path | None = None  # read these instead of capturing
+    voice_file: Path | None = None
+    espeak_voice: str | None = None
+    more: bool = False  # add photos to a taught word; no voice
+    views: int = DEFAULT_VIEWS  # per side
+    seconds: float = DEFAULT_SECONDS  # per side
+
+
+@dataclass(frozen=True)
+class Voice:
+    wave: np.ndarray  # float32 mono, -1..1, silence trimmed
+    sample_rate: int  # Hz
+    source: str  # "microphone" | "file" | "espeak-ng"
+    espeak_voice: str | None = None
+
+
+def check_level(wave: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
+    """A recorded word, trimmed of silence; TeachInputError if silent, clipped or too short."""
+    from earsight.trainer.speech.synth import trim_silence
+
+    wave = np.asarray(wave, np.float32)
+    peak = float(np.abs(wave).max()) if wave.size else 0.0
+    if peak < SILENT_PEAK:
+        raise TeachInputError(
+            f"{where} is silent (peak {20 * np.log10(max(peak, 1e-9)):.0f} dBFS)",
+            "record the word again closer to the microphone, or check the input level",
+        )
+    clipped = float(np.mean(np.abs(wave) >= CLIP_LEVEL))
+    if clipped > CLIP_FRACTION:
+        raise TeachInputError(
+            f"{where} is clipped ({100 * clipped:.1f} % of its samples at full scale)",
+            "record it again a little further from the microphone or with a lower input level",
+        )
+    trimmed = trim_silence(wave, sample_rate=sample_rate)
+    if trimmed.size < MIN_VOICE_S * sample_rate:
+        raise TeachInputError(
+            f"{where} holds only {1000 * trimmed.size / sample_rate:.0f} ms of sound",
+            "say the whole word",
+        )
+    return trimmed
+
+
+def voice_from_file(path: Path) -> Voice:
+    """Any file soundfile reads (WAV, FLAC, OGG…), mixed to mono and level-checked."""
+    import soundfile
+
+    try:
+        pcm, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # missing, a folder, not audio: soundfile raises several types
+        reason = "no such file" if not Path(path).exists() else str(err).split(": ")[-1]
+        raise TeachInputError(
+            f"cannot read the voice file {path} ({reason})", "give a WAV file of the spoken word"
+        ) from err
+    wave = pcm.mean(axis=1)
+    return Voice(check_level(wave, int(rate), f"the voice file {path}"), int(rate), "file")
+
+
+def voice_from_espeak(word: str, voice_name: str) -> Voice:
+    """The word spoken by espeak-ng in ``voice_name``, as the training data is
+    (trainer.speech.synth)."""
+    from earsight.trainer.speech.synth import SAMPLE_RATE_HZ, synthesize
+    from earsight.trainer.speech.synth import Voice as EspeakVoice
+
+    wave = synthesize(word, EspeakVoice(name=voice_name))
+    return Voice(wave, SAMPLE_RATE_HZ, "espeak-ng", voice_name)
+
+
+def microphone_recorder() -> Callable[..., Any]:
+    """``app.sound.microphone.record_voice``; TeachInputError in one line if there is none here."""
+    try:
+        from earsight.app.sound.microphone import record_voice
+    except ImportError as err:
+        built = (
+            err.name != "earsight.app.sound.microphone"
+        )  # the module is there but its audio library is not
+        reason = f" ({err})" if built else ""
+        raise TeachInputError(
+            f"the microphone is not available here{reason}", NO_MICROPHONE_FIX
+        ) from err
+    return record_voice
+
+
+def voice_from_microphone(say: Say) -> Voice:
+    """Record the word (press-to-talk, app.sound.microphone); it trims and checks the level
+    itself."""
+    recording = microphone_recorder()(on_status=say)
+    return Voice(recording.wave, int(recording.sample_rate), "microphone")
+
+
+def storable_photo(image: np.ndarray) -> np.ndarray:
+    """Grey → RGB; scaled so the long side is at most MAX_PHOTO_SIDE_PX."""
+    from earsight.app.camera.sources import import_cv2
+
+    cv2 = import_cv2()
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    scale = MAX_PHOTO_SIDE_PX / max(image.shape[:2])
+    if scale < 1.0:
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image)
+
+
+def photos_from_dir(folder: Path, say: Say) -> list[np.ndarray]:
+    """Every image of ``folder`` (trainer.data.image_io), name order; unreadable ones are skipped
+    with a line each. A dark or blurred photo is kept (the user chose it) but said."""
+    from earsight.app.camera.sources import folder_images
+    from earsight.trainer.data.image_io import ImageFileError, read_image
+
+    if not folder.is_dir():
+        raise TeachInputError(f"{folder} is not a folder", "give a folder of photos: --photos DIR")
+    photos = []
+    for path in folder_images(folder):
+        try:
+            photo = storable_photo(read_image(path))
+        except ImageFileError as err:
+            say(f"skipped: {err}")
+            continue
+        problem = frame_quality(photo).problem
+        if problem is not None:
+            say(f"{path.name} looks {problem.split(':')[0]}; kept")
+        photos.append(photo)
+    if not photos:
+        raise TeachInputError(f"no readable photos in {folder}", "use PNG, JPEG, BMP, TIFF or WebP")
+    say(f"read {len(photos)} photo{'s' * (len(photos) != 1)} from {folder}")
+    return photos
+
+
+def photos_from_camera(request: TeachRequest, say: Say, wait_key: WaitKey) -> list[np.ndarray]:
+    """Two turns of the object in front of the camera (or a video or folder standing in)."""
+    from earsight.app.camera.grabber import FrameGrabber, GrabberOptions, parse_source
+
+    spec = parse_source(request.source or "0", loop=True)  # a video keeps playing while we wait
+    options = GrabberOptions(fps=None if spec.live else GRABBER_FPS)
+    views: list[np.ndarray] = []
+    with FrameGrabber(spec, options, on_status=say) as grabber:
+        for prompt in (HOLD_UP, OTHER_SIDE):
+            say(prompt)
+            wait_key()
+            result = capture_views(grabber, request.views, request.seconds, on_status=say)
+            say(result.summary())
+            views.extend(result.frames)
+    if len(views) < MIN_VIEWS:
+        raise TeachInputError(
+            f"only {len(views)} usable view{'s' * (len(views) != 1)} of {request.word!r}",
+            "more light, a steadier hand, and turn the object as you hold it; then teach again",
+        )
+    return [storable_photo(v) for v in views]
+
+
+def wait_for_key(stream: TextIO | None = None) -> None:
+    """Space or Enter on a terminal (single key, no echo); a line, or end of input, from a pipe."""
+    stream = stream or sys.stdin
+    if not stream.isatty():
+        stream.readline()  # a script's newline, or EOF: go on
+        return
+    import termios
+    import tty
+
+    fd = stream.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)  # Ctrl-C still interrupts
+        while stream.read(1) not in (" ", "\n", "\r", ""):
+            pass
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
