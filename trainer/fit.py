@@ -83,76 +83,88 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fit.py", description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", choices=SOURCES, help="image source")
-    p.add_argument("--data-root", help="folder with the dataset files (default: user data dir)")
-    p.add_argument("--download", action="store_true", help="fetch official files (checksummed)")
-    p.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, report)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="compact")
-    p.add_argument("--ablation", choices=ABLATIONS, default="full", help="paper Table 3 rows")
-    p.add_argument(
-        "--arch",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change one field of the preset, e.g. enc_widths=32,64,128,256,256 (repeatable)",
-    )
-    d = TrainOptions()
-    p.add_argument("--epochs", type=int, default=d.epochs, help="stage 2 (joint) epochs")
-    p.add_argument("--ae-epochs", type=int, default=d.ae_epochs, help="stage 1 epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
-    p.add_argument("--augment", choices=("auto", "none", "shift", "shift+flip"), default="auto")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument(
-        "--cutout", type=int, default=d.cutout, help="blank a square of this side (px) per image"
-    )
-    p.add_argument(
-        "--ema",
-        type=float,
-        default=d.ema,
-        help="validate and save a running average of the weights with this per-step decay "
-        "(e.g. 0.999; 0 = off)",
-    )
-    p.add_argument(
-        "--backbone-lr",
-        type=float,
-        default=d.backbone_lr,
-        help="pretrained backbone layers learn at this share of --lr (backbone presets)",
-    )
-    p.add_argument(
-        "--backbone-frozen-steps",
-        type=int,
-        default=d.backbone_frozen_steps,
-        help="steps before the pretrained backbone layers start learning",
-    )
-    p.add_argument("--voices", type=int, default=1, help="1 = one canonical voice (paper-like)")
-    p.add_argument(
+    _data_arguments(p.add_argument_group("data"))
+    _model_arguments(p.add_argument_group("model"))
+    _training_arguments(p.add_argument_group("training"), TrainOptions())
+    run = p.add_argument_group("run")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    run.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    run.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    run.add_argument("--describe", action="store_true", help="print model sizes and exit")
+    run.add_argument("--no-report", action="store_true", help="skip the final test evaluation")
+    return p
+
+
+def _data_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--dataset", choices=SOURCES, help="image source")
+    g.add_argument("--data-root", help="folder with the dataset files (default: user data dir)")
+    g.add_argument("--download", action="store_true", help="fetch official files (checksummed)")
+    g.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, report)")
+    g.add_argument("--voices", type=int, default=1, help="1 = one canonical voice (paper-like)")
+    g.add_argument(
         "--limit-train", type=int, help="use only N training images (each class's first, in turn)"
     )
-    p.add_argument(
+    g.add_argument(
         "--limit-test", type=int, help="use only N test images (each class's first, in turn)"
     )
-    p.add_argument(
+    g.add_argument(
         "--eval-items",
         type=int,
         default=1000,
         help="test clips scored by PESQ/STOI/speech recognition at the end",
     )
-    p.add_argument(
+    g.add_argument(
         "--leave-out",
         type=lambda text: tuple(w.strip() for w in text.split(",") if w.strip()),
         default=(),
         metavar="WORD,WORD",
         help="drop these classes from every split (the teach benchmark's base model)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
-    p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
-    p.add_argument("--describe", action="store_true", help="print model sizes and exit")
-    p.add_argument("--no-report", action="store_true", help="skip the final test evaluation")
-    return p
+
+
+def _model_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--preset", choices=sorted(PRESETS), default="compact")
+    g.add_argument("--ablation", choices=ABLATIONS, default="full", help="paper Table 3 rows")
+    g.add_argument(
+        "--arch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one field of the preset, e.g. enc_widths=32,64,128,256,256 (repeatable)",
+    )
+
+
+def _training_arguments(g: argparse._ArgumentGroup, d: TrainOptions) -> None:
+    g.add_argument("--epochs", type=int, default=d.epochs, help="stage 2 (joint) epochs")
+    g.add_argument("--ae-epochs", type=int, default=d.ae_epochs, help="stage 1 epochs")
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
+    g.add_argument("--augment", choices=("auto", "none", "shift", "shift+flip"), default="auto")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument(
+        "--cutout", type=int, default=d.cutout, help="blank a square of this side (px) per image"
+    )
+    g.add_argument(
+        "--ema",
+        type=float,
+        default=d.ema,
+        help="validate and save a running average of the weights with this per-step decay "
+        "(e.g. 0.999; 0 = off)",
+    )
+    g.add_argument(
+        "--backbone-lr",
+        type=float,
+        default=d.backbone_lr,
+        help="pretrained backbone layers learn at this share of --lr (backbone presets)",
+    )
+    g.add_argument(
+        "--backbone-frozen-steps",
+        type=int,
+        default=d.backbone_frozen_steps,
+        help="steps before the pretrained backbone layers start learning",
+    )
 
 
 def _init_distributed(device: str) -> str:

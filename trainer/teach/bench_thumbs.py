@@ -197,28 +197,53 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
     start = time.perf_counter()
     learn_voice(base, model, taught, VoiceOptions(steps=steps, seed=seed))
     voice_s = time.perf_counter() - start
-    taught_heard = heard_scores(model, taught_pooled, taught_mirrored, target, taught.voices)
-    known_heard = heard_scores(model, known_pooled, known_mirrored, known_test.labels, None)
-    words = ", ".join(spec.leave_out)
+    results = {
+        "right": right.mean(),
+        "linear_right": linear_right.mean(),
+        "answered": answered.mean(),
+        "right_of_answered": right[answered].mean() if answered.any() else 0.0,
+        "prototypes": prototype_accuracy(base, taught, taught_pooled, target),
+        "known_before": before.mean(),
+        "known_after": after.mean(),
+        "seconds": (linear_s, refine_s, voice_s),
+        "taught": heard_scores(model, taught_pooled, taught_mirrored, target, taught.voices),
+        "known": heard_scores(model, known_pooled, known_mirrored, known_test.labels, None),
+    }
+    return table_rows(
+        spec.leave_out, photos, len(test_labels), len(before), voice, sox, steps, results
+    )
+
+
+def table_rows(
+    words: tuple[str, ...],
+    photos: int,
+    n_taught: int,
+    n_known: int,
+    voice: str,
+    sox: str,
+    steps: int,
+    r: dict,
+) -> list[str]:
+    """The benchmark's markdown table (header first) from ``run``'s results ``r``."""
+    taught, known, (linear_s, refine_s, voice_s) = r["taught"], r["known"], r["seconds"]
     return [
         "| measure | value |",
         "|---|---|",
-        f"| taught words (photos each, + mirrors) | {words} ({photos}) |",
-        f"| taught test images right (of {len(test_labels)}) | {right.mean():.1%} |",
-        f"| … after the linear fit alone (before refine_classifier) | {linear_right.mean():.1%} |",
+        f"| taught words (photos each, + mirrors) | {', '.join(words)} ({photos}) |",
+        f"| taught test images right (of {n_taught}) | {r['right']:.1%} |",
+        f"| … after the linear fit alone (before refine_classifier) | {r['linear_right']:.1%} |",
         f"| … answered (top prob ≥ {THRESHOLD}) / right of answered | "
-        f"{answered.mean():.1%} / {right[answered].mean() if answered.any() else 0:.1%} |",
-        f"| frozen prototypes, taught test images right | "
-        f"{prototype_accuracy(base, taught, taught_pooled, target):.1%} |",
-        f"| known test images right, before → after (of {len(before)}) | "
-        f"{before.mean():.2%} → {after.mean():.2%} |",
+        f"{r['answered']:.1%} / {r['right_of_answered']:.1%} |",
+        f"| frozen prototypes, taught test images right | {r['prototypes']:.1%} |",
+        f"| known test images right, before → after (of {n_known}) | "
+        f"{r['known_before']:.2%} → {r['known_after']:.2%} |",
         f"| taught generated word heard right (pocketsphinx): all / answered with it | "
-        f"{taught_heard['heard']:.1%} / {taught_heard['heard_own']:.1%} |",
-        f"| … the taught voice itself heard right | {taught_heard['voice_heard']:.0%} |",
+        f"{taught['heard']:.1%} / {taught['heard_own']:.1%} |",
+        f"| … the taught voice itself heard right | {taught['voice_heard']:.0%} |",
         f"| … Corr2D / STOI against the taught voice | "
-        f"{taught_heard['corr2d']:.3f} / {taught_heard['stoi']:.3f} |",
+        f"{taught['corr2d']:.3f} / {taught['stoi']:.3f} |",
         f"| known generated word heard right after teaching: all / answered with it | "
-        f"{known_heard['heard']:.1%} / {known_heard['heard_own']:.1%} |",
+        f"{known['heard']:.1%} / {known['heard_own']:.1%} |",
         f"| voice: espeak-ng {voice}, sox {sox or '(none)'} | {steps} steps |",
         f"| seconds to learn: linear fit / refinement / voice | "
         f"{linear_s:.1f} / {refine_s:.1f} / {voice_s:.0f} |",

@@ -145,6 +145,15 @@ def freeze_for_stage2(model: MTNet) -> None:
         p.requires_grad_(id(p) in joint)
 
 
+def set_joint_lr(optim: torch.optim.Optimizer, step: int, total: int, opts: TrainOptions) -> None:
+    """The schedule's learning rate at ``step`` for each parameter group, times its "lr_scale"
+    (a pretrained backbone's share), and 0 for a group still in its "frozen_steps"."""
+    for g in optim.param_groups:
+        frozen = step < g.get("frozen_steps", 0)
+        scale = 0.0 if frozen else g.get("lr_scale", 1.0)
+        g["lr"] = scale * lr_at(step, total, opts)
+
+
 def train_joint_epoch(
     model: MTNet,
     data: ADDataset,
@@ -165,11 +174,7 @@ def train_joint_epoch(
     n_steps, start = steps_per_epoch(len(data.train), opts), time.perf_counter()
     with progress_bar(n_steps, f"stage 2 epoch {epoch + 1}") as bar:
         for i, idx in enumerate(epoch_batches(len(data.train), opts, 2, epoch)):
-            step = epoch * n_steps + i
-            for g in optim.param_groups:
-                frozen = step < g.get("frozen_steps", 0)
-                scale = 0.0 if frozen else g.get("lr_scale", 1.0)
-                g["lr"] = scale * lr_at(step, opts.epochs * n_steps, opts)
+            set_joint_lr(optim, epoch * n_steps + i, opts.epochs * n_steps, opts)
             x = inputs.batch(idx, device, aug_gen)  # images or cached activations
             labels = torch.from_numpy(data.train.labels[idx]).to(device)
             voices = torch.from_numpy(data.train.voices[idx]).to(device)
