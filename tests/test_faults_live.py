@@ -149,6 +149,23 @@ def test_an_audio_open_that_never_returns_falls_back_to_wav_files_and_says_so(tm
     assert any("click" in n for n in names) and len(names) >= 2, names
 
 
+def test_portaudio_crashing_on_a_broken_alsa_configuration_falls_back_to_wav_files(tmp_path, video):
+    # An empty ALSA configuration makes PortAudio abort (SIGABRT) inside `import sounddevice`:
+    # the crash must happen in a child process, never in the app.
+    out = tmp_path / "wavs"
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    with Live(tmp_path, *args, "--out-dir", str(out), asound="") as live:
+        assert live.wait_for("ready: press space", timeout=90), live.seen + str(live.proc.poll())
+        assert "PortAudio crashed (SIGABRT)" in live.seen and str(out) in live.seen, live.seen
+        live.press(b" ")
+        deadline = time.monotonic() + 10
+        while len(list(out.glob("*.wav"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        code, _, err = live.finish()
+    assert code == 0, err
+    assert len(list(out.glob("*.wav"))) >= 2
+
+
 def test_an_audio_device_that_is_not_there_is_an_error_naming_the_devices(tmp_path, video):
     args = ("--source", str(video), "--keys", "terminal", "--no-speech")
     with Live(tmp_path, *args, "--audio-device", "no-such-card") as live:

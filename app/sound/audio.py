@@ -53,6 +53,7 @@ from earsight.app.sound.devices import (
     as_mono,
     check_output_device,
     device_arg,
+    import_sounddevice,
 )
 from earsight.app.sound.wav_sink import WavSink
 from earsight.engine.postprocess import resample
@@ -151,8 +152,8 @@ class AudioOut:
     def _open_stream(self, options: AudioOptions) -> tuple[Any, int]:
         """Start the stream at the requested rate, else at the device's own (resampled to)."""
         try:
-            import sounddevice as sd
-        except OSError as err:  # the PortAudio library itself is missing
+            sd = import_sounddevice()
+        except OSError as err:  # PortAudio is missing, or crashes scanning the devices
             raise AudioUnavailable(
                 f"no audio output device: {first_line(err)}", NO_DEVICE_FIX
             ) from err

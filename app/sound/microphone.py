@@ -34,7 +34,12 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from earsight.app.sound.deadline import DeadlineExceeded, call_with_deadline
-from earsight.app.sound.devices import FirstBufferHook, device_arg, list_devices
+from earsight.app.sound.devices import (
+    FirstBufferHook,
+    device_arg,
+    import_sounddevice,
+    list_devices,
+)
 from earsight.app.sound.recording import Recording, check_recording
 from earsight.errors import EarSightError, UsageError, first_line
 
@@ -89,8 +94,8 @@ def input_devices(sd: Any) -> list[str]:
 
 def _import_sounddevice() -> Any:
     try:
-        import sounddevice as sd
-    except (ImportError, OSError) as err:  # OSError: the PortAudio library itself is missing
+        sd = import_sounddevice()
+    except (ImportError, OSError) as err:  # OSError: PortAudio missing, or it crashes scanning
         raise NoMicrophone(f"no microphone: {first_line(err)}", NO_MICROPHONE_FIX) from err
     return sd
 
