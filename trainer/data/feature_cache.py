@@ -26,6 +26,7 @@ import torch
 
 from earsight import paths
 from earsight.errors import UsageError
+from earsight.locks import exclusive
 from earsight.trainer.data.preprocess import fit_batch
 from earsight.trainer.mtnet.backbone import EfficientNetLite, preprocess
 from earsight.trainer.training.plumbing import progress_bar
@@ -98,21 +99,16 @@ def cached_activations(
 def _fill_locked(net, images, job, data_path: Path, done_path: Path, shape, label: str) -> None:
     """Compute what is missing under the cache's lock; the count is read again once held,
     so a process that waited for another one's fill computes nothing."""
-    import filelock
-
     folder = data_path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(folder / "fill.lock"), timeout=LOCK_TIMEOUT_S)
-    try:
-        with lock:
-            done = _done_count(done_path, shape)
-            if done < shape[0]:
-                _fill(net, images, job, data_path, done_path, shape, done, label)
-    except filelock.Timeout as err:
-        raise UsageError(
-            f"another process has held the feature cache {folder} for {LOCK_TIMEOUT_S} s",
-            "stop the other training run or set EARSIGHT_CACHE to another folder",
-        ) from err
+    busy = UsageError(
+        f"another process has held the feature cache {folder} for {LOCK_TIMEOUT_S} s",
+        "stop the other training run or set EARSIGHT_CACHE to another folder",
+    )
+    with exclusive(folder / "fill.lock", LOCK_TIMEOUT_S, busy):
+        done = _done_count(done_path, shape)
+        if done < shape[0]:
+            _fill(net, images, job, data_path, done_path, shape, done, label)
 
 
 def _activation_shape(net: EfficientNetLite, cut: int, res: int, n: int) -> tuple[int, ...]:

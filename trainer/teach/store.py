@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from earsight import paths
+from earsight.locks import exclusive
 from earsight.trainer.durable import TMP_PREFIX, fsync_dir, replace_file, write_new
 from earsight.trainer.teach.words import (
     MAX_WORD_CHARS,
@@ -332,19 +333,15 @@ class TeachStore:
     @contextlib.contextmanager
     def _locked(self, doing: str) -> Iterator[None]:
         """Hold ``<root>/.lock``; turn disk errors into one StoreError line; clear leftovers."""
-        import filelock
-
+        busy = StoreError(
+            f"another earsight teach has been changing {self.root} for {LOCK_TIMEOUT_S:g} s",
+            "wait for it to finish, then try again",
+        )
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            lock = filelock.FileLock(str(self.root / f"{_HIDDEN}lock"), timeout=LOCK_TIMEOUT_S)
-            with lock:
+            with exclusive(self.root / f"{_HIDDEN}lock", LOCK_TIMEOUT_S, busy):
                 self._clear_leftovers()
                 yield
-        except filelock.Timeout as err:
-            raise StoreError(
-                f"another earsight teach has been changing {self.root} for {LOCK_TIMEOUT_S:g} s",
-                "wait for it to finish, then try again",
-            ) from err
         except OSError as err:
             raise _disk_error(err, self.root, doing) from err
 
