@@ -232,14 +232,18 @@ class MTNet(nn.Module):
     def _pooled_and_phi(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prepared (B, C, H, W) → pooled (B, C_pool) and φ^I (B, D_i); with cfg.flip_tta the
         encoder sees the image and its mirror as one batch of 2B and both are averaged."""
-        enc, b = self.image_encoder, x.shape[0]
         views = torch.cat([x, mirror(x)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
-        pooled = enc.pool(views)  # (V·B, C_pool)
-        phi_i = enc.head(pooled)  # (V·B, D_i)
-        if self.cfg.flip_tta:
-            phi_i = phi_i.unflatten(0, (2, b)).mean(dim=0)
-            pooled = pooled.unflatten(0, (2, b)).mean(dim=0)
-        return pooled, phi_i
+        return self.average_views(self.image_encoder.pool(views), 2 if self.cfg.flip_tta else 1)
+
+    def average_views(self, pooled: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled features (V·B, C_pool) of V views of B images, view-major (all of view 0,
+        then view 1) → their mean (B, C_pool) and the mean of their φ^I (B, D_i): the one
+        answer for an image seen several ways (mirror averaging; teach mode's cached views)."""
+        phi_i = self.image_encoder.head(pooled)  # (V·B, D_i)
+        if views == 1:
+            return pooled, phi_i
+        b = pooled.shape[0] // views
+        return pooled.unflatten(0, (views, b)).mean(dim=0), phi_i.unflatten(0, (views, b)).mean(0)
 
     def forward(
         self, images: torch.Tensor, body_dtype: torch.dtype | None = None

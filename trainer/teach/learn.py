@@ -158,13 +158,10 @@ def answer_pooled(
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Pooled backbone features (N, D) → the model's probs (N, K) as ``MTNet.infer`` gives
     them, and φ (N, D_a) for ``generate``: what a frame with those features is answered.
-    ``mirrored`` (N, D), the frames' mirrors' features: the answer mirror-averaged, as
-    ``MTNet._pooled_and_phi`` averages with cfg.flip_tta (both the pooled features and φ^I)."""
-    p = torch.from_numpy(pooled)
-    phi_i = model.image_encoder.head(p)  # (N, D_i)
-    if mirrored is not None:
-        m = torch.from_numpy(mirrored)
-        p, phi_i = (p + m) / 2, (phi_i + model.image_encoder.head(m)) / 2
+    ``mirrored`` (N, D), the frames' mirrors' features: the answer mirror-averaged by
+    ``MTNet.average_views``, as the exported model averages with cfg.flip_tta."""
+    views = [pooled] if mirrored is None else [pooled, mirrored]
+    p, phi_i = model.average_views(torch.from_numpy(np.concatenate(views)), len(views))
     logits, phi = model.logits_and_phi(p, phi_i)
     return model.class_probs(logits, p).numpy(), phi
 
