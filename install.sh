@@ -51,6 +51,9 @@ elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
   say "NVIDIA GPU detected: installing CUDA torch and the TensorRT extra"
   TORCH_SPEC="torch"
   EXTRAS="tensorrt"
+elif [ "$RUNTIME" = 1 ]; then
+  say "no NVIDIA GPU; the runtime only: no torch"
+  TORCH_SPEC=""
 else
   say "no NVIDIA GPU: installing CPU torch $TORCH_CPU_VERSION"
   TORCH_SPEC="torch==$TORCH_CPU_VERSION"

@@ -110,3 +110,21 @@ def test_teaching_keeps_the_words_and_says_what_learning_needs(python, tmp_path)
     assert done.returncode == 2 and "learning " + TRAIN_LINE in done.stderr, done.stderr
     listed = _earsight(python, "teach", "--list", "--no-speech", tmp=tmp_path)
     assert "pill box: 3 photos" in listed.stdout, listed.stdout
+
+
+@pytest.mark.parametrize("script", ["train", "evaluate", "slim"])
+def test_the_trainers_console_scripts_say_what_to_install(python, tmp_path, script):
+    code = (
+        f"import sys; sys.argv[1:] = ['--help']; from earsight.commands import {script}; {script}()"
+    )
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and TRAIN_LINE in done.stderr, done.stderr
+
+
+def test_the_trainers_console_scripts_run_the_trainer_where_it_is_installed(tmp_path):
+    import sys
+
+    code = "import sys; sys.argv[1:] = ['--help']; from earsight.commands import train; train()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "--preset" in done.stdout, done.stderr
