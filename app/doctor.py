@@ -187,6 +187,20 @@ def check_tensorrt(_options: LiveOptions) -> Check:
     return Check("TensorRT", True, f"version {trt.__version__}", required=False)
 
 
+def check_trainer(_options: LiveOptions) -> Check:
+    """The ``train`` extra (torch): live does not need it; teach mode's learning does."""
+    import importlib.util
+
+    from earsight.errors import TRAIN_EXTRA_FIX
+
+    if importlib.util.find_spec("torch") is None:
+        detail = "not installed (a runtime-only install): taught words are stored, not learned"
+        return Check("trainer", False, detail, f"optional: {TRAIN_EXTRA_FIX}", required=False)
+    from importlib.metadata import version
+
+    return Check("trainer", True, f"torch {version('torch')} (teach, export)", required=False)
+
+
 def check_engine_cache(_options: LiveOptions) -> Check:
 
     folder = paths.engine_cache_dir()
@@ -202,6 +216,7 @@ CHECKS: tuple[Callable[[LiveOptions], Check], ...] = (
     check_speech,
     check_gpu,
     check_tensorrt,
+    check_trainer,
     check_engine_cache,
 )
 

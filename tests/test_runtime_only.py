@@ -128,3 +128,9 @@ def test_the_trainers_console_scripts_run_the_trainer_where_it_is_installed(tmp_
     code = "import sys; sys.argv[1:] = ['--help']; from earsight.commands import train; train()"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and "--preset" in done.stdout, done.stderr
+
+
+def test_doctor_says_the_trainer_is_missing_and_optional(python, tmp_path):
+    done = _earsight(python, "doctor", "--model", "mnist-ad", tmp=tmp_path)
+    (line,) = [x for x in done.stdout.splitlines() if x.split(":")[0].endswith("trainer")]
+    assert line.startswith("--   trainer: not installed") and "earsight[train]" in line, line
