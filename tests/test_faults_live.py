@@ -129,6 +129,14 @@ class Live:
 # --- audio ----------------------------------------------------------------------------------
 
 
+def press_until_files(live: Live, out: Path, n: int, timeout_s: float = 10.0) -> None:
+    """Press space, then wait (up to ``timeout_s``) for ``n`` WAV files in ``out``."""
+    live.press(b" ")
+    deadline = time.monotonic() + timeout_s
+    while len(list(out.glob("*.wav"))) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_an_audio_open_that_never_returns_falls_back_to_wav_files_and_says_so(tmp_path, video):
     out = tmp_path / "wavs"
     t0 = time.monotonic()
@@ -139,10 +147,7 @@ def test_an_audio_open_that_never_returns_falls_back_to_wav_files_and_says_so(tm
         assert live.wait_for("ready: press space", timeout=90), live.seen
         assert time.monotonic() - t0 < 90
         assert "did not open within" in live.seen and str(out) in live.seen, live.seen
-        live.press(b" ")
-        deadline = time.monotonic() + 10
-        while len(list(out.glob("*.wav"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        press_until_files(live, out, 2)
         code, _, err = live.finish()
     assert code == 0, err
     names = sorted(p.name for p in out.glob("*.wav"))
@@ -157,10 +162,7 @@ def test_portaudio_crashing_on_a_broken_alsa_configuration_falls_back_to_wav_fil
     with Live(tmp_path, *args, "--out-dir", str(out), asound="") as live:
         assert live.wait_for("ready: press space", timeout=90), live.seen + str(live.proc.poll())
         assert "PortAudio crashed (SIGABRT)" in live.seen and str(out) in live.seen, live.seen
-        live.press(b" ")
-        deadline = time.monotonic() + 10
-        while len(list(out.glob("*.wav"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        press_until_files(live, out, 2)
         code, _, err = live.finish()
     assert code == 0, err
     assert len(list(out.glob("*.wav"))) >= 2

@@ -38,13 +38,20 @@ class E2EOptions:
 
 def sample_images(model: str) -> list[Path]:
     """The shipped samples a model was trained for: digits for a grey model, else CIFAR-10."""
-    from earsight.app.models import ASSETS_DIR, resolve_model
+    from earsight.app.models import resolve_model
     from earsight.engine.sidecar import read_sidecar
 
     model_path = resolve_model(model)
     grey = model_path.suffix == ".onnx" and read_sidecar(model_path)["input_size"][2] == 1
-    folder = ASSETS_DIR / "samples" / ("mnist" if grey else "cifar10")
+    folder = samples_folder(grey)
     return sorted(p for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
+
+
+def samples_folder(grey: bool) -> Path:
+    """The shipped samples' folder for a model's input: digits when grey, else CIFAR-10."""
+    from earsight.app.models import ASSETS_DIR
+
+    return ASSETS_DIR / "samples" / ("mnist" if grey else "cifar10")
 
 
 def sample_video(folder: Path, samples: list[Path]) -> Path:

@@ -68,8 +68,12 @@ def _torch_loaded(pid: int) -> bool:
 
 def run_live(python: Path, model: str, backend: str, presses: int, workdir: Path) -> tuple:
     """(peak RSS MB, words answered, torch loaded) of `earsight live` under ``python``."""
+    from earsight.app.bench.e2e import samples_folder
+
+    contract = _contract(model)  # read once: which samples it sees, which words it says
+    samples = samples_folder(grey=contract.input_shape[2] == 1)
     cmd = [str(python), "-m", "earsight.app.cli", "live", "--model", model, "--backend", backend]
-    cmd += ["--source", str(_samples(model)), "--loop", "--keys", "terminal", "--no-speech"]
+    cmd += ["--source", str(samples), "--loop", "--keys", "terminal", "--no-speech"]
     master, slave = pty.openpty()
     env = {**os.environ, "EARSIGHT_CONFIG": str(workdir / "none.toml")}
     proc = subprocess.Popen(
@@ -95,31 +99,16 @@ def run_live(python: Path, model: str, backend: str, presses: int, workdir: Path
         proc.wait(30)
         os.close(master)
     reader.join(5)
-    ready = next(i for i, line in enumerate(lines) if READY in line)
-    words = set(_labels(model))
+    ready = next((i for i, line in enumerate(lines) if READY in line), len(lines))
+    words = set(contract.labels)
     return peak_mb, sum(line.strip() in words for line in lines[ready:]), torch
 
 
-def _samples(model: str) -> Path:
-    from earsight.app.models import ASSETS_DIR
-
-    grey = _input_channels(model) == 1
-    return ASSETS_DIR / "samples" / ("mnist" if grey else "cifar10")
-
-
-def _input_channels(model: str) -> int:
-    return _read_model(model).contract.input_shape[2]
-
-
-def _labels(model: str) -> tuple[str, ...]:
-    return _read_model(model).contract.labels
-
-
-def _read_model(model: str):
+def _contract(model: str):
     from earsight.app.models import resolve_model
     from earsight.engine.source import read_model
 
-    return read_model(resolve_model(model), int8=False)
+    return read_model(resolve_model(model), int8=False).contract
 
 
 def measure(rows: list[tuple[str, str, str]], presses: int) -> list[Footprint]:
