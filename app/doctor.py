@@ -106,7 +106,7 @@ def check_audio(options: LiveOptions) -> Check:
         return Check("audio", False, err.what, err.fix)
     except AudioUnavailable as err:
         fix = "plug in headphones or a speaker, or pass --out-dir DIR to get WAV files"
-        detail = err.what[:120]
+        detail = err.what
         return Check("audio", bool(fallback), f"{detail}; {fallback}" if fallback else detail, fix)
     out.close()
     return Check("audio", True, f"output device {options.audio_device or 'default'} opens")

@@ -168,6 +168,47 @@ def test_portaudio_crashing_on_a_broken_alsa_configuration_falls_back_to_wav_fil
     assert len(list(out.glob("*.wav"))) >= 2
 
 
+def _broken_alsa_env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "asound.conf").write_text("")  # empty: PortAudio's ALSA scan aborts (SIGABRT)
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf"), "OMP_NUM_THREADS": "1"}
+    return {**env, "EARSIGHT_CONFIG": str(tmp_path / "none.toml")}
+
+
+@pytest.mark.parametrize("out_dir", [False, True])
+def test_doctor_survives_portaudio_crashing_and_says_why_in_full(tmp_path, out_dir):
+    # doctor opens the output as live does, through the same child-process device scan
+    exe = str(Path(sys.executable).with_name("earsight"))
+    args = [exe, "doctor", "--source", str(tmp_path), "--keys", "terminal"]
+    args += ["--out-dir", str(tmp_path / "wavs")] if out_dir else []
+    proc = subprocess.run(
+        args, capture_output=True, text=True, env=_broken_alsa_env(tmp_path), timeout=120, input=""
+    )
+    assert proc.returncode in (0, 1), (proc.returncode, proc.stderr)  # never killed by a signal
+    audio = next(line for line in proc.stdout.splitlines() if " audio:" in line)
+    assert "PortAudio crashed (SIGABRT)" in audio and "$ALSA_CONFIG_PATH)" in audio, audio
+    assert audio.startswith("ok   audio:" if out_dir else "FAIL audio:"), audio
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_the_microphone_check_survives_portaudio_crashing_in_one_line(tmp_path):
+    # a fresh process: the device scan runs once per process, before sounddevice is imported
+    code = (
+        "from earsight.app.sound.microphone import NoMicrophone, check_microphone\n"
+        "try:\n    check_microphone()\nexcept NoMicrophone as err:\n    print(err)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_broken_alsa_env(tmp_path),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip()
+    assert line.startswith("no microphone: PortAudio crashed (SIGABRT)"), line
+    assert "give the word's sound as a file" in line and "\n" not in line, line
+
+
 def test_an_audio_device_that_is_not_there_is_an_error_naming_the_devices(tmp_path, video):
     args = ("--source", str(video), "--keys", "terminal", "--no-speech")
     with Live(tmp_path, *args, "--audio-device", "no-such-card") as live:

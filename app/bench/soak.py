@@ -115,7 +115,7 @@ class ChildOutput:
 def live_command(model: str, video: Path, threads: int | None) -> list[str]:
     earsight = str(Path(sys.executable).with_name("earsight"))  # the installed CLI, as users run it
     cmd = [earsight, "-v", "live", "--model", model, "--source", str(video), "--loop"]
-    cmd += ["--keys", "terminal", "--no-speech"]  # status speech is aplay's, not the press path
+    cmd += ["--keys", "terminal", "--no-speech"]  # only the press path is timed, no status
     return cmd + (["--threads", str(threads)] if threads else [])
 
 
