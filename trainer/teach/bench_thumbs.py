@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError
+from earsight.trainer.mtnet.config import MTNetConfig
 from earsight.trainer.teach.bench import THRESHOLD, cached_pooled
 from earsight.trainer.teach.learn import (
     TaughtSet,
@@ -149,6 +150,27 @@ def heard_scores(model, pooled, mirrored, labels, voices: np.ndarray | None) -> 
     return out
 
 
+def taught_thumbnails(
+    words: tuple[str, ...],
+    features: list[np.ndarray],
+    labels: np.ndarray,
+    voice: str,
+    sox: str,
+    cfg: MTNetConfig,
+) -> TaughtSet:
+    """The left-out words as `earsight teach` would store them: the pooled features of the
+    photos, then of their mirrors ([(N, D), (N, D)]), labels (N,) 0-based among the taught words,
+    and each word's voice (espeak-ng ``voice`` through ``sox`` effects)."""
+    voices = [taught_voice(w, voice, sox, cfg.sample_rate, cfg.audio_length) for w in words]
+    return TaughtSet(
+        words,
+        np.concatenate(features),
+        np.concatenate([labels, labels]),
+        np.stack(voices),
+        np.tile(np.arange(len(labels)), 2),  # photos, then their mirrors
+    )
+
+
 def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: int) -> list[str]:
     """The benchmark's markdown table rows (header first); see the module docstring."""
     from earsight.trainer.checkpoint import read_checkpoint
@@ -166,15 +188,8 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
     def pool(images: np.ndarray, mirrored: bool, label: str) -> np.ndarray:
         return cached_pooled(base.model, images, mirrored, label, crop=1.0)  # whole thumbnails
 
-    taught = TaughtSet(
-        tuple(spec.leave_out),
-        np.concatenate([pool(train, False, "taught"), pool(train, True, "taught mirrored")]),
-        np.concatenate([train_labels, train_labels]),
-        np.stack(
-            [taught_voice(w, voice, sox, cfg.sample_rate, cfg.audio_length) for w in spec.leave_out]
-        ),
-        np.tile(np.arange(len(train)), 2),  # photos, then their mirrors
-    )
+    features = [pool(train, False, "taught"), pool(train, True, "taught mirrored")]
+    taught = taught_thumbnails(tuple(spec.leave_out), features, train_labels, voice, sox, cfg)
     taught_pooled = pool(test, False, "left-out test")
     known_pooled = pool(known_test.images, False, "known test")
     # the taught model answers as the shipped one does: mirror-averaged when cfg.flip_tta
