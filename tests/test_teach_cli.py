@@ -171,10 +171,21 @@ def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np
 
 
 def test_forget_and_rename(taught: Path):
+    root = taught / "taught"
+    voice_before = (root / "mug" / "voice.wav").read_bytes()
     done = teach(taught, "--rename", "mug", "my mug", "--no-speech")
     assert done.returncode == 0 and "'mug' is now 'my mug'" in done.stdout
+    # an espeak-ng voice says the new name (a recorded one would stay as recorded)
+    assert (root / "my mug" / "voice.wav").read_bytes() != voice_before
+    assert "until `earsight teach --learn`" in done.stdout  # --no-learn: nothing learned yet
+    # A learned model that still knows the old words is removed, so it cannot say them.
+    (root / ".model").mkdir()
+    (root / ".model" / "taught.onnx").write_bytes(b"knows 'my mug'")
     done = teach(taught, "--forget", "My Mug", "--no-speech")
     assert done.returncode == 0 and "forgot 'my mug'" in done.stdout
+    assert "no longer matches the taught words: removed" in done.stdout
+    assert "no taught words left: live and describe use the shipped words" in done.stdout
+    assert not (root / ".model").exists() and not list(root.glob(".tmp*"))
     assert "no words taught yet" in teach(taught, "--list", "--no-speech").stdout
 
 
@@ -199,6 +210,7 @@ def test_forget_and_rename(taught: Path):
         (["cup", "--voice-file", "{silent}"], ["is silent", "closer to the microphone"]),
         (["cup", "--voice-file", "{clipped}"], ["is clipped", "% of its samples"]),
         (["cup", "--voice-file", "{notaudio}"], ["cannot read the voice file"]),
+        (["cup", "--voice-file", "{sentence}"], ["holds 3.", "a word is 2.5 s at most"]),
         (["cup", "--espeak-voice", "en-us", "--source", "/dev/video63"], ["camera"]),
         (["cup", "--espeak-voice", "en-us", "--photos", "{empty}"], ["no readable photos"]),
         (["cup", "--espeak-voice", "en-us", "--photos", "/nonexistent"], ["not a folder"]),
@@ -214,6 +226,10 @@ def test_bad_input_is_one_line_and_keeps_what_is_taught(taught, spoken, args, wo
         "{silent}": write_wav(taught / "silent.wav", np.zeros(22_050)),
         "{clipped}": write_wav(taught / "loud.wav", np.clip(spoken * 8, -1, 1)),
         "{notaudio}": taught / "turn.avi",
+        # five words in a row, 0.15 s apart: a sentence, not a word
+        "{sentence}": write_wav(
+            taught / "sentence.wav", np.concatenate([spoken, np.zeros(3_300)] * 5)
+        ),
         "{empty}": taught / "cache",
     }
     before = snapshot(taught / "taught")

@@ -337,3 +337,25 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     vocabulary = read_sidecar(taught_model_path(tmp_path / "taught"))["vocabulary"]
     assert vocabulary[-2:] == ["espresso", "kitty"]  # the digits' words, then the taught ones
     assert WordRecognizer(vocabulary, sample_rate_in=rate).recognize(wave) == "kitty"
+
+    def earsight(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "earsight.app.cli", *args],
+            cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    # A rename learns the words again: describe says the new name, in espeak-ng's new word.
+    done = earsight("teach", "--rename", "kitty", "tabby", "--no-speech",
+                    "--base", str(teach_base), "--voice-steps", "150")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    vocabulary = read_sidecar(taught_model_path(tmp_path / "taught"))["vocabulary"]
+    assert vocabulary[-2:] == ["espresso", "tabby"]
+    done = earsight("describe", str(tmp_path / "cat.jpg"), "--out", str(tmp_path / "renamed"))
+    assert done.returncode == 0 and "tabby" in done.stdout, done.stdout + done.stderr
+    wave, rate = soundfile.read(next((tmp_path / "renamed").glob("*.wav")), dtype="float32")
+    assert WordRecognizer(vocabulary, sample_rate_in=rate).recognize(wave) == "tabby"
+    # Forgetting without learning again: the model that knew the word is gone at once.
+    done = earsight("teach", "--forget", "tabby", "--no-speech", "--no-learn")
+    assert done.returncode == 0 and "removed" in done.stdout, done.stderr
+    done = earsight("describe", str(tmp_path / "cat.jpg"), "--out", str(tmp_path / "forgot"))
+    assert done.returncode == 0 and "tabby" not in done.stdout, done.stdout

@@ -41,12 +41,6 @@ log = logging.getLogger(__name__)
 FLUSH_S = 10.0  # the last message (or an error) is spoken to the end, up to this
 
 
-# --- the voice ----------------------------------------------------------------------------
-
-
-# --- the photos ---------------------------------------------------------------------------
-
-
 # --- the commands -------------------------------------------------------------------------
 
 
@@ -163,9 +157,34 @@ def forget_word(store: TeachStore, name: str, say: Say) -> None:
 
 
 def rename_word(store: TeachStore, old: str, new: str, say: Say) -> TaughtWord:
-    taught = store.rename(old, new)
-    say(f"{check_word(old)!r} is now {taught.name!r}")
+    """Call a word ``new``. A voice espeak-ng made says the new word from now on (same
+    espeak-ng voice); a recorded one stays as it was recorded."""
+    word = store.word(old)  # UnknownWordError first, before espeak-ng runs
+    voice = None
+    if word.voice_source == "espeak-ng" and word.espeak_voice:
+        voice = voice_from_espeak(check_word(new), word.espeak_voice)
+    if voice is None:
+        taught = store.rename(old, new)
+    else:
+        taught = store.rename(old, new, voice.wave, voice.sample_rate)
+    say(f"{word.name!r} is now {taught.name!r}")
     return taught
+
+
+def relearn_after_change(
+    store: TeachStore, say: Say, learn_now: bool, base: Path | None, steps: int | None
+) -> None:
+    """After --forget or --rename the learned model still knows the words as they were: it is
+    removed (live and describe fall back to the shipped words at once), then the words left are
+    learned again unless ``learn_now`` is False. TeachInputError as ``learn_words``."""
+    if store.drop_model():
+        say("the taught model no longer matches the taught words: removed")
+    if not store.words():
+        say("no taught words left: live and describe use the shipped words")
+    elif learn_now:
+        learn_words(store, say, base, steps)
+    else:
+        say("live and describe use the shipped words until `earsight teach --learn`")
 
 
 def run_teach(args: argparse.Namespace) -> int:
@@ -177,10 +196,12 @@ def run_teach(args: argparse.Namespace) -> int:
     try:
         if args.list:
             list_words(store, voice.say)
-        elif args.forget is not None:
-            forget_word(store, args.forget, voice.say)
-        elif args.rename is not None:
-            rename_word(store, *args.rename, voice.say)
+        elif args.forget is not None or args.rename is not None:
+            if args.forget is not None:
+                forget_word(store, args.forget, voice.say)
+            else:
+                rename_word(store, *args.rename, voice.say)
+            relearn_after_change(store, voice.say, args.learn_now, args.base, args.voice_steps)
         elif args.learn:
             learn_words(store, voice.say, args.base, args.voice_steps)
         else:

@@ -88,7 +88,9 @@ class Voice:
 
 
 def check_level(wave: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
-    """A recorded word, trimmed of silence; TeachInputError if silent, clipped or too short."""
+    """A recorded word, trimmed of silence; TeachInputError if silent, clipped, too short or
+    longer than a word (app/sound/recording.MAX_SPEECH_S)."""
+    from earsight.app.sound.recording import MAX_SPEECH_S
     from earsight.trainer.speech.synth import trim_silence
 
     wave = np.asarray(wave, np.float32)
@@ -109,6 +111,12 @@ def check_level(wave: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
         raise TeachInputError(
             f"{where} holds only {1000 * trimmed.size / sample_rate:.0f} ms of sound",
             "say the whole word",
+        )
+    if trimmed.size > MAX_SPEECH_S * sample_rate:  # as the microphone's limit: not a sentence
+        raise TeachInputError(
+            f"{where} holds {trimmed.size / sample_rate:.1f} s of sound; "
+            f"a word is {MAX_SPEECH_S:g} s at most",
+            "give a recording of the word alone",
         )
     return trimmed
 

@@ -310,9 +310,14 @@ class TeachStore:
             fsync_dir(self.root)
             shutil.rmtree(trash, ignore_errors=True)
 
-    def rename(self, old: str, new: str) -> TaughtWord:
-        """Call a taught word ``new``; its photos and voice stay. The folder name is the word,
-        so the rename is one atomic folder rename; word.json's copy follows."""
+    def rename(
+        self, old: str, new: str, voice: np.ndarray | None = None, sample_rate: int = 0
+    ) -> TaughtWord:
+        """Call a taught word ``new``; its photos stay, and its voice unless a new ``voice``
+        (float mono, -1..1, at ``sample_rate`` Hz: espeak-ng saying the new word) is given. The
+        folder name is the word, so the rename is one atomic folder rename; the voice and
+        word.json's copy follow, each replaced whole."""
+        wave = None if voice is None else checked_voice(voice, sample_rate, "espeak-ng")
         with self._locked(f"renaming {check_word(old)!r}"):
             folder = self._folder(old)
             word = check_word(new)
@@ -327,8 +332,24 @@ class TeachStore:
             os.rename(folder, target)
             fsync_dir(self.root)
             meta["word"], meta["updated"] = word, _now()
+            if wave is not None:
+                replace_file(target / "voice.wav", wav_bytes(wave, int(sample_rate)))
+                meta["voice"]["seconds"] = round(wave.size / sample_rate, 3)
             replace_file(target / "word.json", _json(meta))
         return self.word(word)
+
+    def drop_model(self) -> bool:
+        """Remove the learned model (``<root>/.model``), out of date once a word is forgotten
+        or renamed: "auto" then resolves to the shipped model again. True when there was one."""
+        model = self.root / MODEL_FOLDER
+        with self._locked("removing the out-of-date taught model"):
+            if not model.exists():
+                return False
+            trash = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}model-", dir=self.root))
+            os.rename(model, trash / MODEL_FOLDER)  # gone at once, for a running live too
+            fsync_dir(self.root)
+            shutil.rmtree(trash, ignore_errors=True)
+        return True
 
     @contextlib.contextmanager
     def _locked(self, doing: str) -> Iterator[None]:
