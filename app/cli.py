@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2  # user errors, bad arguments
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head` reports for yes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -197,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stdout, force=True)
+    # A log line into a closed pipe would print a "--- Logging error ---" traceback; the next
+    # print() raises BrokenPipeError instead, which main() turns into a quiet stop.
+    logging.raiseExceptions = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,6 +222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """Whoever read stdout stopped (``earsight describe DIR | head -3``): stop quietly, as Unix
+    tools do. stdout now points at /dev/null, so Python's flush at exit cannot raise again
+    (the recipe of Python's docs, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -260,3 +260,24 @@ def test_sigterm_mid_describe_leaves_a_line_for_every_wav(tmp_path: Path) -> Non
     from earsight.app.messages import wrote_line
 
     assert wrote_line(len(wavs), out) in rest and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["describe", "DIR", "--out", "WAVS", "--threads=1"], ["doctor", "--source", "DIR"]]
+)
+def test_a_reader_that_stops_reading_stops_the_command_quietly(tmp_path: Path, command) -> None:
+    # `earsight describe DIR | head -1`: the pipe closes after the first line is read
+    args = [a.replace("DIR", str(ASSETS_DIR / "samples" / "cifar10")) for a in command]
+    args = [a.replace("WAVS", str(tmp_path / "wavs")) for a in args]
+    env = {**os.environ, "EARSIGHT_CONFIG": str(tmp_path / "none.toml"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [str(EARSIGHT), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` exits
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 141), stderr  # 141 = 128 + SIGPIPE, as Unix tools report
+    assert b"Traceback" not in stderr and b"Exception ignored" not in stderr, stderr
