@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from earsight import paths
+from earsight.app.arguments import positive_int
 from earsight.app.config import KEY_KINDS, MODES, LiveOptions, resolve_options
 from earsight.errors import EarSightError
 
@@ -58,7 +59,7 @@ _FLAGS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "help": "print status lines but do not speak them",
         },
     ),
-    (("--threads",), {"type": int, "help": "CPU inference threads"}),
+    (("--threads",), {"type": positive_int, "help": "CPU inference threads"}),
     (
         ("--no-int8",),
         {

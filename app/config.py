@@ -63,6 +63,8 @@ class LiveOptions:
             raise ConfigError(f"keys must be one of {', '.join(KEY_KINDS)}, got {self.keys!r}")
         if self.verbosity not in (0, 1, 2):
             raise ConfigError(f"verbosity must be 0, 1 or 2, got {self.verbosity}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be 1 or more, got {self.threads}", "e.g. 2")
         from earsight.app.keys.base import Action, KeyMap  # lazy: keys_base imports the key helpers
 
         taken = KeyMap().bindings().get(self.hotkey.strip().lower(), Action.DESCRIBE)

@@ -8,7 +8,14 @@ import argparse
 import json
 from pathlib import Path
 
-from earsight.app.arguments import int_list, positive_int, seconds, str_list
+from earsight.app.arguments import (
+    int_list,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seconds,
+    str_list,
+)
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -116,20 +123,26 @@ def run_engine_build(args: argparse.Namespace) -> int:
 def add_bench(sub: argparse._SubParsersAction) -> None:
     from earsight.engine.bench import SynthSpec
     from earsight.engine.bench_measure import DEFAULT_BACKENDS, DEFAULT_BATCHES, BenchOptions
+    from earsight.trainer.mtnet.config import PRESETS
 
     d, s = BenchOptions(), SynthSpec()
     p = sub.add_parser("bench", help="time backends against torch eager in one run")
-    p.add_argument("--model", type=Path, help=".onnx or .pt; default: random weights (below)")
+    p.add_argument(
+        "--model", help="shipped model name, .onnx or .pt; default: random weights (below)"
+    )
     p.add_argument(
         "--backends",
         type=str_list,
-        help=f"comma list, each optionally :fp16/:fp32 (default {','.join(DEFAULT_BACKENDS)}; "
+        help="comma list, each optionally :fp16/:fp32/:int8 "
+        f"(default {','.join(DEFAULT_BACKENDS)}; "
         "with --e2e: onnx-cpu,torch)",
     )
     p.add_argument("--batches", type=int_list, default=DEFAULT_BATCHES, help="e.g. 1,8,64,256")
     p.add_argument("--iters", type=positive_int, default=d.iters, help="timed runs per batch")
-    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed runs per batch")
-    p.add_argument("--budget-s", type=float, default=d.budget_s, help="time cap per batch")
+    p.add_argument(
+        "--warmup", type=non_negative_int, default=d.warmup, help="untimed runs per batch"
+    )
+    p.add_argument("--budget-s", type=positive_float, default=d.budget_s, help="time cap per batch")
     p.add_argument(
         "--gap-s",
         type=seconds,
@@ -146,11 +159,16 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=d.device, help="torch backend device")
     p.add_argument(
         "--peak-gflops",
-        type=float,
+        type=positive_float,
         help="device peak for the %% column (default: CPU estimate from "
         "cores × GHz × FLOP/cycle, or a datasheet GPU figure)",
     )
-    p.add_argument("--preset", default=s.preset, help="random model preset (no --model)")
+    p.add_argument(
+        "--preset",
+        default=s.preset,
+        choices=sorted(PRESETS),
+        help="random model preset (no --model)",
+    )
     p.add_argument("--image-size", type=positive_int, default=s.image_size)
     p.add_argument("--channels", type=positive_int, default=s.image_channels)
     p.add_argument("--audio-length", type=positive_int, default=s.audio_length)
@@ -160,7 +178,10 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="key press → first audio through the live loop (app/bench/e2e.py)",
     )
-    p.add_argument("--source", help="--e2e: camera/video source (default: a sample-digit video)")
+    p.add_argument(
+        "--source",
+        help="--e2e: camera/video source (default: a video of the model's sample images)",
+    )
     p.add_argument("--presses", type=positive_int, default=40, help="--e2e: presses per backend")
     p.set_defaults(run=run_bench)
 
@@ -175,6 +196,7 @@ def run_bench(args: argparse.Namespace) -> int:
         backends = args.backends or E2E_BACKENDS
         opts = E2EOptions(model, args.source, backends, args.presses, args.threads)
         return main_e2e(opts, args.json)
+    from earsight.app.models import resolve_model
     from earsight.engine.bench import SynthSpec, run_bench
     from earsight.engine.bench_measure import DEFAULT_BACKENDS, BenchOptions
     from earsight.engine.bench_table import format_table
@@ -192,7 +214,8 @@ def run_bench(args: argparse.Namespace) -> int:
         spin=args.spin,
     )
     synth = SynthSpec(args.preset, args.image_size, args.channels, args.audio_length)
-    report = run_bench(args.model, opts, synth)
+    model = None if args.model is None else resolve_model(args.model)  # shipped names too
+    report = run_bench(model, opts, synth)
     print(format_table(report))
     if args.json:
         args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

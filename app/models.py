@@ -74,6 +74,9 @@ def resolve_model(name_or_path: str | Path) -> Path:
         if names
         else f"no models found in {MODELS_DIR}: pass a path to a .onnx/.pt file"
     )
+    if "/" in stem or "\\" in stem or path.suffix in (MODEL_SUFFIX, ".pt"):  # meant as a file
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise UnknownModel(f"model file {text} {what}", f"check the path, or {fix}")
     raise UnknownModel(f"unknown model {text!r}", fix)
 
 

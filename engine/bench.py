@@ -219,11 +219,18 @@ def _with_cpu_variant(backends: tuple[str, ...], files: ModelFiles, say) -> tupl
         say(f"note: {why}: timing the shipped files of {files.given_onnx.name}")
         backends = tuple(b for b in backends if b not in ("torch", "onnx-cpu"))
         backends = (shipped, *backends)
+    elif files.given_onnx is not None and files.checkpoint is None:
+        # no checkpoint to export another precision from: a bare ONNX Runtime name means the
+        # file as given (`--backends onnx-cpu` on a shipped fp16 file times that file)
+        own = _shipped_precision(files)
+        bare = ("onnx-cpu", "onnx-cuda")
+        backends = tuple(f"{b}:{own}" if b in bare else b for b in backends)
     if files.cpu_variant is None or files.given_onnx is None:
         return backends
     say(
         f"note: describe and live run {files.cpu_variant.name} for {files.given_onnx.name} on "
-        f"the CPU (row onnx-cpu:int8); row onnx-cpu times {files.given_onnx.name} itself"
+        f"the CPU (row onnx-cpu:int8); row onnx-cpu:{_shipped_precision(files)} times "
+        f"{files.given_onnx.name} itself"
     )
     if default and "onnx-cpu:int8" not in backends:
         return (*backends, "onnx-cpu:int8")

@@ -42,6 +42,8 @@ def test_missing_default_config_file_means_defaults(tmp_path, monkeypatch):
         ("int8 = 1\n", "int8 must be bool, got 1"),
         ("mode = 'video'\n", "mode must be one of"),
         ("hotkey = 'F8'\n", "hotkey 'F8' is already the teach key"),
+        ("threads = 0\n", "threads must be 1 or more, got 0"),
+        ("threads = -2\n", "threads must be 1 or more, got -2"),
     ],
 )
 def test_bad_config_gives_one_clear_line(tmp_path, text, message):

@@ -92,8 +92,12 @@ def test_resolve_model_by_name_path_and_unknown(tmp_path, monkeypatch):
     assert resolve_model(str(shipped)) == shipped
     with pytest.raises(UnknownModel, match=r"unknown model 'cifar-99'.*mnist-ad"):
         resolve_model("cifar-99")
-    with pytest.raises(UnknownModel):
+    with pytest.raises(UnknownModel, match=r"model file missing/mnist-ad\.onnx does not exist"):
         resolve_model("missing/mnist-ad.onnx")  # a path that does not exist is no name
+    with pytest.raises(UnknownModel, match=r"model file nope\.pt does not exist"):
+        resolve_model("nope.pt")
+    with pytest.raises(UnknownModel, match=f"model file {re.escape(str(tmp_path))} is a folder"):
+        resolve_model(str(tmp_path))
 
 
 # --- library --------------------------------------------------------------------------------

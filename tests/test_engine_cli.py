@@ -82,6 +82,12 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         (["bench", "--batches", "1,0"], "expected a positive integer, got 0"),
         (["export", "x.pt"], "-o/--output"),
         (["bench", "--backends", "cuda-magic"], "unknown backend 'cuda-magic'"),
+        (["bench", "--preset", "nope"], "invalid choice: 'nope'"),
+        (["bench", "--warmup", "-2"], "expected an integer ≥ 0, got -2"),
+        (["bench", "--budget-s", "-5"], "expected a positive number, got -5.0"),
+        (["bench", "--peak-gflops", "-1"], "expected a positive number, got -1.0"),
+        (["bench", "--model", "/nonexistent/m.onnx"], "model file /nonexistent/m.onnx does not"),
+        (["live", "--threads", "-1"], "expected a positive integer, got -1"),
         ([], "COMMAND"),
     ],
 )
