@@ -27,6 +27,7 @@ cv2 = pytest.importorskip("cv2")
 pytestmark = pytest.mark.faults
 
 NULL_DEVICE = "pcm.!default { type null }\n"
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def hanging_device(fifo: Path) -> str:
@@ -270,6 +271,24 @@ def test_closed_key_input_stops_the_app_instead_of_leaving_it_deaf(tmp_path, vid
     assert "ready: press" not in out  # closed during start-up: never claimed to be ready
 
 
+@pytest.mark.parametrize("when", ["before ready", "after ready"])
+def test_quit_then_the_end_of_piped_keys_is_a_clean_quit(tmp_path, video, when):
+    # `(sleep 4; echo q) | earsight live --keys terminal`: q, then the pipe closes at once
+    read_end, write_end = os.pipe()
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    with Live(tmp_path, *args, stdin=read_end) as live:
+        os.close(read_end)
+        if when == "after ready":
+            assert live.wait_for("ready: press space"), live.seen
+        os.write(write_end, b"q\n")
+        os.close(write_end)
+        live.wait(60)
+        code, out, err = live.finish()
+    assert code == 0, out + err
+    assert "key input closed" not in out, out
+    assert all(line.count("stopping") <= 1 for line in out.splitlines()), out
+
+
 # --- camera ---------------------------------------------------------------------------------
 
 
@@ -380,6 +399,13 @@ def test_repeat_with_nothing_to_repeat_says_so(tmp_path, video):
         assert live.wait_for("ready: press space"), live.seen
         live.press(b"r")
         assert live.wait_for("nothing to repeat yet", timeout=5), live.seen
+        live.press(b" ")
+        deadline = time.monotonic() + 10
+        while not live.seen.rstrip().endswith(DIGITS) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the answer's line: a digit's word (mnist-ad)
+        word = live.seen.rstrip().splitlines()[-1]
+        live.press(b"r")
+        assert live.wait_for(f"repeat: {word}", timeout=5), live.seen  # a screen-reader line
         code, _, err = live.finish()
     assert code == 0, err
 

@@ -38,6 +38,7 @@ from earsight.app.modes.live_parts import (
 )
 from earsight.app.sound import earcons
 from earsight.app.sound.recorder import Recorder
+from earsight.app.sound.voice import print_line
 
 # app.sound.audio and app.modes.answer are imported where needed, not with this module
 if TYPE_CHECKING:
@@ -116,10 +117,10 @@ class PressRelay:
 
     def attach(self, app: LiveApp) -> None:
         self._app = app
-        if self._closed is not None:
-            app.keys_closed(self._closed)
-        if self._quit:
+        if self._quit:  # quit came first: the input's end after it is no fault
             app.stop_event.set()
+        elif self._closed is not None:
+            app.keys_closed(self._closed)
 
 
 class LiveApp:
@@ -184,6 +185,7 @@ class LiveApp:
                     self.voice.say("nothing to repeat yet: press describe first", level=0)
                 else:
                     self._play(*self.state.last_sound)
+                    print_line(f"repeat: {self.state.last_sound[2]}")  # the screen-reader line
             case Action.VERBOSITY:
                 self.state.verbosity = (self.state.verbosity + 1) % 3
                 self.voice.verbosity = self.state.verbosity
@@ -236,7 +238,7 @@ class LiveApp:
         if self.state.verbosity >= 2:
             self.voice.say(label, level=2)
         else:
-            print(label, flush=True)  # the screen-reader line; the audio is the answer
+            print_line(label)  # the screen-reader line; the audio is the answer
 
     def _take_new_model(self) -> None:
         """Swap in a model the watcher loaded (the user taught words); on this thread, so no
@@ -337,7 +339,10 @@ class LiveApp:
             self._logged += 1
 
     def keys_closed(self, reason: str) -> None:
-        """Key input ended by itself (stdin closed): say so and stop, rather than run deaf."""
+        """Key input ended by itself (stdin closed): say so and stop, rather than run deaf.
+        After a quit (``q`` then the end of a piped input) it is no fault: nothing is said."""
+        if self.stop_event.is_set():
+            return
         self.voice.say(f"{reason}: stopping", level=0)
         self.exit_code = EXIT_KEYS_CLOSED
         self.stop_event.set()

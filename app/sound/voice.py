@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -61,9 +62,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 Printer = Callable[[str], None]
 
 
+_PRINT_LOCK = threading.Lock()
+
+
 def print_line(message: str) -> None:
-    """The default printer: one line on stdout, flushed so a screen reader gets it now."""
-    print(message, flush=True)
+    """The default printer: one line on stdout, flushed so a screen reader gets it now.
+
+    One write of the whole line under a lock: print() writes the text and its newline apart,
+    so two threads' lines could run together ("…: stoppingstopping")."""
+    with _PRINT_LOCK:
+        sys.stdout.write(f"{message}\n")
+        sys.stdout.flush()
 
 
 def plain_line(message: str) -> str:
