@@ -429,6 +429,16 @@ def test_record_saves_every_sound_played_repeats_and_status_speech_included(tmp_
     assert "status-ready-press-space-to-hear-the-camera.wav" in names, names
 
 
+def test_a_record_folder_that_cannot_be_made_names_record(tmp_path, video):
+    (tmp_path / "a-file").write_text("")
+    args = ("--source", str(video), "--keys", "terminal", "--no-speech")
+    proc = _earsight("live", *args, "--record", str(tmp_path / "a-file"), tmp_path=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot create the folder {tmp_path / 'a-file'}"), last
+    assert last.endswith("pick another --record folder"), last
+
+
 def test_doctor_offers_only_its_own_options_and_names_them_right(tmp_path):
     help_text = _earsight("doctor", "--help", tmp_path=tmp_path).stdout
     for absent in ("--threshold", "--gate", "--mode", "--verbosity", "--no-speech", "--threads"):

@@ -82,6 +82,31 @@ def test_describe_with_a_bad_sidecar_prints_one_line_and_no_traceback(tmp_path):
     assert "sample_rate" in done.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--model", str(MODELS / "cifar10-ad-lite0.teach.pt")], ["a teach base", "not a model"]),
+        (["--backend", "torch", "--model", "mnist-ad"], ["ONNX files only", "--backend onnx-cpu"]),
+    ],
+)
+def test_a_shipped_file_that_is_no_model_for_this_is_one_line_saying_what_to_use(
+    tmp_path, args, words
+):
+    pytest.importorskip("torch")  # without it both are "needs the trainer", tested elsewhere
+    sample = next((ROOT / "assets/samples/mnist").glob("*.png"))
+    earsight = Path(sys.executable).with_name("earsight")
+    done = subprocess.run(
+        [str(earsight), "describe", str(sample), *args, "--out", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(w in last for w in words), last
+    assert not (tmp_path / "w").exists() or not list((tmp_path / "w").iterdir())
+
+
 @pytest.mark.parametrize("k", [9, 11])
 def test_a_vocabulary_the_graph_does_not_emit_is_caught_when_the_model_loads(tmp_path, k):
     model = _copy_model(tmp_path)

@@ -203,7 +203,10 @@ def test_torch_backend_needs_the_exported_checkpoint(engine_onnx, tmp_path):
     side = json.loads(sidecar_path(src).read_text())
     side["checkpoint"] = {**side["checkpoint"], "path": str(tmp_path / "gone.pt"), "name": "x.pt"}
     sidecar_path(moved).write_text(json.dumps(side))
-    with pytest.raises(BackendUnavailable, match="no checkpoint for the torch backend"):
+    with pytest.raises(
+        BackendUnavailable,
+        match="the torch backend needs the checkpoint model.onnx was exported from",
+    ):
         load(moved, backend="torch", options=OPTS)
     assert load(moved, backend="onnx-cpu", options=OPTS).info.backend == "onnx-cpu"
 

@@ -97,9 +97,10 @@ def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: in
         if missing is None:
             raise
         raise TeachInputError(missing.what, f"{missing.fix}; the taught words are kept") from err
-    base = base or teach_base_path()
+    given, base = base is not None, base or teach_base_path()
     if not base.is_file():
-        raise TeachInputError(f"the teach base {base} is missing", "reinstall EarSight")
+        fix = "check the --base path" if given else "reinstall EarSight"
+        raise TeachInputError(f"the teach base {base} is missing", fix)
     say("learning the taught words; this takes a few minutes")
     options = VoiceOptions() if steps is None else VoiceOptions(steps=steps)
     report = teach_fit(store, base, taught_model_path(store.root).parent, say, options)

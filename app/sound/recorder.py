@@ -25,7 +25,8 @@ class Recorder:
     def __init__(self, directory: Path) -> None:
         from earsight.app.sound.wav_sink import WavSink
 
-        self._sink = WavSink(directory)  # numbered files; a second run adds, never overwrites
+        # numbered files; a second run adds, never overwrites
+        self._sink = WavSink(directory, option="--record")
         self._queue: queue.Queue[tuple[np.ndarray | None, int, str] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="earsight-record", daemon=True)
         self._thread.start()

@@ -36,13 +36,15 @@ class WavSink:
         directory: Path,
         on_first_buffer: FirstBufferHook | None = None,
         tee: TeeHook | None = None,
+        option: str = "--out-dir",  # the flag that named the folder, for the fix
     ) -> None:
         self.directory = Path(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise AudioUnavailable(
-                f"cannot create {self.directory}: {err.strerror or err}", "pick --out-dir"
+                f"cannot create the folder {self.directory}: {err.strerror or err}",
+                f"pick another {option} folder",
             ) from err
         self.on_first_buffer = on_first_buffer
         self.tee = tee

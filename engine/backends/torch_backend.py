@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,9 +46,10 @@ class TorchBackend(Backend):
         if source.checkpoint is None:
             recorded = (source.sidecar or {}).get("checkpoint", {}).get("path", "?")
             raise BackendUnavailable(
-                f"no checkpoint for the torch backend (the sidecar's {recorded} is gone and "
-                "none of that name is beside the model)",
-                "keep the .pt next to the .onnx, or pass the .pt itself",
+                f"the torch backend needs the checkpoint {source.path.name} was exported from "
+                f"({Path(recorded).name}), and it is not beside the model (shipped models "
+                "come as ONNX files only)",
+                "use --backend onnx-cpu (or leave --backend out), or --model a training run's .pt",
             )
         if not source.checkpoint_matches_export():
             raise BackendUnavailable(
