@@ -205,7 +205,7 @@ def test_torch_backend_needs_the_exported_checkpoint(engine_onnx, tmp_path):
     sidecar_path(moved).write_text(json.dumps(side))
     with pytest.raises(
         BackendUnavailable,
-        match="the torch backend needs the checkpoint model.onnx was exported from",
+        match=r"the torch backend needs the checkpoint model\.onnx was exported from",
     ):
         load(moved, backend="torch", options=OPTS)
     assert load(moved, backend="onnx-cpu", options=OPTS).info.backend == "onnx-cpu"
