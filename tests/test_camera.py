@@ -211,6 +211,17 @@ def test_image_folder_cycles_in_natural_order(tmp_path: Path) -> None:
     assert len(numbers) >= 6 and set(numbers) == {1, 2, 3}
 
 
+def test_a_single_image_file_is_a_still_camera_every_press_sees(tmp_path: Path) -> None:
+    # `live --source photo.jpg`: not a one-frame video that "ends" after its first frame
+    cv2.imwrite(str(tmp_path / "photo.png"), _picture(2))
+    spec = parse_source(str(tmp_path / "photo.png"))
+    assert (spec.kind, spec.live) == ("image", False) and "image file" in spec.describe()
+    with FrameGrabber(spec, GrabberOptions(fps=20)) as grabber:
+        for _ in range(4):  # later presses still get the picture
+            frame = grabber.latest(timeout_s=1.0, after=time.perf_counter())
+            assert frame is not None and _number(frame.image) == 2
+
+
 def test_camera_lost_then_back(tmp_path: Path) -> None:
     video = _write_video(tmp_path / "clip.avi", 15)  # 0.5 s per loop: the next reopen is soon
     away = tmp_path / "unplugged.avi"

@@ -224,7 +224,7 @@ class FrameGrabber:
     def _pace_fps(self, cap: Any) -> float:
         if self.options.fps is not None:
             return self.options.fps
-        if self.spec.kind == "folder":
+        if self.spec.kind in ("folder", "image"):
             return FOLDER_FPS
         fps = float(cap.get(import_cv2().CAP_PROP_FPS))
         return fps if 1.0 <= fps <= 240.0 else FALLBACK_FPS  # headers can hold 0 or 90000

@@ -38,7 +38,9 @@ STREAM_TIMEOUT_MS = 5000  # RTSP open/read give up after 5 s instead of FFmpeg's
 RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
 CSI_WIDTH, CSI_HEIGHT, CSI_FPS = 1280, 720, 30  # a mode every Jetson CSI sensor (IMX219/477) has
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"})
-SOURCE_HINT = "give 0, /dev/video0, csi://0, rtsp://host/path, a video file or an image folder"
+SOURCE_HINT = (
+    "give 0, /dev/video0, csi://0, rtsp://host/path, a video file, an image file or an image folder"
+)
 # Defaults for OpenCV's logging, set before its FFmpeg backend starts (it reads them then):
 # -8 = AV_LOG_QUIET. A value already in the environment wins.
 QUIET_ENV = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_LOG_LEVEL": "ERROR"}
@@ -53,7 +55,7 @@ class SourceSpec:
     """What to open: ``target`` goes to cv2.VideoCapture with the ``api`` backend."""
 
     uri: str  # as the user gave it, for messages
-    kind: str  # "camera" | "csi" | "rtsp" | "file" | "folder"
+    kind: str  # "camera" | "csi" | "rtsp" | "file" | "folder" | "image" (one still photo)
     target: int | str  # device index, GStreamer pipeline, URL or path
     api: str  # "any" | "v4l2" | "gstreamer" | "ffmpeg" | "folder"
     loop: bool = False  # video files: start again at the end (folders always cycle)
@@ -71,6 +73,7 @@ class SourceSpec:
             "rtsp": f"stream {self.target} (FFmpeg)",
             "file": f"video file {self.target}",
             "folder": f"image folder {self.target}",
+            "image": f"image file {self.target}",
         }
         return names[self.kind]
 
@@ -114,6 +117,8 @@ def parse_source(uri: str, *, loop: bool = False) -> SourceSpec:
             suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
             raise CameraError(f"camera source {uri!r}: no images ({suffixes}) in folder {path}")
         return SourceSpec(uri, "folder", str(path), "folder", loop=True)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:  # a still: every press sees it
+        return SourceSpec(uri, "image", str(path), "folder", loop=True)
     if path.is_file():
         return SourceSpec(uri, "file", str(path), "any", loop=loop)
     raise CameraError(
@@ -233,6 +238,8 @@ def open_capture(spec: SourceSpec) -> Capture | None:
     if spec.kind == "folder":
         images = folder_images(Path(str(spec.target)))
         return FolderCapture(images) if images else None
+    if spec.kind == "image":
+        return FolderCapture([Path(str(spec.target))]) if Path(str(spec.target)).is_file() else None
     if spec.kind == "file" and not Path(str(spec.target)).is_file():
         return None
     target = spec.target
