@@ -75,8 +75,9 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=AUTO_MODEL,
-        help=f"shipped model ({', '.join(available_models()) or 'none'}), 'taught', or a "
-        f".onnx/.pt path (default: the taught model once you taught words, else {DEFAULT_MODEL})",
+        help=f"shipped model ({', '.join(available_models()) or 'none'}), 'taught', 'auto', or "
+        f"a .onnx/.pt path (default auto: the taught model once you taught words, else "
+        f"{DEFAULT_MODEL})",
     )
     p.add_argument("--out", type=Path, help="write <image stem>.wav here (created if needed)")
     p.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default="auto")
@@ -190,10 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="earsight", description="Press a key, hear what the camera sees.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
     parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
+    parser.add_argument("--version", action="version", version=f"earsight {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("earsight")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:

@@ -97,6 +97,13 @@ def test_user_errors_are_one_line_with_exit_code_2(capsys, argv, needle):
     assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
 
 
+def test_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and out.strip() == f"earsight {version('earsight')}"
+
+
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
 def test_engine_build_without_tensorrt_says_how_to_install(capsys, tmp_path):
     model = tmp_path / "m.onnx"
