@@ -159,7 +159,8 @@ def check_speech(_options: LiveOptions) -> Check:
             required=False,
         )
     version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-    return Check("speech", True, version.stdout.strip().split(" Data")[0], required=False)
+    name = version.stdout.strip().split(" Data")[0].strip()  # "eSpeak NG text-to-speech: 1.51"
+    return Check("speech", True, name, required=False)
 
 
 def check_gpu(_options: LiveOptions) -> Check:

@@ -172,6 +172,8 @@ def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np
 
 def test_forget_and_rename(taught: Path):
     root = taught / "taught"
+    listed = teach(taught, "--list", "--no-speech").stdout  # stored with --no-learn
+    assert "mug: " in listed and "not learned yet: `earsight teach --learn`" in listed, listed
     voice_before = (root / "mug" / "voice.wav").read_bytes()
     done = teach(taught, "--rename", "mug", "my mug", "--no-speech")
     assert done.returncode == 0 and "'mug' is now 'my mug'" in done.stdout

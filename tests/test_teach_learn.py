@@ -344,6 +344,8 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
             cwd=root, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
 
+    listed = earsight("teach", "--list", "--no-speech").stdout
+    assert "kitty: " in listed and "not learned yet" not in listed, listed
     # A rename learns the words again: describe says the new name, in espeak-ng's new word.
     done = earsight("teach", "--rename", "kitty", "tabby", "--no-speech",
                     "--base", str(teach_base), "--voice-steps", "150")  # fmt: skip

@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(
-        prog="checkpoint.py", description="Write a slim copy of a checkpoint for evaluation/export."
+    parser = argparse.ArgumentParser(  # prog: checkpoint.py or earsight-slim, as it was run
+        description="Write a slim copy of a checkpoint for evaluation/export."
     )
     parser.add_argument("source", type=Path, help="a .pt written by trainer/fit.py")
     parser.add_argument("dest", type=Path, help="where the slim .pt goes")

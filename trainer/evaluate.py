@@ -313,7 +313,8 @@ def _rows(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n")[0])
+    # prog from argv[0]: evaluate.py, or earsight-eval as a console script
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", nargs="+", help=".pt file(s) written by trainer/fit.py")
     parser.add_argument(
         "--max-items",

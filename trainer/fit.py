@@ -82,7 +82,8 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fit.py", description=__doc__.split("\n")[0])
+    # prog from argv[0]: fit.py, or earsight-train as a console script
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     _data_arguments(p.add_argument_group("data"))
     _model_arguments(p.add_argument_group("model"))
     _training_arguments(p.add_argument_group("training"), TrainOptions())

@@ -99,14 +99,15 @@ def load_image(path: Path, input_shape: tuple[int, int, int], crop: float = 1.0)
     resized); ImageError naming the file otherwise.
 
     Decoded by ``trainer.data.image_io.read_image``, the path the live folder source and the
-    datasets
-    share: regular files only, size and pixel count capped, EXIF orientation applied, alpha
+    datasets share: regular files only, size and pixel count capped, EXIF orientation applied, alpha
     composited on a contrasting background.
     """
     height, width, channels = input_shape
     if Path(path).is_dir():
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise ImageError(path, f"a folder without images ({suffixes})", "give image files")
+        has_folders = any(p.is_dir() for p in Path(path).iterdir())
+        fix = "give image files" + ("; subfolders are not looked into" if has_folders else "")
+        raise ImageError(path, f"a folder without images ({suffixes})", fix)
     pixels = _to_channels(read_image(Path(path)), channels, path)
     pixels = fit_to_input(pixels, height, width, crop)
     return pixels.reshape(height, width, channels)  # cv2 drops a single channel's axis

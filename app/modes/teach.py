@@ -142,12 +142,29 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
         say(f"no words taught yet ({store.root})")
         return words
     say(f"{len(words)} taught word{'s' * (len(words) != 1)} in {store.root}:")
+    learned = learned_words(store)
     for word in words:
+        state = "" if word.name in learned else "; not learned yet: `earsight teach --learn`"
         say(
             f"{word.name}: {word.photo_count} photos, voice {describe_voice(word)}, "
-            f"taught {word.created[:10]}"
+            f"taught {word.created[:10]}{state}"
         )
     return words
+
+
+def learned_words(store: TeachStore) -> set[str]:
+    """The words the learned model (``<root>/.model/taught.onnx``) says; empty without one."""
+    from earsight.engine.errors import ModelFileError
+    from earsight.engine.sidecar import read_sidecar
+    from earsight.trainer.teach.store import taught_model_path
+
+    model = taught_model_path(store.root)
+    if not model.is_file():
+        return set()
+    try:
+        return set(read_sidecar(model, verify_sha256=False)["vocabulary"])
+    except ModelFileError:  # half-written or damaged: not learned, as far as a user can tell
+        return set()
 
 
 def forget_word(store: TeachStore, name: str, say: Say) -> None:
