@@ -308,6 +308,7 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
         assert done.returncode == 0, done.stderr
     assert "held-back photos answered with their word" in done.stdout
     assert "live and describe now use the taught words" in done.stdout
+    assert "parity (" not in done.stdout  # the export's own lines are for `earsight export`
     cv2.imwrite(
         str(tmp_path / "cat.jpg"),
         cv2.cvtColor(views(skdata.chelsea(), 1, seed=77)[0], cv2.COLOR_RGB2BGR),

@@ -160,7 +160,16 @@ def _save_and_export(model, out_dir: Path) -> Path:
         checkpoint,
         {"config": model.cfg.to_dict(), "model": model.state_dict(), "inference_only": True},
     )
-    return export_onnx(checkpoint, out_dir / f"{MODEL_NAME}.onnx", precision="fp16").path
+    # The export's own lines (parity, exporter, file names) are for `earsight export`; a user
+    # teaching hears how it went from the report instead. `earsight -v` keeps them.
+    export_log = logging.getLogger("earsight.engine.export")
+    level = export_log.level
+    if not export_log.isEnabledFor(logging.DEBUG):
+        export_log.setLevel(logging.WARNING)
+    try:
+        return export_onnx(checkpoint, out_dir / f"{MODEL_NAME}.onnx", precision="fp16").path
+    finally:
+        export_log.setLevel(level)
 
 
 @torch.no_grad()
