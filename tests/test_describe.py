@@ -219,6 +219,15 @@ def test_default_model_is_cifar10_ad_lite0_and_speaks_the_cifar_samples(tmp_path
     assert heard >= 18, said  # the generated words are intelligible, "not sure" too
 
 
+def test_cli_when_no_path_exists_says_so_before_loading_a_model(tmp_path):
+    proc = _earsight(str(tmp_path / "nope.jpg"), str(tmp_path / "typo.png"))
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout  # no backend line: no model
+    assert proc.stderr.strip() == (
+        f"error: no such file or folder: {tmp_path / 'nope.jpg'}, {tmp_path / 'typo.png'}"
+        " — check the image paths"
+    )
+
+
 def test_cli_bad_images_error_and_the_rest_are_still_described(tmp_path):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(np.random.default_rng(1).bytes(300))

@@ -276,6 +276,9 @@ def run_describe(args: argparse.Namespace) -> int:
     from earsight.engine.runtime import RuntimeOptions, load
 
     gate = ConfidenceGate(args.threshold, args.gate)  # bad values fail before the model loads
+    if not any(Path(p).exists() for p in args.images):  # a typo: say so before loading a model
+        missing = ", ".join(map(str, args.images))
+        raise UsageError(f"no such file or folder: {missing}", "check the image paths")
     model = resolve_model(args.model)
     options = RuntimeOptions(threads=args.threads, cpu_int8=args.int8)
     done = failed = wrote = 0
