@@ -36,8 +36,10 @@ for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); d
 if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   say "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # wait (up to 5 min) for another apt or an unattended upgrade instead of failing at once
+  LOCK_WAIT=(-o DPkg::Lock::Timeout=300)
+  $SUDO apt-get "${LOCK_WAIT[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${LOCK_WAIT[@]}" install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # --- platform: Jetson / CUDA desktop / CPU -----------------------------------------------------
