@@ -178,13 +178,11 @@ def rename_word(store: TeachStore, old: str, new: str, say: Say) -> TaughtWord:
     """Call a word ``new``. A voice espeak-ng made says the new word from now on (same
     espeak-ng voice); a recorded one stays as it was recorded."""
     word = store.word(old)  # UnknownWordError first, before espeak-ng runs
-    voice = None
+    wave, rate = None, 0
     if word.voice_source == "espeak-ng" and word.espeak_voice:
         voice = voice_from_espeak(check_word(new), word.espeak_voice)
-    if voice is None:
-        taught = store.rename(old, new)
-    else:
-        taught = store.rename(old, new, voice.wave, voice.sample_rate)
+        wave, rate = voice.wave, voice.sample_rate
+    taught = store.rename(old, new, wave, rate)
     say(f"{word.name!r} is now {taught.name!r}")
     return taught
 
