@@ -121,11 +121,9 @@ def run_engine_build(args: argparse.Namespace) -> int:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    from earsight.engine.bench import SynthSpec
     from earsight.engine.bench_measure import DEFAULT_BACKENDS, DEFAULT_BATCHES, BenchOptions
-    from earsight.trainer.mtnet.config import PRESETS
 
-    d, s = BenchOptions(), SynthSpec()
+    d = BenchOptions()
     p = sub.add_parser("bench", help="time backends against torch eager in one run")
     p.add_argument(
         "--model", help="shipped model name, .onnx or .pt; default: random weights (below)"
@@ -160,30 +158,37 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--peak-gflops",
         type=positive_float,
-        help="device peak for the %% column (default: CPU estimate from "
-        "cores × GHz × FLOP/cycle, or a datasheet GPU figure)",
+        help="device peak for the %% column (default: the CPU's measured SGEMM rate, or a "
+        "datasheet GPU figure)",
     )
-    p.add_argument(
-        "--preset",
-        default=s.preset,
-        choices=sorted(PRESETS),
-        help="random model preset (no --model)",
-    )
-    p.add_argument("--image-size", type=positive_int, default=s.image_size)
-    p.add_argument("--channels", type=positive_int, default=s.image_channels)
-    p.add_argument("--audio-length", type=positive_int, default=s.audio_length)
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
-    p.add_argument(
+    _random_model_arguments(p.add_argument_group("random weights (without --model)"))
+    _e2e_arguments(p.add_argument_group("key press to sound (--e2e)"))
+    p.set_defaults(run=run_bench)
+
+
+def _random_model_arguments(group: argparse._ArgumentGroup) -> None:
+    from earsight.engine.bench import SynthSpec
+    from earsight.trainer.mtnet.config import PRESETS
+
+    s = SynthSpec()
+    group.add_argument("--preset", default=s.preset, choices=sorted(PRESETS), help="MT-Net preset")
+    group.add_argument("--image-size", type=positive_int, default=s.image_size)
+    group.add_argument("--channels", type=positive_int, default=s.image_channels)
+    group.add_argument("--audio-length", type=positive_int, default=s.audio_length)
+
+
+def _e2e_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
         "--e2e",
         action="store_true",
         help="key press → first audio through the live loop (app/bench/e2e.py)",
     )
-    p.add_argument(
+    group.add_argument(
         "--source",
-        help="--e2e: camera/video source (default: a video of the model's sample images)",
+        help="camera/video source (default: a video of the model's sample images)",
     )
-    p.add_argument("--presses", type=positive_int, default=40, help="--e2e: presses per backend")
-    p.set_defaults(run=run_bench)
+    group.add_argument("--presses", type=positive_int, default=40, help="presses per backend")
 
 
 def run_bench(args: argparse.Namespace) -> int:

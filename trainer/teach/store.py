@@ -31,7 +31,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,11 +40,11 @@ from earsight import paths
 from earsight.locks import exclusive
 from earsight.trainer.durable import TMP_PREFIX, fsync_dir, replace_file, write_new
 from earsight.trainer.teach.words import (
-    MAX_WORD_CHARS,
-    SAMPLE_RATE_RANGE_HZ,
-    VOICE_SOURCES,
+    FORMAT,
+    WORD_SCHEMA,
     BadInputError,
     StoreError,
+    TaughtWord,
     UnknownWordError,
     WordExistsError,
     check_word,
@@ -57,49 +56,7 @@ from earsight.wav import wav_bytes
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_S = 30.0  # another teach holding the lock longer than this is stuck or busy
-FORMAT = 1  # word.json "format": bump when the layout changes
 _HIDDEN = "."  # .lock, .tmp-*: never a word (a word starts with a letter or digit)
-
-WORD_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["format", "word", "created", "voice", "photos"],
-    "properties": {
-        "format": {"const": FORMAT},
-        "word": {"type": "string", "minLength": 1, "maxLength": MAX_WORD_CHARS},
-        "created": {"type": "string", "minLength": 10},
-        "updated": {"type": "string"},
-        "photos": {"type": "integer", "minimum": 0},
-        "voice": {
-            "type": "object",
-            "required": ["source", "sample_rate"],
-            "properties": {
-                "source": {"enum": list(VOICE_SOURCES)},
-                "espeak_voice": {"type": ["string", "null"]},
-                "sample_rate": {
-                    "type": "integer",
-                    "minimum": SAMPLE_RATE_RANGE_HZ[0],
-                    "maximum": SAMPLE_RATE_RANGE_HZ[1],
-                },
-                "seconds": {"type": "number", "minimum": 0},
-            },
-        },
-    },
-}
-
-
-@dataclass(frozen=True)
-class TaughtWord:
-    """One taught word as its word.json and folder describe it."""
-
-    name: str  # the folder name: the word as spoken and shown
-    folder: Path
-    created: str  # ISO 8601 with time zone, when it was first taught
-    voice_source: str  # one of VOICE_SOURCES
-    espeak_voice: str | None  # the espeak-ng voice, when voice_source is "espeak-ng"
-    sample_rate: int  # of voice.wav, Hz
-    voice_seconds: float
-    photo_count: int  # photos/*.jpg on disk now (word.json's count may be stale by hand edits)
 
 
 MODEL_FOLDER = ".model"  # <root>/.model/taught.onnx: hidden, so never taken for a word

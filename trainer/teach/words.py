@@ -1,11 +1,13 @@
 """A taught word's parts, checked before the store keeps them: its name (check_word), its photos
-(JPEG bytes), its voice (mono, a sane rate and length); and the teach errors, each one line
-saying what to do."""
+(JPEG bytes), its voice (mono, a sane rate and length); the teach errors, each one line saying
+what to do; and a stored word's word.json (WORD_SCHEMA) and what it says (TaughtWord)."""
 
 from __future__ import annotations
 
 import io
 import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -113,3 +115,49 @@ def checked_voice(wave: np.ndarray, sample_rate: int, source: str) -> np.ndarray
             f"say just the word: at most {MAX_VOICE_S:g} s",
         )
     return wave.astype(np.float32)
+
+
+# --- a stored word: word.json and what it says -----------------------------------------------
+
+FORMAT = 1  # word.json "format": bump when the layout changes
+
+WORD_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["format", "word", "created", "voice", "photos"],
+    "properties": {
+        "format": {"const": FORMAT},
+        "word": {"type": "string", "minLength": 1, "maxLength": MAX_WORD_CHARS},
+        "created": {"type": "string", "minLength": 10},
+        "updated": {"type": "string"},
+        "photos": {"type": "integer", "minimum": 0},
+        "voice": {
+            "type": "object",
+            "required": ["source", "sample_rate"],
+            "properties": {
+                "source": {"enum": list(VOICE_SOURCES)},
+                "espeak_voice": {"type": ["string", "null"]},
+                "sample_rate": {
+                    "type": "integer",
+                    "minimum": SAMPLE_RATE_RANGE_HZ[0],
+                    "maximum": SAMPLE_RATE_RANGE_HZ[1],
+                },
+                "seconds": {"type": "number", "minimum": 0},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class TaughtWord:
+    """One taught word as its word.json and folder describe it."""
+
+    name: str  # the folder name: the word as spoken and shown
+    folder: Path
+    created: str  # ISO 8601 with time zone, when it was first taught
+    voice_source: str  # one of VOICE_SOURCES
+    espeak_voice: str | None  # the espeak-ng voice, when voice_source is "espeak-ng"
+    sample_rate: int  # of voice.wav, Hz
+    voice_seconds: float
+    photo_count: int  # photos/*.jpg on disk now (word.json's count may be stale by hand edits)
