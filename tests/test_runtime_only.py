@@ -122,6 +122,16 @@ def test_the_trainers_console_scripts_say_what_to_install(python, tmp_path, scri
     assert done.stderr.count("\n") == 1 and TRAIN_LINE in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("script", ["fit.py", "evaluate.py", "checkpoint.py"])
+def test_the_readmes_trainer_scripts_say_what_to_install(python, tmp_path, script):
+    # `python trainer/fit.py --help` as the README writes it, on the wearable's install
+    done = subprocess.run(
+        [str(python), str(ROOT / "trainer" / script), "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert done.stderr.count("\n") == 1 and TRAIN_LINE in done.stderr, done.stderr
+
+
 def test_the_trainers_console_scripts_run_the_trainer_where_it_is_installed(tmp_path):
     import sys
 

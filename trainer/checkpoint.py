@@ -16,6 +16,13 @@ Files are written to a temporary name and renamed, so a kill mid-write never lea
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # `python trainer/checkpoint.py` runs as its console script, so that a runtime-only install
+    # (no torch) gets one line naming what to install instead of a traceback
+    from earsight.commands import slim
+
+    slim()  # exits
+
 import dataclasses
 import logging
 import os

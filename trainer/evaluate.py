@@ -11,6 +11,13 @@ use every test image; PESQ/STOI/word accuracy use a class-stratified subset of `
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # `python trainer/evaluate.py` runs as its console script, so that a runtime-only install
+    # (no torch) gets one line naming what to install instead of a traceback
+    from earsight.commands import evaluate
+
+    evaluate()  # exits
+
 import argparse
 import functools
 import json

@@ -11,6 +11,13 @@ metrics.json (test split, trainer/evaluate.py's columns) and report.md with PNG 
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # `python trainer/fit.py` runs as its console script, so that a runtime-only install
+    # (no torch) gets one line naming what to install instead of a traceback
+    from earsight.commands import train
+
+    train()  # exits
+
 import argparse
 import json
 import logging
