@@ -93,6 +93,7 @@ def read_config(path: Path, required: bool = False) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML ({err})", "fix or delete that file") from err
     known = {f.name: f for f in dataclasses.fields(LiveOptions)}
+    data = {key.replace("-", "_"): value for key, value in data.items()}  # out-dir as the flag
     for key, value in data.items():
         if key not in known:
             raise ConfigError(
@@ -131,9 +132,16 @@ def resolve_options(flags: dict[str, Any], path: Path | None = None) -> LiveOpti
 
     ``path`` is the user's --config, which must exist; the default file is optional.
     """
-    merged = {**(read_config(path, required=True) if path else read_config(paths.config_file()))}
-    merged.update({k: v for k, v in flags.items() if v is not None})
+    source = path or paths.config_file()
+    from_file = read_config(path, required=True) if path else read_config(source)
+    given = {k: v for k, v in flags.items() if v is not None}
     try:
-        return LiveOptions(**merged)
+        return LiveOptions(**{**from_file, **given})
     except TypeError as err:  # a wrong type in the file, e.g. threshold = "high"
         raise ConfigError(f"bad option value ({err})", "check the config file") from err
+    except ConfigError as err:  # a value out of range: say where it came from
+        try:
+            LiveOptions(**given)
+        except ConfigError:
+            raise err from None  # the flags alone are wrong
+        raise ConfigError(f"{source}: {err.what}", err.fix) from None

@@ -16,6 +16,7 @@ from earsight.app.arguments import (
     seconds,
     str_list,
 )
+from earsight.errors import UsageError
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +53,10 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from earsight.engine.export import export_onnx
 
+    if args.output.suffix != ".onnx":  # the runtime tells a model's kind by its suffix
+        raise UsageError(
+            f"the output {args.output} does not end in .onnx", f"write -o {args.output}.onnx"
+        )
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
     calibration = test_images = None
     if args.int8:

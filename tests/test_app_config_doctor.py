@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,18 @@ def test_bad_config_gives_one_clear_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as err:
         resolve_options({}, cfg)
     assert "\n" not in str(err.value)
+
+
+def test_a_value_from_the_file_names_the_file_and_dashed_keys_are_the_flags(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("threshold = 7\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(cfg))}: threshold must be in 0..1"):
+        resolve_options({}, cfg)
+    with pytest.raises(ConfigError, match=r"^threshold must be in 0\.\.1"):  # the flag's own value
+        resolve_options({"threshold": 9.0}, None)
+    cfg.write_text('out-dir = "wavs"\nspeak-status = false\n')  # as the flags spell them
+    options = resolve_options({}, cfg)
+    assert options.out_dir == "wavs" and options.speak_status is False
 
 
 def test_read_config_rejects_tables(tmp_path):
@@ -149,7 +162,9 @@ def test_e2e_bench_fails_only_when_no_backend_ran(tmp_path):
     args = ("bench", "--e2e", "--presses", "2", "--threads", "1", "--model", model)
     proc = _earsight(*args, alsa=tmp_path / "a.conf", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # onnx-cpu ran, torch could not
-    assert "torch     not run: BackendUnavailable: no checkpoint" in proc.stdout
+    assert "torch     not run: BackendUnavailable: the torch backend needs the checkpoint" in (
+        proc.stdout
+    )
     alone = _earsight(*args, "--backends", "torch", alsa=tmp_path / "a.conf", timeout=300)
     assert alone.returncode == 1 and "not run" in alone.stdout
 

@@ -81,6 +81,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         (["export", "/nonexistent/missing.pt", "-o", "/tmp/m.onnx"], "checkpoint not found"),
         (["bench", "--batches", "1,0"], "expected a positive integer, got 0"),
         (["export", "x.pt"], "-o/--output"),
+        (["export", "x.pt", "-o", "/tmp/model"], "does not end in .onnx"),
         (["bench", "--backends", "cuda-magic"], "unknown backend 'cuda-magic'"),
         (["bench", "--preset", "nope"], "invalid choice: 'nope'"),
         (["bench", "--warmup", "-2"], "expected an integer ≥ 0, got -2"),
