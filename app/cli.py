@@ -25,13 +25,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from earsight.app.arguments import positive_int, seconds
 from earsight.app.commands import add_doctor, add_live, add_soundscape
 from earsight.app.engine_commands import (
     add_bench,
     add_engine,
     add_export,
 )
+from earsight.arguments import positive_int, seconds
 from earsight.errors import EarSightError, trainer_not_installed
 
 log = logging.getLogger(__name__)

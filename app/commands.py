@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from earsight import paths
-from earsight.app.arguments import positive_int
 from earsight.app.config import KEY_KINDS, MODES, LiveOptions, resolve_options
+from earsight.arguments import positive_int
 from earsight.errors import EarSightError
 
 if TYPE_CHECKING:  # the engine loads when live starts, not for --help

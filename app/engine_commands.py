@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from earsight.app.arguments import (
+from earsight.arguments import (
     int_list,
     non_negative_int,
     positive_float,

@@ -95,7 +95,7 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
     except Exception as err:  # torch raises many types for torn or foreign files
         raise CheckpointError(
             f"{path} is not a readable EarSight checkpoint ({type(err).__name__})",
-            "re-run training or use --resume from the run's last.pt",
+            "pass a .pt that trainer/fit.py wrote (a torn one: --resume from the run's last.pt)",
         ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(

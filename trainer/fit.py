@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from earsight.arguments import positive_int
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.checkpoint import training_only_prefixes
 from earsight.trainer.data.dataset import DatasetSpec, build_dataset
@@ -97,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    run.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    run.add_argument(
+        "--threads", type=positive_int, help="CPU threads for torch (default: all cores)"
+    )
     run.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
     run.add_argument("--describe", action="store_true", help="print model sizes and exit")
     run.add_argument("--no-report", action="store_true", help="skip the final test evaluation")
