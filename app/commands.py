@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from earsight import paths
 from earsight.app.config import KEY_KINDS, MODES, LiveOptions, resolve_options
 from earsight.arguments import positive_int
-from earsight.errors import EarSightError
+from earsight.errors import EarSightError, UsageError
 
 if TYPE_CHECKING:  # the engine loads when live starts, not for --help
     from earsight.engine.runtime import RuntimeOptions
@@ -127,8 +127,16 @@ def keys_epilog() -> str:
 
 
 def options_from(args: argparse.Namespace) -> LiveOptions:
+    """The options of live/soundscape/doctor: defaults, config file, flags. ``earsight -q``
+    ("only results and errors") is verbosity 0 unless --verbosity says otherwise."""
     names = {f.name for f in dataclasses.fields(LiveOptions)}
     flags = {k: v for k, v in vars(args).items() if k in names}
+    if getattr(args, "quiet", False) and flags.get("verbosity") is None:
+        flags["verbosity"] = 0
+    if getattr(args, "command", None) == "soundscape" and flags.get("mode") != "soundscape":
+        raise UsageError(
+            "earsight soundscape starts in soundscape mode", "for words use `earsight live`"
+        )
     return resolve_options(flags, args.config)
 
 
@@ -254,7 +262,10 @@ def run_live(args: argparse.Namespace) -> int:
     options = options_from(args)
     # Messages wait for the audio output to open rather than open the device themselves
     voice = StatusVoice(
-        verbosity=options.verbosity, enabled=options.speak_status, shared_output=True
+        verbosity=options.verbosity,
+        enabled=options.speak_status,
+        shared_output=True,
+        quiet=getattr(args, "quiet", False),
     )
     try:
         return _run_live(options, args.record, voice)

@@ -429,6 +429,32 @@ def test_record_saves_every_sound_played_repeats_and_status_speech_included(tmp_
     assert "status-ready-press-space-to-hear-the-camera.wav" in names, names
 
 
+def test_soundscape_refuses_to_start_in_word_mode(tmp_path):
+    proc = _earsight("soundscape", "--mode", "word", tmp_path=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: earsight soundscape starts in soundscape mode — for words use `earsight live`"
+    )
+
+
+def test_quiet_live_prints_only_the_answers(tmp_path, video):
+    # `earsight -q`: "only results and errors" (live printed every status line before)
+    program = [str(Path(sys.executable).with_name("earsight")), "-q"]
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    with Live(tmp_path, *args, program=program) as live:
+        time.sleep(1.0)
+        deadline = time.monotonic() + 60
+        while not live.seen.strip() and time.monotonic() < deadline:
+            live.press(b" ")  # presses before "ready" are answered "still starting": level 0
+            time.sleep(1.0)
+        live.press(b" ")
+        time.sleep(2.0)
+        code, out, err = live.finish()
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.strip()]
+    answers = {*DIGITS, "not sure", "still starting, one moment"}
+    assert lines and set(lines) <= answers and set(lines) & {*DIGITS, "not sure"}, lines
+
+
 def test_a_record_folder_that_cannot_be_made_names_record(tmp_path, video):
     (tmp_path / "a-file").write_text("")
     args = ("--source", str(video), "--keys", "terminal", "--no-speech")

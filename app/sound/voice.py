@@ -124,8 +124,10 @@ class StatusVoice:
         enabled: bool = True,
         printer: Printer = print_line,
         shared_output: bool = False,
+        quiet: bool = False,  # `earsight -q`: print only what is also spoken at verbosity 0
     ) -> None:
         self.verbosity = verbosity
+        self.quiet = quiet
         self.rate_wpm = rate_wpm
         self.enabled = enabled
         self.on_started: Callable[[str], None] | None = None
@@ -183,7 +185,7 @@ class StatusVoice:
         text = plain_line(message)
         if not text:
             return
-        if printed:
+        if printed and not (self.quiet and level > 0):
             self._printer(text)
         if not (self.enabled and level <= self.verbosity and self.available):
             return
