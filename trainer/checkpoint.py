@@ -26,6 +26,7 @@ if __name__ == "__main__":
 import dataclasses
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,14 @@ LAST_NAME = "last.pt"  # every epoch, for --resume
 BEST_NAME = "best.pt"  # best validation score, weights only
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+FULL_DISK_BYTES = 16 * 2**20  # less free space than this after a failed write: the disk is full
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any], fix: str | None = None) -> None:
     """Write ``payload`` to ``path`` atomically and durably: a temporary file, fsync, rename,
     fsync of the folder. On any OSError (disk full, quota, I/O error, read-only) the partial
     temporary file is deleted, the previous ``path`` is untouched and a one-line
-    CheckpointError says what happened.
+    CheckpointError says what happened, with ``fix`` (the caller's next step) as its fix.
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -61,13 +65,25 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         os.replace(tmp, path)
         _fsync_folder(path.parent)
     except (OSError, RuntimeError) as err:  # torch wraps a failed write in RuntimeError
+        reason = _why_not_saved(err, path.parent)  # before the partial file frees the disk
         tmp.unlink(missing_ok=True)
-        reason = getattr(err, "strerror", None) or first_line(err)
         kept = " (the previous one is kept)" if path.is_file() else ""
         raise CheckpointError(
             f"could not save {path}{kept}: {reason}",
-            "free disk space (or choose another --out) and run again with --resume",
+            fix or "free disk space, or save to another folder",
         ) from None
+
+
+def _why_not_saved(err: BaseException, folder: Path) -> str:
+    """The OS's reason, or "no space left on the device" for torch's own wording of it
+    ("[enforce fail at inline_container.cc] unexpected pos …")."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    try:
+        full = shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    return "no space left on the device" if full else first_line(err)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -152,9 +152,11 @@ class Run:
         if rank_world()[0] == 0:
             average = None if self.average is None else self.average.state_dict()
             resumable = {"optimizer": self.optim.state_dict(), "average": average}
-            save_checkpoint(self.out_dir / LAST_NAME, {**self.snapshot(self.model), **resumable})
+            fix = resume_fix(self.out_dir)
+            payload = {**self.snapshot(self.model), **resumable}
+            save_checkpoint(self.out_dir / LAST_NAME, payload, fix)
             if is_best:
-                save_checkpoint(self.out_dir / BEST_NAME, self.snapshot(self.answering()))
+                save_checkpoint(self.out_dir / BEST_NAME, self.snapshot(self.answering()), fix)
         if self.on_epoch is not None:  # after saving: a callback that raises acts like a kill
             self.on_epoch(record)
 
@@ -244,6 +246,13 @@ def check_writable(out_dir: Path) -> None:
             f"cannot write the run folder {out_dir} ({err.strerror or err})",
             "choose a writable --out",
         ) from None
+
+
+def resume_fix(out_dir: Path) -> str:
+    """What to do after a failed save in a run: --resume only when a last.pt survives."""
+    if (out_dir / LAST_NAME).is_file():
+        return "free disk space, then run the same command again with --resume"
+    return "free disk space (or pick another --out), then run the same command again"
 
 
 def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> dict:
