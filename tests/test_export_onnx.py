@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -218,3 +219,17 @@ def test_tensorrt_check_names_a_flip_slice_an_unknown_operator_and_the_opset():
     step.CopyFrom(const("step", 1))
     model.opset_import[0].version = 18
     assert [p for p in tensorrt_problems(model) if "Mish" not in p] == []
+
+
+def test_evaluate_scores_an_export_of_the_checkpoint_and_refuses_another_models(
+    engine_onnx, engine_checkpoint
+):
+    from earsight.errors import UsageError
+    from earsight.trainer.evaluate import evaluate_checkpoint
+
+    mine = evaluate_checkpoint(engine_checkpoint, max_items=5, onnx=engine_onnx["fp32"].path)
+    assert mine["model"] == str(engine_onnx["fp32"].path) and mine["image_acc"] >= 0
+    shipped = Path(__file__).resolve().parents[1] / "assets/models/mnist-ad.onnx"  # 28x28 MNIST
+    with pytest.raises(UsageError, match="is an export of another model") as err:
+        evaluate_checkpoint(engine_checkpoint, max_items=5, onnx=shipped)
+    assert "input 28x28x1" in str(err.value) and "input 8x8x1" in str(err.value)
