@@ -36,6 +36,7 @@ from earsight.trainer.data.augment import to_tensor_images
 from earsight.trainer.data.dataset import ADDataset, DatasetSpec, Split, build_dataset
 from earsight.trainer.data.preprocess import fit_batch
 from earsight.trainer.evaluation import metrics
+from earsight.trainer.evaluation.exported import check_export_of, onnx_predictor
 from earsight.trainer.mtnet.model import MTNet
 
 log = logging.getLogger(__name__)
@@ -102,53 +103,6 @@ def stratified_subset(labels: np.ndarray, max_items: int, seed: int = 0) -> np.n
 Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images → (waves, probs)
 
 
-def check_export_of(onnx: Path, checkpoint: Path, model: MTNet, data: ADDataset) -> None:
-    """UsageError when ``onnx`` is not an export of a model like ``checkpoint``'s (another
-    vocabulary, preset or input): its scores would sit in the table under the wrong row. A
-    same-shaped export of other weights (another file's sha256) is a warning."""
-    from earsight.engine.sidecar import read_sidecar, sha256_file
-
-    side = read_sidecar(onnx, verify_sha256=False)
-    theirs = (tuple(side["vocabulary"]), side["preset"], tuple(side["input_size"]))
-    cfg = model.cfg
-    ours = (tuple(data.classes), cfg.preset, (cfg.image_size, cfg.image_size, cfg.image_channels))
-    if theirs != ours:
-        raise UsageError(
-            f"--onnx {onnx.name} is an export of another model ({theirs[1]}, "
-            f"{len(theirs[0])} words, input {'x'.join(map(str, theirs[2]))}) than "
-            f"{checkpoint.name} ({ours[1]}, {len(ours[0])} words, "
-            f"input {'x'.join(map(str, ours[2]))})",
-            "pass the checkpoint it was exported from",
-        )
-    recorded = side.get("checkpoint", {}).get("sha256")
-    if recorded and recorded != sha256_file(checkpoint):
-        log.warning(
-            "%s was exported from %s, not from this %s: scoring it against this run's data",
-            onnx.name,
-            side["checkpoint"].get("name", "another file"),
-            checkpoint.name,
-        )
-
-
-def onnx_predictor(onnx_path: Path | str, threads: int | None = None) -> Predictor:
-    """The exported model through ONNX Runtime (raw output, before post-processing)."""
-    from earsight.engine.runtime import RuntimeOptions, load  # the engine is optional for training
-
-    options = RuntimeOptions(threads=threads, cpu_int8=False)  # score exactly the file given
-    runtime = load(onnx_path, backend="onnx-cpu", options=options)
-    size, _, channels = runtime.info.input_shape  # thumbnails whole, as in training
-
-    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        batches = (
-            fit_batch(images[i : i + BATCH], size, 1.0, channels)
-            for i in range(0, len(images), BATCH)
-        )
-        outs = [runtime.infer(b) for b in batches]
-        return np.concatenate([w for w, _ in outs]), np.concatenate([p for _, p in outs])
-
-    return predict
-
-
 def evaluate_split(
     predict: Predictor,
     data: ADDataset,
@@ -210,7 +164,7 @@ def evaluate_checkpoint(
         data = build_dataset(spec)
     if onnx:
         check_export_of(Path(onnx), Path(path), model, data)
-    predict = onnx_predictor(onnx) if onnx else functools.partial(generate, model)
+    predict = onnx_predictor(onnx, BATCH) if onnx else functools.partial(generate, model)
     row = evaluate_split(predict, data, data.test, max_items)
     if onnx:  # the exported graph decides whether it mirror-averages
         from earsight.engine.sidecar import read_sidecar
