@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.faults
 
@@ -63,6 +64,7 @@ def test_a_diverging_lr_stops_at_the_first_nan_and_keeps_the_good_checkpoints(tm
         (["--batch-size", "512"], ["--batch-size"]),
         (["--backbone-lr", "-0.1"], ["--backbone-lr"]),
         (["--backbone-frozen-steps", "-1"], ["--backbone-frozen-steps"]),
+        (["--arch", "foo=1"], ["--arch 'foo=1'", "enc_widths, enc_pool"]),
     ],
 )
 def test_arguments_that_cannot_train_are_one_line_and_write_nothing(tmp_path, args, words):
@@ -73,6 +75,15 @@ def test_arguments_that_cannot_train_are_one_line_and_write_nothing(tmp_path, ar
     done = fit(*quick, "--ae-epochs", "1", "--epochs", "1", *args, "--out", str(run))
     one_line_error(done, *words)
     assert not (run / "best.pt").exists()
+    if args[0] == "--arch":
+        assert "dataset digits:" not in done.stdout  # refused before the data loads
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")
+def test_a_device_that_is_not_there_is_refused_before_the_data_loads(tmp_path):
+    done = fit(*QUICK, "--device", "cuda", "--out", str(tmp_path / "run"))
+    one_line_error(done, "--device cuda", "--device cpu")
+    assert "dataset digits:" not in done.stdout and not (tmp_path / "run").exists()
 
 
 needs_mounts = pytest.mark.skipif(

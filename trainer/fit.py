@@ -36,7 +36,7 @@ from earsight.trainer.data.images import SOURCES
 from earsight.trainer.mtnet.config import PRESETS
 from earsight.trainer.mtnet.model import MTNet, count_parameters, inference_macs
 from earsight.trainer.training.options import ABLATIONS, TrainOptions, arch_changes, checked_config
-from earsight.trainer.training.plumbing import rank_world
+from earsight.trainer.training.plumbing import pick_device, rank_world
 from earsight.trainer.training.run import check_run_folder, fit
 
 log = logging.getLogger("earsight.trainer.fit")
@@ -225,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size % rank_world()[1]:
         raise UsageError("--batch-size must be divisible by the number of processes", "adjust it")
     opts = train_options(args, device)
+    arch_changes(opts.arch)  # a typo in --arch or --device fails now, not after the data loads
+    pick_device(opts.device)
     check_run_folder(opts, args.out, args.resume)  # before minutes of loading data
     spec = DatasetSpec(
         source=args.dataset,

@@ -178,7 +178,8 @@ def parse_arch(items: Sequence[str]) -> dict:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in ARCH_FIELDS:
-            raise ValueError(f"--arch {item!r}: write KEY=VALUE with KEY one of {ARCH_FIELDS}")
+            keys = ", ".join(ARCH_FIELDS)
+            raise ValueError(f"--arch {item!r}: write KEY=VALUE with KEY one of {keys}")
         default = getattr(defaults, key)
         try:
             if isinstance(default, tuple):
