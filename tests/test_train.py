@@ -294,6 +294,7 @@ def test_describe_prints_both_presets():
         (["--dataset", "digits", "--arch", "enc_pool=1,1"], "must have the same length"),
         (["--dataset", "digits", "--arch", "ae_hidden=64,32,16"], "ae_hidden takes two widths"),
         (["--describe", "--arch", "enc_pool=1,1"], "must have the same length"),
+        (["--describe", "--dataset", "digits"], "no fixed shape for --dataset digits"),
         (["--dataset", "digits", "--ema", "1.5"], "--ema in [0, 1)"),
         (["--dataset", "digits", "--cutout", "-2"], "--cutout must be ≥ 0"),
         (["--dataset", "digits", "--leave-out", "kitty"], "kitty: not a class of digits"),

@@ -52,6 +52,11 @@ DESCRIBE_SHAPES = {
 def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str:
     """Markdown table of model sizes per preset and dataset, with ``--arch`` changes applied."""
     changes = arch_changes(arch)
+    if dataset is not None and dataset not in DESCRIBE_SHAPES:  # digits, folder: their own sizes
+        raise UsageError(
+            f"--describe has no fixed shape for --dataset {dataset} (its sizes come from the data)",
+            f"use one of {', '.join(DESCRIBE_SHAPES)}, or leave --dataset out",
+        )
     rows = [
         "| preset | dataset | L_s | parameters (all) | parameters (inference) | GMAC/image |",
         "|---|---|---|---|---|---|",
