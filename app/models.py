@@ -7,14 +7,11 @@ install (``assets/``) and from an installed wheel alike.
 
 from __future__ import annotations
 
-import logging
 from importlib import resources
 from pathlib import Path
 
 from earsight.engine.source import INT8_SUFFIX
 from earsight.errors import EarSightError
-
-log = logging.getLogger(__name__)
 
 # A folder on disk: setuptools installs package data as files (no zipped installs here).
 ASSETS_DIR = Path(str(resources.files("earsight.assets")))
@@ -65,8 +62,7 @@ def resolve_model(name_or_path: str | Path) -> Path:
     stem = text[: -len(MODEL_SUFFIX)] if text.endswith(MODEL_SUFFIX) else text
     if "/" not in stem and "\\" not in stem:  # a bare name, not a path to a missing file
         shipped = MODELS_DIR / f"{stem}{MODEL_SUFFIX}"
-        if shipped.is_file():
-            log.debug("model %s → %s", text, shipped)
+        if shipped.is_file():  # not logged: live's model watch resolves the name every 2 s
             return shipped
     names = available_models()
     fix = (
@@ -84,8 +80,7 @@ def _taught_or_default(name: str) -> Path:
     from earsight.trainer.teach.store import taught_model_path
 
     taught = taught_model_path()
-    if taught.is_file():
-        log.debug("model %s → %s", name, taught)
+    if taught.is_file():  # not logged: live's model watch resolves the name every 2 s
         return taught
     if name == AUTO_MODEL:
         return resolve_model(DEFAULT_MODEL)

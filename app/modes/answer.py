@@ -119,5 +119,7 @@ def answer(
     said, confident = gate.decide(top)
     if not confident:
         clip = np.concatenate([earcons.not_sure_tone(rate), phrase_clip(said, rate, opts)])
-    log.debug("%s (top %s), %d samples", said, top, len(clip))
+    if log.isEnabledFor(logging.DEBUG):  # -v: "cat (top cat 0.97, ship 0.00; 30150 samples)"
+        best = ", ".join(f"{word} {p:.2f}" for word, p in top)
+        log.debug("%s (top %s; %d samples)", said, best, len(clip))
     return Answer(said, top, confident, clip)

@@ -175,7 +175,6 @@ def _describe_one(
     reply = answer(clip, probs, runtime.info.labels, gate, rate, runtime.options.postprocess)
     if wav is not None:
         write_wav(wav, reply.clip, rate)
-    log.debug("%s: %s", path, reply.said)
     return Description(path, reply.said, reply.top, reply.confident, wav, len(reply.clip) / rate)
 
 
