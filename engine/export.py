@@ -325,7 +325,8 @@ def export_onnx(
     )
     side_path = write_sidecar(out, sidecar)
     seconds = time.perf_counter() - start
-    log.info("wrote %s and %s (%.1f s, %s)", out, side_path.name, seconds, exporter)
+    # debug: `earsight export` prints its own line; bench and teach export to files users never see
+    log.debug("wrote %s and %s (%.1f s, %s)", out, side_path.name, seconds, exporter)
     return ExportResult(
         out, side_path, precision, opset, exporter, sidecar["sha256"], parity, seconds
     )
