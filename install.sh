@@ -16,12 +16,12 @@ for arg in "$@"; do
     --dev) DEV=1 ;;
     --service) SERVICE=1 ;;
     --runtime) RUNTIME=1 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
-    *) echo "install.sh: unknown option '$arg' (use --runtime, --dev, --service or --help)"; exit 2 ;;
+    -h|--help) sed -n 2,9p "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown option '$arg' (use --runtime, --dev, --service or --help)" >&2; exit 2 ;;
   esac
 done
 if [ "$RUNTIME" = 1 ] && [ "$DEV" = 1 ]; then
-  echo "install.sh: --dev runs the trainer's tests: it cannot go with --runtime"; exit 2
+  echo "install.sh: --dev runs the trainer's tests: it cannot go with --runtime" >&2; exit 2
 fi
 
 TORCH_CPU_VERSION="2.13.0"   # the CPU wheel this project is tested with
