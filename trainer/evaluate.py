@@ -162,16 +162,12 @@ def evaluate_checkpoint(
         if data_root is not None:
             spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
         data = build_dataset(spec)
-    if onnx:
-        check_export_of(Path(onnx), Path(path), model, data)
+    tta = model.cfg.flip_tta
+    if onnx:  # the exported graph decides whether it mirror-averages
+        side = check_export_of(Path(onnx), Path(path), model, data)
+        tta = bool(side["config"].get("flip_tta"))
     predict = onnx_predictor(onnx, BATCH) if onnx else functools.partial(generate, model)
     row = evaluate_split(predict, data, data.test, max_items)
-    if onnx:  # the exported graph decides whether it mirror-averages
-        from earsight.engine.sidecar import read_sidecar
-
-        tta = bool(read_sidecar(Path(onnx), verify_sha256=False)["config"].get("flip_tta"))
-    else:
-        tta = model.cfg.flip_tta
     return {
         "dataset": data.name,
         "preset": model.cfg.preset,

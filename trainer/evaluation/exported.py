@@ -17,10 +17,10 @@ from earsight.trainer.mtnet.model import MTNet
 log = logging.getLogger(__name__)
 
 
-def check_export_of(onnx: Path, checkpoint: Path, model: MTNet, data: ADDataset) -> None:
-    """UsageError when ``onnx`` is not an export of a model like ``checkpoint``'s (another
-    vocabulary, preset or input): its scores would sit in the table under the wrong row. A
-    same-shaped export of other weights (another file's sha256) is a warning."""
+def check_export_of(onnx: Path, checkpoint: Path, model: MTNet, data: ADDataset) -> dict:
+    """The sidecar of ``onnx``; UsageError when it is not an export of a model like
+    ``checkpoint``'s (another vocabulary, preset or input): its scores would sit in the table
+    under the wrong row. A same-shaped export of other weights (another sha256) is a warning."""
     from earsight.engine.sidecar import read_sidecar, sha256_file
 
     side = read_sidecar(onnx, verify_sha256=False)
@@ -43,6 +43,7 @@ def check_export_of(onnx: Path, checkpoint: Path, model: MTNet, data: ADDataset)
             side["checkpoint"].get("name", "another file"),
             checkpoint.name,
         )
+    return side
 
 
 def onnx_predictor(
