@@ -41,6 +41,7 @@ TENSORRT_OPS = frozenset(
         "Exp",
         "Expand",
         "Flatten",
+        "Floor",  # teach mode's colour cells (trainer/mtnet/colour.py)
         "Gather",
         "Gemm",
         "GlobalAveragePool",

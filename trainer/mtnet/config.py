@@ -70,6 +70,9 @@ class MTNetConfig:
     # Hidden width of the taught words' feature adapter (TaughtHead.adapter), learned after the
     # linear fit; 0 = none (models taught before the adapter existed load unchanged).
     taught_adapter: int = 0
+    # Bins per channel of the colour histogram joined to the taught words' pooled features
+    # (trainer/mtnet/colour.py, computed in the graph); 0 = none (models taught before it).
+    taught_colour: int = 0
 
     def __post_init__(self) -> None:
         if len(self.enc_widths) != len(self.enc_pool):
@@ -88,6 +91,8 @@ class MTNetConfig:
             raise ValueError("taught_exemplars needs taught words and the shipped gate")
         if self.taught_adapter and not self.taught_words:
             raise ValueError("taught_adapter needs taught words")
+        if self.taught_colour and not (self.taught_words and self.taught_colour >= 2):
+            raise ValueError("taught_colour needs taught words and at least 2 bins")
         if not 0.0 < self.softmax_temperature < float("inf"):
             raise ValueError(f"softmax_temperature must be > 0, got {self.softmax_temperature}")
 

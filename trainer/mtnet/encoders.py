@@ -98,6 +98,13 @@ class ImageEncoder(nn.Module):
         return phi_i, self.classifier(phi_i)
 
 
+def _backbone_part(pooled: torch.Tensor) -> torch.Tensor:
+    """(B, 1280 [+ colour cells]) → (B, 1280); no Slice in the graph when there is nothing after."""
+    from earsight.trainer.mtnet.backbone import HEAD_WIDTH
+
+    return pooled[:, :HEAD_WIDTH] if pooled.shape[1] > HEAD_WIDTH else pooled
+
+
 class PretrainedImageEncoder(nn.Module):
     """§3.1.1 on an ImageNet backbone: images (B, 3, res, res) → backbone → pooled (B, 1280) →
     FC_1^1 → FC_2^1 → φ^I (B, D_i), and class logits (B, n_classes) — Table 1's head and Eq. 4's
@@ -136,7 +143,9 @@ class PretrainedImageEncoder(nn.Module):
         return preprocess(images)
 
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features (B, 1280) → φ^I (B, D_i)."""
+        """Pooled backbone features (B, 1280) → φ^I (B, D_i). Wider rows (teach mode's colour
+        cells joined after the 1280: trainer/mtnet/colour.py) are read up to 1280."""
+        pooled = _backbone_part(pooled)
         return F.relu(self.fc2(F.relu(self.fc1(pooled))))
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +154,7 @@ class PretrainedImageEncoder(nn.Module):
 
     def familiarity(self, pooled: torch.Tensor) -> torch.Tensor:
         """Pooled features (B, 1280) → highest cosine similarity to an exemplar (B,)."""
-        return (F.normalize(pooled, dim=1) @ self.gate_memory.T).amax(dim=1)
+        return (F.normalize(_backbone_part(pooled), dim=1) @ self.gate_memory.T).amax(dim=1)
 
     def known_logit(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, 1280) → logit of P(known) (B,): slope · (familiarity − centre)."""

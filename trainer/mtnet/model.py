@@ -119,7 +119,7 @@ CODE_SHARPNESS = 4.0
 
 
 class TaughtHead(nn.Module):
-    """Teach mode's words (not in the paper): pooled backbone features (B, 1280) → centred, unit
+    """Teach mode's words (not in the paper): pooled backbone features (B, D_u) → centred, unit
     length u → logits of the taught words (B, n_taught); their codes φ_k and familiarity gate.
 
     Why the pooled features and not φ^I: φ^I (Table 1's FC_2^1, 256 wide) was trained to tell
@@ -130,18 +130,21 @@ class TaughtHead(nn.Module):
     learns to say in the user's recording; a frame's φ moves from the cross-modal mapping's
     toward the codes by the taught words' (sharpened) probabilities q (B, K_t), so the word heard
     is the word the classifier chose, however unlike the photos the frame's own φ is.
+    D_u = 1280, or 1280 + bins³ with cfg.taught_colour's colour cells (trainer/mtnet/colour.py).
     """
 
     def __init__(self, cfg: MTNetConfig) -> None:
         super().__init__()
         from earsight.trainer.mtnet.backbone import HEAD_WIDTH
 
-        self.register_buffer("centre", torch.zeros(HEAD_WIDTH))  # (1280,) mean pooled feature
-        self.classifier = nn.Linear(HEAD_WIDTH, cfg.taught_words)
+        self.colour_cells = cfg.taught_colour**3 if cfg.taught_colour else 0
+        width = HEAD_WIDTH + self.colour_cells  # D_u: pooled features [+ colour cells]
+        self.register_buffer("centre", torch.zeros(width))  # (D_u,) mean of the replay rows
+        self.classifier = nn.Linear(width, cfg.taught_words)
         self.codes = nn.Parameter(torch.zeros(cfg.taught_words, cfg.audio_feature))  # φ_k
         # The taught words' gate, like the shipped one but on u (trainer/teach/learn.py fills
-        # it): exemplars (M_t, 1280) and P(taught) = σ(slope · (max cosine − centre)).
-        self.register_buffer("memory", torch.zeros(cfg.taught_exemplars, HEAD_WIDTH))
+        # it): exemplars (M_t, D_u) and P(taught) = σ(slope · (max cosine − centre)).
+        self.register_buffer("memory", torch.zeros(cfg.taught_exemplars, width))
         self.register_buffer("gate_centre", torch.zeros(()))
         self.register_buffer("gate_slope", torch.zeros(()))
         # A residual MLP u → u + A(u) (cfg.taught_adapter hidden units), its output layer zero
@@ -149,17 +152,26 @@ class TaughtHead(nn.Module):
         self.adapter = None
         if cfg.taught_adapter:
             self.adapter = nn.Sequential(
-                nn.Linear(HEAD_WIDTH, cfg.taught_adapter),
+                nn.Linear(width, cfg.taught_adapter),
                 nn.ReLU(),
-                nn.Linear(cfg.taught_adapter, HEAD_WIDTH),
+                nn.Linear(cfg.taught_adapter, width),
             )
 
     def unit(self, pooled: torch.Tensor) -> torch.Tensor:
-        """(B, 1280) → centred, unit-length u (B, 1280)."""
-        return F.normalize(pooled - self.centre.to(pooled.dtype), dim=1)
+        """(B, D_u) → centred, unit-length u (B, D_u). With colour cells (cfg.taught_colour)
+        each part is centred and normalised on its own, the colour part then weighted by
+        COLOUR_WEIGHT, so neither part's scale decides how much it counts."""
+        centred = pooled - self.centre.to(pooled.dtype)
+        if not self.colour_cells:
+            return F.normalize(centred, dim=1)
+        from earsight.trainer.mtnet.colour import COLOUR_WEIGHT
+
+        deep, colour = centred.split([centred.shape[1] - self.colour_cells, self.colour_cells], 1)
+        u = torch.cat([F.normalize(deep, dim=1), COLOUR_WEIGHT * F.normalize(colour, dim=1)], 1)
+        return u / (1 + COLOUR_WEIGHT**2) ** 0.5
 
     def logits(self, u: torch.Tensor) -> torch.Tensor:
-        """u (B, 1280) → the taught words' logits (B, K_t): W_t · unit(u + A(u)) + b_t.
+        """u (B, D_u) → the taught words' logits (B, K_t): W_t · unit(u + A(u)) + b_t.
 
         The adapter lets the few photos bend the features themselves, not only a hyperplane:
         a linear layer on u tells 100 COIL-100 objects taught from 10 consecutive views apart
@@ -169,7 +181,7 @@ class TaughtHead(nn.Module):
         return self.classifier(u)
 
     def known_logit(self, u: torch.Tensor) -> torch.Tensor:
-        """u (B, 1280) → logit of P(the frame shows a taught thing) (B,)."""
+        """u (B, D_u) → logit of P(the frame shows a taught thing) (B,)."""
         return self.gate_slope * ((u @ self.memory.T).amax(dim=1) - self.gate_centre)
 
 
@@ -233,7 +245,12 @@ class MTNet(nn.Module):
         """Prepared (B, C, H, W) → pooled (B, C_pool) and φ^I (B, D_i); with cfg.flip_tta the
         encoder sees the image and its mirror as one batch of 2B and both are averaged."""
         views = torch.cat([x, mirror(x)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
-        return self.average_views(self.image_encoder.pool(views), 2 if self.cfg.flip_tta else 1)
+        pooled = self.image_encoder.pool(views)  # (V·B, 1280)
+        if self.cfg.taught_colour:  # teach mode's colour cells: (V·B, 1280 + bins³)
+            from earsight.trainer.mtnet.colour import colour_histogram, join_colour
+
+            pooled = join_colour(pooled, colour_histogram(views, self.cfg.taught_colour))
+        return self.average_views(pooled, 2 if self.cfg.flip_tta else 1)
 
     def average_views(self, pooled: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled features (V·B, C_pool) of V views of B images, view-major (all of view 0,
@@ -287,7 +304,7 @@ class MTNet(nn.Module):
         self, pooled: torch.Tensor | None, phi_i: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (B, K) and φ (B, D_a) from φ^I (B, D_i) and, with taught words, the
-        pooled backbone features (B, 1280): their logits appended, φ moved toward the taught
+        pooled backbone features (B, D_u): their logits appended, φ moved toward the taught
         words' codes by their probabilities q: φ = (1 − Σq) · mapping(φ^I) + q · φ_k."""
         logits, phi = self.image_encoder.classifier(phi_i), self.mapping(phi_i)
         if self.taught is None:

@@ -35,12 +35,11 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError
+from earsight.trainer.teach.base import TeachBase, load_teach_base
 from earsight.trainer.teach.learn import (
     TaughtSet,
-    TeachBase,
     answer_pooled,
     learn_classifier,
-    load_teach_base,
     refine_classifier,
 )
 
@@ -77,12 +76,19 @@ def load_coil(path: Path) -> Coil:
 
 @torch.no_grad()
 def cached_pooled(
-    model, images: np.ndarray, mirrored: bool, label: str, crop: float | None = None
+    model,
+    images: np.ndarray,
+    mirrored: bool,
+    label: str,
+    crop: float | None = None,
+    colour_bins: int = 0,
 ) -> np.ndarray:
     """Pooled features (N, D) of ``images`` (N, H, W, C) uint8 fitted to the model's input
     (centre ``crop``: default the camera's ``input_crop``; 1.0 for dataset thumbnails, used
     whole as in training), or of their mirrors; the frozen trunk's activations are cached
-    (trainer/data/feature_cache.py), the fine-tuned tail runs each time."""
+    (trainer/data/feature_cache.py), the fine-tuned tail runs each time. ``colour_bins``:
+    each row ends with its colour histogram (a base's TeachBase.colour_bins; a mirror's is
+    its image's)."""
     from earsight.trainer.data.feature_cache import cached_activations
 
     enc, cfg = model.eval().image_encoder, model.cfg
@@ -99,13 +105,32 @@ def cached_pooled(
         enc.backbone.tail(torch.from_numpy(np.asarray(acts[s : s + 256], np.float32)), enc.cut)
         for s in range(0, len(acts), 256)
     ]
-    return torch.cat(rows).numpy()
+    pooled = torch.cat(rows).numpy()
+    if not colour_bins:
+        return pooled
+    return np.concatenate([pooled, colour_rows(model, images, crop, colour_bins)], axis=1)
+
+
+@torch.no_grad()
+def colour_rows(model, images: np.ndarray, crop: float | None, bins: int) -> np.ndarray:
+    """``colour_histogram``s (N, bins³) of ``images`` fitted as ``cached_pooled`` fits them."""
+    from earsight.trainer.data.preprocess import fit_batch
+    from earsight.trainer.mtnet.colour import colour_histogram
+
+    cfg, out = model.cfg, []
+    crop = cfg.input_crop if crop is None else crop
+    for s in range(0, len(images), 256):
+        fitted = fit_batch(images[s : s + 256], cfg.image_size, crop, 3)
+        x = model.image_encoder.prepare(torch.from_numpy(fitted).permute(0, 3, 1, 2).float())
+        out.append(colour_histogram(x, bins).numpy())
+    return np.concatenate(out)
 
 
 def coil_features(base: TeachBase, coil: Coil) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features (7200, D) of every view and of its mirror, through the trunk cache."""
-    plain = cached_pooled(base.model, coil.images, False, "COIL-100")
-    return plain, cached_pooled(base.model, coil.images, True, "COIL-100 mirrored")
+    bins = base.colour_bins
+    plain = cached_pooled(base.model, coil.images, False, "COIL-100", colour_bins=bins)
+    return plain, cached_pooled(base.model, coil.images, True, "COIL-100 mirrored", None, bins)
 
 
 def pick_views(n: int, mode: str, start: int) -> np.ndarray:

@@ -32,14 +32,12 @@ import torch
 
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.mtnet.config import MTNetConfig
+from earsight.trainer.teach.base import TeachBase, build_teach_base, load_teach_base
 from earsight.trainer.teach.bench import THRESHOLD, cached_pooled
 from earsight.trainer.teach.learn import (
     TaughtSet,
-    TeachBase,
     answer_pooled,
-    build_teach_base,
     learn_classifier,
-    load_teach_base,
     refine_classifier,
 )
 from earsight.trainer.teach.voice import VoiceOptions, fit_voice_clip, learn_voice
@@ -186,7 +184,8 @@ def run(checkpoint: Path, photos: int, voice: str, sox: str, steps: int, seed: i
     known_test = build_dataset(spec).test
 
     def pool(images: np.ndarray, mirrored: bool, label: str) -> np.ndarray:
-        return cached_pooled(base.model, images, mirrored, label, crop=1.0)  # whole thumbnails
+        # whole thumbnails, as in training
+        return cached_pooled(base.model, images, mirrored, label, 1.0, base.colour_bins)
 
     features = [pool(train, False, "taught"), pool(train, True, "taught mirrored")]
     taught = taught_thumbnails(tuple(spec.leave_out), features, train_labels, voice, sox, cfg)

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 from earsight.errors import UsageError
+from earsight.trainer.teach.base import TeachBase, load_teach_base
 from earsight.trainer.teach.learn import (
     TaughtSet,
     answer_pooled,
     learn_classifier,
-    load_teach_base,
-    pooled_features,
+    photo_features,
     refine_classifier,
 )
 from earsight.trainer.teach.store import MODEL_FOLDER, MODEL_NAME  # noqa: F401 (re-exported)
@@ -78,10 +78,11 @@ class _Split:
     held_mirrored: np.ndarray | None  # (H, D) their mirrors, when the model answers mirror-averaged
 
 
-def _read_store(store, model, say: Say) -> _Split:
+def _read_store(store, base: TeachBase, say: Say) -> _Split:
     """Photos → pooled features (learned ones with mirrors), recordings → targets."""
     from earsight.trainer.data.image_io import read_image
 
+    model = base.model
     cfg = model.cfg
     words = tuple(w.name for w in store.words())
     if not words:
@@ -95,13 +96,13 @@ def _read_store(store, model, say: Say) -> _Split:
         if len(photos) >= MIN_HELD_OUT_PHOTOS:
             held[HOLD_OUT_EVERY - 1 :: HOLD_OUT_EVERY] = True
         learn = [p for p, h in zip(photos, held, strict=True) if not h]
-        learn_rows.append(pooled_features(model, learn, mirrored=True))
+        learn_rows.append(photo_features(base, learn, mirrored=True))
         learn_labels.append(np.full(2 * len(learn), j))
         first = sum(len(n) // 2 for n in numbers)
         numbers.append(np.tile(np.arange(first, first + len(learn)), 2))  # photos, then mirrors
         if held.any():
             kept = [p for p, h in zip(photos, held, strict=True) if h]
-            rows = pooled_features(model, kept, mirrored=cfg.flip_tta)  # (H or 2H, D)
+            rows = photo_features(base, kept, mirrored=cfg.flip_tta)  # (H or 2H, D)
             held_rows.append(rows[: len(kept)])
             if cfg.flip_tta:
                 held_mirrors.append(rows[len(kept) :])
@@ -135,7 +136,7 @@ def teach_fit(
     ``out_dir/taught.pt`` and ``taught.onnx`` (+ sidecar); return the report. UsageError for an
     empty store, a base that cannot be read, or a recording the model cannot say."""
     base = load_teach_base(base_path)
-    split = _read_store(store, base.model, say)
+    split = _read_store(store, base, say)
     start = time.perf_counter()
     model = learn_classifier(base, split.learn)
     linear_s = time.perf_counter() - start

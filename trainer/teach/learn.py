@@ -1,6 +1,6 @@
 """Teach mode's learning: the user's own words added to a trained backbone MT-Net, on a CPU.
 
-    base = load_teach_base(path)                          # shipped weights + replay features
+    base = load_teach_base(path)                          # trainer/teach/base.py
     model = learn_classifier(base, taught)                # a second: the new words are recognised
     refine_classifier(base, model, taught)                # seconds: …and better from few views
     model = learn_voice(base, model, taught, options)     # minutes (trainer/teach/voice.py)
@@ -8,7 +8,8 @@
 What is learned here (issue #13; not in the paper, which fixes its classes at training time):
 
 1. **Classifier** — the taught words' logits (``TaughtHead``: a linear layer on the centred,
-   unit-length pooled backbone features), fitted by L-BFGS as a logistic regression over all
+   unit-length pooled backbone features and, from a base with them, the frame's colour
+   histogram: trainer/mtnet/colour.py), fitted by L-BFGS as a logistic regression over all
    K words at once, with the shipped classes' rows fixed and *replay* features of their training
    images as the other side: known words keep their decisions unless a taught object is nearer.
 2. **Gate** — the taught words' own familiarity gate (``taught_gate``): a frame unlike every
@@ -18,7 +19,7 @@ What is learned here (issue #13; not in the paper, which fixes its classes at tr
 
 The voice (trainer/teach/voice.py) comes next. The backbone, FC_1^1/FC_2^1 and the cross-modal
 mapping stay frozen, so the shipped classes' φ^I are untouched. Shapes: R replay rows, N taught
-photos (mirrors included), D = 1280 pooled features.
+photos (mirrors included), D = 1280 pooled features (+ bins³ colour cells: TeachBase.colour_bins).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,12 +37,10 @@ from earsight.errors import UsageError
 from earsight.trainer.mtnet.config import MTNetConfig
 from earsight.trainer.mtnet.model import MTNet
 from earsight.trainer.mtnet.open_set import class_exemplars
+from earsight.trainer.teach.base import PHOTO_BATCH, TeachBase
 
 log = logging.getLogger(__name__)
 
-TEACH_BASE_FORMAT = 1
-REPLAY_PER_CLASS = 100  # shipped classes' training images kept as pooled features for replay
-CHECK_PER_CLASS = 20  # more of them, never learned from: do the known words survive teaching?
 # Taught gate memory rows per word: its photos and mirrors themselves up to this many (the
 # gate is calibrated on those rows), k-means centres beyond. 64 × 1280 fp16 = 160 kB a word.
 EXEMPLARS_PER_WORD = 64
@@ -52,7 +50,6 @@ CLASSIFIER_WEIGHT_DECAY = 1e-5
 TAUGHT_KEEP = 0.95  # share of unseen views of a taught thing its gate lets through
 STRANGERS_BELOW = 0.99  # …and midway to where 99 % of other things' familiarity ends
 CLASSIFIER_ITERATIONS = 200  # L-BFGS iterations; ~1 s for 100 words × 20 photos here
-PHOTO_BATCH = 32  # photos per backbone pass
 # The feature adapter (refine_classifier): hidden units, Adam steps of ADAPTER_BATCH rows at
 # ADAPTER_LR with ADAPTER_DECAY; 1,024 hidden units gave +0.2 points for 4× the time.
 ADAPTER_WIDTH = 256
@@ -64,17 +61,6 @@ ADAPTER_DECAY = 1e-2
 # confident, and untaught objects were "not sure" 72 % of the time (0.1: 93 %; 0.2: 95 %, but
 # taught views answered 95 %): COIL-100, 10 objects × 5 spread views.
 ADAPTER_SMOOTHING = 0.1
-
-
-@dataclass(frozen=True)
-class TeachBase:
-    """A shipped model ready to be taught: the model and replay of its training classes."""
-
-    model: MTNet
-    replay_pooled: np.ndarray  # (R, D) float32 pooled features of shipped training images
-    replay_labels: np.ndarray  # (R,) int64 class of each
-    check_pooled: np.ndarray  # (C, D) other training images of the shipped classes
-    check_labels: np.ndarray  # (C,)
 
 
 @dataclass(frozen=True)
@@ -90,56 +76,22 @@ class TaughtSet:
     photos: np.ndarray | None = None
 
 
-def save_teach_base(
-    model: MTNet,
-    pooled: np.ndarray,
-    labels: np.ndarray,
-    is_check: np.ndarray,
-    out: Path,
-    flip_tta: bool = False,
-) -> None:
-    """Write what teach mode needs from a trained backbone model: its config and inference
-    weights (fp16 storage), and pooled features (N, D) of shipped training images with their
-    labels (N,), ``is_check`` (N,) bool marking those kept for checking. ~20 MB for Lite0.
-    ``flip_tta``: taught models answer mirror-averaged (only for a model trained on mirrors)."""
-    from earsight.trainer.checkpoint import training_only_prefixes
-
-    slim = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    drop = training_only_prefixes(model.cfg)  # stage 1's encoder/decoder, ImageNet's classifier
-    payload = {
-        "format": TEACH_BASE_FORMAT,
-        "config": {**model.cfg.to_dict(), "flip_tta": flip_tta},
-        "model": {k: v for k, v in slim.items() if not k.startswith(drop)},
-        "pooled": torch.from_numpy(pooled.astype(np.float16)),
-        "labels": torch.from_numpy(labels.astype(np.int64)),
-        "is_check": torch.from_numpy(is_check.astype(bool)),
-    }
-    torch.save(payload, out)
-
-
-def load_teach_base(path: Path) -> TeachBase:
-    """The model and replay written by ``save_teach_base``; UsageError for another file."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as err:
-        raise UsageError(f"cannot read the teach base {path}: {err}", "reinstall EarSight") from err
-    if not isinstance(payload, dict) or payload.get("format") != TEACH_BASE_FORMAT:
-        raise UsageError(f"{path} is not a teach base of this version", "reinstall EarSight")
-    model = MTNet(MTNetConfig.from_dict(payload["config"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
-    model.load_state_dict(state, strict=False)  # training-only weights are not shipped
-    pooled, labels = payload["pooled"].float().numpy(), payload["labels"].numpy()
-    check = payload["is_check"].numpy()
-    return TeachBase(model.eval(), pooled[~check], labels[~check], pooled[check], labels[check])
-
-
 @torch.no_grad()
-def pooled_features(model: MTNet, photos: Sequence[np.ndarray], mirrored: bool = True):
+def pooled_features(
+    model: MTNet,
+    photos: Sequence[np.ndarray],
+    mirrored: bool = True,
+    colour_bins: int | None = None,
+) -> np.ndarray:
     """Photos (H, W, 3) uint8 of any size → pooled backbone features (N or 2N, D) float32, in
-    the order photos then their mirrors; fitted as the app fits a camera frame."""
+    the order photos then their mirrors; fitted as the app fits a camera frame. With
+    ``colour_bins`` (a base's TeachBase.colour_bins; None: a taught model's own) each row ends
+    with its colour histogram."""
     from earsight.trainer.data.preprocess import fit_to_input
+    from earsight.trainer.mtnet.colour import colour_histogram, join_colour
 
     cfg, enc = model.cfg, model.eval().image_encoder
+    colour_bins = cfg.taught_colour if colour_bins is None else colour_bins
     fitted = np.stack(
         [fit_to_input(p, cfg.image_size, cfg.image_size, cfg.input_crop) for p in photos]
     )
@@ -148,8 +100,17 @@ def pooled_features(model: MTNet, photos: Sequence[np.ndarray], mirrored: bool =
     for view in views:
         for start in range(0, len(view), PHOTO_BATCH):
             x = torch.from_numpy(np.ascontiguousarray(view[start : start + PHOTO_BATCH]))
-            out.append(enc.pool(enc.prepare(x.permute(0, 3, 1, 2).float())).numpy())
+            x = enc.prepare(x.permute(0, 3, 1, 2).float())  # (B, 3, H, W)
+            pooled = enc.pool(x)
+            if colour_bins:
+                pooled = join_colour(pooled, colour_histogram(x, colour_bins))
+            out.append(pooled.numpy())
     return np.concatenate(out)
+
+
+def photo_features(base: TeachBase, photos: Sequence[np.ndarray], mirrored: bool = True):
+    """``pooled_features`` as the base's replay rows are: with its colour cells, if any."""
+    return pooled_features(base.model, photos, mirrored, base.colour_bins)
 
 
 @torch.no_grad()
@@ -166,9 +127,12 @@ def answer_pooled(
     return model.class_probs(logits, p).numpy(), phi
 
 
-def taught_config(base: MTNetConfig, words: Sequence[str], exemplars: int) -> MTNetConfig:
+def taught_config(
+    base: MTNetConfig, words: Sequence[str], exemplars: int, colour_bins: int = 0
+) -> MTNetConfig:
     """The base config with ``words`` appended. A taught word may repeat a shipped one (the
-    user's own cat is still "cat"): two classes, one label, each with its own voice."""
+    user's own cat is still "cat"): two classes, one label, each with its own voice.
+    ``colour_bins``: their head reads the frame's colour histogram too (TeachBase's)."""
     if base.taught_words or not base.backbone:
         raise UsageError("teach mode starts from a shipped backbone model", "use the default")
     return dataclasses.replace(
@@ -178,6 +142,7 @@ def taught_config(base: MTNetConfig, words: Sequence[str], exemplars: int) -> MT
         taught_words=len(words),
         taught_exemplars=exemplars,
         taught_adapter=ADAPTER_WIDTH,
+        taught_colour=colour_bins,
     )
 
 
@@ -230,7 +195,8 @@ def learn_classifier(base: TeachBase, taught: TaughtSet) -> MTNet:
     src = base.model
     counts = np.bincount(taught.labels, minlength=len(taught.words))
     n_exemplars = int(np.minimum(counts, EXEMPLARS_PER_WORD).sum())  # class_exemplars' rows
-    model = MTNet(taught_config(src.cfg, taught.words, n_exemplars)).eval()
+    cfg = taught_config(src.cfg, taught.words, n_exemplars, base.colour_bins)
+    model = MTNet(cfg).eval()
     state = {**model.state_dict(), **src.state_dict()}
     state["taught.centre"] = torch.from_numpy(base.replay_pooled.mean(axis=0))
     model.load_state_dict(state)
@@ -327,37 +293,3 @@ def refine_classifier(
     for p in params:
         p.grad = None
     return loss.item()
-
-
-def build_teach_base(checkpoint: Path, out: Path, data_root: str | None = None) -> Path:
-    """The teach base of a trained backbone run: its weights and the pooled features of
-    REPLAY_PER_CLASS seeded training images per class (thumbnails used whole, as in training)."""
-    from earsight.trainer.checkpoint import load_model
-    from earsight.trainer.data.augment import trained_with_flips
-    from earsight.trainer.data.dataset import DatasetSpec, build_dataset
-    from earsight.trainer.data.preprocess import fit_batch
-
-    model, ckpt = load_model(checkpoint)
-    spec = DatasetSpec(**ckpt["dataset"])
-    if data_root is not None:
-        spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
-    train = build_dataset(spec).train
-    rng, per_class = np.random.default_rng(0), REPLAY_PER_CLASS + CHECK_PER_CLASS
-    picks, is_check = [], []
-    for k in range(model.cfg.n_classes):
-        members = np.flatnonzero(train.labels == k)
-        chosen = rng.choice(members, min(per_class, len(members)), replace=False)
-        n_check = round(len(chosen) * CHECK_PER_CLASS / per_class)
-        picks.append(chosen)
-        is_check.append(np.arange(len(chosen)) < n_check)
-    picks = np.concatenate(picks)
-    enc, side, rows = model.image_encoder, model.cfg.image_size, []
-    with torch.no_grad():
-        for start in range(0, len(picks), PHOTO_BATCH):
-            images = fit_batch(train.images[picks[start : start + PHOTO_BATCH]], side, 1.0, 3)
-            x = torch.from_numpy(images).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
-            rows.append(enc.pool(enc.prepare(x)).numpy())
-    flips = trained_with_flips(ckpt)  # taught models answer as the shipped one: mirror-averaged
-    labels, check = train.labels[picks], np.concatenate(is_check)
-    save_teach_base(model, np.concatenate(rows), labels, check, out, flip_tta=flips)
-    return out

@@ -24,7 +24,8 @@ import torch
 from earsight.errors import UsageError
 from earsight.trainer.mtnet.losses import generation_loss
 from earsight.trainer.mtnet.model import MTNet
-from earsight.trainer.teach.learn import TaughtSet, TeachBase
+from earsight.trainer.teach.base import TeachBase
+from earsight.trainer.teach.learn import TaughtSet
 
 Progress = Callable[[str], None]  # a spoken/printed progress line
 
