@@ -66,3 +66,27 @@ def test_thumbnails_bench_refuses_a_run_that_left_nothing_out(tmp_path, capsys):
 def test_views_spread_around_or_taken_in_a_short_turn():
     assert pick_views(4, "spread", 70).tolist() == [70, 16, 34, 52]
     assert pick_views(3, "consecutive", 71).tolist() == [71, 0, 1]
+
+
+def test_backgrounds_put_each_object_at_home_when_taught_and_elsewhere_when_asked():
+    pytest.importorskip("skimage.data", reason="scikit-image's sample photos")
+    import numpy as np
+
+    from earsight.trainer.teach.backgrounds import on_backgrounds
+
+    # Three "objects" × 4 views, as COIL has them: a bright disc on near-black (noise ≤ 20).
+    rng = np.random.default_rng(0)
+    views = rng.integers(0, 21, (12, 64, 64, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 15**2
+    views[:, disc] = (200, 120, 40)
+    objects = np.repeat([1, 2, 3], 4)
+    home, elsewhere = on_backgrounds(views, objects, seed=1)
+    assert (home[:, disc] == (200, 120, 40)).all() and (elsewhere[:, disc] == (200, 120, 40)).all()
+    corner = ~((yy - 32) ** 2 + (xx - 32) ** 2 < 20**2)  # surely background
+    for obj in (1, 2, 3):
+        rows = np.flatnonzero(objects == obj)
+        assert (home[rows][:, corner] == home[rows[0]][corner]).all()  # one place: home
+        for r in rows:  # asked about elsewhere: another photo behind it
+            assert np.abs(elsewhere[r][corner].astype(int) - home[r][corner]).mean() > 10
+    assert views[:, corner].max() <= 20 < home[:, corner].max()  # black is gone

@@ -17,6 +17,10 @@ of all words); answered (top probability ≥ the app's threshold) and right amon
 untaught views "not sure"; seconds to learn the linear fit and the refinement (without the
 backbone passes, which the cache makes once). All but the first column: the refined model.
 Rows are means over ``--trials`` draws. Figures go to docs/BENCHMARKS.md and the model card.
+
+``--backgrounds``: the objects pasted on real photos (trainer/teach/backgrounds.py), the taught
+views of each on one background (where it was taught), every asked-about view on another: what
+a cue that learns the place instead of the thing would lose.
 """
 
 from __future__ import annotations
@@ -126,11 +130,32 @@ def colour_rows(model, images: np.ndarray, crop: float | None, bins: int) -> np.
     return np.concatenate(out)
 
 
-def coil_features(base: TeachBase, coil: Coil) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features (7200, D) of every view and of its mirror, through the trunk cache."""
+@dataclass(frozen=True)
+class CoilFeatures:
+    """Pooled features (7200, D) of every view as taught and as asked about, and of their
+    mirrors: the same on COIL's black; two scenes with --backgrounds (teach/backgrounds.py)."""
+
+    taught: np.ndarray
+    taught_mirrors: np.ndarray
+    tested: np.ndarray
+    tested_mirrors: np.ndarray
+
+
+def coil_features(base: TeachBase, coil: Coil, backgrounds: bool = False) -> CoilFeatures:
+    """Every view's pooled features and its mirror's, through the trunk cache; with
+    ``backgrounds`` the taught views at their object's home, the asked-about ones elsewhere."""
     bins = base.colour_bins
-    plain = cached_pooled(base.model, coil.images, False, "COIL-100", colour_bins=bins)
-    return plain, cached_pooled(base.model, coil.images, True, "COIL-100 mirrored", None, bins)
+
+    def both(images: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
+        plain = cached_pooled(base.model, images, False, label, colour_bins=bins)
+        return plain, cached_pooled(base.model, images, True, f"{label} mirrored", None, bins)
+
+    if not backgrounds:
+        return CoilFeatures(*both(coil.images, "COIL-100"), *both(coil.images, "COIL-100"))
+    from earsight.trainer.teach.backgrounds import on_backgrounds
+
+    home, elsewhere = on_backgrounds(coil.images, coil.objects)
+    return CoilFeatures(*both(home, "COIL-100 at home"), *both(elsewhere, "COIL-100 elsewhere"))
 
 
 def pick_views(n: int, mode: str, start: int) -> np.ndarray:
@@ -139,7 +164,7 @@ def pick_views(n: int, mode: str, start: int) -> np.ndarray:
     return np.array([(start + round(i * step)) % VIEWS_PER_OBJECT for i in range(n)])
 
 
-def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict[str, float]:
+def run_case(base, feats: CoilFeatures, coil, k: int, n: int, mode: str, rng) -> dict[str, float]:
     """One draw: teach ``k`` objects from ``n`` views each, score the rest."""
     taught_objects = rng.choice(np.arange(1, 101), k, replace=False)
     train_idx, test_idx, labels, test_labels = [], [], [], []
@@ -155,14 +180,15 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
     words = tuple(f"object {o}" for o in taught_objects)
     taught = TaughtSet(
         words,
-        np.concatenate([feats[train_idx], mirrors[train_idx]]),
+        np.concatenate([feats.taught[train_idx], feats.taught_mirrors[train_idx]]),
         np.concatenate([labels, labels]),
         np.zeros((k, 1), np.float32),  # the classifier does not need the recordings
         np.tile(np.arange(len(train_idx)), 2),  # the views, then their mirrors
     )
-    test = feats[np.array(test_idx)]
+    flip_tta = base.model.cfg.flip_tta
+    test = feats.tested[np.array(test_idx)]
     # the taught model answers as the shipped one does: mirror-averaged when cfg.flip_tta
-    test_mirrored = mirrors[np.array(test_idx)] if base.model.cfg.flip_tta else None
+    test_mirrored = feats.tested_mirrors[np.array(test_idx)] if flip_tta else None
     start = time.perf_counter()
     model = learn_classifier(base, taught)
     linear_s = time.perf_counter() - start
@@ -185,9 +211,9 @@ def run_case(base, feats, mirrors, coil, k: int, n: int, mode: str, rng) -> dict
     }
     others = ~np.isin(coil.objects, taught_objects)
     if others.any():
-        others_mirrored = mirrors[others] if base.model.cfg.flip_tta else None
+        others_mirrored = feats.tested_mirrors[others] if flip_tta else None
         row["untaught_not_sure"] = (
-            answer_pooled(model, feats[others], others_mirrored)[0].max(1) < THRESHOLD
+            answer_pooled(model, feats.tested[others], others_mirrored)[0].max(1) < THRESHOLD
         ).mean()
     return row
 
@@ -202,12 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", default="1,3,5,10", help="N values, comma-separated")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--backgrounds",
+        action="store_true",
+        help="objects pasted on real photos: taught on one, asked about on others",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         base = load_teach_base(args.base)
         coil = load_coil(args.coil)
-        feats, mirrors = coil_features(base, coil)
+        feats = coil_features(base, coil, args.backgrounds)
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -220,10 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in map(int, args.views.split(",")):
             for mode in ("spread", "consecutive") if n > 1 else ("spread",):
                 rng = np.random.default_rng([args.seed, k, n])
-                rows = [
-                    run_case(base, feats, mirrors, coil, k, n, mode, rng)
-                    for _ in range(args.trials)
-                ]
+                rows = [run_case(base, feats, coil, k, n, mode, rng) for _ in range(args.trials)]
                 mean = {key: np.mean([r[key] for r in rows]) for key in rows[0]}
                 untaught = mean.get("untaught_not_sure")
                 print(
