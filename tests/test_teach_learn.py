@@ -128,8 +128,11 @@ def test_the_shipped_teach_base_answers_as_the_shipped_model():
     from earsight.app.models import DEFAULT_MODEL, MODELS_DIR, teach_base_path
 
     sidecar = json.loads((MODELS_DIR / f"{DEFAULT_MODEL}.onnx.json").read_text())
+    from earsight.trainer.mtnet.colour import COLOUR_BINS
+
     base = load_teach_base(teach_base_path())
     assert base.model.cfg.flip_tta == sidecar["config"]["flip_tta"]
+    assert base.colour_bins == COLOUR_BINS  # taught words read the frame's colours too
 
 
 def test_taught_gate_passes_new_views_and_not_other_things(teach_base):
