@@ -189,13 +189,25 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="earsight", description="Press a key, hear what the camera sees.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
+    _add_verbosity(parser, default=False)
     parser.add_argument("--version", action="version", version=f"earsight {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # `earsight live -q` as well as `earsight -q live`
+        _add_verbosity(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default: object) -> None:
+    """-v / -q; a subcommand's default SUPPRESS keeps what was given before the command."""
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="debug messages"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="only results and errors"
+    )
 
 
 def _version() -> str:

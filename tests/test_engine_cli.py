@@ -123,3 +123,18 @@ def test_bench_gap_is_slept_between_runs_not_timed(engine_onnx, capsys):
     assert not row.error and row.cpu_ms[1] > 0
     assert row.latency_ms[1][0] < 50.0  # a 50 ms sleep inside the timed run would show here
     assert _run(capsys, "bench", "--gap-s", "-1")[0] == 2
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_works_before_or_after_the_command(capsys, tmp_path, where):
+    from earsight.app.models import ASSETS_DIR
+
+    image = str(ASSETS_DIR / "samples" / "cifar10" / "airplane-test0000.jpg")
+    args = ["describe", image, "--out", str(tmp_path)]
+    argv = ["-q", *args] if where == "before" else [*args, "-q"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("airplane-test0000.jpg: ")  # the answer first: no backend line
+    assert not any(line.startswith("backend ") for line in out), out
+    assert main(args) == 0  # without -q the backend line is there
+    assert any(line.startswith("backend ") for line in capsys.readouterr().out.splitlines())
