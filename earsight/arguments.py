@@ -39,3 +39,21 @@ def int_list(text: str) -> tuple[int, ...]:
 
 def str_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """--help shows each option's default, "(default: 3e-4)", where there is one to show: not
+    for flags, unset options (None: the preset's or the data's) or defaults the help names."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default  # 0 is shown, so "in (None, False)" would not do (0 == False)
+        unset = default is None or default is False or default is argparse.SUPPRESS
+        if (
+            "default" in text
+            or not action.option_strings
+            or unset
+            or (isinstance(default, (tuple, list)) and not default)
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)".strip()

@@ -168,3 +168,16 @@ def test_the_report_shows_the_whole_run_not_just_up_to_the_best_epoch(tmp_path):
     assert history == full and len(history) == 4 and best_epoch == 1
     plot_curves(history, tmp_path / "curves.png", best_epoch)
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_help_names_each_default_and_not_the_unset_ones(capsys):
+    from earsight.trainer.fit import build_parser
+    from earsight.trainer.training.train import TrainOptions
+
+    build_parser().print_help()
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert f"Adam's learning rate (default: {TrainOptions().lr})" in text
+    assert "of Eq. 4's targets (default: 0.0)" in text  # 0 is a default to show
+    assert "--seed SEED draws of weights and batches (default: 0)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "continue from --out/last.pt (default" not in text  # a flag has none to show

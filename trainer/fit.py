@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from earsight.arguments import positive_int
+from earsight.arguments import DefaultsHelpFormatter, positive_int
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.checkpoint import training_only_prefixes
 from earsight.trainer.data.dataset import DatasetSpec, build_dataset
@@ -96,12 +96,14 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
 
 def build_parser() -> argparse.ArgumentParser:
     # prog from argv[0]: fit.py, or earsight-train as a console script
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=DefaultsHelpFormatter
+    )
     _data_arguments(p.add_argument_group("data"))
     _model_arguments(p.add_argument_group("model"))
     _training_arguments(p.add_argument_group("training"), TrainOptions())
     run = p.add_argument_group("run")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="draws of weights and batches")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     run.add_argument(
         "--threads", type=positive_int, help="CPU threads for torch (default: all cores)"
@@ -140,7 +142,7 @@ def _data_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def _model_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--preset", choices=sorted(PRESETS), default="compact")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="compact", help="architecture")
     g.add_argument("--ablation", choices=ABLATIONS, default="full", help="paper Table 3 rows")
     g.add_argument(
         "--arch",
@@ -154,11 +156,18 @@ def _model_arguments(g: argparse._ArgumentGroup) -> None:
 def _training_arguments(g: argparse._ArgumentGroup, d: TrainOptions) -> None:
     g.add_argument("--epochs", type=int, default=d.epochs, help="stage 2 (joint) epochs")
     g.add_argument("--ae-epochs", type=int, default=d.ae_epochs, help="stage 1 epochs")
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--lr", type=float, default=d.lr)
-    g.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule)
-    g.add_argument("--augment", choices=("auto", "none", "shift", "shift+flip"), default="auto")
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
+    g.add_argument("--lr", type=float, default=d.lr, help="Adam's learning rate")
+    g.add_argument("--schedule", choices=("cosine", "constant"), default=d.schedule, help="of --lr")
+    g.add_argument(
+        "--augment",
+        choices=("auto", "none", "shift", "shift+flip"),
+        default="auto",
+        help="training image changes (auto: shift+flip for photos, shift for digits)",
+    )
+    g.add_argument(
+        "--label-smoothing", type=float, default=d.label_smoothing, help="of Eq. 4's targets"
+    )
     g.add_argument(
         "--cutout", type=int, default=d.cutout, help="blank a square of this side (px) per image"
     )
