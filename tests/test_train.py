@@ -281,6 +281,9 @@ def test_describe_prints_both_presets():
         return float(next(r for r in text.splitlines() if r.startswith("| compact")).split("|")[-2])
 
     assert compact_gmac(wider.stdout) > compact_gmac(wide.stdout) > 0  # --arch reaches the sizes
+    one = _run([sys.executable, fit_py, "--describe", "--preset", "efficientnet-lite0"])
+    rows = [r for r in one.stdout.splitlines() if r.startswith("| ") and "preset" not in r]
+    assert rows and all(r.startswith("| efficientnet-lite0 |") for r in rows), one.stdout
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
     python trainer/fit.py --dataset mnist --data-root DIR --preset compact --out runs/mnist
     python trainer/fit.py ... --resume                 # continue after a kill (≤ 1 epoch lost)
     torchrun --nproc-per-node 2 trainer/fit.py ...     # data-parallel (NCCL on GPUs, gloo on CPU)
-    python trainer/fit.py --describe                   # parameters and GMAC per image, both presets
+    python trainer/fit.py --describe [--preset P]     # parameters and GMAC per image, per preset
 
 Writes into --out: last.pt (every epoch), best.pt (best validation generation loss),
 metrics.json (test split, trainer/evaluate.py's columns) and report.md with PNG figures.
@@ -49,8 +49,11 @@ DESCRIBE_SHAPES = {
 }
 
 
-def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str:
-    """Markdown table of model sizes per preset and dataset, with ``--arch`` changes applied."""
+def describe(
+    dataset: str | None, arch: list[str] | tuple[str, ...] = (), preset: str | None = None
+) -> str:
+    """Markdown table of model sizes per preset (or the one ``preset``) and dataset, with
+    ``--arch`` changes applied."""
     changes = arch_changes(arch)
     if dataset is not None and dataset not in DESCRIBE_SHAPES:  # digits, folder: their own sizes
         raise UsageError(
@@ -62,13 +65,13 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
         "|---|---|---|---|---|---|",
     ]
     refused: list[UsageError] = []
-    for preset in PRESETS:
+    for name_of_preset in (preset,) if preset else PRESETS:
         for name, (size, channels, classes, length) in DESCRIBE_SHAPES.items():
             if dataset not in (None, name):
                 continue
             try:
                 cfg = checked_config(
-                    preset,
+                    name_of_preset,
                     image_size=size,
                     image_channels=channels,
                     n_classes=classes,
@@ -86,7 +89,7 @@ def describe(dataset: str | None, arch: list[str] | tuple[str, ...] = ()) -> str
                 p.numel() for n, p in model.named_parameters() if not n.startswith(training_only)
             )
             rows.append(
-                f"| {preset} | {name} | {length} | {total / 1e6:.2f} M | "
+                f"| {name_of_preset} | {name} | {length} | {total / 1e6:.2f} M | "
                 f"{infer / 1e6:.2f} M | {inference_macs(cfg) / 1e9:.3f} |"
             )
     if len(rows) == 2 and refused:
@@ -142,7 +145,10 @@ def _data_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def _model_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--preset", choices=sorted(PRESETS), default="compact", help="architecture")
+    # None = compact for training, every preset for --describe
+    g.add_argument(
+        "--preset", choices=sorted(PRESETS), help="architecture (default: compact; --describe: all)"
+    )
     g.add_argument("--ablation", choices=ABLATIONS, default="full", help="paper Table 3 rows")
     g.add_argument(
         "--arch",
@@ -207,7 +213,7 @@ def _init_distributed(device: str) -> str:
 
 def train_options(args: argparse.Namespace, device: str) -> TrainOptions:
     return TrainOptions(
-        preset=args.preset,
+        preset=args.preset or "compact",
         ablation=args.ablation,
         arch=tuple(args.arch),
         ae_epochs=args.ae_epochs,
@@ -228,7 +234,7 @@ def train_options(args: argparse.Namespace, device: str) -> TrainOptions:
 
 def run(args: argparse.Namespace) -> int:
     if args.describe:
-        print(describe(args.dataset, args.arch))
+        print(describe(args.dataset, args.arch, args.preset))
         return 0
     if args.dataset is None or args.out is None:
         raise UsageError("--dataset and --out are required", "see python trainer/fit.py --help")
