@@ -173,12 +173,15 @@ class MTNet(nn.Module):
         """Prepared (B, C, H, W) → pooled (B, C_pool) and φ^I (B, D_i); with cfg.flip_tta the
         encoder sees the image and its mirror as one batch of 2B and both are averaged."""
         views = torch.cat([x, mirror(x)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
+        n_views = 2 if self.cfg.flip_tta else 1
         pooled = self.image_encoder.pool(views)  # (V·B, 1280)
         if self.cfg.taught_colour:  # teach mode's colour cells: (V·B, 1280 + bins³)
             from earsight.trainer.mtnet.colour import colour_histogram, join_colour
 
-            pooled = join_colour(pooled, colour_histogram(views, self.cfg.taught_colour))
-        return self.average_views(pooled, 2 if self.cfg.flip_tta else 1)
+            # a mirror has its image's histogram: counted once (~1 ms a view on a 2-core CPU)
+            colour = colour_histogram(x, self.cfg.taught_colour).repeat(n_views, 1)
+            pooled = join_colour(pooled, colour)
+        return self.average_views(pooled, n_views)
 
     def average_views(self, pooled: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled features (V·B, C_pool) of V views of B images, view-major (all of view 0,
