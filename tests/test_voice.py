@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from earsight.app.sound.voice import CHATTY, NORMAL, SILENT, StatusVoice, plain_line
+from earsight.app.sound.lines import plain_line
+from earsight.app.sound.voice import CHATTY, NORMAL, SILENT, StatusVoice
 from tests.alsa_null import AlsaNull
 
 ESPEAK_RATE = 22_050  # Hz, 16-bit mono: what pyttsx3's espeak driver hands to aplay

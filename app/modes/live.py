@@ -37,8 +37,8 @@ from earsight.app.modes.live_parts import (
     LiveWatcher,
 )
 from earsight.app.sound import earcons
+from earsight.app.sound.lines import print_line
 from earsight.app.sound.recorder import Recorder
-from earsight.app.sound.voice import print_line
 
 # app.sound.audio and app.modes.answer are imported where needed, not with this module
 if TYPE_CHECKING:

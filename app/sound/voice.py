@@ -28,13 +28,12 @@ once and messages are only printed: status speech never stops the app.
 from __future__ import annotations
 
 import logging
-import re
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from earsight.app.sound.lines import Printer, plain_line, print_line
 from earsight.app.sound.players import (
     kill_players,
     player_problem,
@@ -55,30 +54,6 @@ CUT_POLL_S = 0.02  # how often an interruption looks for the player process
 CUT_STOP_AFTER_S = 0.3  # no player process by then: the driver plays itself, use engine.stop()
 CUT_GIVE_UP_S = 1.0  # an interrupted utterance counts as over after this, reported or not
 UTTERANCE_MAX_S = 30.0  # longest a single message may keep the speech thread
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # colour and cursor escape sequences
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-Printer = Callable[[str], None]
-
-
-_PRINT_LOCK = threading.Lock()
-
-
-def print_line(message: str) -> None:
-    """The default printer: one line on stdout, flushed so a screen reader gets it now.
-
-    One write of the whole line under a lock: print() writes the text and its newline apart,
-    so two threads' lines could run together ("…: stoppingstopping")."""
-    with _PRINT_LOCK:
-        sys.stdout.write(f"{message}\n")
-        sys.stdout.flush()
-
-
-def plain_line(message: str) -> str:
-    """One line without escape codes or control characters, whitespace collapsed."""
-    return " ".join(_CONTROL.sub(" ", _ANSI.sub("", str(message))).split())
-
 
 # --- the process's one pyttsx3 engine -------------------------------------------------------
 # pyttsx3 keeps one espeak instance per process and its driver's destructor unregisters the
