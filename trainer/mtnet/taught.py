@@ -29,7 +29,9 @@ class TaughtHead(nn.Module):
     learns to say in the user's recording; a frame's φ moves from the cross-modal mapping's
     toward the codes by the taught words' (sharpened) probabilities q (B, K_t), so the word heard
     is the word the classifier chose, however unlike the photos the frame's own φ is.
-    D_u = 1280, or 1280 + bins³ with cfg.taught_colour's colour cells (trainer/mtnet/colour.py).
+    D_u = 1280, or 1280 + bins³ with cfg.taught_colour's colour cells (trainer/mtnet/colour.py):
+    the taught words that read them told 100 COIL-100 objects from 10 consecutive views apart
+    93.6 % of the time, against 87.7 % on the pooled features alone (docs/BENCHMARKS.md).
     """
 
     def __init__(self, cfg: MTNetConfig) -> None:
