@@ -151,7 +151,8 @@ def coil_features(base: TeachBase, coil: Coil, backgrounds: bool = False) -> Coi
         return plain, cached_pooled(base.model, images, True, f"{label} mirrored", None, bins)
 
     if not backgrounds:
-        return CoilFeatures(*both(coil.images, "COIL-100"), *both(coil.images, "COIL-100"))
+        views = both(coil.images, "COIL-100")  # taught and asked about in the same scene
+        return CoilFeatures(*views, *views)
     from earsight.trainer.teach.backgrounds import on_backgrounds
 
     home, elsewhere = on_backgrounds(coil.images, coil.objects)
