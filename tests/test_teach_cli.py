@@ -241,6 +241,24 @@ def test_bad_input_is_one_line_and_keeps_what_is_taught(taught, spoken, args, wo
 
 
 @pytest.mark.faults
+@pytest.mark.parametrize("kind", ["torn", "onnx"])
+def test_a_base_that_is_not_a_teach_base_is_one_line_and_keeps_the_words(taught, kind):
+    pytest.importorskip("torch", reason="learning needs the trainer (torch)")
+    from earsight.app.models import DEFAULT_MODEL, MODELS_DIR
+
+    base = taught / "torn.teach.pt"
+    base.write_bytes(b"x")  # a torn download; or a model file given as the base
+    if kind == "onnx":
+        base = MODELS_DIR / f"{DEFAULT_MODEL}.onnx"
+    before = snapshot(taught / "taught")
+    env = {**os.environ, "EARSIGHT_TEACH": str(taught / "taught")}
+    cmd = [*EARSIGHT, "teach", "--learn", "--base", str(base), "--no-speech"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    one_line_error(done, "cannot read the teach base", str(base))
+    assert snapshot(taught / "taught") == before
+
+
+@pytest.mark.faults
 def test_without_a_microphone_teach_says_so_in_one_line_before_the_camera(tmp_path):
     """earsight.app.sound.microphone is blocked (as if not built) so the test holds once it exists
     too."""

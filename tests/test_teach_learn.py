@@ -367,6 +367,7 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
 
 
 def test_a_base_without_colour_teaches_as_before_and_add_colour_gives_it(teach_base, tmp_path):
+    from earsight.app.models import DEFAULT_MODEL, MODELS_DIR
     from earsight.errors import UsageError
     from earsight.trainer.data.dataset import DatasetSpec
     from earsight.trainer.mtnet.colour import COLOUR_BINS
@@ -398,3 +399,8 @@ def test_a_base_without_colour_teaches_as_before_and_add_colour_gives_it(teach_b
     assert load_teach_base(old_path).colour_bins == COLOUR_BINS
     with pytest.raises(UsageError, match="was not built from this digits copy"):
         add_colour(old_path, DatasetSpec(source="digits", limit_train=150, limit_test=20))
+    torn = tmp_path / "torn.teach.pt"
+    torn.write_bytes(b"x")  # not even a zip: torch raises its unpickling error
+    for not_a_base in (tmp_path / "missing.teach.pt", torn, MODELS_DIR / f"{DEFAULT_MODEL}.onnx"):
+        with pytest.raises(UsageError, match="teach base"):  # one line, nothing written
+            add_colour(not_a_base, spec)

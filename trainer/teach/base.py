@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from earsight.errors import EarSightError, UsageError
+from earsight.errors import EarSightError, UsageError, first_line
 from earsight.trainer.mtnet.colour import colour_histogram
 from earsight.trainer.mtnet.config import MTNetConfig
 from earsight.trainer.mtnet.model import MTNet
@@ -85,8 +85,11 @@ def load_teach_base(path: Path) -> TeachBase:
     """The model and replay written by ``save_teach_base``; UsageError for another file."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as err:
-        raise UsageError(f"cannot read the teach base {path}: {err}", "reinstall EarSight") from err
+    except Exception as err:  # torch raises many types for torn or foreign files (as checkpoint.py)
+        reason = first_line(err) if isinstance(err, OSError) else type(err).__name__
+        raise UsageError(
+            f"cannot read the teach base {path}: {reason}", "reinstall EarSight"
+        ) from err
     if not isinstance(payload, dict) or payload.get("format") != TEACH_BASE_FORMAT:
         raise UsageError(f"{path} is not a teach base of this version", "reinstall EarSight")
     model = MTNet(MTNetConfig.from_dict(payload["config"]))
@@ -158,8 +161,8 @@ def add_colour(path: Path, spec: DatasetSpec) -> float:
     hundredths); UsageError when the picks' labels show another dataset."""
     from earsight.trainer.data.dataset import build_dataset
 
+    base = load_teach_base(path)  # first: a file that is not a base is a UsageError
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    base = load_teach_base(path)
     train = build_dataset(spec).train
     picks, _ = replay_picks(train.labels, len(base.model.cfg.labels))
     if not np.array_equal(train.labels[picks], payload["labels"].numpy()):
