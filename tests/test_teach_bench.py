@@ -81,7 +81,7 @@ def test_backgrounds_put_each_object_at_home_when_taught_and_elsewhere_when_aske
     disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 15**2
     views[:, disc] = (200, 120, 40)
     objects = np.repeat([1, 2, 3], 4)
-    home, elsewhere = on_backgrounds(views, objects, seed=1)
+    home, elsewhere, bare = on_backgrounds(views, objects, seed=1)
     assert (home[:, disc] == (200, 120, 40)).all() and (elsewhere[:, disc] == (200, 120, 40)).all()
     corner = ~((yy - 32) ** 2 + (xx - 32) ** 2 < 20**2)  # surely background
     for obj in (1, 2, 3):
@@ -89,4 +89,6 @@ def test_backgrounds_put_each_object_at_home_when_taught_and_elsewhere_when_aske
         assert (home[rows][:, corner] == home[rows[0]][corner]).all()  # one place: home
         for r in rows:  # asked about elsewhere: another photo behind it
             assert np.abs(elsewhere[r][corner].astype(int) - home[r][corner]).mean() > 10
+        assert (bare[obj - 1][corner] == home[rows[0]][corner]).all()  # the same place, bare
+        assert np.abs(bare[obj - 1][disc].astype(int) - (200, 120, 40)).mean() > 10  # no disc
     assert views[:, corner].max() <= 20 < home[:, corner].max()  # black is gone

@@ -63,20 +63,23 @@ def _crop(photo: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
 
 def on_backgrounds(
     images: np.ndarray, objects: np.ndarray, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COIL views (N, H, W, 3) of ``objects`` (N,) → two scenes of them, both (N, H, W, 3):
     *home*, every view of an object on that object's one crop (where it is taught), and
-    *elsewhere*, each view on its own crop of a photo other than its object's home photo."""
+    *elsewhere*, each view on its own crop of a photo other than its object's home photo;
+    and the homes bare (O, H, W, 3), one per object in ``np.unique(objects)`` order (the
+    place without the thing: it must be "not sure")."""
     photos, rng = background_photos(), np.random.default_rng(seed)
     side, masks = images.shape[1], object_masks(images)[..., None]  # (N, H, W, 1)
     home, elsewhere = np.empty_like(images), np.empty_like(images)
-    for obj in np.unique(objects):
+    bare = np.empty((len(np.unique(objects)), *images.shape[1:]), images.dtype)
+    for i, obj in enumerate(np.unique(objects)):
         rows = np.flatnonzero(objects == obj)
         k = int(rng.integers(len(photos)))
-        backdrop = _crop(photos[k], side, rng)
+        backdrop = bare[i] = _crop(photos[k], side, rng)
         others = [j for j in range(len(photos)) if j != k]
         home[rows] = np.where(masks[rows], images[rows], backdrop)
         for r in rows:
             away = _crop(photos[int(rng.choice(others))], side, rng)
             elsewhere[r] = np.where(masks[r], images[r], away)
-    return home, elsewhere
+    return home, elsewhere, bare

@@ -20,7 +20,8 @@ Rows are means over ``--trials`` draws. Figures go to docs/BENCHMARKS.md and the
 
 ``--backgrounds``: the objects pasted on real photos (trainer/teach/backgrounds.py), the taught
 views of each on one background (where it was taught), every asked-about view on another: what
-a cue that learns the place instead of the thing would lose.
+a cue that learns the place instead of the thing would lose; and each taught object's home
+without it (the empty place where it was taught), which must be answered "not sure".
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ class CoilFeatures:
     taught_mirrors: np.ndarray
     tested: np.ndarray
     tested_mirrors: np.ndarray
+    bare_homes: np.ndarray | None = None  # (100, D) each object's home without it
+    bare_homes_mirrors: np.ndarray | None = None
 
 
 def coil_features(base: TeachBase, coil: Coil, backgrounds: bool = False) -> CoilFeatures:
@@ -155,8 +158,12 @@ def coil_features(base: TeachBase, coil: Coil, backgrounds: bool = False) -> Coi
         return CoilFeatures(*views, *views)
     from earsight.trainer.teach.backgrounds import on_backgrounds
 
-    home, elsewhere = on_backgrounds(coil.images, coil.objects)
-    return CoilFeatures(*both(home, "COIL-100 at home"), *both(elsewhere, "COIL-100 elsewhere"))
+    home, elsewhere, bare = on_backgrounds(coil.images, coil.objects)
+    return CoilFeatures(
+        *both(home, "COIL-100 at home"),
+        *both(elsewhere, "COIL-100 elsewhere"),
+        *both(bare, "COIL-100 homes bare"),
+    )
 
 
 def pick_views(n: int, mode: str, start: int) -> np.ndarray:
@@ -210,6 +217,11 @@ def run_case(base, feats: CoilFeatures, coil, k: int, n: int, mode: str, rng) ->
         "linear_s": linear_s,
         "refine_s": refine_s,
     }
+    if feats.bare_homes is not None:  # the taught things' places, empty: "not sure"
+        homes = np.searchsorted(np.unique(coil.objects), taught_objects)
+        homes_mirrored = feats.bare_homes_mirrors[homes] if flip_tta else None
+        probs, _ = answer_pooled(model, feats.bare_homes[homes], homes_mirrored)
+        row["bare_home_not_sure"] = (probs.max(1) < THRESHOLD).mean()
     others = ~np.isin(coil.objects, taught_objects)
     if others.any():
         others_mirrored = feats.tested_mirrors[others] if flip_tta else None
@@ -245,21 +257,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(
         "| objects | views | taken | linear fit right | taught right | answered "
-        "| right of answered | untaught not sure | seconds: linear / refined |"
+        "| right of answered | untaught not sure | bare home not sure "
+        "| seconds: linear / refined |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for k in map(int, args.objects.split(",")):
         for n in map(int, args.views.split(",")):
             for mode in ("spread", "consecutive") if n > 1 else ("spread",):
                 rng = np.random.default_rng([args.seed, k, n])
                 rows = [run_case(base, feats, coil, k, n, mode, rng) for _ in range(args.trials)]
                 mean = {key: np.mean([r[key] for r in rows]) for key in rows[0]}
-                untaught = mean.get("untaught_not_sure")
+                untaught, bare = (
+                    "–" if mean.get(key) is None else f"{mean[key]:.1%}"
+                    for key in ("untaught_not_sure", "bare_home_not_sure")
+                )
                 print(
                     f"| {k} | {n} | {mode if n > 1 else '–'} | {mean['linear_right']:.1%} "
                     f"| {mean['taught_right']:.1%} | {mean['answered']:.1%} "
-                    f"| {mean['right_of_answered']:.1%} | "
-                    f"{'–' if untaught is None else f'{untaught:.1%}'} "
+                    f"| {mean['right_of_answered']:.1%} | {untaught} | {bare} "
                     f"| {mean['linear_s']:.1f} / {mean['refine_s']:.1f} |",
                     flush=True,
                 )
