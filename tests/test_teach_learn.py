@@ -4,6 +4,11 @@ an efficientnet-lite0 MT-Net trained one epoch on sklearn digits, taught two rea
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -404,3 +409,48 @@ def test_a_base_without_colour_teaches_as_before_and_add_colour_gives_it(teach_b
     for not_a_base in (tmp_path / "missing.teach.pt", torn, MODELS_DIR / f"{DEFAULT_MODEL}.onnx"):
         with pytest.raises(UsageError, match="teach base"):  # one line, nothing written
             add_colour(not_a_base, spec)
+
+
+@pytest.mark.faults
+@pytest.mark.skipif(
+    shutil.which("unshare") is None
+    or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0,
+    reason="needs a private mount namespace (unshare -m, root) for a full tmpfs",
+)
+def test_add_colour_on_a_full_disk_is_one_line_and_keeps_the_base(teach_base, tmp_path):
+    """add_colour rewrites a base in place: on a real full disk (a tmpfs with room for the
+    base and not for it with its histograms) the base stays byte for byte, no temporary left.
+    (Written straight over, it was torn: half a file, and a traceback.)"""
+    payload = torch.load(teach_base, map_location="cpu", weights_only=True)
+    growth = payload.pop("colour").numel() * 2  # bytes the histograms add (fp16)
+    old = tmp_path / "old.teach.pt"
+    torch.save(payload, old)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    kib = (old.stat().st_size + growth // 2) // 1024  # the base fits, not it with its colour
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from earsight.errors import EarSightError\n"
+        "from earsight.trainer.data.dataset import DatasetSpec\n"
+        "from earsight.trainer.teach.base import add_colour\n"
+        "spec = DatasetSpec('digits', limit_train=200, limit_test=20)\n"
+        "try: add_colour(Path(sys.argv[1]), spec)\n"
+        "except EarSightError as err: print(f'error: {err}', file=sys.stderr); sys.exit(2)\n"
+    )
+    base = disk / "b.teach.pt"
+    script = (
+        f'mount -t tmpfs -o size={kib}k tmpfs "{disk}" && cp "{old}" "{base}" && '
+        f'"$@" -c "$CODE" "{base}"; echo "rc=$?"; sha256sum "{base}"; ls -a "{disk}"'
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "-", sys.executable],
+        env={**os.environ, "CODE": code, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Traceback" not in done.stderr and "rc=2" in done.stdout, done.stderr[-2000:]
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1 and "could not save" in errors[0] and "kept" in errors[0], errors
+    assert hashlib.sha256(old.read_bytes()).hexdigest() in done.stdout  # unchanged
+    assert ".tmp" not in done.stdout.split("rc=2")[1], done.stdout

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError, first_line
+from earsight.trainer.checkpoint import save_checkpoint
 from earsight.trainer.mtnet.colour import colour_histogram
 from earsight.trainer.mtnet.config import MTNetConfig
 from earsight.trainer.mtnet.model import MTNet
@@ -78,7 +79,7 @@ def save_teach_base(
     }
     if colour is not None:
         payload["colour"] = torch.from_numpy(colour.astype(np.float16))
-    torch.save(payload, out)
+    save_checkpoint(out, payload)  # atomic: a full disk keeps the previous file, whole
 
 
 def load_teach_base(path: Path) -> TeachBase:
@@ -158,7 +159,8 @@ def add_colour(path: Path, spec: DatasetSpec) -> float:
     """Give a base written before the colour cue its replay images' colour histograms: the
     same seeded picks from the dataset the model was trained on (``spec``). Returns the largest
     difference between the stored pooled features and those recomputed (fp16 storage: a few
-    hundredths); UsageError when the picks' labels show another dataset."""
+    hundredths); UsageError when the picks' labels show another dataset; CheckpointError
+    (one line, the base unchanged) when it cannot be written."""
     from earsight.trainer.data.dataset import build_dataset
 
     base = load_teach_base(path)  # first: a file that is not a base is a UsageError
@@ -172,7 +174,8 @@ def add_colour(path: Path, spec: DatasetSpec) -> float:
     pooled, colour = image_rows(base.model, train.images[picks])
     drift = float(np.abs(pooled - payload["pooled"].float().numpy()).max())
     payload["colour"] = torch.from_numpy(colour.astype(np.float16))
-    torch.save(payload, path)
+    # in place, atomically: a failed write (a full disk) leaves the base as it was
+    save_checkpoint(path, payload, fix="free disk space, then run --add-colour again")
     return drift
 
 
