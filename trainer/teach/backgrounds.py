@@ -72,8 +72,9 @@ def on_backgrounds(
     photos, rng = background_photos(), np.random.default_rng(seed)
     side, masks = images.shape[1], object_masks(images)[..., None]  # (N, H, W, 1)
     home, elsewhere = np.empty_like(images), np.empty_like(images)
-    bare = np.empty((len(np.unique(objects)), *images.shape[1:]), images.dtype)
-    for i, obj in enumerate(np.unique(objects)):
+    kinds = np.unique(objects)
+    bare = np.empty((len(kinds), *images.shape[1:]), images.dtype)
+    for i, obj in enumerate(kinds):
         rows = np.flatnonzero(objects == obj)
         k = int(rng.integers(len(photos)))
         backdrop = bare[i] = _crop(photos[k], side, rng)

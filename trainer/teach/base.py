@@ -82,8 +82,8 @@ def save_teach_base(
     save_checkpoint(out, payload)  # atomic: a full disk keeps the previous file, whole
 
 
-def load_teach_base(path: Path) -> TeachBase:
-    """The model and replay written by ``save_teach_base``; UsageError for another file."""
+def read_teach_payload(path: Path) -> dict:
+    """The dict ``save_teach_base`` wrote, as stored; UsageError for another file."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for torn or foreign files (as checkpoint.py)
@@ -93,6 +93,16 @@ def load_teach_base(path: Path) -> TeachBase:
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != TEACH_BASE_FORMAT:
         raise UsageError(f"{path} is not a teach base of this version", "reinstall EarSight")
+    return payload
+
+
+def load_teach_base(path: Path) -> TeachBase:
+    """The model and replay written by ``save_teach_base``; UsageError for another file."""
+    return teach_base_of(read_teach_payload(path))
+
+
+def teach_base_of(payload: dict) -> TeachBase:
+    """A ``read_teach_payload`` dict → its model (fp32, eval) and replay rows."""
     model = MTNet(MTNetConfig.from_dict(payload["config"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
     model.load_state_dict(state, strict=False)  # training-only weights are not shipped
@@ -163,8 +173,8 @@ def add_colour(path: Path, spec: DatasetSpec) -> float:
     (one line, the base unchanged) when it cannot be written."""
     from earsight.trainer.data.dataset import build_dataset
 
-    base = load_teach_base(path)  # first: a file that is not a base is a UsageError
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_teach_payload(path)  # first: a file that is not a base is a UsageError
+    base = teach_base_of(payload)
     train = build_dataset(spec).train
     picks, _ = replay_picks(train.labels, len(base.model.cfg.labels))
     if not np.array_equal(train.labels[picks], payload["labels"].numpy()):
