@@ -131,17 +131,25 @@ def replay_picks(labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.nda
     return np.concatenate(picks), np.concatenate(is_check)
 
 
+def input_batches(model: MTNet, images: np.ndarray, crop: float, batch: int = PHOTO_BATCH):
+    """Same-size images (N, H, W, 3) uint8 → the encoder's input, ``batch`` at a time:
+    (B, 3, res, res) float32, centre ``crop`` then resized to the model's input (1.0: whole
+    thumbnails, as in training)."""
+    from earsight.trainer.data.preprocess import fit_batch
+
+    side = model.cfg.image_size
+    for start in range(0, len(images), batch):
+        fitted = fit_batch(images[start : start + batch], side, crop, 3)  # (B, res, res, 3)
+        yield model.image_encoder.prepare(torch.from_numpy(fitted).permute(0, 3, 1, 2).float())
+
+
 @torch.no_grad()
 def image_rows(model: MTNet, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Training thumbnails (N, H, W, 3) uint8, used whole as in training → pooled features
     (N, 1280) and colour histograms (N, COLOUR_BINS³)."""
-    from earsight.trainer.data.preprocess import fit_batch
-
-    enc, side, pooled, colour = model.image_encoder, model.cfg.image_size, [], []
-    for start in range(0, len(images), PHOTO_BATCH):
-        fitted = fit_batch(images[start : start + PHOTO_BATCH], side, 1.0, 3)
-        x = enc.prepare(torch.from_numpy(fitted).permute(0, 3, 1, 2).float())  # (B, 3, H, W)
-        pooled.append(enc.pool(x).numpy())
+    pooled, colour = [], []
+    for x in input_batches(model, images, 1.0):
+        pooled.append(model.image_encoder.pool(x).numpy())
         colour.append(colour_histogram(x).numpy())
     return np.concatenate(pooled), np.concatenate(colour)
 

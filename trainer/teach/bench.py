@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from earsight.errors import EarSightError, UsageError
-from earsight.trainer.teach.base import TeachBase, load_teach_base
+from earsight.trainer.teach.base import TeachBase, input_batches, load_teach_base
 from earsight.trainer.teach.learn import (
     TaughtSet,
     answer_pooled,
@@ -119,16 +119,11 @@ def cached_pooled(
 @torch.no_grad()
 def colour_rows(model, images: np.ndarray, crop: float | None, bins: int) -> np.ndarray:
     """``colour_histogram``s (N, bins³) of ``images`` fitted as ``cached_pooled`` fits them."""
-    from earsight.trainer.data.preprocess import fit_batch
     from earsight.trainer.mtnet.colour import colour_histogram
 
-    cfg, out = model.cfg, []
-    crop = cfg.input_crop if crop is None else crop
-    for s in range(0, len(images), 256):
-        fitted = fit_batch(images[s : s + 256], cfg.image_size, crop, 3)
-        x = model.image_encoder.prepare(torch.from_numpy(fitted).permute(0, 3, 1, 2).float())
-        out.append(colour_histogram(x, bins).numpy())
-    return np.concatenate(out)
+    crop = model.cfg.input_crop if crop is None else crop
+    batches = input_batches(model, images, crop, batch=256)
+    return np.concatenate([colour_histogram(x, bins).numpy() for x in batches])
 
 
 @dataclass(frozen=True)
