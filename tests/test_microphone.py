@@ -173,10 +173,26 @@ def test_enter_starts_and_stops_on_a_terminal(mic, word):
     mic.feed(in_a_room(word))
     keys = Typist("\n\n")
     rec = record_voice(start=wait_for_enter(keys), stop=wait_for_enter(keys))
+    # this file device is unclocked: it may fill max_seconds before the second Enter comes
+    wait_for_thread("mic-release")
     assert keys.read() == "" and rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)
     with pytest.raises(UsageError, match="no terminal") as info:
         record_voice(start=wait_for_enter(io.StringIO("")), stop=wait_for_enter(keys))
     one_line(info)
+
+
+def test_the_terminal_is_told_to_press_enter_and_stops_at_max_seconds(mic, word, monkeypatch):
+    # One Enter to start, none to stop: the recording ends by itself at max_seconds and says so
+    # (it used to run, microphone open, until a second Enter).
+    mic.feed(in_a_room(word))
+    monkeypatch.setattr("sys.stdin", Typist("\n"))
+    lines: list[str] = []
+    started = time.monotonic()
+    rec = record_voice(max_seconds=2.0, on_status=lines.append)
+    assert time.monotonic() - started < 2.0 + STALL_S
+    assert lines[0] == "press Enter, say the word, then press Enter again (at most 2 s)"
+    assert lines[1:3] == ["recording, up to 2 s", "2 s reached: recording stopped"]
+    assert rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)
 
 
 def wait_for_thread(name: str, timeout_s: float = 5.0) -> None:

@@ -51,6 +51,7 @@ OPEN_TIMEOUT_S = 3.0  # opening an input that has not answered by then counts as
 CLOSE_TIMEOUT_S = 1.0  # closing returns within this even when the driver hangs
 STALL_S = 2.0  # no samples for this long past the expected end: the input stopped delivering
 PLAYBACK_SLACK_S = 1.0  # play_back waits the recording's length plus this
+RELEASE_POLL_S = 0.02  # how often a press-to-talk recording checks whether it is full
 
 NO_MICROPHONE_FIX = "plug in a microphone or headset, or give the word's sound as a file"
 DEVICE_FIX = "name one of them as the microphone, or leave the device out for the default"
@@ -253,7 +254,7 @@ def wait_for_enter(stream: TextIO | None = None) -> Wait:
         if not source.readline():  # end of input: nobody is there to press it
             raise UsageError(
                 "no terminal to press Enter in (standard input is closed)",
-                "record a fixed length instead (seconds=…), or run it in a terminal",
+                "run it in a terminal, or give the word's sound as a file or an espeak-ng voice",
             )
 
     return wait
@@ -291,11 +292,14 @@ def record_voice(
     rate = int(stream.samplerate)
     try:
         if seconds is None:
+            if start is None:  # the terminal: no key to hold, Enter starts and Enter stops
+                say(f"press Enter, say the word, then press Enter again (at most {length:g} s)")
             (start or wait_for_enter())()
             collector.begin(round(length * rate))
             _start(stream, open_timeout_s)
             say(f"recording, up to {length:g} s")
-            _until_released(collector, stop or wait_for_enter())
+            if not _until_released(collector, stop or wait_for_enter()):
+                say(f"{length:g} s reached: recording stopped")
         else:
             collector.begin(round(length * rate))
             _start(stream, open_timeout_s)
@@ -313,12 +317,30 @@ def record_voice(
     return recording
 
 
-def _until_released(collector: _Collector, stop: Wait) -> None:
+def _until_released(collector: _Collector, stop: Wait) -> bool:
+    """Wait for ``stop()`` (the release) or for the recording to reach its length, whichever
+    comes first: True when released. ``stop`` runs on its own thread, so a held key (or an
+    Enter not yet pressed) cannot keep the microphone open past ``max_seconds``."""
     pressed = time.monotonic()
-    stop()
+    released, raised = threading.Event(), []
+
+    def wait_release() -> None:
+        try:
+            stop()
+        except BaseException as err:  # re-raised on the caller's thread
+            raised.append(err)
+        finally:
+            released.set()
+
+    threading.Thread(target=wait_release, name="mic-release", daemon=True).start()
+    while not released.wait(RELEASE_POLL_S) and not collector.full.is_set():
+        pass
+    if raised:
+        raise raised[0]
     held = time.monotonic() - pressed
     if collector.callbacks == 0 and held >= STALL_S:  # a short press is "too short" instead
         raise NoMicrophone(f"the microphone delivered no sound in {held:.1f} s", NO_MICROPHONE_FIX)
+    return released.is_set()
 
 
 def _until_full(collector: _Collector, rate: int, seconds: float) -> None:

@@ -95,12 +95,12 @@ def check_recording(wave: np.ndarray, sample_rate: int, ran_full: bool = False) 
     if seconds < MIN_SPEECH_S:
         raise SpeechTooShort(
             f"the recording holds only {1000 * seconds:.0f} ms of sound",
-            "hold the key while you say the whole word",
+            "keep recording while you say the whole word",
         )
     if seconds > MAX_SPEECH_S:
         raise SpeechTooLong(
             f"the recording holds {seconds:.1f} s of sound; a word is {MAX_SPEECH_S:g} s at most",
-            "say just the word, then release the key",
+            "say just the word, and stop the recording right after it",
         )
     tail = x[-max(1, round(CUT_OFF_S * sample_rate)) :]
     if ran_full and float(np.max(np.abs(tail))) >= peak * 10.0 ** (TRIM_THRESHOLD_DB / 20.0):
