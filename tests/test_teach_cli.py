@@ -24,7 +24,13 @@ EARSIGHT = [sys.executable, "-m", "earsight.app.cli"]
 FAST = ["--views", "5", "--seconds", "1", "--no-speech"]  # 5 views a side in 1 s
 
 
-def teach(tmp: Path, *args: str, prefix: list[str] | None = None, timeout: int = 120):
+def teach(
+    tmp: Path,
+    *args: str,
+    prefix: list[str] | None = None,
+    timeout: int = 120,
+    store_only: bool = True,
+):
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -32,7 +38,7 @@ def teach(tmp: Path, *args: str, prefix: list[str] | None = None, timeout: int =
         "EARSIGHT_CACHE": str(tmp / "cache"),
     }
     # Store only: learning (minutes) is tested in tests/test_teach_learn.py.
-    cmd = [*(prefix or []), *EARSIGHT, "teach", *args, "--no-learn"]
+    cmd = [*(prefix or []), *EARSIGHT, "teach", *args, *["--no-learn"] * store_only]
     return subprocess.run(
         cmd,
         cwd=ROOT,
@@ -191,6 +197,29 @@ def test_forget_and_rename(taught: Path):
     assert "no words taught yet" in teach(taught, "--list", "--no-speech").stdout
 
 
+def test_one_learn_at_a_time_and_no_word_changed_under_it(taught: Path):
+    # Another `earsight teach` learning holds <root>/.learning (trainer/teach/store.py): a second
+    # learn, a forget or a rename would race it (it would write a model with the old words).
+    import filelock
+
+    root = taught / "taught"
+    with filelock.FileLock(str(root / ".learning")):
+        before = snapshot(root)
+        assert "mug: " in (listed := teach(taught, "--list", "--no-speech").stdout), listed
+        assert "; being learned now" in listed and "not learned yet" not in listed
+        for args in (["--learn"], ["--forget", "mug"], ["--rename", "mug", "cup"]):
+            done = teach(taught, *args, "--no-speech", store_only=False)
+            one_line_error(done, "another earsight teach is learning the taught words now")
+            assert "learning the taught words;" not in done.stdout
+            assert snapshot(root) == before
+
+
+def test_learn_with_nothing_taught_says_only_that(tmp_path: Path):
+    done = teach(tmp_path, "--learn", "--no-speech", store_only=False)
+    one_line_error(done, "nothing has been taught yet", "earsight teach WORD")
+    assert "learning the taught words" not in done.stdout, done.stdout
+
+
 # --- bad input: one line, exit 2, nothing taught lost -----------------------------------------
 
 
@@ -207,6 +236,7 @@ def test_forget_and_rename(taught: Path):
         (["--forget", "cup"], ["'cup' is not a taught word"]),
         (["--rename", "cup", "tea"], ["'cup' is not a taught word"]),
         (["--rename", "mug", "a.b"], ["characters a word cannot have"]),
+        (["--rename", "mug", "mug"], ["'mug' is already called that"]),
         (["cup", "--espeak-voice", "xx-nope"], ["espeak-ng could not speak", "xx-nope"]),
         (["cup", "--voice-file", "/nonexistent/cup.wav"], ["cannot read the voice file"]),
         (["cup", "--voice-file", "{silent}"], ["is silent", "closer to the microphone"]),

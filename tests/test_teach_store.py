@@ -37,11 +37,11 @@ def _voice(seconds: float = 0.5) -> np.ndarray:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every file under root (the lock aside) → sha256: what "nothing lost" compares."""
+    """Every file under root (the locks aside) → sha256: what "nothing lost" compares."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != ".lock"
+        if p.is_file() and p.name not in (".lock", ".learning")
     }
 
 

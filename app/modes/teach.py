@@ -101,9 +101,16 @@ def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: in
     if not base.is_file():
         fix = "check the --base path" if given else "reinstall EarSight"
         raise TeachInputError(f"the teach base {base} is missing", fix)
-    say("learning the taught words; this takes a few minutes")
+    if not store.words():  # before saying that learning starts
+        raise TeachInputError(
+            "nothing has been taught yet", "teach a word first: earsight teach WORD"
+        )
     options = VoiceOptions() if steps is None else VoiceOptions(steps=steps)
-    report = teach_fit(store, base, taught_model_path(store.root).parent, say, options)
+    with store.learning(
+        "wait for it to finish, then `earsight teach --learn`; stored words are kept"
+    ):
+        say("learning the taught words; this takes a few minutes")
+        report = teach_fit(store, base, taught_model_path(store.root).parent, say, options)
     for line in report_lines(report):
         say(line)
     return report
@@ -143,8 +150,13 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
         return words
     say(f"{len(words)} taught word{'s' * (len(words) != 1)} in {store.root}:")
     learned = learned_words(store)
+    pending = (
+        "; being learned now"
+        if store.is_learning()
+        else "; not learned yet: `earsight teach --learn`"
+    )
     for word in words:
-        state = "" if word.name in learned else "; not learned yet: `earsight teach --learn`"
+        state = "" if word.name in learned else pending
         say(
             f"{word.name}: {word.photo_count} photos, voice {describe_voice(word)}, "
             f"taught {word.created[:10]}{state}"
@@ -178,6 +190,8 @@ def rename_word(store: TeachStore, old: str, new: str, say: Say) -> TaughtWord:
     """Call a word ``new``. A voice espeak-ng made says the new word from now on (same
     espeak-ng voice); a recorded one stays as it was recorded."""
     word = store.word(old)  # UnknownWordError first, before espeak-ng runs
+    if check_word(new) == word.name:
+        raise TeachInputError(f"{word.name!r} is already called that", "give a different NEW name")
     wave, rate = None, 0
     if word.voice_source == "espeak-ng" and word.espeak_voice:
         voice = voice_from_espeak(check_word(new), word.espeak_voice)
@@ -190,11 +204,9 @@ def rename_word(store: TeachStore, old: str, new: str, say: Say) -> TaughtWord:
 def relearn_after_change(
     store: TeachStore, say: Say, learn_now: bool, base: Path | None, steps: int | None
 ) -> None:
-    """After --forget or --rename the learned model still knows the words as they were: it is
-    removed (live and describe fall back to the shipped words at once), then the words left are
-    learned again unless ``learn_now`` is False. TeachInputError as ``learn_words``."""
-    if store.drop_model():
-        say("the taught model no longer matches the taught words: removed")
+    """After --forget or --rename (and the out-of-date model removed: live and describe fall
+    back to the shipped words at once) the words left are learned again unless ``learn_now`` is
+    False. TeachInputError as ``learn_words``."""
     if not store.words():
         say("no taught words left: live and describe use the shipped words")
     elif learn_now:
@@ -213,10 +225,13 @@ def run_teach(args: argparse.Namespace) -> int:
         if args.list:
             list_words(store, voice.say)
         elif args.forget is not None or args.rename is not None:
-            if args.forget is not None:
-                forget_word(store, args.forget, voice.say)
-            else:
-                rename_word(store, *args.rename, voice.say)
+            with store.learning():  # no learn may run, and write the old words, meanwhile
+                if args.forget is not None:
+                    forget_word(store, args.forget, voice.say)
+                else:
+                    rename_word(store, *args.rename, voice.say)
+                if store.drop_model():
+                    voice.say("the taught model no longer matches the taught words: removed")
             relearn_after_change(store, voice.say, args.learn_now, args.base, args.voice_steps)
         elif args.learn:
             learn_words(store, voice.say, args.base, args.voice_steps)

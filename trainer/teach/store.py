@@ -56,6 +56,7 @@ from earsight.wav import wav_bytes
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_S = 30.0  # another teach holding the lock longer than this is stuck or busy
+LEARNING_WAIT_S = 1.0  # a learn held by someone else this long is a running learn, not a probe
 _HIDDEN = "."  # .lock, .tmp-*: never a word (a word starts with a letter or digit)
 
 
@@ -307,6 +308,33 @@ class TeachStore:
             fsync_dir(self.root)
             shutil.rmtree(trash, ignore_errors=True)
         return True
+
+    @contextlib.contextmanager
+    def learning(
+        self, fix: str = "wait for it to finish (it says when), then try again"
+    ) -> Iterator[None]:
+        """Hold ``<root>/.learning`` while the words are learned, or forgotten or renamed under
+        a learned model: one learn at a time, and no word changed while one runs (it would
+        write a model that says the old words). StoreError (with ``fix``) when another holds
+        it."""
+        busy = StoreError("another earsight teach is learning the taught words now", fix)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _disk_error(err, self.root, "learning") from err
+        with exclusive(self.root / f"{_HIDDEN}learning", LEARNING_WAIT_S, busy):
+            yield
+
+    def is_learning(self) -> bool:
+        """True while another process learns the words (``learning`` is held)."""
+        lock = self.root / f"{_HIDDEN}learning"
+        if not lock.exists():
+            return False
+        try:
+            with exclusive(lock, 0.0, StoreError("busy", "")):
+                return False
+        except StoreError:
+            return True
 
     @contextlib.contextmanager
     def _locked(self, doing: str) -> Iterator[None]:
