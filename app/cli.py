@@ -74,31 +74,35 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        default=AUTO_MODEL,
         help=f"shipped model ({', '.join(available_models()) or 'none'}), 'taught', 'auto', or "
-        f"a .onnx/.pt path (default auto: the taught model once you taught words, else "
+        f"a .onnx/.pt path (default {AUTO_MODEL}: the taught model once you taught words, else "
         f"{DEFAULT_MODEL})",
     )
     p.add_argument("--out", type=Path, help="write <image stem>.wav here (created if needed)")
-    p.add_argument("--backend", choices=("auto", *BACKEND_NAMES), default="auto")
+    p.add_argument("--backend", choices=("auto", *BACKEND_NAMES), help="default auto")
     p.add_argument(
         "--threshold",
         type=float,
-        default=DEFAULT_THRESHOLD,
-        help="top probability below which the answer is not trusted (default %(default)s)",
+        help=f"top probability below which the answer is not trusted (default {DEFAULT_THRESHOLD})",
     )
     p.add_argument(
         "--gate",
         choices=GATE_MODES,
-        default=GATE_MODES[0],
-        help="below the threshold say 'not sure' or 'maybe X or Y' (default %(default)s)",
+        help=f"below the threshold say 'not sure' or 'maybe X or Y' (default {GATE_MODES[0]})",
     )
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: physical cores)")
     p.add_argument(
         "--no-int8",
         dest="int8",
         action="store_false",
+        default=None,
         help="on the CPU run the model as given, not its int8 variant (name.int8.onnx)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="options file (default $EARSIGHT_CONFIG, else the user config folder's "
+        "earsight/config.toml); flags win",
     )
     p.set_defaults(run=_run_describe)
 

@@ -1,4 +1,5 @@
-"""Options of `earsight live`: defaults < the user's TOML config file < command-line flags.
+"""Options of `earsight live` (and those `describe` shares with it): defaults < the user's
+TOML config file < command-line flags.
 
 The config file lives in the user config dir (platformdirs), e.g. ~/.config/earsight/config.toml:
 
@@ -121,8 +122,10 @@ def _check_type(path: Path, key: str, value: Any, annotation: str) -> None:
     if isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool)):
         return
     example = {"str": '"text"', "bool": "true or false", "int": "a whole number"}
+    kinds = {"str": "text in quotes", "bool": "true or false", "int": "a whole number"}
+    wanted = " or ".join(kinds.get(name, "a number") for name in names)
     raise ConfigError(
-        f"{path}: {key} must be {' or '.join(names)}, got {value!r}",
+        f"{path}: {key} must be {wanted}, got {value!r}",
         f"write e.g. {key} = {example.get(names[0], '0.5')}",
     )
 

@@ -252,7 +252,21 @@ def test_cli_unknown_model_is_one_line_naming_the_shipped_models(capsys):
 
 def test_cli_bad_threshold_is_a_usage_error(capsys):
     assert main(["describe", str(SAMPLES[0]), "--threshold", "2"]) == 2
-    assert "between 0 and 1" in capsys.readouterr().err
+    assert "threshold must be in 0..1, got 2.0" in capsys.readouterr().err
+
+
+def test_cli_reads_the_config_file_as_live_does_and_flags_win(tmp_path, monkeypatch):
+    # The README: options live in config.toml. describe used to ignore the file altogether.
+    sample = str(SAMPLES[0])
+    monkeypatch.setenv("EARSIGHT_CONFIG", str(tmp_path / "config.toml"))
+    (tmp_path / "config.toml").write_text("threshold = 1.0\ngate = 'not-sure'\n")
+    said = lambda proc: _lines(proc.stdout)[SAMPLES[0].name]["said"]  # noqa: E731
+    assert said(_earsight(sample)) == "not sure"  # nothing is that sure
+    assert said(_earsight(sample, "--threshold", "0")) == _truth(SAMPLES[0])  # the flag wins
+    (tmp_path / "other.toml").write_text("treshold = 0.6\n")
+    proc = _earsight(sample, "--config", str(tmp_path / "other.toml"))
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "unknown option 'treshold'" in proc.stderr
 
 
 def test_cli_gate_says_not_sure_and_writes_that(noise_png, runtime, recognizer, tmp_path):

@@ -263,6 +263,15 @@ def stop_on_sigterm(stop: threading.Event) -> Iterator[threading.Event]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def describe_options(args: argparse.Namespace):
+    """The options describe shares with live (app.config.LiveOptions): the config file's, each
+    overridden by a flag the user gave. ConfigError for a bad file or value."""
+    from earsight.app.config import resolve_options
+
+    keys = ("model", "backend", "threshold", "gate", "threads", "int8")
+    return resolve_options({k: getattr(args, k) for k in keys}, args.config)
+
+
 def run_describe(args: argparse.Namespace) -> int:
     """``earsight describe``: one line per image printed (flushed) as soon as its WAV is written.
 
@@ -274,14 +283,15 @@ def run_describe(args: argparse.Namespace) -> int:
     from earsight.app.models import resolve_model
     from earsight.engine.runtime import RuntimeOptions, load
 
-    gate = ConfidenceGate(args.threshold, args.gate)  # bad values fail before the model loads
+    opts = describe_options(args)  # flags over the config file, as `earsight live` reads them
+    gate = ConfidenceGate(opts.threshold, opts.gate)  # bad values fail before the model loads
     if not any(Path(p).exists() for p in args.images):  # a typo: say so before loading a model
         missing = ", ".join(map(str, args.images))
         raise UsageError(f"no such file or folder: {missing}", "check the image paths")
-    model = resolve_model(args.model)
-    options = RuntimeOptions(threads=args.threads, cpu_int8=args.int8)
+    model = resolve_model(opts.model)
+    options = RuntimeOptions(threads=opts.threads, cpu_int8=opts.int8)
     done = failed = wrote = 0
-    with stop_on_sigterm(threading.Event()) as stop, load(model, args.backend, options) as rt:
+    with stop_on_sigterm(threading.Event()) as stop, load(model, opts.backend, options) as rt:
         for d in iter_descriptions(args.images, rt, args.out, gate, stop):
             done, failed, wrote = done + 1, failed + (not d.ok), wrote + (d.wav is not None)
             if d.ok:
