@@ -271,6 +271,13 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     assert runtime.source.sidecar["config"]["flip_tta"]
     _, torch_probs = load(report.onnx.with_suffix(".pt"), backend="torch").infer(frame[None])
     np.testing.assert_allclose(torch_probs, probs, atol=2e-2)
+    # The taught graph (colour cells, mirror averaging) stays within TensorRT's ONNX chart:
+    # no Tile from repeating the histogram for the mirror.
+    import onnx
+
+    from earsight.engine.trt_ops import tensorrt_problems
+
+    assert tensorrt_problems(onnx.load(report.onnx)) == []
 
 
 def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(

@@ -178,8 +178,10 @@ class MTNet(nn.Module):
         if self.cfg.taught_colour:  # teach mode's colour cells: (V·B, 1280 + bins³)
             from earsight.trainer.mtnet.colour import colour_histogram, join_colour
 
-            # a mirror has its image's histogram: counted once (~1 ms a view on a 2-core CPU)
-            colour = colour_histogram(x, self.cfg.taught_colour).repeat(n_views, 1)
+            # a mirror has its image's histogram: counted once (~1 ms a view on a 2-core CPU);
+            # Concat rather than .repeat, whose Tile is not in engine/trt_ops.py's chart
+            colour = colour_histogram(x, self.cfg.taught_colour)  # (B, bins³)
+            colour = torch.cat([colour] * n_views)  # (V·B, bins³)
             pooled = join_colour(pooled, colour)
         return self.average_views(pooled, n_views)
 

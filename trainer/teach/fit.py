@@ -140,7 +140,8 @@ def teach_fit(
     start = time.perf_counter()
     model = learn_classifier(base, split.learn)
     linear_s = time.perf_counter() - start
-    say(f"the classifier learned {len(split.learn.words)} words in {linear_s:.1f} s")
+    n = len(split.learn.words)
+    say(f"the classifier learned {n} word{'s' * (n != 1)} in {linear_s:.1f} s")
     refine_classifier(base, model, split.learn)
     classifier_s = time.perf_counter() - start
     say(f"the classifier refined from the photos, {classifier_s:.0f} s in all")
