@@ -18,6 +18,7 @@ plain lines on stdout (no colour, no progress bars): they end up in logs and scr
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -45,6 +46,24 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse prints usage + message; we print one line
         print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse, but an unknown option is blamed on the command it was given to, with
+        the nearest option that command has ("--treshold": did you mean --threshold?)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if not extras:
+            return parsed
+        command = self._command_parser(getattr(parsed, "command", None))
+        options = [o for a in command._actions for o in a.option_strings]
+        near = difflib.get_close_matches(extras[0].split("=")[0], options, n=1, cutoff=0.8)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        command.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+
+    def _command_parser(self, name: str | None) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]
+        return self
 
 
 # --- export ---------------------------------------------------------------------------------

@@ -308,3 +308,22 @@ def test_shipped_models_are_small_verified_carded_and_paired():
     assert available_models() == ("cifar10-ad", "cifar10-ad-lite0", "mnist-ad")
     variant = read_model(models / "cifar10-ad.onnx").int8
     assert variant is not None and variant.path.name == "cifar10-ad.int8.onnx"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["describe", "x.jpg", "--treshold", "0.5"],
+            "did you mean --threshold? (see `earsight describe --help`)",
+        ),
+        (["live", "--hotky", "f9"], "did you mean --hotkey? (see `earsight live --help`)"),
+        (["teach", "--colour", "red"], "--colour (see `earsight teach --help`)"),  # nothing near
+    ],
+)
+def test_a_mistyped_option_names_its_command_and_the_nearest_option(capsys, argv, expected):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert done.value.code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: unrecognized arguments: ") and err.rstrip().endswith(expected)
