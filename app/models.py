@@ -66,7 +66,8 @@ def resolve_model(name_or_path: str | Path) -> Path:
             return shipped
     names = available_models()
     fix = (
-        f"use one of the shipped models ({', '.join(names)}) or a path to a .onnx/.pt file"
+        f"use one of the shipped models ({', '.join(names)}), {AUTO_MODEL!r} (your taught "
+        f"words, else the default), {TAUGHT_MODEL!r}, or a path to a .onnx/.pt file"
         if names
         else f"no models found in {MODELS_DIR}: pass a path to a .onnx/.pt file"
     )

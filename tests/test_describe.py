@@ -248,6 +248,7 @@ def test_cli_unknown_model_is_one_line_naming_the_shipped_models(capsys):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: unknown model 'cifar-99'")
     assert all(name in err for name in available_models())
+    assert "'auto' (your taught words, else the default), 'taught'" in err  # describe --help's too
 
 
 def test_cli_bad_threshold_is_a_usage_error(capsys):
