@@ -57,7 +57,7 @@ elif [ "$RUNTIME" = 1 ]; then
   say "no NVIDIA GPU; the runtime only: no torch"
   TORCH_SPEC=""
 else
-  say "no NVIDIA GPU: installing CPU torch $TORCH_CPU_VERSION"
+  say "no NVIDIA GPU: CPU torch $TORCH_CPU_VERSION (installed unless already there)"
   TORCH_SPEC="torch==$TORCH_CPU_VERSION"
 fi
 

@@ -131,7 +131,9 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     d = BenchOptions()
     p = sub.add_parser("bench", help="time backends against torch eager in one run")
     p.add_argument(
-        "--model", help="shipped model name, .onnx or .pt; default: random weights (below)"
+        "--model",
+        help="shipped model name, .onnx or .pt (default: the default model, as live and "
+        "describe run it; --preset etc. below time random weights instead)",
     )
     p.add_argument(
         "--backends",
@@ -167,7 +169,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "datasheet GPU figure)",
     )
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
-    _random_model_arguments(p.add_argument_group("random weights (without --model)"))
+    _random_model_arguments(p.add_argument_group("random weights (instead of --model)"))
     _e2e_arguments(p.add_argument_group("key press to sound (--e2e)"))
     p.set_defaults(run=run_bench)
 
@@ -177,10 +179,34 @@ def _random_model_arguments(group: argparse._ArgumentGroup) -> None:
     from earsight.trainer.mtnet.config import PRESETS
 
     s = SynthSpec()
-    group.add_argument("--preset", default=s.preset, choices=sorted(PRESETS), help="MT-Net preset")
-    group.add_argument("--image-size", type=positive_int, default=s.image_size)
-    group.add_argument("--channels", type=positive_int, default=s.image_channels)
-    group.add_argument("--audio-length", type=positive_int, default=s.audio_length)
+    group.add_argument(
+        "--preset", choices=sorted(PRESETS), help=f"MT-Net preset (default {s.preset})"
+    )
+    group.add_argument("--image-size", type=positive_int, help=f"default {s.image_size}")
+    group.add_argument("--channels", type=positive_int, help=f"default {s.image_channels}")
+    group.add_argument("--audio-length", type=positive_int, help=f"default {s.audio_length}")
+
+
+def _random_spec(args: argparse.Namespace):
+    """The SynthSpec the random-weights options ask for, or None when none was given."""
+    from earsight.engine.bench import SynthSpec
+
+    given = {
+        "preset": args.preset,
+        "image_size": args.image_size,
+        "image_channels": args.channels,
+        "audio_length": args.audio_length,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    if args.model is not None:
+        raise UsageError(
+            "--model times that model; --preset, --image-size, --channels and --audio-length "
+            "time random weights",
+            "give one or the other",
+        )
+    return SynthSpec(**given)
 
 
 def _e2e_arguments(group: argparse._ArgumentGroup) -> None:
@@ -206,7 +232,7 @@ def run_bench(args: argparse.Namespace) -> int:
         backends = args.backends or E2E_BACKENDS
         opts = E2EOptions(model, args.source, backends, args.presses, args.threads)
         return main_e2e(opts, args.json)
-    from earsight.app.models import resolve_model
+    from earsight.app.models import DEFAULT_MODEL, resolve_model
     from earsight.engine.bench import SynthSpec, run_bench
     from earsight.engine.bench_measure import DEFAULT_BACKENDS, BenchOptions
     from earsight.engine.bench_table import format_table
@@ -223,9 +249,10 @@ def run_bench(args: argparse.Namespace) -> int:
         gap_s=args.gap_s,
         spin=args.spin,
     )
-    synth = SynthSpec(args.preset, args.image_size, args.channels, args.audio_length)
-    model = None if args.model is None else resolve_model(args.model)  # shipped names too
-    report = run_bench(model, opts, synth)
+    synth = _random_spec(args)
+    # shipped names too; no model and no random-weights option: the default model
+    model = None if synth is not None else resolve_model(args.model or DEFAULT_MODEL)
+    report = run_bench(model, opts, synth or SynthSpec())
     print(format_table(report))
     if args.json:
         args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -200,7 +200,8 @@ def run_bench(
                     continue
                 except EarSightError as err:
                     reason = str(err)
-            rows.append(Row(spec, name, error=reason))
+            # the engine's hints name live and describe's flag; bench's is --backends
+            rows.append(Row(spec, name, error=reason.replace("--backend ", "--backends ")))
     peaks, note = _peaks(opts, threads, rows)
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return BenchReport(files.name, macs, threads, peaks, note, load_avg, rows)

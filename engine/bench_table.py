@@ -8,6 +8,7 @@ from earsight.engine.bench import BenchReport
 from earsight.engine.bench_measure import Row
 
 NA = "–"
+BUSY_LOAD_MARGIN = 0.5  # 1-min load average above CPUs + this: other work shared the cores
 
 
 def _peak_for(row: Row, report: BenchReport) -> float | None:
@@ -104,4 +105,10 @@ def format_table(report: BenchReport) -> str:
             ).rstrip()
         )
     lines += [f"{r.spec}: not run: {r.error}" for r in report.rows if r.error]
+    cpus = os.cpu_count() or 1
+    if report.load_average > cpus + BUSY_LOAD_MARGIN:  # other work shared the cores
+        lines.append(
+            f"warning: the machine was busy (load average {report.load_average:.1f} on {cpus} "
+            "CPUs): times are high and ratios unreliable; run again when it is idle"
+        )
     return "\n".join(lines)

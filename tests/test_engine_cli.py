@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from earsight.app.cli import main
+from earsight.app.models import resolve_model
 
 EARSIGHT = Path(sys.executable).with_name("earsight")  # the console script of `pip install -e .`
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -88,6 +89,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         (["bench", "--budget-s", "-5"], "expected a positive number, got -5.0"),
         (["bench", "--peak-gflops", "-1"], "expected a positive number, got -1.0"),
         (["bench", "--model", "/nonexistent/m.onnx"], "model file /nonexistent/m.onnx does not"),
+        (["bench", "--model", "mnist-ad", "--preset", "compact"], "give one or the other"),
         (["live", "--threads", "-1"], "expected a positive integer, got -1"),
         ([], "COMMAND"),
     ],
@@ -138,3 +140,32 @@ def test_quiet_works_before_or_after_the_command(capsys, tmp_path, where):
     assert not any(line.startswith("backend ") for line in out), out
     assert main(args) == 0  # without -q the backend line is there
     assert any(line.startswith("backend ") for line in capsys.readouterr().out.splitlines())
+
+
+def test_bench_without_a_model_times_the_default_model_and_says_which(capsys):
+    # A new user's `earsight bench` times what describe and live run, not random weights.
+    from earsight.app.models import DEFAULT_MODEL
+
+    code, out, _ = _run(
+        capsys, "bench", "--backends", "onnx-cpu", "--batches", "1", "--iters", "3",
+        "--warmup", "1", "--budget-s", "1", "--threads", "1",
+    )  # fmt: skip
+    assert code == 0
+    assert f"model: {Path(resolve_model(DEFAULT_MODEL))}" in out, out
+    assert any(line.startswith(f"onnx-cpu:fp16  {DEFAULT_MODEL}.onnx") for line in out.splitlines())
+
+
+def test_a_busy_machine_is_said_under_the_table():
+    import os
+
+    from earsight.engine.bench import BenchReport
+    from earsight.engine.bench_measure import Row
+    from earsight.engine.bench_table import format_table
+
+    def table(load: float) -> str:
+        rows = [Row("tensorrt", "tensorrt", error="TensorRT is not installed")]
+        return format_table(BenchReport("m.onnx", 0, 1, {}, "peak: –", load, rows))
+
+    cpus = os.cpu_count() or 1
+    assert "the machine was busy" in table(cpus + 1.5).splitlines()[-1]
+    assert "busy" not in table(cpus * 0.5)
