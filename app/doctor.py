@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from earsight import paths
 from earsight.app.config import LiveOptions
+from earsight.errors import EarSightError
 
 if TYPE_CHECKING:  # the engine loads when doctor checks the model
     from earsight.engine.source import ModelSource
@@ -44,7 +45,6 @@ class Check:
 def check_model(options: LiveOptions) -> Check:
     from earsight.app.models import resolve_model
     from earsight.engine.source import read_model
-    from earsight.errors import EarSightError
 
     try:
         path = resolve_model(options.model)
@@ -110,6 +110,22 @@ def check_audio(options: LiveOptions) -> Check:
         return Check("audio", bool(fallback), f"{detail}; {fallback}" if fallback else detail, fix)
     out.close()
     return Check("audio", True, f"output device {options.audio_device or 'default'} opens")
+
+
+def check_microphone(_options: LiveOptions) -> Check:
+    """Opens the default input as ``earsight teach`` does before it asks for anything
+    (app.sound.microphone.check_microphone). Optional: live needs none, and a taught word's
+    sound can come from a WAV file or espeak-ng instead."""
+    fix = "teach mode records the word's sound from it; or use --voice-file or --espeak-voice"
+    try:
+        from earsight.app.sound.microphone import check_microphone as open_input
+    except ImportError as err:  # sounddevice or PortAudio missing
+        return Check("microphone", False, f"no audio input library ({err})", fix, required=False)
+    try:
+        name = open_input()
+    except EarSightError as err:  # NoMicrophone, UnknownMicrophone: one line each
+        return Check("microphone", False, err.what, fix, required=False)
+    return Check("microphone", True, f"input {name!r} opens (teach mode)", required=False)
 
 
 def check_keys(options: LiveOptions) -> Check:
@@ -214,6 +230,7 @@ CHECKS: tuple[Callable[[LiveOptions], Check], ...] = (
     check_camera,
     check_keys,
     check_audio,
+    check_microphone,
     check_speech,
     check_gpu,
     check_tensorrt,

@@ -67,6 +67,9 @@ def test_a_value_from_the_file_names_the_file_and_dashed_keys_are_the_flags(tmp_
     assert options.out_dir == "wavs" and options.speak_status is False
 
 
+NULL_CARD = "pcm.!default { type null }\n"  # ALSA's null device: plays and captures nothing
+
+
 def test_read_config_rejects_tables(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_text("[model]\nname = 'x'\n")
@@ -74,10 +77,10 @@ def test_read_config_rejects_tables(tmp_path):
         read_config(cfg)
 
 
-def _earsight(*args: str, alsa: Path | None = None, timeout: float = 120):
+def _earsight(*args: str, alsa: Path | None = None, timeout: float = 120, card: str = NULL_CARD):
     env = {**os.environ, "EARSIGHT_CONFIG": "/nonexistent/config.toml"}
     if alsa is not None:
-        alsa.write_text("pcm.!default { type null }\n")
+        alsa.write_text(card)
         env["ALSA_CONFIG_PATH"] = str(alsa)
     exe = str(Path(sys.executable).with_name("earsight"))
     return subprocess.run(
@@ -99,7 +102,21 @@ def test_doctor_passes_with_a_camera_and_an_audio_device(tmp_path):
     assert "; on the CPU cifar10-ad.int8.onnx, sha256" in model  # what onnx-cpu will run
     assert any(line.startswith("ok   camera:") for line in lines)
     assert any(line.startswith("ok   audio:") for line in lines)
+    assert "ok   microphone: input 'default' opens (teach mode)" in lines  # ALSA's null captures
     assert lines[-1] == "live can run"
+
+
+def test_doctor_says_there_is_no_microphone_and_live_still_runs(tmp_path):
+    # No sound card at all: WAV files instead of sound, no microphone for teach mode, and live
+    # can still run (a taught word's sound can also be a WAV file or espeak-ng).
+    proc = _earsight(
+        "doctor", "--source", str(SAMPLES), "--out-dir", str(tmp_path / "wavs"),
+        alsa=tmp_path / "a.conf", card="pcm.!default { type hw card 97 }\n",
+    )  # fmt: skip
+    lines = proc.stdout.splitlines()
+    mic = next(line for line in lines if "microphone:" in line)
+    assert mic.startswith("--   microphone: no microphone") and "--voice-file" in mic, mic
+    assert proc.returncode == 0 and lines[-1] == "live can run", proc.stdout
 
 
 def test_doctor_fails_without_a_camera_and_says_why(tmp_path):
