@@ -18,13 +18,11 @@ plain lines on stdout (no colour, no progress bars): they end up in logs and scr
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from earsight.app.commands import add_doctor, add_live, add_soundscape
 from earsight.app.engine_commands import (
@@ -32,7 +30,7 @@ from earsight.app.engine_commands import (
     add_engine,
     add_export,
 )
-from earsight.arguments import positive_int, seconds
+from earsight.arguments import OneLineParser, positive_int, seconds
 from earsight.errors import EarSightError, trainer_not_installed
 
 log = logging.getLogger(__name__)
@@ -40,30 +38,6 @@ log = logging.getLogger(__name__)
 EXIT_USAGE = 2  # user errors, bad arguments
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head` reports for yes
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse prints usage + message; we print one line
-        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
-        """As argparse, but an unknown option is blamed on the command it was given to, with
-        the nearest option that command has ("--treshold": did you mean --threshold?)."""
-        parsed, extras = self.parse_known_args(args, namespace)
-        if not extras:
-            return parsed
-        command = self._command_parser(getattr(parsed, "command", None))
-        options = [o for a in command._actions for o in a.option_strings]
-        near = difflib.get_close_matches(extras[0].split("=")[0], options, n=1, cutoff=0.8)
-        hint = f"; did you mean {near[0]}?" if near else ""
-        command.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
-
-    def _command_parser(self, name: str | None) -> argparse.ArgumentParser:
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-                return action.choices[name]
-        return self
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -211,7 +185,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="earsight", description="Press a key, hear what the camera sees.")
+    parser = OneLineParser(prog="earsight", description="Press a key, hear what the camera sees.")
     _add_verbosity(parser, default=False)
     parser.add_argument("--version", action="version", version=f"earsight {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,9 +1,15 @@
 """Argument types the commands share: each turns a bad value into argparse's one-line error
-(``error: argument --iters: expected a positive integer, got '0'``)."""
+(``error: argument --iters: expected a positive integer, got '0'``); ``OneLineParser``, the
+parser that prints such errors in one line."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import sys
+from typing import NoReturn
+
+EXIT_USAGE = 2  # a bad argument, as argparse exits
 
 
 def _number(text: str, parse, in_range, expected: str, out_of_range: str | None = None):
@@ -57,3 +63,31 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         ):
             return action.help
         return f"{text} (default: %(default)s)".strip()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that answers a usage error in one line (``error: … (see `PROG --help`)``, exit
+    2) instead of the usage block, blaming a mistyped option on its subcommand with the nearest
+    option it has. Used by ``earsight`` and the trainer's commands."""
+
+    def error(self, message: str) -> NoReturn:  # argparse prints usage + message; we print one line
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse, but an unknown option is blamed on the command it was given to, with
+        the nearest option that command has ("--treshold": did you mean --threshold?)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if not extras:
+            return parsed
+        command = self._command_parser(getattr(parsed, "command", None))
+        options = [o for a in command._actions for o in a.option_strings]
+        near = difflib.get_close_matches(extras[0].split("=")[0], options, n=1, cutoff=0.8)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        command.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+
+    def _command_parser(self, name: str | None) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]
+        return self

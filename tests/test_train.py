@@ -605,3 +605,46 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     refitted, again = load_model(best)
     assert refitted.cfg.softmax_temperature == pytest.approx(temperature, rel=1e-3)
     assert again["gate"]["centre"] == pytest.approx(ckpt["gate"]["centre"], abs=1e-4)
+
+
+def test_fit_cli_usage_errors_are_one_line(tmp_path):
+    # argparse's own errors (a bad --dataset) used to print the whole usage block first
+    proc = _run([sys.executable, str(ROOT / "trainer" / "fit.py"), "--dataset", "imagenet"])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "invalid choice: 'imagenet'" in proc.stderr and "(see `fit.py --help`)" in proc.stderr
+    proc = _run([sys.executable, "-m", "earsight.trainer.evaluate"])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_runs_that_cannot_speak_are_warned_about_before_training():
+    from earsight.trainer.fit import short_run_warnings
+
+    n = 1_437  # sklearn digits' training split here: 11 steps an epoch of 128
+    opts = TrainOptions(epochs=0, batch_size=128)
+    assert "skips stage 2" in short_run_warnings(opts, n)[0]
+    (warm,) = short_run_warnings(dataclasses.replace(opts, epochs=2), n)
+    assert warm.startswith(f"2 epochs are {2 * steps_per_epoch(n, opts)} steps, within the 100")
+    assert short_run_warnings(dataclasses.replace(opts, epochs=25), n) == []
+
+
+def test_an_interrupt_offers_resume_only_where_there_is_a_last_epoch(tmp_path):
+    from earsight.trainer.fit import build_parser, interrupted_line
+
+    args = build_parser().parse_args(["--dataset", "digits", "--out", str(tmp_path)])
+    assert interrupted_line(args).endswith("run again without --resume")  # nothing saved yet
+    (tmp_path / LAST_NAME).write_bytes(b"")
+    assert interrupted_line(args).endswith(
+        "run again with --resume to continue from the last epoch"
+    )
+    assert interrupted_line(build_parser().parse_args(["--describe"])) == "interrupted"
+
+
+def test_evaluate_interrupted_is_one_line(monkeypatch, capsys):
+    import earsight.trainer.evaluate as evaluate
+
+    def interrupted(_args):
+        raise KeyboardInterrupt  # Ctrl-C during the minute of silent scoring
+
+    monkeypatch.setattr(evaluate, "_rows", interrupted)
+    assert evaluate.main(["some.pt"]) == 130
+    assert capsys.readouterr().err == "interrupted: nothing was scored; run it again\n"

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.checkpoint import load_model, read_checkpoint
 from earsight.trainer.data.augment import to_tensor_images
@@ -301,7 +302,7 @@ def _rows(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
 def main(argv: list[str] | None = None) -> int:
     # prog from argv[0]: evaluate.py, or earsight-eval as a console script
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", nargs="+", help=".pt file(s) written by trainer/fit.py")
     parser.add_argument(
         "--max-items",
@@ -330,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # scoring is silent for a minute: Ctrl-C is to be expected
+        print("interrupted: nothing was scored; run it again", file=sys.stderr)
+        return 130
     print(format_table(rows))
     if args.json:
         args.json.write_text(json.dumps([{"name": n, **m} for n, m in rows], indent=2))

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from earsight.arguments import DefaultsHelpFormatter, positive_int
+from earsight.arguments import DefaultsHelpFormatter, OneLineParser, positive_int
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.checkpoint import training_only_prefixes
 from earsight.trainer.data.dataset import DatasetSpec, build_dataset
@@ -99,9 +99,7 @@ def describe(
 
 def build_parser() -> argparse.ArgumentParser:
     # prog from argv[0]: fit.py, or earsight-train as a console script
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=DefaultsHelpFormatter
-    )
+    p = OneLineParser(description=__doc__.split("\n")[0], formatter_class=DefaultsHelpFormatter)
     _data_arguments(p.add_argument_group("data"))
     _model_arguments(p.add_argument_group("model"))
     _training_arguments(p.add_argument_group("training"), TrainOptions())
@@ -270,6 +268,9 @@ def run(args: argparse.Namespace) -> int:
             f"{len(data.test)} test images of {h}×{w}×{c}; {data.spoken.describe()}",
             flush=True,
         )
+    if rank_world()[0] == 0:
+        for line in short_run_warnings(opts, len(data.train)):
+            print(f"warning: {line}", file=sys.stderr, flush=True)
     best = fit(data, spec, opts, args.out, resume=args.resume)
     if rank_world()[0] == 0 and not args.no_report:
         from earsight.trainer.evaluate import evaluate_checkpoint
@@ -286,6 +287,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def short_run_warnings(opts, n_train: int) -> list[str]:
+    """Runs that will train a model that cannot speak: stage 2 skipped, or over before the
+    learning rate has warmed up (Algorithm 1's stage 2 needs steps, not only epochs)."""
+    from earsight.trainer.training.plumbing import steps_per_epoch
+
+    if opts.epochs == 0:
+        return [
+            "--epochs 0 skips stage 2 (cross-modal mapping, audio generation): the model "
+            "will not say words"
+        ]
+    steps = opts.epochs * steps_per_epoch(n_train, opts)
+    if steps <= opts.warmup_steps:
+        return [
+            f"{opts.epochs} epochs are {steps} steps, within the {opts.warmup_steps} "
+            "warm-up steps: the learning rate never reaches --lr and the model will "
+            "likely guess; train longer (the digits set needs about 25 epochs)"
+        ]
+    return []
+
+
+def interrupted_line(args: argparse.Namespace) -> str:
+    """What to do after Ctrl-C: resume only where there is something to resume from."""
+    from earsight.trainer.checkpoint import LAST_NAME
+
+    if args.out is not None and (args.out / LAST_NAME).is_file():
+        return "interrupted: run again with --resume to continue from the last epoch"
+    if args.describe or args.out is None:
+        return "interrupted"
+    return "interrupted before the first epoch was saved: run again without --resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -298,9 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "interrupted: run again with --resume to continue from the last epoch", file=sys.stderr
-        )
+        print(interrupted_line(args), file=sys.stderr)
         return 130
 
 

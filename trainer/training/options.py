@@ -57,8 +57,13 @@ class TrainOptions:
         would reach torch's optimizer as a ValueError traceback, or train nothing."""
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"--lr must be a positive number, got {self.lr}", "e.g. --lr 1e-3")
-        if self.batch_size < 1 or self.epochs < 0 or self.ae_epochs < 0:
-            raise UsageError("--batch-size must be ≥ 1 and epochs ≥ 0", "fix the numbers")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be ≥ 1, got {self.batch_size}", "e.g. 64")
+        if self.epochs < 0 or self.ae_epochs < 0:
+            raise UsageError(
+                f"--epochs and --ae-epochs must be ≥ 0, got {self.epochs} and {self.ae_epochs}",
+                "e.g. --epochs 20",
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(
                 f"--label-smoothing must be in [0, 1), got {self.label_smoothing}", "e.g. 0.1"
