@@ -99,15 +99,16 @@ def check_audio(options: LiveOptions) -> Check:
     from earsight.app.sound.audio import AudioOptions, AudioOut
     from earsight.app.sound.devices import AudioUnavailable, UnknownAudioDevice
 
-    fallback = f"WAV files will be written to {options.out_dir}" if options.out_dir else ""
+    # live writes WAV files when there is no output (commands.py): --out-dir, else paths.wav_dir
+    wavs = options.out_dir or paths.wav_dir()
     try:
         out = AudioOut(AudioOptions(device=options.audio_device))
     except UnknownAudioDevice as err:
         return Check("audio", False, err.what, err.fix)
     except AudioUnavailable as err:
-        fix = "plug in headphones or a speaker, or pass --out-dir DIR to get WAV files"
-        detail = err.what
-        return Check("audio", bool(fallback), f"{detail}; {fallback}" if fallback else detail, fix)
+        fix = "plug in headphones or a speaker to hear it; --out-dir DIR picks the folder"
+        detail = f"{err.what}; live will write WAV files to {wavs} instead"
+        return Check("audio", bool(options.out_dir), detail, fix, required=False)
     out.close()
     return Check("audio", True, f"output device {options.audio_device or 'default'} opens")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from earsight import paths
 from earsight.app.config import ConfigError, LiveOptions, read_config, resolve_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,12 @@ def test_doctor_says_there_is_no_microphone_and_live_still_runs(tmp_path):
     mic = next(line for line in lines if "microphone:" in line)
     assert mic.startswith("--   microphone: no microphone") and "--voice-file" in mic, mic
     assert proc.returncode == 0 and lines[-1] == "live can run", proc.stdout
+    # without --out-dir too: live writes WAV files to the user data folder, so doctor agrees
+    no_card = "pcm.!default { type hw card 97 }\n"
+    proc = _earsight("doctor", "--source", str(SAMPLES), alsa=tmp_path / "a.conf", card=no_card)
+    audio = next(line for line in proc.stdout.splitlines() if " audio:" in line)
+    assert audio.startswith("--   audio:") and str(paths.wav_dir()) in audio, audio
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_doctor_fails_without_a_camera_and_says_why(tmp_path):
