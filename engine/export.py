@@ -49,7 +49,7 @@ from earsight.engine.sidecar import DEFAULT_MAX_BATCH, DEFAULT_OPSET, build_side
 from earsight.engine.sidecar_schema import BATCH_AXIS, INPUT_NAME, OUTPUT_NAMES, PRECISIONS
 from earsight.engine.trt_ops import warn_if_not_buildable
 from earsight.errors import first_line
-from earsight.trainer.checkpoint import load_model
+from earsight.trainer.checkpoint import load_model, weights_sha256
 from earsight.trainer.mtnet.model import MTNet
 
 log = logging.getLogger(__name__)
@@ -322,6 +322,7 @@ def export_onnx(
         exporter=exporter,
         parity=parity.to_dict(),
         max_batch=max_batch,
+        weights=weights_sha256(reference),
     )
     side_path = write_sidecar(out, sidecar)
     seconds = time.perf_counter() - start

@@ -152,9 +152,10 @@ class ModelContract:
 
 
 def build_sidecar(
-    cfg: MTNetConfig, onnx_path: Path, checkpoint: Path, **fields: Any
+    cfg: MTNetConfig, onnx_path: Path, checkpoint: Path, weights: str = "", **fields: Any
 ) -> dict[str, Any]:
-    """The sidecar dict for an ONNX file just written (``fields``: precision, opset, parity…)."""
+    """The sidecar dict for an ONNX file just written (``fields``: precision, opset, parity…);
+    ``weights``: trainer.checkpoint.weights_sha256 of the model exported."""
     h, w, c = cfg.image_size, cfg.image_size, cfg.image_channels
     return {
         "format": SIDECAR_FORMAT,
@@ -182,6 +183,7 @@ def build_sidecar(
             "path": _checkpoint_path(checkpoint, onnx_path),
             "name": checkpoint.name,
             "sha256": sha256_file(checkpoint),
+            **({"weights_sha256": weights} if weights else {}),
         },
         **fields,
     }

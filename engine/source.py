@@ -107,9 +107,9 @@ def int8_variant_path(onnx: Path) -> Path:
 def _int8_beside(source: ModelSource, verify_sha256: bool) -> ModelSource | None:
     """The int8 export of the same weights beside ``source``'s ONNX, or None.
 
-    "Same weights" means both sidecars record the same checkpoint sha256 and the same config
-    (mirror averaging included): a stale, foreign or corrupt ``.int8.onnx`` is ignored with a
-    warning, never run in the model's place.
+    "Same weights" means both sidecars record the same weights (or checkpoint) sha256 and the
+    same config (mirror averaging included): a stale, foreign or corrupt ``.int8.onnx`` is
+    ignored with a warning, never run in the model's place.
     """
     path = int8_variant_path(source.onnx)
     if not path.is_file() or source.sidecar is None:
@@ -120,11 +120,8 @@ def _int8_beside(source: ModelSource, verify_sha256: bool) -> ModelSource | None
         log.warning("ignoring the int8 variant %s: %s", path.name, err)
         return None
     mine, theirs = source.sidecar, variant.sidecar or {}
-    recorded = mine.get("checkpoint", {}).get("sha256")
-    if (
-        recorded is None
-        or recorded != theirs.get("checkpoint", {}).get("sha256")
-        or not _same_config(mine.get("config") or {}, theirs.get("config") or {})
+    if not _same_weights(mine.get("checkpoint", {}), theirs.get("checkpoint", {})) or not (
+        _same_config(mine.get("config") or {}, theirs.get("config") or {})
     ):
         log.warning(
             "ignoring %s: not an export of the same weights as %s (re-export it with "
@@ -134,6 +131,14 @@ def _int8_beside(source: ModelSource, verify_sha256: bool) -> ModelSource | None
         )
         return None
     return variant
+
+
+def _same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Both sidecars' ``checkpoint`` records: the same weights (``weights_sha256``, since
+    2026-12-01: a run's best.pt and its slim copy agree), else the same checkpoint file."""
+    if a.get("weights_sha256") and b.get("weights_sha256"):
+        return a["weights_sha256"] == b["weights_sha256"]
+    return a.get("sha256") is not None and a.get("sha256") == b.get("sha256")
 
 
 def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -134,13 +134,31 @@ def test_an_int8_file_of_other_weights_is_ignored_with_a_warning(
         shutil.copy(int8_pair.parent / name, tmp_path / name)
     side_path = tmp_path / "model.onnx.json"
     side = json.loads((int8_pair.parent / "model.onnx.json").read_text())
-    side["checkpoint"]["sha256"] = "0" * 64  # as if exported from another checkpoint
+    # as if exported from another checkpoint of other weights
+    side["checkpoint"]["sha256"] = side["checkpoint"]["weights_sha256"] = "0" * 64
     side["checkpoint"]["path"] = str(engine_checkpoint)
     side_path.write_text(json.dumps(side))
     with caplog.at_level(logging.WARNING, logger="earsight.engine.source"):
         rt = load(tmp_path / "model.onnx", "onnx-cpu", OPTS)
     assert rt.info.precision == "fp32" and rt.info.model.name == "model.onnx"
     assert "ignoring model.int8.onnx: not an export of the same weights" in caplog.text
+
+
+def test_an_int8_file_exported_from_the_slim_copy_is_the_same_weights(
+    int8_pair, engine_checkpoint, digits_images, tmp_path, caplog
+):
+    # The README's slimming step (trainer/checkpoint.py) writes another file of the same
+    # weights: its int8 export pairs with the fp32 export of the full checkpoint.
+    from earsight.trainer.checkpoint import save_inference_checkpoint
+
+    slim = save_inference_checkpoint(engine_checkpoint, tmp_path / "slim.pt")
+    shutil.copy(int8_pair, tmp_path / "model.onnx")
+    shutil.copy(int8_pair.parent / "model.onnx.json", tmp_path / "model.onnx.json")
+    train, test = digits_images
+    export_onnx(slim, tmp_path / "model.int8.onnx", "int8", calibration=train, test_images=test)
+    with caplog.at_level(logging.WARNING, logger="earsight.engine.source"):
+        rt = load(tmp_path / "model.onnx", "onnx-cpu", OPTS)
+    assert rt.info.precision == "int8" and "ignoring" not in caplog.text, caplog.text
 
 
 def test_tensorrt_refuses_the_int8_export_so_auto_falls_through(int8_pair):

@@ -132,6 +132,23 @@ def training_only_prefixes(cfg: MTNetConfig) -> tuple[str, ...]:
     return prefixes
 
 
+def weights_sha256(model: torch.nn.Module) -> str:
+    """sha256 of the weights inference reads, each rounded to fp16 (hex): equal for a run's
+    best.pt and its slim copy (trainer/checkpoint.py slim), which differ as files. The exports'
+    sidecars record it, so an int8 variant of the same weights is recognised whichever file
+    it was exported from (engine/source.py)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    skip = training_only_prefixes(model.cfg)
+    for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith(skip) or not tensor.is_floating_point():
+            continue  # BatchNorm's step counters and training-only parts: not the answer
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_model(
     path: Path | str, device: str | torch.device = "cpu", flip_tta: bool = False
 ) -> tuple[MTNet, dict]:
