@@ -8,6 +8,7 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import resource
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +176,21 @@ class _GpuMemory:
         return None if self.free0 is None else (self.free0 - self.min_free) / 2**20
 
 
+def _ignore_interrupts() -> None:
+    """A timing process leaves Ctrl-C to the bench: no traceback of its own on the terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_in_fresh_process(spec: str, model: Path, opts: BenchOptions) -> Row:
-    ctx = multiprocessing.get_context("spawn")  # no inherited torch/ORT state or memory
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+    """``measure`` in a spawned process (no inherited torch/ORT state or memory). Ctrl-C (the
+    terminal sends it to the whole process group) ends the timing process at once."""
+    ctx = multiprocessing.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_ignore_interrupts)
+    try:
         return pool.submit(measure, spec, str(model), opts).result()
+    except KeyboardInterrupt:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
