@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -319,8 +320,25 @@ def test_evaluate_cli_rejects_a_corrupt_checkpoint(tmp_path):
     bad = tmp_path / "best.pt"
     bad.write_bytes(b"not a checkpoint")
     proc = _run([sys.executable, str(ROOT / "trainer" / "evaluate.py"), str(bad)])
-    assert proc.returncode == 2
-    assert "not a readable EarSight checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is not a checkpoint (not a file trainer/fit.py writes)" in proc.stderr
+
+
+def test_an_unreadable_checkpoint_says_what_the_file_is(tmp_path):
+    from earsight.trainer.checkpoint import CheckpointError, read_checkpoint
+
+    torch.save({"format": 1, "weights": torch.zeros(10_000)}, tmp_path / "whole.pt")
+    data = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])  # a copy cut short
+    onnx = ROOT / "assets" / "models" / "mnist-ad.onnx"
+    (tmp_path / "photo.pt").write_bytes(b"\xff\xd8\xff\xe0 a JPEG")
+    for path, what in [
+        (tmp_path / "cut.pt", "is a damaged checkpoint (cut short or overwritten)"),
+        (onnx, "is an ONNX model, not a checkpoint"),
+        (tmp_path / "photo.pt", "is not a checkpoint"),
+    ]:
+        with pytest.raises(CheckpointError, match=re.escape(what)):
+            read_checkpoint(path)
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,27 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _unreadable(path: Path) -> CheckpointError:
+    """Why torch.load failed, in words: an ONNX model, a torn checkpoint (a zip torch
+    writes, cut short), or some other file."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if path.suffix == ".onnx":
+        return CheckpointError(
+            f"{path} is an ONNX model, not a checkpoint",
+            "pass the training run's .pt (its sidecar names it under checkpoint)",
+        )
+    if head.startswith(b"PK"):  # torch.save's zip container
+        return CheckpointError(
+            f"{path} is a damaged checkpoint (cut short or overwritten)",
+            "use the run's other checkpoint (best.pt or last.pt), or --resume from last.pt",
+        )
+    return CheckpointError(
+        f"{path} is not a checkpoint (not a file trainer/fit.py writes)",
+        "pass the best.pt or last.pt of a training run",
+    )
+
+
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load a checkpoint dict; every failure is a one-line CheckpointError."""
     path = Path(path)
@@ -109,10 +130,7 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
         # weights_only: a checkpoint is data; it never gets to run code on load.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for torn or foreign files
-        raise CheckpointError(
-            f"{path} is not a readable EarSight checkpoint ({type(err).__name__})",
-            "pass a .pt that trainer/fit.py wrote (a torn one: --resume from the run's last.pt)",
-        ) from err
+        raise _unreadable(path) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not an EarSight checkpoint of format {CHECKPOINT_FORMAT}",
