@@ -117,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--dataset", choices=SOURCES, help="image source")
-    g.add_argument("--data-root", help="folder with the dataset files (default: user data dir)")
+    g.add_argument(
+        "--data-root",
+        help="folder with the dataset files (default: $EARSIGHT_DATA, else ~/.cache/earsight/data)",
+    )
     g.add_argument("--download", action="store_true", help="fetch official files (checksummed)")
     g.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, report)")
     g.add_argument("--voices", type=int, default=1, help="1 = one canonical voice (paper-like)")
