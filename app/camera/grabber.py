@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 
 STATUS_LOST = "camera lost"
 STATUS_BACK = "camera back"
-STATUS_ENDED = "video ended"  # a file opened without loop=True reached its end
+STATUS_ENDED = "video ended (--loop plays it again)"  # a file opened without loop=True ended
 STATUS_WAITING = "no camera yet, retrying"  # wait=True and the camera is not there at start
 STATUS_FOUND = "camera found"  # its first frame after waiting
 STATUS_STILL = "still no camera, retrying"  # every remind_s while lost or waiting

@@ -107,7 +107,8 @@ def load_image(path: Path, input_shape: tuple[int, int, int], crop: float = 1.0)
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
         has_folders = any(p.is_dir() for p in Path(path).iterdir())
         fix = "give image files" + ("; subfolders are not looked into" if has_folders else "")
-        raise ImageError(path, f"a folder without images ({suffixes})", fix)
+        lead = "nothing to describe in folder"
+        raise ImageError(path, f"no images in it ({suffixes})", fix, lead=lead)
     pixels = _to_channels(read_image(Path(path)), channels, path)
     pixels = fit_to_input(pixels, height, width, crop)
     return pixels.reshape(height, width, channels)  # cv2 drops a single channel's axis

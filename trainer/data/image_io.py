@@ -52,10 +52,12 @@ class ImageFileError(EarSightError):
     phrase their own line (the datasets).
     """
 
-    def __init__(self, where: object, reason: str, fix: str = "") -> None:
+    def __init__(
+        self, where: object, reason: str, fix: str = "", lead: str = "cannot read image"
+    ) -> None:
         self.where = str(where)
         self.reason = reason
-        super().__init__(f"cannot read image {where}: {reason}", fix)
+        super().__init__(f"{lead} {where}: {reason}", fix)
 
 
 def read_image(path: Path, max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
