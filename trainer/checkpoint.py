@@ -103,13 +103,16 @@ def _fsync_folder(folder: Path) -> None:
 def _unreadable(path: Path) -> CheckpointError:
     """Why torch.load failed, in words: an ONNX model, a torn checkpoint (a zip torch
     writes, cut short), or some other file."""
-    with path.open("rb") as f:
-        head = f.read(4)
     if path.suffix == ".onnx":
         return CheckpointError(
             f"{path} is an ONNX model, not a checkpoint",
             "pass the training run's .pt (its sidecar names it under checkpoint)",
         )
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as err:  # unreadable (permissions): torch.load failed on that too
+        return CheckpointError(f"cannot read {path}: {err.strerror}", "check its permissions")
     if head.startswith(b"PK"):  # torch.save's zip container
         return CheckpointError(
             f"{path} is a damaged checkpoint (cut short or overwritten)",
