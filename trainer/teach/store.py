@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 30.0  # another teach holding the lock longer than this is stuck or busy
 LEARNING_WAIT_S = 1.0  # a learn held by someone else this long is a running learn, not a probe
 _HIDDEN = "."  # .lock, .tmp-*: never a word (a word starts with a letter or digit)
+LEARNING_LOCK = f"{_HIDDEN}learning"  # held while the words are learned (TeachStore.learning)
 
 
 MODEL_FOLDER = ".model"  # <root>/.model/taught.onnx: hidden, so never taken for a word
@@ -322,12 +323,12 @@ class TeachStore:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise _disk_error(err, self.root, "learning") from err
-        with exclusive(self.root / f"{_HIDDEN}learning", LEARNING_WAIT_S, busy):
+        with exclusive(self.root / LEARNING_LOCK, LEARNING_WAIT_S, busy):
             yield
 
     def is_learning(self) -> bool:
         """True while another process learns the words (``learning`` is held)."""
-        lock = self.root / f"{_HIDDEN}learning"
+        lock = self.root / LEARNING_LOCK
         if not lock.exists():
             return False
         try:
