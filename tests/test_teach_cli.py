@@ -197,6 +197,7 @@ def test_forget_and_rename(taught: Path):
     assert "no words taught yet" in teach(taught, "--list", "--no-speech").stdout
 
 
+@pytest.mark.faults
 def test_one_learn_at_a_time_and_no_word_changed_under_it(taught: Path):
     # Another `earsight teach` learning holds <root>/.learning (trainer/teach/store.py): a second
     # learn, a forget or a rename would race it (it would write a model with the old words).
@@ -214,6 +215,7 @@ def test_one_learn_at_a_time_and_no_word_changed_under_it(taught: Path):
             assert snapshot(root) == before
 
 
+@pytest.mark.faults
 def test_learn_with_nothing_taught_says_only_that(tmp_path: Path):
     done = teach(tmp_path, "--learn", "--no-speech", store_only=False)
     one_line_error(done, "nothing has been taught yet", "earsight teach WORD")

@@ -324,6 +324,7 @@ def test_evaluate_cli_rejects_a_corrupt_checkpoint(tmp_path):
     assert "is not a checkpoint (not a file trainer/fit.py writes)" in proc.stderr
 
 
+@pytest.mark.faults
 def test_an_unreadable_checkpoint_says_what_the_file_is(tmp_path):
     from earsight.trainer.checkpoint import CheckpointError, read_checkpoint
 
@@ -625,6 +626,7 @@ def test_backbone_preset_trains_from_its_feature_cache(tmp_path, monkeypatch):
     assert again["gate"]["centre"] == pytest.approx(ckpt["gate"]["centre"], abs=1e-4)
 
 
+@pytest.mark.faults
 def test_fit_cli_usage_errors_are_one_line(tmp_path):
     # argparse's own errors (a bad --dataset) used to print the whole usage block first
     proc = _run([sys.executable, str(ROOT / "trainer" / "fit.py"), "--dataset", "imagenet"])
@@ -657,6 +659,7 @@ def test_an_interrupt_offers_resume_only_where_there_is_a_last_epoch(tmp_path):
     assert interrupted_line(build_parser().parse_args(["--describe"])) == "interrupted"
 
 
+@pytest.mark.faults
 def test_evaluate_interrupted_is_one_line(monkeypatch, capsys):
     import earsight.trainer.evaluate as evaluate
 
