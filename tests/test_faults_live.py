@@ -273,6 +273,27 @@ def test_closed_key_input_stops_the_app_instead_of_leaving_it_deaf(tmp_path, vid
     assert "ready: press" not in out  # closed during start-up: never claimed to be ready
 
 
+def test_a_press_during_start_up_is_answered_when_ready(tmp_path, video):
+    # A user who pressed while the model loaded is still waiting for the word: one press, no more
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    with Live(tmp_path, *args) as live:
+        live.press(b" ")
+        assert live.wait_for("still starting"), live.seen  # pressed before "ready"
+        assert live.wait_for("ready: press space"), live.seen
+        deadline = time.monotonic() + 60
+        while not _answers(live.seen) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        code, out, err = live.finish()
+    assert code == 0 and "Traceback" not in err, out + err
+    assert "the answer comes when ready" in out, out
+    assert _answers(out), out
+
+
+def _answers(out: str) -> list[str]:
+    """live's answer lines ("seven", "not sure (…)") in its stdout."""
+    return [line for line in out.splitlines() if line.split(" (")[0] in {*DIGITS, "not sure"}]
+
+
 @pytest.mark.parametrize("when", ["before ready", "after ready"])
 def test_quit_then_the_end_of_piped_keys_is_a_clean_quit(tmp_path, video, when):
     # `(sleep 4; echo q) | earsight live --keys terminal`: q, then the pipe closes at once
@@ -446,12 +467,13 @@ def test_quiet_live_prints_only_the_answers(tmp_path, video):
     with Live(tmp_path, *args, program=program) as live:
         deadline = time.monotonic() + 90
         while not words & set(live.seen.splitlines()) and time.monotonic() < deadline:
-            live.press(b" ")  # presses before "ready" are answered "still starting": level 0
+            live.press(b" ")  # presses before "ready" are answered "still starting…": level 0
             time.sleep(1.0)
         code, out, err = live.finish()
     assert code == 0, err
     lines = [line for line in out.splitlines() if line.strip()]
-    assert set(lines) <= {*words, "still starting, one moment"}, lines  # no status lines
+    starting = "still starting: the answer comes when ready"
+    assert set(lines) <= {*words, starting}, lines  # no status lines
     assert words & set(lines), lines  # and the answer
 
 

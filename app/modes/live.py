@@ -90,14 +90,17 @@ class LiveState:
 class PressRelay:
     """The controller's ``on_action`` before the app exists: key input starts first.
 
-    Until ``attach``, a quit is remembered and other presses are answered "still starting";
-    a key input that closes is remembered too and reported to the app when it attaches.
+    Until ``attach``, a quit is remembered, a describe press is remembered and answered once the
+    app attaches (a user who pressed during start-up is still waiting for the word), and other
+    presses are answered "still starting"; a key input that closes is remembered too and
+    reported to the app when it attaches.
     """
 
     def __init__(self, voice: LiveVoice) -> None:
         self.voice = voice
         self._app: LiveApp | None = None
         self._quit = False
+        self._describe = False
         self._closed: str | None = None
 
     def __call__(self, action: Action, t_key: float) -> None:
@@ -106,6 +109,9 @@ class PressRelay:
             app.on_action(action, t_key)
         elif action is Action.QUIT:
             self._quit = True
+        elif action is Action.DESCRIBE:
+            self._describe = True
+            self.voice.say("still starting: the answer comes when ready", level=0)
         else:
             self.voice.say("still starting, one moment", level=0)
 
@@ -119,7 +125,11 @@ class PressRelay:
         self._app = app
         if self._quit:  # quit came first: the input's end after it is no fault
             app.stop_event.set()
-        elif self._closed is not None:
+            return
+        if self._describe:
+            # Stamped now, not at the press: key → audio figures measure the app, not start-up.
+            app.on_action(Action.DESCRIBE, time.perf_counter())
+        if self._closed is not None:
             app.keys_closed(self._closed)
 
 
