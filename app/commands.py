@@ -28,6 +28,10 @@ if TYPE_CHECKING:  # the engine loads when live starts, not for --help
 
 log = logging.getLogger(__name__)
 
+OUT_DIR_UNUSED = (
+    "playing through the audio device: --out-dir {out_dir} is only used without one"
+    " (--record DIR keeps every sound)"
+)
 ERROR_SPEECH_S = 8.0  # a start-up error is spoken to the end (up to this) before live exits
 
 
@@ -187,9 +191,9 @@ def live_runtime_options(options: LiveOptions) -> RuntimeOptions:
 
 def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice: Any) -> Any:
     """The audio output (opened with a deadline), or WAV files, said out loud; errors raise."""
-    from earsight.app.sound.audio import AudioOptions, open_audio
+    from earsight.app.sound.audio import AudioOptions, WavSink, open_audio
 
-    return open_audio(
+    audio = open_audio(
         AudioOptions(
             device=options.audio_device,
             sample_rate=runtime_options.postprocess.output_rate or AudioOptions.sample_rate,
@@ -197,6 +201,11 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
         Path(options.out_dir) if options.out_dir else paths.wav_dir(),
         on_fallback=lambda message: voice.say(message, level=0),
     )
+    if options.out_dir and not isinstance(audio, WavSink):
+        # --out-dir is the fall-back's folder: a user who gave it expecting files is told why
+        # there are none (printed; spoken only at verbosity 2).
+        voice.say(OUT_DIR_UNUSED.format(out_dir=options.out_dir), level=2)
+    return audio
 
 
 def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) -> dict[str, Any]:

@@ -289,6 +289,17 @@ def test_a_press_during_start_up_is_answered_when_ready(tmp_path, video):
     assert _answers(out), out
 
 
+def test_out_dir_with_an_audio_device_says_it_is_not_used(tmp_path, video):
+    # --out-dir is the fall-back's folder: with a device (ALSA's null device here) no WAVs are
+    # written there, and a user who asked for them is told so and where every sound can be kept
+    args = ("--source", str(video), "--keys", "terminal", "--no-speech")
+    with Live(tmp_path, *args, "--out-dir", str(tmp_path / "wavs")) as live:
+        assert live.wait_for("ready: press space"), live.seen
+        _, out, err = live.finish()
+    assert f"--out-dir {tmp_path / 'wavs'} is only used without one" in out, out + err
+    assert "--record DIR" in out, out
+
+
 def _answers(out: str) -> list[str]:
     """live's answer lines ("seven", "not sure (…)") in its stdout."""
     return [line for line in out.splitlines() if line.split(" (")[0] in {*DIGITS, "not sure"}]
