@@ -636,6 +636,18 @@ def test_fit_cli_usage_errors_are_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
 
 
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(tmp_path):
+    # a fresh user's typo'd --data-root left runs/x behind, empty, after the one-line error
+    out = tmp_path / "runs" / "x"
+    fit = [sys.executable, str(ROOT / "trainer" / "fit.py"), "--dataset", "mnist"]
+    proc = _run([*fit, "--data-root", str(tmp_path / "none"), "--out", str(out)])
+    assert proc.returncode == 2 and "MNIST not found" in proc.stderr, proc.stderr
+    assert not out.exists()
+    out.mkdir(parents=True)  # a folder the user made stays, empty or not
+    proc = _run([*fit, "--data-root", str(tmp_path / "none"), "--out", str(out)])
+    assert proc.returncode == 2 and out.is_dir(), proc.stderr
+
+
 def test_runs_that_cannot_speak_are_warned_about_before_training():
     from earsight.trainer.fit import short_run_warnings
 

@@ -19,6 +19,7 @@ if __name__ == "__main__":
     train()  # exits
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.dataset else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    new_folder = args.out is not None and not args.out.exists()
     try:
         return run(args)
     except EarSightError as err:
@@ -335,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(interrupted_line(args), file=sys.stderr)
         return 130
+    finally:
+        if new_folder:  # a run that failed before writing anything leaves no empty --out behind
+            with contextlib.suppress(OSError):
+                args.out.rmdir()  # only ever removes an empty folder
 
 
 if __name__ == "__main__":
