@@ -71,7 +71,13 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
         f"a .onnx/.pt path (default {AUTO_MODEL}: the taught model once you taught words, else "
         f"{DEFAULT_MODEL})",
     )
-    p.add_argument("--out", type=Path, help="write <image stem>.wav here (created if needed)")
+    p.add_argument(
+        "--out",
+        "--out-dir",
+        dest="out",
+        type=Path,
+        help="write <image stem>.wav here (created if needed)",
+    )
     p.add_argument("--backend", choices=("auto", *BACKEND_NAMES), help="default auto")
     p.add_argument(
         "--threshold",

@@ -272,8 +272,8 @@ def test_cli_reads_the_config_file_as_live_does_and_flags_win(tmp_path, monkeypa
 
 
 def test_cli_gate_says_not_sure_and_writes_that(noise_png, runtime, recognizer, tmp_path):
-    out = tmp_path / "wavs"
-    proc = _earsight(str(noise_png), "--threshold", STRICT, "--out", str(out))
+    out = tmp_path / "wavs"  # --out-dir: live's name for the folder, an alias of --out
+    proc = _earsight(str(noise_png), "--threshold", STRICT, "--out-dir", str(out))
     assert proc.returncode == 0, proc.stderr
     line = _lines(proc.stdout)["noise.png"]
     assert line["said"] == "not sure" and re.fullmatch(
