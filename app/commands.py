@@ -211,7 +211,7 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
 def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Audio, model and camera, in start-up order, each closed by ``stack``; speaks progress."""
     from earsight.app.camera.grabber import FrameGrabber, GrabberOptions, parse_source
-    from earsight.app.models import resolve_model
+    from earsight.app.models import AUTO_MODEL, resolve_model, unlearned_note
     from earsight.app.modes.answer import ConfidenceGate
     from earsight.engine.runtime import load
 
@@ -224,6 +224,8 @@ def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) ->
     stack.callback(audio.close)
     voice.use_output(audio)  # one open device: status speech plays through it (not aplay)
     model_path = resolve_model(options.model)
+    if options.model == AUTO_MODEL and (note := unlearned_note()) is not None:
+        voice.say(f"{note}; the shipped words answer meanwhile")
     runtime = load(model_path, options.backend, runtime_options)
     stack.callback(runtime.close)
     runtime.warmup()

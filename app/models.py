@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from earsight import paths
 from earsight.engine.source import INT8_SUFFIX
 from earsight.errors import EarSightError
 
@@ -85,7 +86,27 @@ def _taught_or_default(name: str) -> Path:
         return taught
     if name == AUTO_MODEL:
         return resolve_model(DEFAULT_MODEL)
+    note = unlearned_note()
+    if note is not None:  # words are stored: teaching again is not what is missing
+        raise UnknownModel(f"no taught model: {note}", "or use --model auto")
     raise UnknownModel(
         f"no taught model yet ({taught} is missing)",
         "teach a word first: earsight teach WORD (it learns at the end)",
     )
+
+
+def unlearned_note() -> str | None:
+    """``"2 taught words are not learned yet — earsight teach --learn"`` when words are stored
+    but no taught model says them (stored on an install without the trainer, or a learn that
+    did not finish); None otherwise. ``auto`` then answers with the shipped words."""
+    from earsight.app.modes.teach import learning_unavailable
+    from earsight.trainer.teach.store import TeachStore, taught_model_path
+
+    if taught_model_path().is_file():
+        return None
+    n = len(TeachStore(paths.taught_root()).words())
+    if n == 0:
+        return None
+    unavailable = learning_unavailable()
+    fix = "earsight teach --learn" if unavailable is None else unavailable.fix
+    return f"{n} taught word{'s are' if n != 1 else ' is'} not learned yet — {fix}"

@@ -281,7 +281,7 @@ def run_describe(args: argparse.Namespace) -> int:
     done so far are printed, one line each, and the summary says how many of how many.
     """
     from earsight.app.messages import describe_line, wrote_line
-    from earsight.app.models import resolve_model
+    from earsight.app.models import AUTO_MODEL, resolve_model, unlearned_note
     from earsight.engine.runtime import RuntimeOptions, load
 
     opts = describe_options(args)  # flags over the config file, as `earsight live` reads them
@@ -290,6 +290,8 @@ def run_describe(args: argparse.Namespace) -> int:
         missing = ", ".join(map(str, args.images))
         raise UsageError(f"no such file or folder: {missing}", "check the image paths")
     model = resolve_model(opts.model)
+    if opts.model == AUTO_MODEL and (note := unlearned_note()) is not None:
+        log.info("%s; the shipped words answer meanwhile", note)
     options = RuntimeOptions(threads=opts.threads, cpu_int8=opts.int8)
     done = failed = wrote = 0
     with stop_on_sigterm(threading.Event()) as stop, load(model, opts.backend, options) as rt:

@@ -78,9 +78,12 @@ LEARN_THREADS = 1  # torch threads while learning inside live: a core stays free
 
 
 def _learn_words(store: TeachStore, say: Say) -> object:
-    import torch  # loads only when something is learned
+    from earsight.app.modes.teach import learn_words, learning_unavailable
 
-    from earsight.app.modes.teach import learn_words
+    unavailable = learning_unavailable()  # a runtime-only install: one line, as `--learn` says
+    if unavailable is not None:
+        raise unavailable
+    import torch  # loads only when something is learned
 
     # Process-wide: ONNX Runtime keeps its own threads; a live on --backend torch shares this.
     torch.set_num_threads(LEARN_THREADS)

@@ -31,7 +31,11 @@ from earsight.app.modes.teach_inputs import (
     voice_from_microphone,
     wait_for_key,
 )
-from earsight.errors import EarSightError, trainer_not_installed
+from earsight.errors import (
+    TRAIN_EXTRA_FIX,
+    EarSightError,
+    trainer_not_installed,
+)
 from earsight.trainer.teach.store import TaughtWord, TeachStore
 from earsight.trainer.teach.words import check_word
 
@@ -39,6 +43,9 @@ log = logging.getLogger(__name__)
 
 
 FLUSH_S = 10.0  # the last message (or an error) is spoken to the end, up to this
+# What learning imports (teach_fit, its ONNX export, its report's recognizer and STOI), torch
+# first: the one a runtime-only install names.
+LEARNING_MODULES = ("torch", "onnxscript", "pocketsphinx", "pystoi")
 
 
 # --- the commands -------------------------------------------------------------------------
@@ -83,20 +90,32 @@ def teach_word(
     return taught
 
 
+def learning_unavailable() -> TeachInputError | None:
+    """The one-line error when this install cannot learn (a runtime-only install: no torch,
+    the ``train`` extra), else None. Taught words are stored either way."""
+    import importlib.util
+
+    # find_spec, not import: --list asks too, and importing torch takes seconds
+    for module in LEARNING_MODULES:
+        if importlib.util.find_spec(module) is None:
+            missing = trainer_not_installed(ModuleNotFoundError(name=module), "learning")
+            assert missing is not None  # a trainer module, by construction
+            return TeachInputError(missing.what, f"{missing.fix}; the taught words are kept")
+    return None
+
+
 def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: int | None = None):
     """Learn every taught word (trainer/teach/fit.py) and say how well it went; returns the
     TeachReport. TeachInputError when torch (the train extra) or the teach base is missing."""
     from earsight.app.models import teach_base_path
     from earsight.trainer.teach.store import taught_model_path
 
-    try:
-        from earsight.trainer.teach.fit import teach_fit
-        from earsight.trainer.teach.voice import VoiceOptions
-    except ImportError as err:  # a runtime-only install (no torch): the words stay stored
-        missing = trainer_not_installed(err, "learning")
-        if missing is None:
-            raise
-        raise TeachInputError(missing.what, f"{missing.fix}; the taught words are kept") from err
+    unavailable = learning_unavailable()
+    if unavailable is not None:  # a runtime-only install (no torch): the words stay stored
+        raise unavailable
+    from earsight.trainer.teach.fit import teach_fit
+    from earsight.trainer.teach.voice import VoiceOptions
+
     given, base = base is not None, base or teach_base_path()
     if not base.is_file():
         fix = "check the --base path" if given else "reinstall EarSight"
@@ -150,11 +169,12 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
         return words
     say(f"{len(words)} taught word{'s' * (len(words) != 1)} in {store.root}:")
     learned = learned_words(store)
-    pending = (
-        "; being learned now"
-        if store.is_learning()
-        else "; not learned yet: `earsight teach --learn`"
-    )
+    if store.is_learning():
+        pending = "; being learned now"
+    elif learning_unavailable() is not None:
+        pending = f"; not learned: learning needs the trainer ({TRAIN_EXTRA_FIX})"
+    else:
+        pending = "; not learned yet: `earsight teach --learn`"
     for word in words:
         state = "" if word.name in learned else pending
         say(
@@ -210,9 +230,21 @@ def relearn_after_change(
     if not store.words():
         say("no taught words left: live and describe use the shipped words")
     elif learn_now:
-        learn_words(store, say, base, steps)
+        learn_or_say_why_not(store, say, base, steps)
     else:
         say("live and describe use the shipped words until `earsight teach --learn`")
+
+
+def learn_or_say_why_not(store: TeachStore, say: Say, base: Path | None, steps: int | None) -> None:
+    """Learn after a change; on an install that cannot learn, say so instead of failing: the
+    word was stored, which is what the command was asked (exit 0). ``--learn`` itself still
+    fails when it cannot learn."""
+    unavailable = learning_unavailable()
+    if unavailable is None:
+        learn_words(store, say, base, steps)
+        return
+    say(f"stored, not learned: {unavailable.what} — {TRAIN_EXTRA_FIX}")
+    say("live and describe use the shipped words until the words are learned")
 
 
 def run_teach(args: argparse.Namespace) -> int:
@@ -248,7 +280,7 @@ def run_teach(args: argparse.Namespace) -> int:
             )
             teach_word(request, store, voice.say)
             if args.learn_now:
-                learn_words(store, voice.say, args.base, args.voice_steps)
+                learn_or_say_why_not(store, voice.say, args.base, args.voice_steps)
     except EarSightError as err:
         voice.say(str(err), printed=False)  # cli.main prints it on stderr
         raise
