@@ -1,8 +1,10 @@
-"""The trainer's console scripts (``earsight-train``, ``earsight-eval``, ``earsight-slim``).
+"""The console scripts: ``earsight`` and the trainer's (``earsight-train``, ``earsight-eval``,
+``earsight-slim``).
 
 Each imports its command only when run, so on a runtime-only install (no torch: the ``train``
-extra is missing) it says in one line what to install instead of a traceback. With the extra,
-``earsight-train ARGS`` is ``python trainer/fit.py ARGS``.
+extra is missing) it says in one line what to install instead of a traceback, and a Ctrl-C
+while the command's modules load (the first second) is "interrupted", not a traceback. With
+the extra, ``earsight-train ARGS`` is ``python trainer/fit.py ARGS``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import sys
 from earsight.errors import trainer_not_installed
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _run(module: str, prog: str) -> int:
     try:
         main = importlib.import_module(module).main
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ImportError as err:
         missing = trainer_not_installed(err, prog)
         if missing is None:
@@ -25,6 +31,10 @@ def _run(module: str, prog: str) -> int:
         print(f"error: {missing}", file=sys.stderr)
         return EXIT_USAGE
     return int(main() or 0)
+
+
+def earsight() -> None:
+    sys.exit(_run("earsight.app.cli", "earsight"))
 
 
 def train() -> None:

@@ -273,6 +273,24 @@ def test_closed_key_input_stops_the_app_instead_of_leaving_it_deaf(tmp_path, vid
     assert "ready: press" not in out  # closed during start-up: never claimed to be ready
 
 
+@pytest.mark.parametrize("after_s", [0.1, 0.3, 0.6, 1.0])
+def test_ctrl_c_while_earsight_loads_is_one_line(tmp_path, video, after_s):
+    # a Ctrl-C in the first second (modules loading, before live's own handler) was a traceback
+    (tmp_path / "asound.conf").write_text(NULL_DEVICE)
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf")}
+    env["EARSIGHT_CONFIG"] = str(tmp_path / "none.toml")
+    cmd = [str(Path(sys.executable).with_name("earsight")), "live", "--model", "mnist-ad"]
+    cmd += ["--source", str(video), "--keys", "terminal", "--no-speech"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert b"Traceback" not in err and err.count(b"\n") <= 1, err.decode()
+    assert proc.returncode in (0, 130), out.decode() + err.decode()
+
+
 def test_a_press_during_start_up_is_answered_when_ready(tmp_path, video):
     # A user who pressed while the model loaded is still waiting for the word: one press, no more
     args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
