@@ -253,6 +253,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _reader_went_away()
+    except OSError as err:
+        if err.filename is None:  # not about a file the user can fix: a bug, shown in full
+            raise
+        log.debug("file error", exc_info=True)  # -v: where it happened
+        print(f"error: {file_error_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def file_error_line(err: OSError) -> str:
+    """A file or folder the user's account cannot use (a root-only config, a read-only taught
+    folder, a full disk) as one line: what, why, and whose permission it needs."""
+    import getpass
+
+    why = err.strerror or type(err).__name__
+    return (
+        f"cannot use {err.filename} ({why}) — let the user running earsight "
+        f"({getpass.getuser()}) read and write it, or point earsight elsewhere "
+        "(EARSIGHT_CONFIG, EARSIGHT_DATA, EARSIGHT_TEACH, EARSIGHT_CACHE)"
+    )
 
 
 def _reader_went_away() -> int:

@@ -15,6 +15,8 @@ Every key is also a flag of `earsight live` (``--source``, ``--hotkey`` …).
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import getpass
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,23 +84,34 @@ def read_config(path: Path, required: bool = False) -> dict[str, Any]:
     A missing file means no options, unless ``required`` (a file the user named with --config:
     ignoring it would run with settings the user did not choose).
     """
-    if not path.is_file():
+    try:
+        # utf-8-sig: a file saved by Notepad starts with a byte-order mark, which TOML refuses
+        text = path.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         if required:
             what = "is a folder" if path.is_dir() else "does not exist"
             raise ConfigError(
                 f"config file {path} {what}", "fix the --config path, or leave --config out"
-            )
+            ) from None
         return {}
+    except OSError as err:  # no permission (a root-only /etc file for the service's user)
+        raise ConfigError(
+            f"cannot read the config file {path} ({err.strerror or err})",
+            f"let the user running earsight ({getpass.getuser()}) read it, or move it",
+        ) from None
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML ({err})", "fix or delete that file") from err
     known = {f.name: f for f in dataclasses.fields(LiveOptions)}
     data = {key.replace("-", "_"): value for key, value in data.items()}  # out-dir as the flag
     for key, value in data.items():
         if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
             raise ConfigError(
-                f"{path}: unknown option {key!r}", f"known options: {', '.join(sorted(known))}"
+                f"{path}: unknown option {key!r}",
+                f"{hint}known options: {', '.join(sorted(known))}",
             )
         if isinstance(value, dict | list):
             raise ConfigError(f"{path}: {key} must be a single value, not {type(value).__name__}")
@@ -121,7 +134,9 @@ def _check_type(path: Path, key: str, value: Any, annotation: str) -> None:
     allowed = tuple(t for name in names for t in _TOML_TYPES[name])
     if isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool)):
         return
-    example = {"str": '"text"', "bool": "true or false", "int": "a whole number"}
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    quoted = f'"{value}"' if number else '"text"'  # source = 0 → source = "0"
+    example = {"str": quoted, "bool": "true or false", "int": "a whole number"}
     kinds = {"str": "text in quotes", "bool": "true or false", "int": "a whole number"}
     wanted = " or ".join(kinds.get(name, "a number") for name in names)
     raise ConfigError(

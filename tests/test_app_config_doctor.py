@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,8 @@ def test_missing_default_config_file_means_defaults(tmp_path, monkeypatch):
         ("hotkey = 'F8'\n", "hotkey 'F8' is already the teach key"),
         ("threads = 0\n", "threads must be 1 or more, got 0"),
         ("threads = -2\n", "threads must be 1 or more, got -2"),
+        ("sourse = '0'\n", "unknown option 'sourse' — did you mean 'source'\\?"),
+        ("source = 0\n", 'source must be text in quotes, got 0 — write e.g. source = "0"'),
     ],
 )
 def test_bad_config_gives_one_clear_line(tmp_path, text, message):
@@ -54,6 +57,54 @@ def test_bad_config_gives_one_clear_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as err:
         resolve_options({}, cfg)
     assert "\n" not in str(err.value)
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_bytes("\ufeffthreshold = 0.7\n".encode())  # what Notepad writes
+    assert resolve_options({}, cfg).threshold == 0.7
+
+
+@pytest.fixture
+def shared_tmp():
+    """A folder another user can enter (pytest's tmp_path sits in root's private folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="earsight-perm-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_files_this_user_cannot_read_are_one_line(shared_tmp):
+    # the service's user and a root-only /etc/earsight/config.toml, or another user's taught
+    # words: each was a PermissionError traceback
+    drop = []
+    if os.geteuid() == 0:  # root reads anything: ask as nobody, as the service's user would
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop privileges")
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    cfg = shared_tmp / "config.toml"
+    cfg.write_text("threshold = 0.7\n")
+    cfg.chmod(0o000)
+    private = shared_tmp / "private"
+    (private / "taught").mkdir(parents=True)
+    private.chmod(0o700)
+    image = ROOT / "assets" / "samples" / "cifar10" / "cat-test0000.jpg"
+    exe = str(Path(sys.executable).with_name("earsight"))
+
+    def describe(config: Path, taught: Path) -> subprocess.CompletedProcess:
+        env = {**os.environ, "EARSIGHT_CONFIG": str(config), "EARSIGHT_TEACH": str(taught)}
+        env |= {"EARSIGHT_CACHE": str(shared_tmp / "c"), "EARSIGHT_DATA": str(shared_tmp / "d")}
+        command = [*drop, exe, "describe", str(image)]
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        return done
+
+    done = describe(cfg, shared_tmp / "taught")
+    assert done.stderr.startswith(f"error: cannot read the config file {cfg} (Permission denied)")
+    assert "let the user running earsight (" in done.stderr, done.stderr
+    done = describe(shared_tmp / "none.toml", private / "taught")
+    assert done.stderr.startswith(f"error: cannot use {private}/taught"), done.stderr
 
 
 def test_a_value_from_the_file_names_the_file_and_dashed_keys_are_the_flags(tmp_path):

@@ -385,6 +385,38 @@ needs_mounts = pytest.mark.skipif(
 
 @pytest.mark.faults
 @needs_mounts
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare for a private mount")
+def test_a_read_only_store_lists_and_refuses_changes_before_any_capture(taught: Path):
+    """A real read-only file system (a bind mount remounted ro in a private mount namespace):
+    --list works (it was an OSError traceback from the learning lock); teaching, --more,
+    --forget and --learn are one line each, said before the camera starts."""
+    store, video = taught / "taught", taught / "turn.avi"
+    cli = '"$@" -m earsight.app.cli teach --no-speech'
+    script = (
+        f'mount --bind "{store}" "{store}" && mount -o remount,bind,ro "{store}" && '
+        f'export EARSIGHT_TEACH="{store}" && {cli} --list; echo "rc=$?"; '
+        f'{cli} ring --no-learn --espeak-voice en --source "{video}" --views 5 --seconds 1 '
+        '2>&1; echo "rc=$?"; '
+        f'{cli} mug --more --source "{video}" --views 5 --seconds 1 2>&1; echo "rc=$?"; '
+        f'{cli} --forget mug 2>&1; echo "rc=$?"; {cli} --learn 2>&1; echo "rc=$?"'
+    )
+    cmd = ["unshare", "-m", "sh", "-c", script, "-", sys.executable]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EARSIGHT_CACHE": str(taught / "cache")}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if "mount:" in done.stderr and "permission denied" in done.stderr.lower():
+        pytest.skip("mounts are not allowed here")
+    assert "Traceback" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
+    listed, *changes, _ = done.stdout.split("rc=")
+    assert "mug: 10 photos" in listed, listed
+    assert done.stdout.count("rc=0") == 1, done.stdout  # only --list succeeds
+    for change in changes:
+        error = [line for line in change.splitlines() if line.startswith("error: ")]
+        assert len(error) == 1 and f"cannot write {store}" in error[0], change
+        assert "Read-only file system" in error[0], change
+        assert "hold" not in change and "captured" not in change, change  # before the camera
+    assert (store / "mug" / "word.json").is_file()
+
+
 def test_a_full_disk_is_one_line_and_keeps_every_taught_word(tmp_path, spoken):
     """A real full disk: the store on a 3 MiB tmpfs in a private mount namespace. 'mug' fits;
     teaching 'cup' from 8 noise photos (~1.3 MB each as JPEG 95) and adding them to 'mug' do not."""

@@ -66,6 +66,7 @@ def teach_word(
     """Capture or read the photos, get the voice, store the word; says every step."""
     if request.more:
         word = store.word(request.word).name  # UnknownWordError before any capture
+        store.check_writable(f"adding views of {word!r}")
         say(f"adding views of {word!r}")
     else:
         word = store.check_new(request.word)

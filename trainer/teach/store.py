@@ -142,7 +142,18 @@ class TeachStore:
                 f"add photos with `earsight teach {existing.name!r} --more`, or "
                 f"`earsight teach --forget {existing.name!r}` first",
             )
+        self.check_writable("storing " + repr(word))  # before minutes of turning the object
         return word
+
+    def check_writable(self, doing: str) -> None:
+        """StoreError (one line) when ``root`` cannot be created or written (read-only, no
+        permission, full): said before the user captures anything, not after."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=TMP_PREFIX):
+                pass
+        except OSError as err:
+            raise _disk_error(err, self.root, doing) from err
 
     def _folder(self, name: str) -> Path:
         folder = self.find(name)
@@ -319,11 +330,12 @@ class TeachStore:
         write a model that says the old words). StoreError (with ``fix``) when another holds
         it."""
         busy = StoreError("another earsight teach is learning the taught words now", fix)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise _disk_error(err, self.root, "learning") from err
-        with exclusive(self.root / LEARNING_LOCK, LEARNING_WAIT_S, busy):
+        with contextlib.ExitStack() as held:
+            try:  # only taking the lock: the block's own disk errors are its own to say
+                self.root.mkdir(parents=True, exist_ok=True)
+                held.enter_context(exclusive(self.root / LEARNING_LOCK, LEARNING_WAIT_S, busy))
+            except OSError as err:
+                raise _disk_error(err, self.root, "learning") from err
             yield
 
     def is_learning(self) -> bool:
@@ -336,6 +348,8 @@ class TeachStore:
                 return False
         except StoreError:
             return True
+        except OSError:  # a read-only folder (--list must work there): nothing learns into it
+            return False
 
     @contextlib.contextmanager
     def _locked(self, doing: str) -> Iterator[None]:
