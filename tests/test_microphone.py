@@ -196,6 +196,39 @@ def test_the_terminal_is_told_to_press_enter_and_stops_at_max_seconds(mic, word,
     assert rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)
 
 
+@pytest.mark.faults
+def test_teach_records_a_bad_recording_again_and_keeps_going(mic, word, monkeypatch):
+    # a silent first try (muted microphone) is said and recorded again: the photos the user
+    # took are not thrown away (it was one error line and the whole teach lost)
+    from earsight.app.modes.teach_inputs import voice_from_microphone
+
+    mic.feed(in_a_room(np.zeros(RATE, np.float32)))
+    monkeypatch.setattr("sys.stdin", Typist("\n" * 40))
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line.endswith("once more"):
+            mic.feed(in_a_room(word))  # unmuted for the second try
+
+    voice = voice_from_microphone(say)
+    retry = [line for line in lines if line.endswith("once more")]
+    assert len(retry) == 1 and retry[0].startswith("the recording is silent"), lines
+    assert voice.source == "microphone" and voice.wave.size / voice.sample_rate > 0.3
+    mic.feed(in_a_room(np.zeros(RATE, np.float32)))  # never unmuted: gives up after 3 tries
+    lines.clear()
+    with pytest.raises(SilentRecording):
+        voice_from_microphone(lines.append)
+    assert sum(line.endswith("once more") for line in lines) == 2, lines
+
+
+def test_a_recording_of_nothing_at_all_says_so_in_words(mic):
+    mic.feed(np.zeros(RATE, np.float32))  # digital silence: -inf dBFS is not a thing to say
+    with pytest.raises(SilentRecording) as info:
+        record_voice(seconds=1.0)
+    assert "(no sound at all;" in one_line(info) and "inf" not in str(info.value)
+
+
 def wait_for_thread(name: str, timeout_s: float = 5.0) -> None:
     """Until app.sound.deadline's thread ``name`` has ended: PortAudio must not re-scan under it."""
     deadline = time.monotonic() + timeout_s

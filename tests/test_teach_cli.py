@@ -308,6 +308,31 @@ def test_without_a_microphone_teach_says_so_in_one_line_before_the_camera(tmp_pa
     assert not (tmp_path / "taught" / "cup").exists()
 
 
+@pytest.mark.parametrize("missing", ["microphone", "terminal"])
+def test_no_microphone_or_no_terminal_is_said_before_the_camera(tmp_path, missing):
+    # an input device that is not there (ALSA card 97), or stdin at /dev/null: found after both
+    # turns of the object before; now before anything is held up
+    from tests.test_microphone import file_mic_config
+
+    video = make_video(tmp_path / "turn.avi", n=10)
+    (tmp_path / "mic.s16le").write_bytes(b"")
+    card = "pcm.!default { type hw card 97 }\n"
+    (tmp_path / "asound.conf").write_text(
+        card if missing == "microphone" else file_mic_config(tmp_path / "mic.s16le")
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EARSIGHT_TEACH": str(tmp_path / "taught")}
+    env["ALSA_CONFIG_PATH"] = str(tmp_path / "asound.conf")
+    cmd = [*EARSIGHT, "teach", "cup", "--source", str(video), *FAST, "--no-learn"]
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    what = "no microphone" if missing == "microphone" else "no terminal to press Enter"
+    one_line_error(done, what, "--voice-file", "--espeak-voice")
+    assert "hold the object" not in done.stdout, done.stdout
+    assert not (tmp_path / "taught" / "cup").exists()
+
+
 @pytest.mark.faults
 def test_a_hand_broken_word_json_is_one_line_and_forget_still_works(taught: Path):
     path = taught / "taught" / "mug" / "word.json"

@@ -23,7 +23,7 @@ from earsight.app.modes.teach_inputs import (
     TeachRequest,
     Voice,
     WaitKey,
-    microphone_recorder,
+    check_microphone_first,
     photos_from_camera,
     photos_from_dir,
     voice_from_espeak,
@@ -56,7 +56,7 @@ def _voice_before_photos(request: TeachRequest, word: str, say: Say) -> Voice | 
         return voice_from_file(request.voice_file)
     if request.espeak_voice is not None:
         return voice_from_espeak(word, request.espeak_voice)
-    microphone_recorder()  # no microphone: say so before the user holds anything up
+    check_microphone_first()  # no microphone or no Enter: say so before anything is held up
     return None
 
 

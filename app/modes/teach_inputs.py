@@ -4,8 +4,9 @@ checked (level, clipping, length; readable, not too dark) with one line saying w
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -54,6 +55,9 @@ HOLD_UP = "hold the object in front of the camera and turn it slowly; press spac
 
 
 OTHER_SIDE = "now from another side; press space"
+
+
+RECORD_TRIES = 3  # a bad recording is recorded again this many times in all before giving up
 
 
 NO_MICROPHONE_FIX = (
@@ -146,6 +150,35 @@ def voice_from_espeak(word: str, voice_name: str) -> Voice:
     return Voice(wave, SAMPLE_RATE_HZ, "espeak-ng", voice_name)
 
 
+def check_microphone_first() -> None:
+    """Before any photo is taken: a microphone that opens, and a terminal to press Enter in.
+    TeachInputError (one line, naming --voice-file and --espeak-voice) otherwise."""
+    microphone_recorder()  # its audio library
+    from earsight.app.sound.microphone import MicrophoneError, check_microphone
+
+    try:
+        check_microphone()
+    except MicrophoneError as err:
+        raise TeachInputError(err.what, NO_MICROPHONE_FIX) from err
+    if _stdin_closed():
+        raise TeachInputError(
+            "no terminal to press Enter in for the recording (standard input is closed)",
+            NO_MICROPHONE_FIX,
+        )
+
+
+def _stdin_closed() -> bool:
+    """stdin is absent or /dev/null (``< /dev/null``, a service's StandardInput=null)."""
+    import os
+
+    if sys.stdin is None:
+        return True
+    try:
+        return os.path.samestat(os.fstat(sys.stdin.fileno()), os.stat(os.devnull))
+    except (OSError, ValueError):  # a closed or replaced stdin
+        return True
+
+
 def microphone_recorder() -> Callable[..., Any]:
     """``app.sound.microphone.record_voice``; TeachInputError in one line if there is none here."""
     try:
@@ -161,11 +194,41 @@ def microphone_recorder() -> Callable[..., Any]:
     return record_voice
 
 
-def voice_from_microphone(say: Say) -> Voice:
-    """Record the word (press-to-talk, app.sound.microphone); it trims and checks the level
-    itself."""
-    recording = microphone_recorder()(on_status=say)
-    return Voice(recording.wave, int(recording.sample_rate), "microphone")
+def voice_from_microphone(say: Say, tries: int = RECORD_TRIES) -> Voice:
+    """Record the word (press-to-talk, app.sound.microphone; it trims and checks the level),
+    played back when a speaker is there. A silent, clipped, too short or too long recording is
+    said and recorded again, up to ``tries`` times: the photos taken are not thrown away."""
+    from earsight.app.sound.recording import BadRecording
+
+    record = microphone_recorder()
+    with _playback_output() as playback:
+        for attempt in range(1, tries + 1):
+            try:
+                recording = record(on_status=say, playback=playback)
+            except BadRecording as err:
+                if attempt == tries:
+                    raise
+                say(f"{err.what}: {err.fix}; once more")
+                continue
+            return Voice(recording.wave, int(recording.sample_rate), "microphone")
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _playback_output() -> Iterator[Any]:
+    """The audio output to play the recording back through, or None without one (no WAV
+    files: a recording played into a file helps nobody)."""
+    from earsight.app.sound.audio import AudioOptions, AudioOut, AudioUnavailable
+
+    try:
+        out = AudioOut(AudioOptions())
+    except AudioUnavailable:
+        yield None
+        return
+    try:
+        yield out
+    finally:
+        out.close()
 
 
 def storable_photo(image: np.ndarray) -> np.ndarray:

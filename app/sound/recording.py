@@ -79,8 +79,9 @@ def check_recording(wave: np.ndarray, sample_rate: int, ran_full: bool = False) 
     x = np.asarray(wave, dtype=np.float32).ravel()
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     if dbfs(peak) < SILENT_PEAK_DBFS:
+        loudest = "no sound at all" if peak == 0.0 else f"loudest {dbfs(peak):.0f} dBFS"
         raise SilentRecording(
-            f"the recording is silent (loudest {dbfs(peak):.0f} dBFS; a voice reaches "
+            f"the recording is silent ({loudest}; a voice reaches "
             f"{SILENT_PEAK_DBFS:.0f} dBFS or more)",
             "check the microphone is on and not muted, and speak closer to it",
         )
