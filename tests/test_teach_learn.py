@@ -361,6 +361,17 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
 
     listed = earsight("teach", "--list", "--no-speech").stdout
     assert "kitty: " in listed and "not learned yet" not in listed, listed
+    # A word stored, never learned, then forgotten: the learned model never said it and stays
+    # (it was removed, and the learned words lost until minutes of learning again).
+    model = taught_model_path(tmp_path / "taught")
+    done = earsight("teach", "mug", "--photos", str(tmp_path / "espresso"), "--espeak-voice",
+                    "en", "--no-speech", "--no-learn")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "mug: " in (listed := earsight("teach", "--list", "--no-speech").stdout), listed
+    assert "not learned yet" in listed.split("mug: ")[1], listed
+    done = earsight("teach", "--forget", "mug", "--no-speech", "--no-learn")
+    assert done.returncode == 0 and "removed" not in done.stdout, done.stdout + done.stderr
+    assert model.is_file()
     # A rename learns the words again: describe says the new name, in espeak-ng's new word.
     done = earsight("teach", "--rename", "kitty", "tabby", "--no-speech",
                     "--base", str(teach_base), "--voice-steps", "150")  # fmt: skip

@@ -133,6 +133,9 @@ def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: in
         report = teach_fit(store, base, taught_model_path(store.root).parent, say, options)
     for line in report_lines(report):
         say(line)
+    meanwhile = [w.name for w in store.words() if w.name not in report.words]
+    if meanwhile:  # taught while this learn ran: the model does not say them yet
+        say(f"taught meanwhile, not learned yet: {', '.join(meanwhile)} — earsight teach --learn")
     return report
 
 
@@ -195,9 +198,13 @@ def learned_words(store: TeachStore) -> set[str]:
     if not model.is_file():
         return set()
     try:
-        return set(read_sidecar(model, verify_sha256=False)["vocabulary"])
+        side = read_sidecar(model, verify_sha256=False)
     except ModelFileError:  # half-written or damaged: not learned, as far as a user can tell
         return set()
+    # The taught words follow the shipped ones: a taught "cat" is not learned because the
+    # shipped model says "cat" (config.taught_words counts them).
+    taught = int(side.get("config", {}).get("taught_words", len(side["vocabulary"])))
+    return set(side["vocabulary"][len(side["vocabulary"]) - taught :]) if taught else set()
 
 
 def forget_word(store: TeachStore, name: str, say: Say) -> None:
@@ -259,10 +266,14 @@ def run_teach(args: argparse.Namespace) -> int:
             list_words(store, voice.say)
         elif args.forget is not None or args.rename is not None:
             with store.learning():  # no learn may run, and write the old words, meanwhile
+                changed = store.word(args.forget or args.rename[0]).name  # UnknownWordError
+                in_model = changed in learned_words(store)
                 if args.forget is not None:
                     forget_word(store, args.forget, voice.say)
                 else:
                     rename_word(store, *args.rename, voice.say)
+                if not in_model:  # the learned model never said it: it stays as it is
+                    return 0
                 if store.drop_model():
                     voice.say("the taught model no longer matches the taught words: removed")
             relearn_after_change(store, voice.say, args.learn_now, args.base, args.voice_steps)
