@@ -225,6 +225,10 @@ def _version() -> str:
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stdout, force=True)
+    # Libraries' own warnings (scikit-learn's ConvergenceWarning in teach's k-means, pystoi's
+    # "Not enough STFT frames" on a short word) are for developers: -v shows them, in the log.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose else logging.ERROR)
     # A log line into a closed pipe would print a "--- Logging error ---" traceback; the next
     # print() raises BrokenPipeError instead, which main() turns into a quiet stop.
     logging.raiseExceptions = False

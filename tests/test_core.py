@@ -43,3 +43,20 @@ def test_wav_errors(tmp_path):
         write_wav(tmp_path / "missing-folder" / "w.wav", np.zeros(10, np.float32), 16_000)
     with pytest.raises(ValueError, match="mono"):
         wav_bytes(np.zeros((10, 2), np.float32), 16_000)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_library_warnings_reach_the_user_only_with_verbose(verbose):
+    # teach's learn printed scikit-learn's ConvergenceWarning and pystoi's RuntimeWarning, with
+    # their source lines, between the spoken status lines
+    import subprocess
+    import sys
+
+    code = (
+        "from earsight.app.cli import _configure_logging; import warnings; "
+        f"_configure_logging({verbose}, False); "
+        "warnings.warn('Not enough STFT frames', RuntimeWarning)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert ("Not enough STFT frames" in done.stdout) is verbose, done.stdout
