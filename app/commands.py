@@ -123,7 +123,7 @@ def keys_epilog() -> str:
     return "\n".join(
         [
             "keys:",
-            line("--keys hotkey (desktop, any window; --hotkey changes F9)", hotkeys),
+            line("--keys hotkey (desktop, any window; --hotkey changes F9; Esc twice)", hotkeys),
             line("--keys terminal (or over SSH; lines when stdin is a pipe)", dict(TERMINAL_KEYS)),
             line("--keys evdev (a button, Linux input key names; teach: a keyboard's T)", button),
         ]

@@ -43,6 +43,7 @@ class Action(enum.Enum):
     TOGGLE_MODE = "toggle mode"  # word ↔ soundscape
     TEACH = "teach"  # teach the object in front of the camera (app/modes/live_teach.py)
     QUIT = "quit"
+    QUIT_ASKED = "quit asked"  # a desktop-wide quit key pressed once: pressed again, it quits
 
 
 OnAction = Callable[[Action, float], None]

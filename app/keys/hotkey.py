@@ -13,6 +13,7 @@ from typing import Any
 
 from earsight.app.keys.base import (
     STOP_JOIN_S,
+    Action,
     Controller,
     ControllerUnavailable,
     KeyMap,
@@ -25,6 +26,9 @@ from earsight.errors import UsageError, first_line
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 2.0  # the pynput listener must be listening by then
+# The quit key is heard in every window (Esc closes dialogs all day): it quits only when pressed
+# twice within this many seconds; the first press asks (Action.QUIT_ASKED).
+QUIT_CONFIRM_S = 2.0
 HOTKEY_HINT = other_keys_hint("hotkey")
 
 
@@ -57,6 +61,8 @@ class HotkeyController(Controller):
         self._on_action = on_action
         self._bindings = (keymap or KeyMap()).bindings()
         self._listener: Any = None
+        self._held: set[str] = set()  # keys down now: X autorepeat resends a held key's press
+        self._quit_asked_at = -QUIT_CONFIRM_S  # perf_counter s of the last lone quit press
 
     def start(self) -> HotkeyController:
         if problem := display_problem():
@@ -69,7 +75,7 @@ class HotkeyController(Controller):
         for key in self._bindings:
             if len(key) != 1 and key not in keyboard.Key.__members__:
                 raise UsageError(f"unknown hotkey {key!r}", "use f1…f12, esc, space, pause, …")
-        listener = keyboard.Listener(on_press=self._on_press)
+        listener = keyboard.Listener(on_press=self._on_press, on_release=self._on_release)
         listener.daemon = True
         listener.start()
         ready = threading.Thread(target=listener.wait, daemon=True)  # wait() has no timeout
@@ -97,7 +103,21 @@ class HotkeyController(Controller):
 
     def _on_press(self, key: Any) -> None:
         t_key = time.perf_counter()
-        name = getattr(key, "name", None) or getattr(key, "char", None)  # Key.f9 / KeyCode('a')
-        action = self._bindings.get(name.lower()) if name else None
-        if action is not None:
-            deliver(self._on_action, action, t_key)
+        name = _key_name(key)
+        action = self._bindings.get(name) if name else None
+        if action is None or name in self._held:  # unbound, or held down and auto-repeating
+            return
+        self._held.add(name)
+        if action is Action.QUIT and t_key - self._quit_asked_at > QUIT_CONFIRM_S:
+            self._quit_asked_at = t_key
+            action = Action.QUIT_ASKED
+        deliver(self._on_action, action, t_key)
+
+    def _on_release(self, key: Any) -> None:
+        self._held.discard(_key_name(key) or "")
+
+
+def _key_name(key: Any) -> str | None:
+    """pynput's key → the KeyMap's name: Key.f9 → "f9", KeyCode('A') → "a"."""
+    name = getattr(key, "name", None) or getattr(key, "char", None)
+    return name.lower() if name else None

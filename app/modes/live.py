@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from earsight.app.config import LiveOptions
-from earsight.app.keys.base import Action
+from earsight.app.keys.base import Action, KeyMap
 from earsight.app.modes.live_parts import (
     LiveAudio,
     LiveController,
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 FRAME_WAIT_S = 0.5  # how long a press waits for a first/fresh frame before saying so
 JOIN_TIMEOUT_S = 1.0  # shutdown must finish within a second (Ctrl-C, SIGTERM)
 EXIT_KEYS_CLOSED = 1  # key input ended by itself: nobody can ask the app anything any more
+QUIT_AGAIN = f"press {KeyMap.quit.capitalize()} again to quit"  # the desktop quit key, once
 TIMINGS_KEPT = 1000  # press timings kept for benchmarks and -v (≈ 0.26 MB)
 MAIN_LOOP_S = 0.1  # the main thread's tick: signals, stop, and the -v latency lines
 # -v: one line per answered press; app/bench/soak.py parses it (PRESS_LINE_RE there)
@@ -203,6 +204,8 @@ class LiveApp:
             case Action.TOGGLE_MODE:
                 self.state.mode = "soundscape" if self.state.mode == "word" else "word"
                 self.voice.say(f"{self.state.mode} mode", level=0)
+            case Action.QUIT_ASKED:
+                self.voice.say(QUIT_AGAIN, level=0)
             case Action.QUIT:
                 self.stop_event.set()
                 self._wake.set()
