@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import re
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -270,7 +271,11 @@ def run_live(args: argparse.Namespace) -> int:
     """`earsight live`: errors are spoken as well as printed (by main, on stderr)."""
     from earsight.app.sound.voice import StatusVoice
 
-    options = options_from(args)
+    try:
+        options = options_from(args)
+    except EarSightError as err:  # a bad config file: a headless wearable must hear it too
+        _speak_start_error(err, args)
+        raise
     # Messages wait for the audio output to open rather than open the device themselves
     voice = StatusVoice(
         verbosity=options.verbosity,
@@ -279,7 +284,8 @@ def run_live(args: argparse.Namespace) -> int:
         quiet=getattr(args, "quiet", False),
     )
     try:
-        return _run_live(options, args.record, voice)
+        with one_live_per_source(options.source):
+            return _run_live(options, args.record, voice)
     except EarSightError as err:
         voice.use_output(None)  # the audio output is closed by now: the voice's own player
         voice.say(f"error: {err.what}", level=0, printed=False)
@@ -287,6 +293,46 @@ def run_live(args: argparse.Namespace) -> int:
         raise
     finally:
         voice.close()
+
+
+def _speak_start_error(err: EarSightError, args: argparse.Namespace) -> None:
+    """Say an error found before the options exist (the config file's) in the default voice,
+    unless --no-speech was given; main prints it."""
+    from earsight.app.sound.voice import StatusVoice
+
+    if getattr(args, "speak_status", None) is False:
+        return
+    voice = StatusVoice(quiet=getattr(args, "quiet", False))
+    try:
+        voice.say(f"error: {err.what}", level=0, printed=False)
+        voice.flush(ERROR_SPEECH_S)
+    finally:
+        voice.close()
+
+
+@contextlib.contextmanager
+def one_live_per_source(source: str) -> Iterator[None]:
+    """Refuse a second ``earsight live`` on the same camera: two would answer every press in
+    two voices (desktop keys are heard by both), and a real camera opens only once. A lock file
+    per source in the cache folder; where it cannot be made, no guard (logged)."""
+    import hashlib
+
+    from earsight.locks import exclusive
+
+    folder = paths.cache_dir("live")
+    busy = UsageError(
+        f"another earsight live is already running on --source {source}",
+        "stop it first (q, or Ctrl-C in its terminal; `systemctl stop earsight` for the "
+        "service), or give another --source",
+    )
+    with contextlib.ExitStack() as held:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = folder / f"{hashlib.sha256(source.encode()).hexdigest()[:16]}.lock"
+            held.enter_context(exclusive(lock, 0.0, busy))
+        except OSError as err:  # a read-only cache: run unguarded rather than not at all
+            log.debug("no single-instance guard (%s)", err)
+        yield
 
 
 def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:

@@ -291,6 +291,43 @@ def test_ctrl_c_while_earsight_loads_is_one_line(tmp_path, video, after_s):
     assert proc.returncode in (0, 130), out.decode() + err.decode()
 
 
+def test_a_bad_config_file_is_spoken_not_only_printed(tmp_path):
+    # a headless wearable with a typo in /etc/earsight/config.toml stayed silent: the error was
+    # found before the voice existed. ALSA's file plugin keeps what was played.
+    heard = tmp_path / "played.raw"
+    (tmp_path / "asound.conf").write_text(
+        f'pcm.!default {{ type file slave.pcm "null" file "{heard}" format "raw" }}\n'
+        "pcm.null { type null }\n"
+    )
+    (tmp_path / "bad.toml").write_text('sourse = "0"\n')
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf")}
+    cmd = [str(Path(sys.executable).with_name("earsight")), "live", "--config"]
+    cmd += [str(tmp_path / "bad.toml"), "--keys", "terminal"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and "did you mean 'source'" in done.stderr, done.stderr
+    assert heard.is_file() and heard.stat().st_size > 22_050, "nothing was spoken"
+    heard.unlink()
+    done = subprocess.run([*cmd, "--no-speech"], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and not heard.exists()  # --no-speech: printed only
+
+
+def test_a_second_live_on_the_same_camera_is_one_line(tmp_path, video):
+    # two would answer every press in two voices (desktop keys reach both)
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    with Live(tmp_path / "a", *args) as first:
+        assert first.wait_for("ready: press space"), first.seen
+        with Live(tmp_path / "b", *args) as second:
+            second.wait(60)
+            code, out, err = second.finish()
+        assert code == 2 and err.count("\n") == 1, out + err
+        busy = f"error: another earsight live is already running on --source {video}"
+        assert err.startswith(busy), err
+        assert first.proc.poll() is None  # the first one goes on
+        code, _, _ = first.finish()
+    assert code == 0
+
+
 def test_a_press_during_start_up_is_answered_when_ready(tmp_path, video):
     # A user who pressed while the model loaded is still waiting for the word: one press, no more
     args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
