@@ -389,6 +389,24 @@ def test_frame_checks_on_real_photos_darkened_blurred_and_repeated():
         assert frame_quality(turned, sharp.thumb).problem is None, name
 
 
+def test_a_lit_object_on_black_a_small_frame_and_a_view_seen_before():
+    # what a fresh user's COIL-100 videos met: a well-lit thing on a black cloth was "too dark"
+    # (the frame's mean), a sharp 128 px frame "blurred" (scaled up before measuring), and a
+    # looping video's A, B, A, B… all kept (compared with the last kept view only)
+    from earsight.app.modes.teach_capture import SAME_VIEW, TOO_DARK, frame_quality
+
+    for name, photo in _photos().items():
+        on_black = np.zeros((480, 640, 3), np.uint8)
+        small = cv2.resize(photo, (200, 150), interpolation=cv2.INTER_AREA)
+        on_black[165:315, 220:420] = small  # 10 % of the frame: its mean is far below 40
+        assert frame_quality(on_black).problem is None, name
+        assert frame_quality((on_black * 0.15).astype(np.uint8)).problem == TOO_DARK, name
+        thumbnail = cv2.resize(photo, (128, 128), interpolation=cv2.INTER_AREA)
+        assert frame_quality(thumbnail).problem is None, name
+    a, b = (frame_quality(p) for p in list(_photos().values())[:2])
+    assert frame_quality(_photos()["astronaut"], np.stack([a.thumb, b.thumb])).problem == SAME_VIEW
+
+
 def test_sharpness_does_not_depend_on_the_camera_resolution():
     from earsight.app.modes.teach_capture import frame_quality
 
@@ -410,7 +428,6 @@ needs_mounts = pytest.mark.skipif(
 
 @pytest.mark.faults
 @needs_mounts
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare for a private mount")
 def test_a_read_only_store_lists_and_refuses_changes_before_any_capture(taught: Path):
     """A real read-only file system (a bind mount remounted ro in a private mount namespace):
     --list works (it was an OSError traceback from the learning lock); teaching, --more,
@@ -442,6 +459,8 @@ def test_a_read_only_store_lists_and_refuses_changes_before_any_capture(taught: 
     assert (store / "mug" / "word.json").is_file()
 
 
+@pytest.mark.faults
+@needs_mounts
 def test_a_full_disk_is_one_line_and_keeps_every_taught_word(tmp_path, spoken):
     """A real full disk: the store on a 3 MiB tmpfs in a private mount namespace. 'mug' fits;
     teaching 'cup' from 8 noise photos (~1.3 MB each as JPEG 95) and adding them to 'mug' do not."""

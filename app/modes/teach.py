@@ -266,14 +266,14 @@ def run_teach(args: argparse.Namespace) -> int:
             list_words(store, voice.say)
         elif args.forget is not None or args.rename is not None:
             with store.learning():  # no learn may run, and write the old words, meanwhile
-                changed = store.word(args.forget or args.rename[0]).name  # UnknownWordError
-                in_model = changed in learned_words(store)
+                folder = store.find(args.forget or args.rename[0])  # a broken word.json too
+                learned = learned_words(store)
                 if args.forget is not None:
                     forget_word(store, args.forget, voice.say)
                 else:
                     rename_word(store, *args.rename, voice.say)
-                if not in_model:  # the learned model never said it: it stays as it is
-                    return 0
+                if learned and folder is not None and folder.name not in learned:
+                    return 0  # the learned model never said it: it stays as it is
                 if store.drop_model():
                     voice.say("the taught model no longer matches the taught words: removed")
             relearn_after_change(store, voice.say, args.learn_now, args.base, args.voice_steps)

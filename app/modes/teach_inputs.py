@@ -277,13 +277,17 @@ def photos_from_camera(request: TeachRequest, say: Say, wait_key: WaitKey) -> li
     spec = parse_source(request.source or "0", loop=True)  # a video keeps playing while we wait
     options = GrabberOptions(fps=None if spec.live else GRABBER_FPS)
     views: list[np.ndarray] = []
+    thumbs: list[np.ndarray] = []  # every kept view's: the other side must look different
     with FrameGrabber(spec, options, on_status=say) as grabber:
         for prompt in (HOLD_UP, OTHER_SIDE):
             say(prompt)
             wait_key()
-            result = capture_views(grabber, request.views, request.seconds, on_status=say)
+            result = capture_views(
+                grabber, request.views, request.seconds, on_status=say, kept_before=thumbs
+            )
             say(result.summary())
             views.extend(result.frames)
+            thumbs = result.thumbs
     if len(views) < MIN_VIEWS:
         raise TeachInputError(
             f"only {len(views)} usable view{'s' * (len(views) != 1)} of {request.word!r}",
