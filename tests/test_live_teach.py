@@ -48,8 +48,9 @@ class FakeLearner:
         self.release = threading.Event()
         self.error: Exception | None = None  # raised instead of learning
 
-    def __call__(self, store, say) -> None:
+    def __call__(self, store, say, progress) -> None:
         say("learning the taught words; this takes a few minutes")
+        progress("learning the voice: step 1 of 400")
         self.calls.append([w.name for w in store.words()])
         if self.error is not None:
             raise self.error
@@ -185,6 +186,24 @@ def test_t_in_a_live_process_teaches_and_space_waits(tmp_path, video, monkeypatc
     finally:
         proc.kill()
         os.close(master)
+
+
+def test_learning_progress_inside_live_is_printed_not_spoken(store):
+    # every ~10 s a progress line was spoken over the answers of a user pressing describe
+    from earsight.app.modes.live_teach import LiveTeacher
+    from earsight.app.sound.voice import CHATTY, NORMAL
+
+    said: list[tuple[str, int]] = []
+
+    class Voice:
+        def say(self, message: str, level: int = NORMAL, printed: bool = True) -> None:
+            said.append((message, level))
+
+    learner = FakeLearner()
+    learner.release.set()
+    LiveTeacher(None, Voice(), store, learn=learner)._learn_now()
+    assert ("learning the taught words; this takes a few minutes", NORMAL) in said, said
+    assert ("learning the voice: step 1 of 400", CHATTY) in said, said  # verbosity 2 only
 
 
 def test_live_help_lists_the_teach_key():

@@ -498,3 +498,23 @@ def test_a_full_disk_is_one_line_and_keeps_every_taught_word(tmp_path, spoken):
     assert len(errors) == 2 and all("disk is full" in e and "intact" in e for e in errors), errors
     assert hashes(after) == kept  # every byte of mug as it was, and no file of cup
     assert ".tmp-" not in after and "cup" not in after, after
+
+
+def test_the_learning_report_is_plain_words():
+    # "Corr2D 0.93, STOI 0.17" meant nothing to a user, and STOI is unreliable on one word
+    from types import SimpleNamespace
+
+    from earsight.app.modes.teach import report_lines
+
+    report = SimpleNamespace(
+        words=("mug", "keys"), classifier_s=12.0, voice_s=50.0, held_back_right=0.9,
+        photos_held_back=12, word_accuracy=0.58, corr2d=0.93, stoi=0.17,
+        known_right_before=0.95, known_right_after=0.94,
+    )  # fmt: skip
+    lines = report_lines(report)
+    assert lines[0] == "learned mug, keys in 62 s"
+    assert lines[1] == "of 12 photos kept aside to check, 90% were named with their word"
+    assert lines[2].startswith("a speech recognizer understood the spoken word 58% of the time;")
+    assert "sounds close to your recording (Corr2D 0.93 of 1)" in lines[2]
+    assert not any("STOI" in line for line in lines)
+    assert "named right 94% of the time now, 95% before" in lines[3]

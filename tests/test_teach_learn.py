@@ -320,7 +320,8 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
             timeout=600,
         )
         assert done.returncode == 0, done.stderr
-    assert "held-back photos answered with their word" in done.stdout
+    assert "photos kept aside to check" in done.stdout, done.stdout
+    assert "a speech recognizer understood the spoken word" in done.stdout
     assert "live and describe now use the taught words" in done.stdout
     assert "parity (" not in done.stdout  # the export's own lines are for `earsight export`
     cv2.imwrite(

@@ -60,7 +60,9 @@ STILL_LEARNING = "still learning"
 RETRY = "press teach to record the name again"
 
 Say = Callable[[str], None]
-Learn = Callable[[TeachStore, Say], object]  # app.modes.teach.learn_words(store, say)
+# app.modes.teach.learn_words(store, say, progress=…): say for its start and report, progress for
+# the lines every ~10 s (printed; spoken only at verbosity 2: the user is pressing describe)
+Learn = Callable[[TeachStore, Say, Say], object]
 # app.sound.microphone.record_voice: start=, stop=, on_status=, max_seconds=
 Record = Callable[..., Any]
 Check = Callable[[], object]  # app.sound.microphone.check_microphone: raises NoMicrophone
@@ -77,7 +79,7 @@ class Phase(enum.Enum):
 LEARN_THREADS = 1  # torch threads while learning inside live: a core stays free for presses
 
 
-def _learn_words(store: TeachStore, say: Say) -> object:
+def _learn_words(store: TeachStore, say: Say, progress: Say) -> object:
     from earsight.app.modes.teach import learn_words, learning_unavailable
 
     unavailable = learning_unavailable()  # a runtime-only install: one line, as `--learn` says
@@ -87,7 +89,7 @@ def _learn_words(store: TeachStore, say: Say) -> object:
 
     # Process-wide: ONNX Runtime keeps its own threads; a live on --backend torch shares this.
     torch.set_num_threads(LEARN_THREADS)
-    return learn_words(store, say)
+    return learn_words(store, say, progress=progress)
 
 
 def _record_voice(**kwargs: Any) -> Any:
@@ -294,7 +296,11 @@ class LiveTeacher:
     def _learn_now(self) -> None:
         """Learning takes minutes; describe works meanwhile, the watcher swaps the model in."""
         try:
-            self._learn(self.store, lambda line: self.voice.say(line, level=NORMAL))
+            self._learn(
+                self.store,
+                lambda line: self.voice.say(line, level=NORMAL),
+                lambda line: self.voice.say(line, level=CHATTY),
+            )
         except EarSightError as err:  # no torch, no teach base: the word stays stored
             self.voice.say(f"learning failed: {err}", level=SILENT)
         except Exception as err:

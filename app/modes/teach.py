@@ -105,9 +105,16 @@ def learning_unavailable() -> TeachInputError | None:
     return None
 
 
-def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: int | None = None):
+def learn_words(
+    store: TeachStore,
+    say: Say,
+    base: Path | None = None,
+    steps: int | None = None,
+    progress: Say | None = None,
+):
     """Learn every taught word (trainer/teach/fit.py) and say how well it went; returns the
-    TeachReport. TeachInputError when torch (the train extra) or the teach base is missing."""
+    TeachReport. ``progress`` hears the lines said while learning (``say`` by default).
+    TeachInputError when torch (the train extra) or the teach base is missing."""
     from earsight.app.models import teach_base_path
     from earsight.trainer.teach.store import taught_model_path
 
@@ -130,7 +137,8 @@ def learn_words(store: TeachStore, say: Say, base: Path | None = None, steps: in
         "wait for it to finish, then `earsight teach --learn`; stored words are kept"
     ):
         say("learning the taught words; this takes a few minutes")
-        report = teach_fit(store, base, taught_model_path(store.root).parent, say, options)
+        out_dir = taught_model_path(store.root).parent
+        report = teach_fit(store, base, out_dir, progress or say, options)
     for line in report_lines(report):
         say(line)
     meanwhile = [w.name for w in store.words() if w.name not in report.words]
@@ -144,19 +152,32 @@ def report_lines(report) -> list[str]:
     words = ", ".join(report.words)
     lines = [f"learned {words} in {report.classifier_s + report.voice_s:.0f} s"]
     if report.held_back_right is not None:
+        # Plain words first; the measure's name last, for whoever wants to look it up. Not STOI:
+        # on a word under a second it is unreliable (pystoi warns "not enough STFT frames").
         lines.append(
-            f"{report.held_back_right:.0%} of {report.photos_held_back} held-back photos "
-            f"answered with their word; the generated word heard right {report.word_accuracy:.0%}"
-            f", closeness to the recording: Corr2D {report.corr2d:.2f}, STOI {report.stoi:.2f}"
+            f"of {report.photos_held_back} photos kept aside to check, "
+            f"{report.held_back_right:.0%} were named with their word"
+        )
+        lines.append(
+            f"a speech recognizer understood the spoken word {report.word_accuracy:.0%} of the "
+            f"time; it sounds {_closeness(report.corr2d)} your recording "
+            f"(Corr2D {report.corr2d:.2f} of 1)"
         )
     else:
         lines.append("too few photos to hold some back for a check: give 10 or more")
     lines.append(
-        f"the shipped words: right {report.known_right_before:.0%} before, "
-        f"{report.known_right_after:.0%} now"
+        f"the shipped words are named right {report.known_right_after:.0%} of the time "
+        f"now, {report.known_right_before:.0%} before"
     )
     lines.append("live and describe now use the taught words")
     return lines
+
+
+def _closeness(corr2d: float) -> str:
+    """Corr2D of the generated and recorded log-mel spectrograms in words (shipped words: 0.95)."""
+    if corr2d >= 0.9:
+        return "close to"
+    return "somewhat like" if corr2d >= 0.75 else "unlike"
 
 
 def describe_voice(word: TaughtWord) -> str:
