@@ -111,12 +111,13 @@ def keys_epilog() -> str:
     }
     named = {" ": "space", "\n": "Enter", "\r": None}
 
-    def line(kind: str, mapping: dict[str, Action]) -> str:
+    def line(kind: str, mapping: dict[str, Action], quit_word: str = "quit") -> str:
         keys: dict[Action, list[str]] = {}
         for key, action in mapping.items():
             if named.get(key, key) is not None:
                 keys.setdefault(action, []).append(named.get(key, key))
-        text = f"{kind}: " + ", ".join(f"{'/'.join(k)} {words[a]}" for a, k in keys.items())
+        said = {**words, Action.QUIT: quit_word}
+        text = f"{kind}: " + ", ".join(f"{'/'.join(k)} {said[a]}" for a, k in keys.items())
         return textwrap.fill(text, 90, initial_indent="  ", subsequent_indent="      ")
 
     hotkeys = {_key_name(k): a for k, a in KeyMap().bindings().items()}
@@ -124,7 +125,8 @@ def keys_epilog() -> str:
     return "\n".join(
         [
             "keys:",
-            line("--keys hotkey (desktop, any window; --hotkey changes F9; Esc twice)", hotkeys),
+            # heard in every window: one Esc only asks (app/keys/hotkey.QUIT_CONFIRM_S)
+            line("--keys hotkey (desktop, any window; --hotkey changes F9)", hotkeys, "twice quit"),
             line("--keys terminal (or over SSH; lines when stdin is a pipe)", dict(TERMINAL_KEYS)),
             line("--keys evdev (a button, Linux input key names; teach: a keyboard's T)", button),
         ]

@@ -409,6 +409,23 @@ def test_stable_camera_names_are_cameras():
     assert parse_source("v4l2:///dev/v4l/by-id/cam").target == "/dev/v4l/by-id/cam"
 
 
+def test_a_source_that_can_never_open_is_one_line_not_a_wait(tmp_path):
+    # a damaged photo as the camera said "camera lost" forever; a CSI camera on an OpenCV
+    # without GStreamer said "still no camera, retrying" forever (doctor knew why)
+    import cv2
+
+    (tmp_path / "bad.jpg").write_text("junk")
+    sources = {str(tmp_path / "bad.jpg"): "not an image OpenCV can decode"}
+    if re.search(r"GStreamer:\s+NO", cv2.getBuildInformation()):
+        sources["csi://0"] = "this OpenCV has no GStreamer — use the JetPack OpenCV"
+    for source, why in sources.items():
+        done = _earsight("live", "--source", source, "--keys", "terminal", "--no-speech",
+                         tmp_path=tmp_path)  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: cannot open") and why in last, last
+
+
 def test_a_stream_that_comes_up_later_is_found(tmp_path):
     from earsight.app.camera.grabber import (
         STATUS_FOUND,
@@ -578,7 +595,7 @@ def test_engine_build_suggests_nothing_it_does_not_have(tmp_path):
 
 def test_live_help_lists_the_keys(tmp_path):
     text = _earsight("live", "--help", tmp_path=tmp_path).stdout
-    assert "F9 describe" in text and "F10 repeat" in text and "Esc quit" in text
+    assert "F9 describe" in text and "F10 repeat" in text and "Esc twice quit" in text
     assert "space/Enter describe" in text and "q quit" in text
 
 

@@ -143,7 +143,7 @@ views = [np.full((64, 64, 3), 90, np.uint8)] * 3
 wave = (0.3 * np.sin(np.arange(11025) / 4)).astype(np.float32)
 store.add_word("object 1", views, wave, 22050, "microphone")
 try:
-    _learn_words(store, print)
+    _learn_words(store, print, print)
 except EarSightError as err:
     print("one line:", err)
 print(len(store.words()))
