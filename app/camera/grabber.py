@@ -35,6 +35,7 @@ from earsight.app.camera.sources import (
     SourceSpec,
     csi_pipeline,
     import_cv2,
+    never_opens,
     open_capture,
     open_error,
     parse_source,
@@ -157,6 +158,8 @@ class FrameGrabber:
         cap = open_capture(self.spec)
         if cap is None and not (self.options.wait and self.spec.live):
             raise open_error(self.spec)
+        if cap is None and (permanent := never_opens(self.spec)) is not None:
+            raise permanent  # waiting would say "still no camera" forever
         if cap is None:
             log.warning(
                 "cannot open %s yet; retrying every %g s",

@@ -239,7 +239,12 @@ def open_capture(spec: SourceSpec) -> Capture | None:
         images = folder_images(Path(str(spec.target)))
         return FolderCapture(images) if images else None
     if spec.kind == "image":
-        return FolderCapture([Path(str(spec.target))]) if Path(str(spec.target)).is_file() else None
+        path = Path(str(spec.target))
+        if not path.is_file():
+            return None
+        capture = FolderCapture([path])
+        ok, _ = capture.read()  # a damaged or non-image file: an error now, not "camera lost"
+        return FolderCapture([path]) if ok else None
     if spec.kind == "file" and not Path(str(spec.target)).is_file():
         return None
     target = spec.target
@@ -288,4 +293,15 @@ def open_error(spec: SourceSpec) -> CameraError:
         return CameraError(f"{what}: this OpenCV has no GStreamer", "use the JetPack OpenCV")
     if spec.kind == "file":
         return CameraError(f"{what}: not a video OpenCV can decode", "try an MJPG/H.264 file")
+    if spec.kind == "image":
+        return CameraError(f"{what}: not an image OpenCV can decode", "try a JPEG or PNG file")
     return CameraError(what, "check the cable/address, then try again")
+
+
+def never_opens(spec: SourceSpec) -> CameraError | None:
+    """The error for a source this machine can never open, however long it waits (a CSI
+    camera with an OpenCV built without GStreamer); None when waiting may help."""
+    if spec.kind != "csi":
+        return None
+    error = open_error(spec)
+    return error if "no GStreamer" in error.what else None
