@@ -31,7 +31,7 @@ from earsight.app.engine_commands import (
     add_export,
 )
 from earsight.arguments import OneLineParser, positive_int, seconds
-from earsight.errors import EarSightError, trainer_not_installed
+from earsight.errors import EarSightError, Interrupted, trainer_not_installed
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args.run(args) or 0)
+    except Interrupted as err:  # Ctrl-C where it matters what was kept: said by the command
+        print(f"interrupted: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

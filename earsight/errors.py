@@ -21,6 +21,10 @@ class EarSightError(Exception):
         super().__init__(f"{what} — {fix}" if fix else what)
 
 
+class Interrupted(EarSightError):
+    """Ctrl-C, said with what it left behind and what to do next (exit 130, not 2)."""
+
+
 class UsageError(EarSightError):
     """Options that cannot work together or on this machine."""
 

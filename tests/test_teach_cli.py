@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -518,3 +520,27 @@ def test_the_learning_report_is_plain_words():
     assert "sounds close to your recording (Corr2D 0.93 of 1)" in lines[2]
     assert not any("STOI" in line for line in lines)
     assert "named right 94% of the time now, 95% before" in lines[3]
+
+
+def test_ctrl_c_while_teaching_says_nothing_was_stored(tmp_path: Path):
+    # it said only "interrupted": a user could not know whether a half word was left
+    video = make_video(tmp_path / "turn.avi", n=60)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EARSIGHT_TEACH": str(tmp_path / "taught")}
+    cmd = [*EARSIGHT, "teach", "cup", "--source", str(video), "--espeak-voice", "en"]
+    cmd += ["--views", "30", "--seconds", "20", "--no-speech", "--no-learn"]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert "hold the object" in proc.stdout.readline() + proc.stdout.readline()
+    proc.stdin.write("\n")  # space/Enter: the capture starts
+    proc.stdin.flush()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert (
+        err.strip()
+        == "interrupted: nothing of 'cup' was stored — run the same `earsight teach` again"
+    )
+    assert not (tmp_path / "taught" / "cup").exists()

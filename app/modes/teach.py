@@ -34,6 +34,7 @@ from earsight.app.modes.teach_inputs import (
 from earsight.errors import (
     TRAIN_EXTRA_FIX,
     EarSightError,
+    Interrupted,
     trainer_not_installed,
 )
 from earsight.trainer.teach.store import TaughtWord, TeachStore
@@ -71,18 +72,24 @@ def teach_word(
     else:
         word = store.check_new(request.word)
         say(f"teaching {word!r}")
-    voice = None if request.more else _voice_before_photos(request, word, say)
-    if request.photos_dir is not None:
-        photos = photos_from_dir(request.photos_dir, say)
-    else:
-        photos = photos_from_camera(request, say, wait_key)
+    try:
+        voice = None if request.more else _voice_before_photos(request, word, say)
+        if request.photos_dir is not None:
+            photos = photos_from_dir(request.photos_dir, say)
+        else:
+            photos = photos_from_camera(request, say, wait_key)
+        if voice is None and not request.more:
+            say(f"now the sound of {word!r}")
+            voice = voice_from_microphone(say)
+    except KeyboardInterrupt:  # before anything is written: the store is as it was
+        raise Interrupted(
+            f"nothing of {word!r} was stored", "run the same `earsight teach` again"
+        ) from None
     if request.more:
         taught = store.add_photos(word, photos)
         say(f"added {len(photos)} photos of {word!r}: {taught.photo_count} in all")
         return taught
-    if voice is None:
-        say(f"now the sound of {word!r}")
-        voice = voice_from_microphone(say)
+    assert voice is not None
     taught = store.add_word(
         word, photos, voice.wave, voice.sample_rate, voice.source, voice.espeak_voice
     )
@@ -138,7 +145,13 @@ def learn_words(
     ):
         say("learning the taught words; this takes a few minutes")
         out_dir = taught_model_path(store.root).parent
-        report = teach_fit(store, base, out_dir, progress or say, options)
+        try:
+            report = teach_fit(store, base, out_dir, progress or say, options)
+        except KeyboardInterrupt:  # the model is written last, whole (or not at all)
+            raise Interrupted(
+                "the taught words are kept and the learned model is as it was",
+                "`earsight teach --learn` learns them",
+            ) from None
     for line in report_lines(report):
         say(line)
     meanwhile = [w.name for w in store.words() if w.name not in report.words]
