@@ -124,8 +124,9 @@ if [ "$SERVICE" = 1 ]; then
   fi
   sed "s#@EARSIGHT_HOME@#$PREFIX#g" assets/earsight.service \
     | $SUDO tee /etc/systemd/system/earsight.service >/dev/null
-  $SUDO systemctl daemon-reload && $SUDO systemctl enable earsight.service
-  say "systemd unit installed and enabled: earsight.service (user $SERVICE_USER, code in $PREFIX)"
+  $SUDO systemctl daemon-reload && $SUDO systemctl enable --now earsight.service
+  say "systemd unit installed, enabled and started: earsight.service (user $SERVICE_USER, code in $PREFIX)"
+  say "its lines: journalctl -u earsight -f; after editing its options: sudo systemctl restart earsight"
   say "options for it: /etc/earsight/config.toml; check it: systemd-analyze security earsight"
 fi
 say "done. Try: .venv/bin/earsight --help"
