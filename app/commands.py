@@ -341,7 +341,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     """Key input first (it must work before "ready"), then audio, model, camera; then serve."""
     from earsight.app.keys.controllers import KeyMap, make_controller
     from earsight.app.modes.live import LiveApp, PressRelay
-    from earsight.app.modes.live_teach import LiveTeacher
+    from earsight.app.modes.live_teach import KeyNames, LiveTeacher
     from earsight.trainer.teach.store import TeachStore
 
     voice.say("EarSight starting")
@@ -353,6 +353,8 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
         evdev_device=options.evdev_device,
     )
     controller.on_closed = relay.closed
+    kind = type(controller).__name__
+    key = _describe_key(kind, options.hotkey)  # the prompts name the keys the user has
     with contextlib.ExitStack() as stack:
         controller.start()
         stack.callback(controller.stop)
@@ -366,14 +368,29 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
             parts["gate"],
             record_dir=record,
             watcher=parts["watcher"],
-            teacher=LiveTeacher(parts["grabber"], voice, TeachStore(paths.taught_root())),
+            teacher=LiveTeacher(
+                parts["grabber"],
+                voice,
+                TeachStore(paths.taught_root()),
+                keys=KeyNames(describe=key, teach=_teach_key(kind)),
+            ),
         )
         stack.callback(lambda: app.runtime.close())  # the model in use at the end (swaps)
         relay.attach(app)  # a quit or closed key input during start-up takes effect now
         if not app.stop_event.is_set():
-            key = _describe_key(type(controller).__name__, options.hotkey)
             voice.say(f"ready: press {key} to hear the camera")
         return app.run(controller)
+
+
+def _teach_key(controller: str) -> str:
+    """The teach key to name in prompts, for the controller auto actually picked."""
+    from earsight.app.keys.base import KeyMap
+
+    if controller == "TerminalController":
+        return "t"
+    if controller == "EvdevController":
+        return "T"
+    return _key_name(KeyMap.teach)
 
 
 def _describe_key(controller: str, hotkey: str) -> str:

@@ -134,7 +134,7 @@ def test_teach_key_stores_object_1_and_learns_in_the_background(live, mic, word,
     assert taught.photo_count >= 5
     wave, _ = store.voice("object 1")  # the recorded word, trimmed: "pillbox", 0.87 s
     assert spoken_s(wave) == pytest.approx(spoken_s(word), abs=0.02)
-    assert lines.index(START) < lines.index(SAY_NAME)
+    assert lines.index(START) < lines.index(SAY_NAME.format(teach="teach"))
     assert any(line.startswith("stored object 1 with") for line in lines)
     sounds = sorted(p.name for p in (app.audio.directory).iterdir())
     assert any("teach-tone" in name for name in sounds), sounds  # the tone before speaking
@@ -175,11 +175,12 @@ def test_t_in_a_live_process_teaches_and_space_waits(tmp_path, video, monkeypatc
         os.write(master, b"t")
         seen = _wait_for(proc, START, timeout=30)
         os.write(master, b" ")
-        seen += _wait_for(proc, SAY_NAME, timeout=40)
+        # the prompts name the terminal's keys (they said "press teach", a key nobody has)
+        seen += _wait_for(proc, SAY_NAME.format(teach="t"), timeout=40)
         seen += _wait_for(proc, "recording, up to", timeout=30)
         os.write(master, b"t")
-        seen += _wait_for(proc, RETRY, timeout=30)
-        assert BUSY in seen and "silent" in seen and RETRY in seen, seen
+        seen += _wait_for(proc, RETRY.format(teach="t"), timeout=30)
+        assert BUSY in seen and "silent" in seen and RETRY.format(teach="t") in seen, seen
         os.write(master, b"q")
         assert proc.wait(timeout=10) == 0
         assert not taught.exists() or not any(taught.iterdir())
@@ -239,7 +240,7 @@ def test_a_silent_recording_is_one_line_and_the_views_are_kept(live, mic, word, 
     press(app, "TEACH")
     wait_for(lambda: teacher.phase is Phase.IDLE, "the refusal")
     refusal = [line for line in lines if "silent" in line]
-    assert len(refusal) == 1 and refusal[0].endswith(RETRY), lines
+    assert len(refusal) == 1 and refusal[0].endswith(RETRY.format(teach="teach")), lines
     assert store.words() == [] and learner.calls == []
 
     lines.clear()

@@ -193,7 +193,9 @@ class LiveApp:
                 self._wake.set()
             case Action.REPEAT:
                 if self.state.last_sound is None:
-                    self.voice.say("nothing to repeat yet: press describe first", level=0)
+                    keys = self.teacher.keys if self.teacher is not None else None
+                    describe = keys.describe if keys is not None else "describe"
+                    self.voice.say(f"nothing to repeat yet: press {describe} first", level=0)
                 else:
                     self._play(*self.state.last_sound)
                     print_line(f"repeat: {self.state.last_sound[2]}")  # the screen-reader line

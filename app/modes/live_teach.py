@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,21 @@ PRINT_ONLY = CHATTY + 1  # a level above every verbosity: printed, never spoken
 NAME_PREFIX = "object"  # "object 1", "object 2", …
 
 START = "teaching a new object: hold it in front of the camera and turn it slowly"
-SAY_NAME = "now say its name after the tone; press teach again when done"
+SAY_NAME = "now say its name after the tone; press {teach} again when done"
 BUSY = "teaching, one moment"
 STILL_CAPTURING = "still capturing: keep turning the object"
 STILL_LEARNING = "still learning"
-RETRY = "press teach to record the name again"
+RETRY = "press {teach} to record the name again"
+
+
+@dataclass(frozen=True)
+class KeyNames:
+    """What the user presses, named in the prompts: "t" on a terminal, "F8" on a desktop;
+    the actions' names where the app does not know the keys (tests, a library caller)."""
+
+    describe: str = "describe"
+    teach: str = "teach"
+
 
 Say = Callable[[str], None]
 # app.modes.teach.learn_words(store, say, progress=…): say for its start and report, progress for
@@ -125,9 +136,11 @@ class LiveTeacher:
         play: Play | None = None,
         views: int = VIEWS,
         seconds: float = CAPTURE_S,
+        keys: KeyNames | None = None,
     ) -> None:
         self.grabber, self.voice, self.store = grabber, voice, store
         self.play = play
+        self.keys = keys or KeyNames()
         self._learn, self._record, self._check = learn, record, check
         self._want, self._seconds = views, seconds
         self._lock = threading.Lock()  # guards _phase against two presses at once
@@ -246,7 +259,7 @@ class LiveTeacher:
         if len(result.frames) < MIN_VIEWS:
             self.voice.say(
                 f"only {len(result.frames)} usable views: more light, a steadier hand, and "
-                "turn the object slowly; press teach to try again",
+                f"turn the object slowly; press {self.keys.teach} to try again",
                 level=SILENT,
             )
             return None
@@ -257,7 +270,7 @@ class LiveTeacher:
         one."""
         from earsight.app.sound.recording import BadRecording
 
-        self.voice.say(SAY_NAME, level=SILENT)
+        self.voice.say(SAY_NAME.format(teach=self.keys.teach), level=SILENT)
         try:
             recording = self._record(
                 start=self._tone,
@@ -266,7 +279,7 @@ class LiveTeacher:
                 max_seconds=RECORD_MAX_S,
             )
         except BadRecording as err:
-            self.voice.say(f"{err}; {RETRY}", level=SILENT)
+            self.voice.say(f"{err}; {RETRY.format(teach=self.keys.teach)}", level=SILENT)
             return None
         self.voice.say(f"heard the name: {recording.speech_s:.1f} s", level=NORMAL)
         return recording
