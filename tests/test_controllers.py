@@ -8,6 +8,7 @@ mapping and the "unavailable" paths are tested.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import shutil
@@ -368,3 +369,12 @@ def test_evdev_unavailable_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "evdev", None)  # as if python-evdev were not installed
     with pytest.raises(ControllerUnavailable, match="install python-evdev"):
         EvdevController(Recorder()).start()
+
+
+def test_hotkey_given_with_terminal_keys_is_said_to_do_nothing(caplog) -> None:
+    # `--keys terminal --hotkey f5` ignored --hotkey without a word
+    with caplog.at_level(logging.WARNING, logger="earsight.app.keys.controllers"):
+        make_controller("terminal", Recorder(), keymap=KeyMap(describe="f5"), fd=0)
+        make_controller("terminal", Recorder(), keymap=KeyMap(), fd=0)  # the default: silent
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["--hotkey f5 is for the desktop keys; terminal keys are fixed"], said

@@ -155,6 +155,18 @@ print(len(store.words()))
     assert said.endswith("the taught words are kept") and kept == "1", done.stdout
 
 
+def test_the_speech_recognizer_names_the_train_extra(python):
+    # photo_eval on a runtime-only install said "pip install pocketsphinx (or ./install.sh)"
+    code = (
+        "from earsight.trainer.evaluation.metrics import WordRecognizer\n"
+        "try:\n    WordRecognizer(['cat'])\nexcept Exception as err:\n    print(err)"
+    )
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("the speech recognizer (word accuracy) needs the trainer's")
+    assert "pip install 'earsight[train]'" in done.stdout, done.stdout
+
+
 @pytest.mark.parametrize("script", ["train", "evaluate", "slim"])
 def test_the_trainers_console_scripts_say_what_to_install(python, tmp_path, script):
     code = (

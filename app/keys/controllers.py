@@ -79,6 +79,8 @@ def make_controller(
         log.debug("key input: %s%s", kind, f" ({problem})" if problem else "")
     if kind == "hotkey":
         return HotkeyController(on_action, keymap)
+    if keymap is not None and keymap.describe != KeyMap.describe:  # --hotkey: desktop keys only
+        log.warning("--hotkey %s is for the desktop keys; %s keys are fixed", keymap.describe, kind)
     if kind == "evdev":
         return EvdevController(on_action, evdev_device)
     return TerminalController(on_action, fd)

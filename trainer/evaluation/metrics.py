@@ -23,6 +23,7 @@ import numpy as np
 from scipy import sparse
 from scipy.signal import get_window, resample_poly
 
+from earsight.errors import trainer_not_installed
 from earsight.trainer.errors import MetricError, SpeechError
 from earsight.trainer.speech.synth import trim_silence
 
@@ -260,9 +261,10 @@ class WordRecognizer:
         try:
             from pocketsphinx import Decoder
         except ImportError as err:
-            raise MetricError(
-                "pocketsphinx is not installed", "pip install pocketsphinx (or ./install.sh)"
-            ) from err
+            missing = trainer_not_installed(err, "the speech recognizer (word accuracy)")
+            if missing is None:
+                raise
+            raise MetricError(missing.what, missing.fix) from err
         self.vocabulary = tuple(dict.fromkeys(_normalize_entry(w) for w in vocabulary))
         if not self.vocabulary or "" in self.vocabulary:
             raise MetricError("the vocabulary is empty or has an empty word", "pass class names")
