@@ -162,6 +162,8 @@ def _run_teach(args: argparse.Namespace) -> int:
     from earsight.app.modes.teach import run_teach
 
     other = args.list or args.learn or args.forget is not None or args.rename is not None
+    if args.more and args.word is None and not other:
+        args.parser.error("--more needs the WORD to add views of: earsight teach WORD --more")
     if other == (args.word is not None):  # exactly one of: WORD, --list, --forget, --rename
         args.parser.error(
             "give a WORD to teach, or one of --list, --learn, --forget WORD, --rename OLD NEW"

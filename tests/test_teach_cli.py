@@ -252,6 +252,8 @@ def test_learn_with_nothing_taught_says_only_that(tmp_path: Path):
         (["cup", "--espeak-voice", "en-us", "--photos", "/nonexistent"], ["not a folder"]),
         (["--list", "mug"], ["give a WORD to teach, or one of"]),
         ([], ["give a WORD to teach, or one of"]),
+        (["--more"], ["--more needs the WORD to add views of"]),
+        (["--forget", ""], ["the word is empty"]),  # was a TypeError traceback
         (["mug", "--more", "--voice-file", "x.wav"], ["--more adds views only"]),
         (["cup", "--seconds", "0"], ["--seconds"]),
         (["--forget", "mug", "--photos", "x"], ["--photos goes with teaching a WORD"]),

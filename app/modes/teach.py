@@ -300,7 +300,8 @@ def run_teach(args: argparse.Namespace) -> int:
             list_words(store, voice.say)
         elif args.forget is not None or args.rename is not None:
             with store.learning():  # no learn may run, and write the old words, meanwhile
-                folder = store.find(args.forget or args.rename[0])  # a broken word.json too
+                changing = args.forget if args.forget is not None else args.rename[0]
+                folder = store.find(changing)  # a broken word.json too
                 learned = learned_words(store)
                 if args.forget is not None:
                     forget_word(store, args.forget, voice.say)
