@@ -62,25 +62,31 @@ else
 fi
 
 # --- virtual environment ---------------------------------------------------------------------
-if [ ! -x .venv/bin/python ]; then
-  say "creating .venv"
-  "$PY" -m venv "${VENV_ARGS[@]}" .venv
-fi
-PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # The runtime (no extra) runs exported ONNX models; the train extra adds torch and the rest of the
 # trainer. torch goes in first, pinned: a bare "torch" requirement would pull a CUDA build here.
 [ "$RUNTIME" = 1 ] && TORCH_SPEC=""
-if [ -n "$TORCH_SPEC" ] && ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-  say "installing $TORCH_SPEC"
-  "${PIP[@]}" "$TORCH_SPEC"
-fi
 EXTRA_LIST=""
 [ "$RUNTIME" = 0 ] && EXTRA_LIST="train"
 [ -n "${EXTRAS:-}" ] && EXTRA_LIST="${EXTRA_LIST:+$EXTRA_LIST,}$EXTRAS"
 [ "$DEV" = 1 ] && EXTRA_LIST="$EXTRA_LIST,dev"
-SPEC="."; [ -n "$EXTRA_LIST" ] && SPEC=".[$EXTRA_LIST]"
-say "installing earsight${EXTRA_LIST:+[$EXTRA_LIST]} (editable)"
-"${PIP[@]}" -e "$SPEC"
+if [ "$SERVICE" = 1 ]; then
+  # run with sudo: a root-owned .venv in the user's checkout would make their next
+  # ./install.sh fail on permissions; the service runs its own copy ($EARSIGHT_PREFIX/.venv)
+  say "--service: the checkout's .venv is left alone (the service gets its own, below)"
+else
+  if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    "$PY" -m venv "${VENV_ARGS[@]}" .venv
+  fi
+  PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+  if [ -n "$TORCH_SPEC" ] && ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    say "installing $TORCH_SPEC"
+    "${PIP[@]}" "$TORCH_SPEC"
+  fi
+  SPEC="."; [ -n "$EXTRA_LIST" ] && SPEC=".[$EXTRA_LIST]"
+  say "installing earsight${EXTRA_LIST:+[$EXTRA_LIST]} (editable)"
+  "${PIP[@]}" -e "$SPEC"
+fi
 
 if [ "$SERVICE" = 1 ]; then
   # Headless wearable: the code goes to a root-owned prefix (the service cannot change what it
@@ -129,4 +135,4 @@ if [ "$SERVICE" = 1 ]; then
   say "its lines: journalctl -u earsight -f; after editing its options: sudo systemctl restart earsight"
   say "options for it: /etc/earsight/config.toml; check it: systemd-analyze security earsight"
 fi
-say "done. Try: .venv/bin/earsight --help"
+if [ "$SERVICE" = 1 ]; then say "done. Try: ${PREFIX}/.venv/bin/earsight doctor"; else say "done. Try: .venv/bin/earsight --help"; fi

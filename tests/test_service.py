@@ -82,3 +82,12 @@ def test_install_service_creates_the_user_and_a_root_owned_copy():
     assert "usermod -a -G audio,video,input" in part
     assert 'chown -R root:root "$PREFIX"' in part and 'chmod -R go-w "$PREFIX"' in part
     assert "s#@EARSIGHT_HOME@#$PREFIX#g" in part and "$(pwd)" not in part  # not the checkout
+
+
+def test_install_service_leaves_the_checkouts_venv_alone():
+    # `sudo ./install.sh --service` made the checkout's .venv root-owned: the user's next
+    # ./install.sh failed on permissions. The checkout's venv part runs only without --service.
+    script = (ROOT / "install.sh").read_text()
+    venv = script[script.index("# --- virtual environment") :]
+    guard = venv.index('if [ "$SERVICE" = 1 ]; then')
+    assert guard < venv.index("\nelse\n") < venv.index('-m venv "${VENV_ARGS[@]}" .venv')
