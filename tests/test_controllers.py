@@ -98,7 +98,7 @@ def test_terminal_keys_over_a_pty_and_the_terminal_is_restored(pty_pair) -> None
             os.write(master, key)
             assert keys.wait_for(n, 1.0), key
             assert keys.calls[-1][1] >= t_write  # t_key: when the key was read
-        os.write(master, b"x")  # bound to nothing
+        os.write(master, b"x\x1b[A")  # bound to nothing (the app says which keys are), an arrow
         time.sleep(0.05)
     finally:
         _stop_quickly(controller, 0.2)
@@ -110,6 +110,7 @@ def test_terminal_keys_over_a_pty_and_the_terminal_is_restored(pty_pair) -> None
         Action.VERBOSITY,
         Action.TOGGLE_MODE,
         Action.REPEAT,
+        Action.UNBOUND,  # x, said; the arrow key is no key at all
     ]
     assert termios.tcgetattr(slave) == before
     assert not controller.running

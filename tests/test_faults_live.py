@@ -506,6 +506,8 @@ def test_repeat_with_nothing_to_repeat_says_so(tmp_path, video):
         live.press(b"r")
         # the key a terminal user has, not the action's name
         assert live.wait_for("nothing to repeat yet: press space first", timeout=5), live.seen
+        live.press(b"x")  # a key that does nothing: the keys that do something are said
+        assert live.wait_for("that key does nothing: space describe,", timeout=5), live.seen
         live.press(b" ")
         deadline = time.monotonic() + 10
         while not live.seen.rstrip().endswith(DIGITS) and time.monotonic() < deadline:

@@ -44,6 +44,7 @@ class Action(enum.Enum):
     TEACH = "teach"  # teach the object in front of the camera (app/modes/live_teach.py)
     QUIT = "quit"
     QUIT_ASKED = "quit asked"  # a desktop-wide quit key pressed once: pressed again, it quits
+    UNBOUND = "unbound"  # a terminal key that does nothing: the app says which keys do
 
 
 OnAction = Callable[[Action, float], None]

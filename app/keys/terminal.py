@@ -39,6 +39,12 @@ TERMINAL_KEYS: Mapping[str, Action] = MappingProxyType(
 )
 
 
+# Said when a key that does nothing is typed (a blind user cannot look the keys up on screen).
+UNBOUND_KEY = (
+    "that key does nothing: space describe, r repeat, v verbosity, m soundscape, t teach, q quit"
+)
+
+
 def terminal_keys(data: bytes) -> Iterator[str]:
     """Bytes typed in cbreak mode → key characters, skipping escape sequences.
 
@@ -141,6 +147,8 @@ class TerminalController(ThreadController):
     def _press(self, keys: Iterator[str], t_key: float) -> None:
         for key in keys:
             action = self._keys.get(key.lower())
+            if action is None and key.isprintable() and key:
+                action = Action.UNBOUND
             if action is not None:
                 deliver(self._on_action, action, t_key)
 

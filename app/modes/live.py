@@ -27,6 +27,7 @@ import numpy as np
 
 from earsight.app.config import LiveOptions
 from earsight.app.keys.base import Action, KeyMap
+from earsight.app.keys.terminal import UNBOUND_KEY
 from earsight.app.modes.live_parts import (
     LiveAudio,
     LiveController,
@@ -208,6 +209,8 @@ class LiveApp:
                 self.voice.say(f"{self.state.mode} mode", level=0)
             case Action.QUIT_ASKED:
                 self.voice.say(QUIT_AGAIN, level=0)
+            case Action.UNBOUND:
+                self.voice.say(UNBOUND_KEY, level=0)
             case Action.QUIT:
                 self.stop_event.set()
                 self._wake.set()
