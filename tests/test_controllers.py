@@ -379,3 +379,15 @@ def test_hotkey_given_with_terminal_keys_is_said_to_do_nothing(caplog) -> None:
         make_controller("terminal", Recorder(), keymap=KeyMap(), fd=0)  # the default: silent
     said = [r.getMessage() for r in caplog.records]
     assert said == ["--hotkey f5 is for the desktop keys; terminal keys are fixed"], said
+
+
+def test_x_key_names_are_taken_and_unknown_ones_list_the_names(xvfb, monkeypatch) -> None:
+    # `--hotkey Escape` (xdotool's name) was refused with "use f1…f12, esc, space, pause, …"
+    assert KeyMap(describe="Prior").bindings()["page_up"] is Action.DESCRIBE
+    assert KeyMap(describe="Return").bindings()["enter"] is Action.DESCRIBE
+    with pytest.raises(UsageError, match="'esc' is bound twice"):
+        KeyMap(describe="Escape").bindings()
+    monkeypatch.setenv("DISPLAY", xvfb)
+    with pytest.raises(UsageError) as err:
+        HotkeyController(Recorder(), KeyMap(describe="f99")).start()
+    assert "page_up" in str(err.value) and "…" not in str(err.value).split("f1…f20")[1]

@@ -55,6 +55,20 @@ class ControllerUnavailable(EarSightError):
     """This kind of key input cannot work here (no display, no device, missing package)."""
 
 
+# X keysym names (lower case) a user may know from xdotool or xev → pynput's Key names.
+X_KEYSYM_NAMES = {
+    "escape": "esc",
+    "return": "enter",
+    "prior": "page_up",
+    "next": "page_down",
+    "print": "print_screen",
+    "super_l": "cmd",
+    "control_l": "ctrl_l",
+    "control_r": "ctrl_r",
+}
+HOTKEY_NAMES = "f1…f20, esc, enter, space, tab, pause, insert, home, end, page_up, page_down, menu"
+
+
 @dataclass(frozen=True)
 class KeyMap:
     """Desktop hotkeys: pynput key names (f9, esc, space, pause, …) or single characters."""
@@ -67,11 +81,13 @@ class KeyMap:
     quit: str = "esc"
 
     def bindings(self) -> dict[str, Action]:
-        """Key name (lower case) → Action; UsageError when two actions share a key."""
+        """Key name (lower case) → Action; UsageError when two actions share a key. X keysym
+        names (xdotool's, e.g. "Escape", "Return", "Prior") are taken as pynput's."""
         actions = {"toggle": Action.TOGGLE_MODE}
         out: dict[str, Action] = {}
         for f in fields(self):
             key = getattr(self, f.name).strip().lower()
+            key = X_KEYSYM_NAMES.get(key, key)
             action = actions.get(f.name) or Action[f.name.upper()]
             if key in out:
                 raise UsageError(

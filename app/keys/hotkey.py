@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from earsight.app.keys.base import (
+    HOTKEY_NAMES,
     STOP_JOIN_S,
     Action,
     Controller,
@@ -74,7 +75,9 @@ class HotkeyController(Controller):
             raise ControllerUnavailable(f"no desktop hotkey: {reason}", HOTKEY_HINT) from err
         for key in self._bindings:
             if len(key) != 1 and key not in keyboard.Key.__members__:
-                raise UsageError(f"unknown hotkey {key!r}", "use f1…f12, esc, space, pause, …")
+                raise UsageError(
+                    f"unknown hotkey {key!r}", f"use one of {HOTKEY_NAMES}, or one character"
+                )
         listener = keyboard.Listener(on_press=self._on_press, on_release=self._on_release)
         listener.daemon = True
         listener.start()
