@@ -218,6 +218,26 @@ def test_one_learn_at_a_time_and_no_word_changed_under_it(taught: Path):
 
 
 @pytest.mark.faults
+def test_a_word_taught_during_a_learn_is_not_listed_as_being_learned(taught: Path, spoken):
+    # --list said "being learned now" for words taught after the learn had read the words
+    from earsight.trainer.teach.store import TeachStore
+
+    store = TeachStore(taught / "taught")
+    wav = write_wav(taught / "cup.wav", spoken)
+    (taught / "photos").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(taught / "photos" / f"{i}.png"), _object(30.0 * i))
+    with store.learning(words=["mug"]):  # as `earsight teach --learn` holds it
+        done = teach(taught, "cup", "--photos", str(taught / "photos"), "--voice-file", str(wav))
+        assert done.returncode == 0, done.stderr
+        listed = teach(taught, "--list", "--no-speech").stdout
+    lines = {line.split(":")[0]: line for line in listed.splitlines()}
+    mug, cup = lines["mug"], lines["cup"]
+    assert mug.endswith("; being learned now"), listed
+    assert cup.endswith("not learned yet: `earsight teach --learn` once the learn running now ends")
+    assert not (store.root / ".learning-words.json").exists()  # gone with the learn
+
+
 def test_learn_with_nothing_taught_says_only_that(tmp_path: Path):
     done = teach(tmp_path, "--learn", "--no-speech", store_only=False)
     one_line_error(done, "nothing has been taught yet", "earsight teach WORD")

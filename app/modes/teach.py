@@ -141,7 +141,8 @@ def learn_words(
         )
     options = VoiceOptions() if steps is None else VoiceOptions(steps=steps)
     with store.learning(
-        "wait for it to finish, then `earsight teach --learn`; stored words are kept"
+        "wait for it to finish, then `earsight teach --learn`; stored words are kept",
+        words=[word.name for word in store.words()],
     ):
         say("learning the taught words; this takes a few minutes")
         out_dir = taught_model_path(store.root).parent
@@ -207,14 +208,21 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
         return words
     say(f"{len(words)} taught word{'s' * (len(words) != 1)} in {store.root}:")
     learned = learned_words(store)
-    if store.is_learning():
-        pending = "; being learned now"
-    elif learning_unavailable() is not None:
+    learning = store.is_learning()
+    being = store.words_being_learned() if learning else None
+    if learning_unavailable() is not None:
         pending = f"; not learned: learning needs the trainer ({TRAIN_EXTRA_FIX})"
+    elif learning:  # taught after the running learn read the words
+        pending = "; not learned yet: `earsight teach --learn` once the learn running now ends"
     else:
         pending = "; not learned yet: `earsight teach --learn`"
     for word in words:
-        state = "" if word.name in learned else pending
+        if word.name in learned:
+            state = ""
+        elif learning and (being is None or word.name in being):
+            state = "; being learned now"
+        else:
+            state = pending
         say(
             f"{word.name}: {word.photo_count} photos, voice {describe_voice(word)}, "
             f"taught {word.created[:10]}{state}"

@@ -59,6 +59,7 @@ LOCK_TIMEOUT_S = 30.0  # another teach holding the lock longer than this is stuc
 LEARNING_WAIT_S = 1.0  # a learn held by someone else this long is a running learn, not a probe
 _HIDDEN = "."  # .lock, .tmp-*: never a word (a word starts with a letter or digit)
 LEARNING_LOCK = f"{_HIDDEN}learning"  # held while the words are learned (TeachStore.learning)
+LEARNING_WORDS = f"{_HIDDEN}learning-words.json"  # what the learn running now learns
 
 
 MODEL_FOLDER = ".model"  # <root>/.model/taught.onnx: hidden, so never taken for a word
@@ -323,20 +324,36 @@ class TeachStore:
 
     @contextlib.contextmanager
     def learning(
-        self, fix: str = "wait for it to finish (it says when), then try again"
+        self,
+        fix: str = "wait for it to finish (it says when), then try again",
+        words: Sequence[str] = (),
     ) -> Iterator[None]:
         """Hold ``<root>/.learning`` while the words are learned, or forgotten or renamed under
         a learned model: one learn at a time, and no word changed while one runs (it would
         write a model that says the old words). StoreError (with ``fix``) when another holds
-        it."""
+        it. ``words``: the ones this learn learns, for ``words_being_learned``."""
         busy = StoreError("another earsight teach is learning the taught words now", fix)
+        listed = self.root / LEARNING_WORDS
         with contextlib.ExitStack() as held:
             try:  # only taking the lock: the block's own disk errors are its own to say
                 self.root.mkdir(parents=True, exist_ok=True)
                 held.enter_context(exclusive(self.root / LEARNING_LOCK, LEARNING_WAIT_S, busy))
+                if words:
+                    listed.write_text(json.dumps(list(words)), encoding="utf-8")
+                    held.callback(listed.unlink, missing_ok=True)
             except OSError as err:
                 raise _disk_error(err, self.root, "learning") from err
             yield
+
+    def words_being_learned(self) -> set[str] | None:
+        """The words the learn running now learns; None when none runs or it did not say
+        (then every unlearned word counts as being learned)."""
+        if not self.is_learning():
+            return None
+        try:
+            return set(json.loads((self.root / LEARNING_WORDS).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
 
     def is_learning(self) -> bool:
         """True while another process learns the words (``learning`` is held)."""
