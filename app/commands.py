@@ -13,7 +13,9 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import os
 import re
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ if TYPE_CHECKING:  # the engine loads when live starts, not for --help
 
 log = logging.getLogger(__name__)
 
+LEARNING_LEFT = "learning left unfinished: the taught words are kept; earsight teach --learn"
 OUT_DIR_UNUSED = (
     "playing through the audio device: --out-dir {out_dir} is only used without one"
     " (--record DIR keeps every sound)"
@@ -379,7 +382,17 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
         relay.attach(app)  # a quit or closed key input during start-up takes effect now
         if not app.stop_event.is_set():
             voice.say(f"ready: press {key} to hear the camera")
-        return app.run(controller)
+        code = app.run(controller)
+    if app.teacher is not None and not app.teacher.join(0):  # still learning a taught word
+        voice.say(LEARNING_LEFT, level=0)
+        voice.flush(ERROR_SPEECH_S)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # torch's worker threads abort the interpreter's own exit ("terminate called without an
+        # active exception", SIGABRT, exit 134); the model is written last and atomically, so an
+        # unfinished learn leaves the words stored and the old model as it was
+        os._exit(code)
+    return code
 
 
 def _teach_key(controller: str) -> str:

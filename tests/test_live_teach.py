@@ -207,6 +207,43 @@ def test_learning_progress_inside_live_is_printed_not_spoken(store):
     assert ("learning the voice: step 1 of 400", CHATTY) in said, said  # verbosity 2 only
 
 
+def test_quitting_while_a_taught_word_is_learned_exits_cleanly(tmp_path, video, monkeypatch, word):  # noqa: F811
+    """q while the teach key's learning runs (torch threads busy): it aborted the interpreter's
+    exit ("terminate called without an active exception", exit 134). Now it says the learning
+    was left unfinished and exits 0, the word stored."""
+    from earsight.app.commands import LEARNING_LEFT
+    from earsight.app.modes.live_teach import SAY_NAME, START
+    from tests.test_live import _start_live, _wait_for
+
+    taught = tmp_path / "taught"
+    monkeypatch.setenv("EARSIGHT_TEACH", str(taught))
+    monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
+    proc, master = _start_live(tmp_path, video)
+    try:
+        assert "ready: press space" in _wait_for(proc, "ready: press space")
+        speech = tmp_path / "speech.s16le"
+        speech.write_bytes((in_a_room(word) * 32768).astype("<i2").tobytes())
+        (tmp_path / "asound.conf").write_text(file_mic_config(speech))
+        os.write(master, b"t")
+        seen = _wait_for(proc, START, timeout=30)
+        seen += _wait_for(proc, SAY_NAME.format(teach="t"), timeout=40)
+        seen += _wait_for(proc, "recording, up to", timeout=30)
+        os.write(master, b"t")
+        seen += _wait_for(proc, "learning the taught words", timeout=60)
+        assert "learning the taught words" in seen, seen
+        time.sleep(3.0)  # torch is loaded and busy
+        os.write(master, b"q")
+        code = proc.wait(timeout=60)
+        rest = proc.stdout.read()
+        err = proc.stderr.read()
+    finally:
+        proc.kill()
+        os.close(master)
+    assert code == 0 and "terminate called" not in err, err
+    assert LEARNING_LEFT in seen + rest, seen + rest
+    assert (taught / "object 1" / "word.json").is_file()
+
+
 def test_live_help_lists_the_teach_key():
     from earsight.app.commands import keys_epilog
 
