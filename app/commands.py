@@ -27,6 +27,7 @@ from earsight.arguments import positive_int
 from earsight.errors import EarSightError, UsageError
 
 if TYPE_CHECKING:  # the engine loads when live starts, not for --help
+    from earsight.app.modes.live_teach import KeyNames
     from earsight.engine.runtime import RuntimeOptions
 
 log = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     """Key input first (it must work before "ready"), then audio, model, camera; then serve."""
     from earsight.app.keys.controllers import KeyMap, make_controller
     from earsight.app.modes.live import LiveApp, PressRelay
-    from earsight.app.modes.live_teach import KeyNames, LiveTeacher
+    from earsight.app.modes.live_teach import LiveTeacher
     from earsight.trainer.teach.store import TeachStore
 
     voice.say("EarSight starting")
@@ -356,8 +357,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
         evdev_device=options.evdev_device,
     )
     controller.on_closed = relay.closed
-    kind = type(controller).__name__
-    key = _describe_key(kind, options.hotkey)  # the prompts name the keys the user has
+    keys = _prompt_keys(type(controller).__name__, options.hotkey)  # the keys the user has
     with contextlib.ExitStack() as stack:
         controller.start()
         stack.callback(controller.stop)
@@ -375,13 +375,13 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
                 parts["grabber"],
                 voice,
                 TeachStore(paths.taught_root()),
-                keys=KeyNames(describe=key, teach=_teach_key(kind)),
+                keys=keys,
             ),
         )
         stack.callback(lambda: app.runtime.close())  # the model in use at the end (swaps)
         relay.attach(app)  # a quit or closed key input during start-up takes effect now
         if not app.stop_event.is_set():
-            voice.say(f"ready: press {key} to hear the camera")
+            voice.say(f"ready: press {keys.describe} to hear the camera")
         code = app.run(controller)
     if app.teacher is not None and not app.teacher.join(0):  # still learning a taught word
         voice.say(LEARNING_LEFT, level=0)
@@ -395,21 +395,14 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     return code
 
 
-def _teach_key(controller: str) -> str:
-    """The teach key to name in prompts, for the controller auto actually picked."""
+def _prompt_keys(controller: str, hotkey: str) -> KeyNames:
+    """The describe and teach keys to name in "ready" and the teach prompts, for the controller
+    auto actually picked."""
     from earsight.app.keys.base import KeyMap
+    from earsight.app.modes.live_teach import KeyNames
 
     if controller == "TerminalController":
-        return "t"
+        return KeyNames(describe="space", teach="t")
     if controller == "EvdevController":
-        return "T"
-    return _key_name(KeyMap.teach)
-
-
-def _describe_key(controller: str, hotkey: str) -> str:
-    """The key to name in the "ready" message, for the controller auto actually picked."""
-    if controller == "TerminalController":
-        return "space"
-    if controller == "EvdevController":
-        return "the button"
-    return hotkey.upper()
+        return KeyNames(describe="the button", teach="T")
+    return KeyNames(describe=hotkey.upper(), teach=_key_name(KeyMap.teach))

@@ -242,9 +242,9 @@ def open_capture(spec: SourceSpec) -> Capture | None:
         path = Path(str(spec.target))
         if not path.is_file():
             return None
-        capture = FolderCapture([path])
+        capture = FolderCapture([path])  # cycles: the probe read leaves it at the start
         ok, _ = capture.read()  # a damaged or non-image file: an error now, not "camera lost"
-        return FolderCapture([path]) if ok else None
+        return capture if ok else None
     if spec.kind == "file" and not Path(str(spec.target)).is_file():
         return None
     target = spec.target

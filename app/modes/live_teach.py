@@ -93,13 +93,11 @@ LEARN_THREADS = 1  # torch threads while learning inside live: a core stays free
 def _learn_words(store: TeachStore, say: Say, progress: Say) -> object:
     from earsight.app.modes.teach import learn_words, learning_unavailable
 
-    unavailable = learning_unavailable()  # a runtime-only install: one line, as `--learn` says
-    if unavailable is not None:
-        raise unavailable
-    import torch  # loads only when something is learned
+    if learning_unavailable() is None:  # else learn_words says what is missing, in one line
+        import torch  # loads only when something is learned
 
-    # Process-wide: ONNX Runtime keeps its own threads; a live on --backend torch shares this.
-    torch.set_num_threads(LEARN_THREADS)
+        # Process-wide: ONNX Runtime keeps its own threads; a live on --backend torch shares it.
+        torch.set_num_threads(LEARN_THREADS)
     return learn_words(store, say, progress=progress)
 
 
