@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,40 @@ def test_a_diverging_lr_stops_at_the_first_nan_and_keeps_the_good_checkpoints(tm
     run = tmp_path / "run"
     assert fit(*QUICK, "--ae-epochs", "1", "--epochs", "1", "--out", str(run)).returncode == 0
     kept = {name: digest(run / name) for name in ("last.pt", "best.pt")}
-    done = fit(*QUICK, "--ae-epochs", "1", "--epochs", "1", "--lr", "1e38", "--out", str(run))
+    args = (*QUICK, "--ae-epochs", "1", "--epochs", "1", "--lr", "1e38", "--out", str(run))
+    done = fit(*args, "--overwrite")
     one_line_error(done, "diverged", "--lr")
     assert {name: digest(run / name) for name in kept} == kept  # the good run survives
+    assert not list(run.glob("*.tmp"))
+
+
+def test_a_new_run_in_a_folder_holding_one_is_refused_before_the_data_loads(tmp_path):
+    run = tmp_path / "run"
+    assert fit(*QUICK, "--ae-epochs", "1", "--epochs", "0", "--out", str(run)).returncode == 0
+    kept = {name: digest(run / name) for name in ("last.pt", "best.pt")}
+    done = fit(*QUICK, "--ae-epochs", "1", "--epochs", "0", "--out", str(run))
+    line = one_line_error(done, "already holds a training run", "stage 1, epoch 1", "--resume")
+    assert "--overwrite" in line and "dataset digits:" not in done.stdout
+    assert {name: digest(run / name) for name in kept} == kept
+    both = fit(*QUICK, "--resume", "--overwrite", "--out", str(run))
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_sigterm_is_one_line_saying_how_to_go_on_and_leaves_no_tmp(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "trainer" / "fit.py"), *QUICK, "--out", str(run)]
+    cmd += ["--ae-epochs", "40", "--epochs", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (run / "last.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)  # stopped after the first saved epoch, as systemctl stop would
+    proc.terminate()
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "stopped (SIGTERM): run again with --resume to continue from the last epoch"
+    )
     assert not list(run.glob("*.tmp"))
 
 

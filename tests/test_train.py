@@ -663,12 +663,16 @@ def test_an_interrupt_offers_resume_only_where_there_is_a_last_epoch(tmp_path):
     from earsight.trainer.fit import build_parser, interrupted_line
 
     args = build_parser().parse_args(["--dataset", "digits", "--out", str(tmp_path)])
-    assert interrupted_line(args).endswith("run again without --resume")  # nothing saved yet
+    assert interrupted_line(args, None).endswith("run again without --resume")  # no epoch
     (tmp_path / LAST_NAME).write_bytes(b"")
-    assert interrupted_line(args).endswith(
+    assert interrupted_line(args, None).endswith(
         "run again with --resume to continue from the last epoch"
     )
-    assert interrupted_line(build_parser().parse_args(["--describe"])) == "interrupted"
+    # an --overwrite run stopped before its first epoch: the last.pt there is the old run's
+    overwrite = build_parser().parse_args([*map(str, ["--out", tmp_path, "--overwrite"])])
+    old = (tmp_path / LAST_NAME).stat().st_mtime
+    assert interrupted_line(overwrite, old).endswith("still holds the old run")
+    assert interrupted_line(build_parser().parse_args(["--describe"]), None) == "interrupted"
 
 
 @pytest.mark.faults

@@ -72,6 +72,9 @@ def save_checkpoint(path: Path, payload: dict[str, Any], fix: str | None = None)
             f"could not save {path}{kept}: {reason}",
             fix or "free disk space, or save to another folder",
         ) from None
+    except BaseException:  # Ctrl-C or SIGTERM mid-write: no half-written .tmp left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _why_not_saved(err: BaseException, folder: Path) -> str:

@@ -2,6 +2,7 @@
 
     python trainer/fit.py --dataset mnist --data-root DIR --preset compact --out runs/mnist
     python trainer/fit.py ... --resume                 # continue after a kill (≤ 1 epoch lost)
+    python trainer/fit.py ... --overwrite              # start over in an --out that holds a run
     torchrun --nproc-per-node 2 trainer/fit.py ...     # data-parallel (NCCL on GPUs, gloo on CPU)
     python trainer/fit.py --describe [--preset P]     # parameters and GMAC per image, per preset
 
@@ -23,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -110,7 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads", type=positive_int, help="CPU threads for torch (default: all cores)"
     )
-    run.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --out that holds one (its checkpoints are replaced)",
+    )
     run.add_argument("--describe", action="store_true", help="print model sizes and exit")
     run.add_argument("--no-report", action="store_true", help="skip the final test evaluation")
     return p
@@ -249,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     opts = train_options(args, device)
     arch_changes(opts.arch)  # a typo in --arch or --device fails now, not after the data loads
     pick_device(opts.device)
-    check_run_folder(opts, args.out, args.resume)  # before minutes of loading data
+    check_run_folder(opts, args.out, args.resume, args.overwrite)  # before minutes of loading data
     spec = DatasetSpec(
         source=args.dataset,
         data_root=args.data_root,
@@ -275,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     if rank_world()[0] == 0:
         for line in short_run_warnings(opts, len(data.train)):
             print(f"warning: {line}", file=sys.stderr, flush=True)
-    best = fit(data, spec, opts, args.out, resume=args.resume)
+    best = fit(data, spec, opts, args.out, resume=args.resume, overwrite=args.overwrite)
     if rank_world()[0] == 0 and not args.no_report:
         from earsight.trainer.evaluate import evaluate_checkpoint
         from earsight.trainer.evaluation.report import write_report
@@ -311,15 +319,34 @@ def short_run_warnings(opts, n_train: int) -> list[str]:
     return []
 
 
-def interrupted_line(args: argparse.Namespace) -> str:
-    """What to do after Ctrl-C: resume only where there is something to resume from."""
+class Terminated(Exception):
+    """SIGTERM (systemd, kill, a batch scheduler): stopped like Ctrl-C, said like it."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def interrupted_line(
+    args: argparse.Namespace, old_last: float | None, why: str = "interrupted"
+) -> str:
+    """What to do after Ctrl-C or SIGTERM: resume only where this run saved something to
+    resume from. ``old_last``: the mtime of --out's last.pt when the run began (None: there
+    was none); an --overwrite run stopped before its first epoch left that old run's there."""
+    last = _last_checkpoint(args)
+    if last is not None and last.is_file():
+        if args.resume or last.stat().st_mtime != old_last:
+            return f"{why}: run again with --resume to continue from the last epoch"
+        return f"{why} before the first epoch was saved: {args.out} still holds the old run"
+    if args.describe or args.out is None:
+        return why
+    return f"{why} before the first epoch was saved: run again without --resume"
+
+
+def _last_checkpoint(args: argparse.Namespace) -> Path | None:
     from earsight.trainer.checkpoint import LAST_NAME
 
-    if args.out is not None and (args.out / LAST_NAME).is_file():
-        return "interrupted: run again with --resume to continue from the last epoch"
-    if args.describe or args.out is None:
-        return "interrupted"
-    return "interrupted before the first epoch was saved: run again without --resume"
+    return None if args.out is None or args.describe else args.out / LAST_NAME
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,14 +356,20 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     new_folder = args.out is not None and not args.out.exists()
+    last = _last_checkpoint(args)
+    old_last = last.stat().st_mtime if last is not None and last.is_file() else None
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return run(args)
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(interrupted_line(args), file=sys.stderr)
+        print(interrupted_line(args, old_last), file=sys.stderr)
         return 130
+    except Terminated:
+        print(interrupted_line(args, old_last, "stopped (SIGTERM)"), file=sys.stderr)
+        return 128 + signal.SIGTERM
     finally:
         if new_folder:  # a run that failed before writing anything leaves no empty --out behind
             with contextlib.suppress(OSError):

@@ -18,6 +18,7 @@ from earsight.errors import UsageError
 from earsight.trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
 from earsight.trainer.data.dataset import ADDataset, DatasetSpec
 from earsight.trainer.data.inputs import Inputs, stage2_inputs
+from earsight.trainer.errors import CheckpointError
 from earsight.trainer.mtnet.config import MTNetConfig
 from earsight.trainer.mtnet.model import MTNet
 from earsight.trainer.training.averaging import WeightAverage
@@ -70,15 +71,17 @@ def fit(
     out_dir: Path,
     resume: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Train both stages into ``out_dir``; returns the path of best.pt.
 
     Checked before any training: the options (TrainOptions.check), that ``out_dir`` is a
-    writable folder, that --resume has a last.pt to resume (UsageError, one line each). A NaN
+    writable folder, that --resume has a last.pt to resume, that a new run would not overwrite
+    another unless ``overwrite`` (UsageError, one line each). A NaN
     or inf loss stops the run (TrainingDiverged) with the last good epoch's checkpoints kept.
     """
     out_dir = Path(out_dir)
-    check_run_folder(opts, out_dir, resume)
+    check_run_folder(opts, out_dir, resume, overwrite)
     if steps_per_epoch(len(data.train), opts) == 0 and opts.ae_epochs + opts.epochs > 0:
         raise UsageError(
             f"--batch-size {opts.batch_size} is larger than the {len(data.train)} training "
@@ -218,9 +221,12 @@ class Run:
         return train_inputs, val_inputs
 
 
-def check_run_folder(opts: TrainOptions, out_dir: Path, resume: bool) -> None:
+def check_run_folder(
+    opts: TrainOptions, out_dir: Path, resume: bool, overwrite: bool = False
+) -> None:
     """Everything fit() can refuse before training: options, a writable --out (rank 0), a
-    last.pt to --resume from. UsageError, one line each; fit.py calls it before loading data."""
+    last.pt to --resume from, and a run already in --out that a new run would overwrite
+    (without ``overwrite``). UsageError, one line each; fit.py calls it before loading data."""
     opts.check()
     if rank_world()[0] == 0:
         check_writable(out_dir)
@@ -229,6 +235,27 @@ def check_run_folder(opts: TrainOptions, out_dir: Path, resume: bool) -> None:
             f"--resume: there is no {LAST_NAME} in {out_dir} to resume from",
             "check --out, or drop --resume to start a new run there",
         )
+    if not resume and not overwrite:
+        held = _run_held(out_dir)
+        if held:
+            raise UsageError(
+                f"{out_dir} already holds a training run ({held}); a new run would overwrite it",
+                "add --resume to continue it, choose another --out, or add --overwrite to start "
+                "over there",
+            )
+
+
+def _run_held(out_dir: Path) -> str | None:
+    """What a new run in ``out_dir`` would overwrite, in words ("stage 2, epoch 7 done"), or
+    None when it holds no checkpoint."""
+    last, best = out_dir / LAST_NAME, out_dir / BEST_NAME
+    if last.is_file():
+        try:
+            progress = read_checkpoint(last)["progress"]
+            return f"stage {progress['stage']}, epoch {progress['epoch']} done, in {LAST_NAME}"
+        except (KeyError, TypeError, CheckpointError):  # torn or foreign: still not ours to replace
+            return f"a {LAST_NAME} this version cannot read"
+    return f"a trained {BEST_NAME}" if best.is_file() else None
 
 
 def check_writable(out_dir: Path) -> None:
