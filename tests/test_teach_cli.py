@@ -199,6 +199,50 @@ def test_forget_and_rename(taught: Path):
     assert "no words taught yet" in teach(taught, "--list", "--no-speech").stdout
 
 
+def _learned_model(checkpoint: Path, root: Path, word: str) -> Path:
+    """A taught model that says ``word`` as its last (taught) class: the digits model with its
+    "nine" called ``word``, exported where `earsight teach` writes one. (Its sidecar says the
+    last word is taught; a real teach base is an ImageNet backbone's, minutes to make.)"""
+    from earsight.engine.export import export_onnx
+    from earsight.engine.sidecar import read_sidecar, write_sidecar
+    from earsight.trainer.checkpoint import read_checkpoint, save_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    ckpt["config"] = {**ckpt["config"], "labels": [*ckpt["config"]["labels"][:-1], word]}
+    (root / ".model").mkdir()
+    save_checkpoint(root / ".model" / "taught.pt", {k: v for k, v in ckpt.items() if k != "format"})
+    onnx = export_onnx(root / ".model" / "taught.pt", root / ".model" / "taught.onnx").path
+    side = read_sidecar(onnx)
+    side["config"]["taught_words"] = 1
+    write_sidecar(onnx, side)
+    return onnx
+
+
+def test_renaming_a_recorded_word_renames_it_inside_the_learned_model(
+    tmp_path: Path, spoken: np.ndarray, engine_checkpoint: Path
+):
+    from earsight.engine.source import read_model
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(pics / f"img{i}.jpg"), _object(30 * i))
+    wav = write_wav(tmp_path / "cup.wav", spoken)
+    done = teach(tmp_path, "cup", "--photos", str(pics), "--voice-file", str(wav), "--no-speech")
+    assert done.returncode == 0, done.stderr
+    onnx = _learned_model(engine_checkpoint, tmp_path / "taught", "cup")
+    done = teach(tmp_path, "--rename", "cup", "my cup", "--no-speech")
+    assert done.returncode == 0, done.stderr
+    assert "now says 'my cup' for it: nothing to learn again" in done.stdout, done.stdout
+    model = read_model(onnx)  # the sidecar's checksums hold: a model, not a stale copy
+    assert model.contract.labels[-1] == "my cup" and model.checkpoint_matches_export()
+    from earsight.trainer.checkpoint import read_checkpoint
+
+    assert read_checkpoint(tmp_path / "taught/.model/taught.pt")["config"]["labels"][-1] == "my cup"
+    listed = teach(tmp_path, "--list", "--no-speech").stdout
+    assert "my cup: " in listed and "not learned yet" not in listed, listed
+
+
 @pytest.mark.faults
 def test_one_learn_at_a_time_and_no_word_changed_under_it(taught: Path):
     # Another `earsight teach` learning holds <root>/.learning (trainer/teach/store.py): a second

@@ -271,6 +271,35 @@ def rename_word(store: TeachStore, old: str, new: str, say: Say) -> TaughtWord:
     return taught
 
 
+def change_word(
+    store: TeachStore, forget: str | None, rename: tuple[str, str] | None, say: Say
+) -> bool:
+    """--forget or --rename, and what it does to the learned model; True when the words left
+    must be learned again. A word the model never said leaves it as it is; a renamed word whose
+    voice stays (a recording) is renamed inside the model (trainer/teach/relabel.py); otherwise
+    the out-of-date model is removed (live and describe fall back to the shipped words)."""
+    from earsight.trainer.teach.relabel import relabel_model
+    from earsight.trainer.teach.store import taught_model_path
+
+    with store.learning():  # no learn may run, and write the old words, meanwhile
+        folder = store.find(forget if forget is not None else rename[0])  # a broken json too
+        learned = learned_words(store)
+        if forget is not None:
+            forget_word(store, forget, say)
+        else:
+            renamed = rename_word(store, *rename, say)
+            same_voice = renamed.voice_source != "espeak-ng" or not renamed.espeak_voice
+            old = folder.name if folder is not None else rename[0]
+            if same_voice and relabel_model(taught_model_path(store.root), old, renamed.name):
+                say(f"the taught model now says {renamed.name!r} for it: nothing to learn again")
+                return False
+        if learned and folder is not None and folder.name not in learned:
+            return False  # the learned model never said it: it stays as it is
+        if store.drop_model():
+            say("the taught model no longer matches the taught words: removed")
+    return True
+
+
 def relearn_after_change(
     store: TeachStore, say: Say, learn_now: bool, base: Path | None, steps: int | None
 ) -> None:
@@ -307,19 +336,8 @@ def run_teach(args: argparse.Namespace) -> int:
         if args.list:
             list_words(store, voice.say)
         elif args.forget is not None or args.rename is not None:
-            with store.learning():  # no learn may run, and write the old words, meanwhile
-                changing = args.forget if args.forget is not None else args.rename[0]
-                folder = store.find(changing)  # a broken word.json too
-                learned = learned_words(store)
-                if args.forget is not None:
-                    forget_word(store, args.forget, voice.say)
-                else:
-                    rename_word(store, *args.rename, voice.say)
-                if learned and folder is not None and folder.name not in learned:
-                    return 0  # the learned model never said it: it stays as it is
-                if store.drop_model():
-                    voice.say("the taught model no longer matches the taught words: removed")
-            relearn_after_change(store, voice.say, args.learn_now, args.base, args.voice_steps)
+            if change_word(store, args.forget, args.rename, voice.say):
+                relearn_after_change(store, voice.say, args.learn_now, args.base, args.voice_steps)
         elif args.learn:
             learn_words(store, voice.say, args.base, args.voice_steps)
         else:
