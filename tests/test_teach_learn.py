@@ -321,6 +321,8 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
         )
         assert done.returncode == 0, done.stderr
     assert "photos kept aside to check" in done.stdout, done.stdout
+    # each step after the voice's "about N s left" is said: ~15 s of export and check follow
+    assert "saving the learned model\nchecking it: " in done.stdout, done.stdout
     assert "a speech recognizer understood the spoken word" in done.stdout
     assert "live and describe now use the taught words" in done.stdout
     assert "parity (" not in done.stdout  # the export's own lines are for `earsight export`

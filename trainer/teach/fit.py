@@ -148,7 +148,12 @@ def teach_fit(
     start = time.perf_counter()
     learn_voice(base, model, split.learn, options or VoiceOptions(), on_progress=say)
     voice_s = time.perf_counter() - start
+    # Saying each step: export and check take ~half a minute on 2 cores, silence a user
+    # would take for a hang after "about 11 s left".
+    say("saving the learned model")
     onnx = _save_and_export(model, out_dir)
+    held = len(split.held_labels)
+    say(f"checking it: {held} photo{'s' * (held != 1)} kept aside, and the words it knew before")
     return _report(base, model, split, classifier_s, voice_s, onnx)
 
 
