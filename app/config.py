@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import getpass
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,8 @@ def read_config(path: Path, required: bool = False) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path} is not valid TOML ({err})", "fix or delete that file") from err
+        fix = _unquoted_text_fix(text, str(err)) or "fix or delete that file"
+        raise ConfigError(f"{path} is not valid TOML ({err})", fix) from err
     known = {f.name: f for f in dataclasses.fields(LiveOptions)}
     data = {key.replace("-", "_"): value for key, value in data.items()}  # out-dir as the flag
     for key, value in data.items():
@@ -127,6 +129,23 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),
 }
+
+
+def _unquoted_text_fix(text: str, error: str) -> str | None:
+    """``model = cifar10-ad`` (TOML text needs quotes): 'write model = "cifar10-ad"', read from
+    the line tomllib's message names ("… (at line 1, column 9)"); None for other mistakes."""
+    where = re.search(r"at line (\d+)", error)
+    lines = text.splitlines()
+    if where is None or not 0 < int(where[1]) <= len(lines):
+        return None
+    line = re.match(r"\s*([A-Za-z0-9_-]+)\s*=\s*([^#\"'\[{]*?)\s*(#.*)?$", lines[int(where[1]) - 1])
+    if line is None or not line[2]:
+        return None
+    try:
+        tomllib.loads(f"x = {line[2]}")
+        return None  # a valid value there (a number, true): the mistake is elsewhere
+    except tomllib.TOMLDecodeError:
+        return f'text needs quotes: write {line[1]} = "{line[2]}"'
 
 
 def _check_type(path: Path, key: str, value: Any, annotation: str) -> None:

@@ -49,6 +49,8 @@ def test_missing_default_config_file_means_defaults(tmp_path, monkeypatch):
         ("threads = -2\n", "threads must be 1 or more, got -2"),
         ("sourse = '0'\n", "unknown option 'sourse' — did you mean 'source'\\?"),
         ("source = 0\n", 'source must be text in quotes, got 0 — write e.g. source = "0"'),
+        ("# mine\nmodel = cifar10-ad  # the default\n", 'quotes: write model = "cifar10-ad"'),
+        ("source = /dev/video2\n", 'text needs quotes: write source = "/dev/video2"'),
     ],
 )
 def test_bad_config_gives_one_clear_line(tmp_path, text, message):
