@@ -169,6 +169,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "datasheet GPU figure)",
     )
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
+    p.add_argument(
+        "--as-lines",
+        action="store_true",
+        help="one line per row, each value after its column's name (for a screen reader)",
+    )
     _random_model_arguments(p.add_argument_group("random weights (instead of --model)"))
     _e2e_arguments(p.add_argument_group("key press to sound (--e2e)"))
     p.set_defaults(run=run_bench)
@@ -231,7 +236,7 @@ def run_bench(args: argparse.Namespace) -> int:
         model = str(args.model or DEFAULT_MODEL)
         backends = args.backends or E2E_BACKENDS
         opts = E2EOptions(model, args.source, backends, args.presses, args.threads)
-        return main_e2e(opts, args.json)
+        return main_e2e(opts, args.json, args.as_lines)
     from earsight.app.models import DEFAULT_MODEL, resolve_model
     from earsight.engine.bench import SynthSpec, run_bench
     from earsight.engine.bench_measure import DEFAULT_BACKENDS, BenchOptions
@@ -253,7 +258,7 @@ def run_bench(args: argparse.Namespace) -> int:
     # shipped names too; no model and no random-weights option: the default model
     model = None if synth is not None else resolve_model(args.model or DEFAULT_MODEL)
     report = run_bench(model, opts, synth or SynthSpec())
-    print(format_table(report))
+    print(format_table(report, args.as_lines))
     if args.json:
         args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return 0

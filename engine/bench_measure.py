@@ -130,7 +130,9 @@ def measure(spec: str, model: str, opts: BenchOptions) -> Row:
         )
         row.file = Path(model).name
         rt = load(model, backend=name, options=options)
-        row.precision, row.device, row.file = rt.info.precision, rt.info.device, rt.info.model.name
+        row.precision, row.device = rt.info.precision, rt.info.device
+        ran = rt.source.checkpoint if rt.info.backend == "torch" else None  # torch runs the .pt
+        row.file = (ran or rt.info.model).name
         for batch in opts.batches:
             wall_s, cpu_s = _time_batch(rt, batch, opts)
             times = np.asarray(wall_s) * 1e3  # ms

@@ -6,6 +6,7 @@ import os
 
 from earsight.engine.bench import BenchReport
 from earsight.engine.bench_measure import Row
+from earsight.tables import aligned, as_lines
 
 NA = "–"
 BUSY_LOAD_MARGIN = 0.5  # 1-min load average above CPUs + this: other work shared the cores
@@ -69,7 +70,9 @@ def _ref_name(ref: Row | None) -> str:
     return f"{ref.spec} ({ref.file})" if ref.file else ref.spec
 
 
-def format_table(report: BenchReport) -> str:
+def format_table(report: BenchReport, lines_only: bool = False) -> str:
+    """The report as an aligned table, or (``lines_only``) one line per row, every value after
+    its column's name (for a screen reader; earsight/tables.py)."""
     batches = sorted({b for r in report.rows for b in r.throughput}) or [1]
     first, last = batches[0], batches[-1]
     header = [
@@ -89,21 +92,14 @@ def format_table(report: BenchReport) -> str:
     ]
     ran = [r for r in report.rows if not r.error]
     ref = next((r for r in ran if r.backend == "torch"), ran[0] if ran else None)
-    table = [header] + [_cells(r, ref, report, batches) for r in report.rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    cells = [_cells(r, ref, report, batches) for r in report.rows]
     lines = [
         f"model: {report.model}; {_macs(report)}; {report.threads} CPU "
         f"thread(s); 1-min load average {report.load_average:.2f} on {os.cpu_count()} CPUs",
         f"{report.peak_note}; speedups are vs {_ref_name(ref)} in this run",
         "",
     ]
-    for line in table:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i < 4 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(line, widths, strict=True))
-            ).rstrip()
-        )
+    lines += as_lines(header, cells) if lines_only else aligned(header, cells, left=4)
     lines += [f"{r.spec}: not run: {r.error}" for r in report.rows if r.error]
     cpus = os.cpu_count() or 1
     if report.load_average > cpus + BUSY_LOAD_MARGIN:  # other work shared the cores

@@ -222,7 +222,8 @@ def test_e2e_bench_prints_key_to_audio_latency(tmp_path):
         "bench", "--e2e", "--presses", "4", "--threads", "1", alsa=tmp_path / "a.conf", timeout=300
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isalpha()}
+    lines = proc.stdout.splitlines()
+    rows = {line.split()[0].rstrip(":"): line for line in lines if line[:1].isalpha()}
     assert "4/4" in rows["onnx-cpu"]
     # The torch peer needs the training checkpoint the sidecar records (absent on a fresh
     # clone): then its row says why it did not run, and there is no ratio to print.
@@ -237,11 +238,13 @@ def test_e2e_bench_fails_only_when_no_backend_ran(tmp_path):
         shutil.copy(shipped / name, tmp_path / name)
     model = str(tmp_path / "mnist-ad.onnx")
     args = ("bench", "--e2e", "--presses", "2", "--threads", "1", "--model", model)
-    proc = _earsight(*args, alsa=tmp_path / "a.conf", timeout=300)
+    proc = _earsight(*args, "--as-lines", alsa=tmp_path / "a.conf", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # onnx-cpu ran, torch could not
-    assert "torch     not run: BackendUnavailable: the torch backend needs the checkpoint" in (
+    assert "torch: not run: BackendUnavailable: the torch backend needs the checkpoint" in (
         proc.stdout
     )
+    # --as-lines, for a screen reader: every value after its column's name
+    assert "\nbackend onnx-cpu; audio " in proc.stdout and "; presses 2/2; " in proc.stdout
     alone = _earsight(*args, "--backends", "torch", alsa=tmp_path / "a.conf", timeout=300)
     assert alone.returncode == 1 and "not run" in alone.stdout
 

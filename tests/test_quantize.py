@@ -206,11 +206,23 @@ def test_bench_times_the_int8_variant_only_in_its_own_row(int8_pair, tmp_path):
         with pytest.raises(EngineError, match="unknown backend"):
             parse_spec(spec)
     opts = BenchOptions(
-        backends=("onnx-cpu", "onnx-cpu:int8"), batches=(1,), iters=3, threads=1, budget_s=1
+        backends=("torch", "onnx-cpu", "onnx-cpu:int8"),
+        batches=(1,),
+        iters=3,
+        threads=1,
+        budget_s=1,
     )
     paired = run_bench(int8_pair, opts, say=lambda _: None)
     rows = {r.spec: r for r in paired.rows}
     assert rows["onnx-cpu"].precision == "fp32"  # the file named, not its variant
+    assert rows["torch"].file.endswith(".pt"), rows["torch"]  # what torch ran, not the .onnx
+    # for a screen reader: one line a row, every value after its column's name
+    spoken = format_table(paired, lines_only=True).splitlines()
+    assert any(
+        line.startswith(f"backend onnx-cpu:int8; file {int8_pair.stem}.int8.onnx; precision int8")
+        and "; b1 p50 ms " in line
+        for line in spoken
+    ), spoken
     assert rows["onnx-cpu:int8"].precision == "int8" and not rows["onnx-cpu:int8"].error
     alone = tmp_path / "alone"
     alone.mkdir()

@@ -32,6 +32,7 @@ import torch
 
 from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError, UsageError
+from earsight.tables import as_lines
 from earsight.trainer.checkpoint import load_model, read_checkpoint
 from earsight.trainer.data.augment import to_tensor_images
 from earsight.trainer.data.dataset import ADDataset, DatasetSpec, Split, build_dataset
@@ -189,14 +190,17 @@ TABLE_COLUMNS = (
 )
 
 
-def format_table(rows: list[tuple[str, dict]]) -> str:
-    """Markdown table, one row per (name, metrics); the paper's MT-Net row where known."""
-    head = "| model | Corr2D | PESQ | STOI | word acc (gen) | word acc (GT) | image acc |"
-    lines = [head, "|" + "---|" * 7]
-    for name, m in rows:
-        cells = " | ".join(_fmt(m.get(c)) for c in TABLE_COLUMNS)
-        lines.append(f"| {name} | {cells} |")
-    return "\n".join(lines)
+TABLE_HEADER = ("model", "Corr2D", "PESQ", "STOI", "word acc (gen)", "word acc (GT)", "image acc")
+
+
+def format_table(rows: list[tuple[str, dict]], lines_only: bool = False) -> str:
+    """Markdown table, one row per (name, metrics); the paper's MT-Net row where known.
+    ``lines_only``: one line per row, each value after its column's name (screen readers)."""
+    cells = [[name, *(_fmt(m.get(c)) for c in TABLE_COLUMNS)] for name, m in rows]
+    if lines_only:
+        return "\n".join(as_lines(TABLE_HEADER, cells))
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 def paper_row(dataset: str, method: str = "MT-Net") -> tuple[str, dict] | None:
@@ -312,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-root", help="folder holding the dataset (default: as trained)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--as-lines",
+        action="store_true",
+        help="one line per row, each value after its column's name (for a screen reader)",
+    )
     parser.add_argument("--onnx", type=Path, help="score this export of the checkpoint instead")
     parser.add_argument(
         "--flip-tta",
@@ -334,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # scoring is silent for a minute: Ctrl-C is to be expected
         print("interrupted: nothing was scored; run it again", file=sys.stderr)
         return 130
-    print(format_table(rows))
+    print(format_table(rows, args.as_lines))
     if args.json:
         args.json.write_text(json.dumps([{"name": n, **m} for n, m in rows], indent=2))
     return 0

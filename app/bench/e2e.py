@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from earsight.app.models import DEFAULT_MODEL
+from earsight.tables import aligned, as_lines
 
 PRESS_GAP_S = 0.35  # between presses: each word finishes starting before the next press
 FIRST_AUDIO_TIMEOUT_S = 3.0
@@ -152,40 +153,54 @@ def run_e2e(opts: E2EOptions) -> list[dict]:
         return rows
 
 
-def format_e2e(rows: list[dict]) -> str:
-    """Stage latencies per backend; speedup = torch eager's key→audio p50 ÷ the row's."""
-    head = (
-        "backend   audio       presses  key→frame p50  key→infer p50  key→audio p50 ms  "
-        "key→audio p99 ms  peak RSS MB  vs torch (p50)"
-    )
+E2E_HEADER = (
+    "backend",
+    "audio",
+    "presses",
+    "key→frame p50 ms",
+    "key→infer p50 ms",
+    "key→audio p50 ms",
+    "key→audio p99 ms",
+    "peak RSS MB",
+    "vs torch (p50)",
+)
+
+
+def format_e2e(rows: list[dict], lines_only: bool = False) -> str:
+    """Stage latencies per backend; speedup = torch eager's key→audio p50 ÷ the row's. An
+    aligned table, or (``lines_only``) one line per row for a screen reader."""
     p50s = {
         r["backend"]: np.percentile(np.array(r["stamps_s"])[:, 2], 50) * 1e3
         for r in rows
         if r.get("stamps_s")
     }
     peer = p50s.get("torch")
-    lines = [head]
+    cells, not_run = [], []
     for row in rows:
         if "error" in row or not row.get("stamps_s"):
-            lines.append(f"{row['backend']:<9} not run: {row.get('error', 'no audio stamps')}")
+            not_run.append(f"{row['backend']}: not run: {row.get('error', 'no audio stamps')}")
             continue
         ms = np.array(row["stamps_s"]) * 1e3  # (presses, 3): frame, inference, first audio
         p50 = np.percentile(ms, 50, axis=0)
-        ratio = f"{peer / p50[2]:.2f}×" if peer else "–"
-        p99 = np.percentile(ms[:, 2], 99)
-        lines.append(
-            f"{row['backend']:<9} {row['audio']:<11} {len(ms):>3}/{row['presses']:<3}  "
-            f"{p50[0]:>13.1f}  {p50[1]:>13.1f}  {p50[2]:>16.1f}  {p99:>16.1f}"
-            f"  {row['rss_mb']:>11.0f}  {ratio:>13}"
+        cells.append(
+            [
+                row["backend"],
+                row["audio"],
+                f"{len(ms)}/{row['presses']}",
+                *(f"{v:.1f}" for v in (*p50, np.percentile(ms[:, 2], 99))),
+                f"{row['rss_mb']:.0f}",
+                f"{peer / p50[2]:.2f}×" if peer else "–",
+            ]
         )
-    return "\n".join(lines)
+    table = as_lines(E2E_HEADER, cells) if lines_only else aligned(E2E_HEADER, cells, left=2)
+    return "\n".join(table + not_run)
 
 
-def main_e2e(opts: E2EOptions, json_path: Path | None = None) -> int:
+def main_e2e(opts: E2EOptions, json_path: Path | None = None, lines_only: bool = False) -> int:
     """Print the table; exit 1 only if no backend ran (a peer that cannot run says why in its
     row, as in `earsight bench`: on a fresh clone the torch peer has no training checkpoint)."""
     rows = run_e2e(opts)
-    print(format_e2e(rows))
+    print(format_e2e(rows, lines_only))
     print("vs torch: torch eager's key→audio p50 divided by the row's, measured in this run")
     if json_path is not None:
         json_path.write_text(json.dumps(rows, indent=2) + "\n")
