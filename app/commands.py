@@ -218,7 +218,7 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
 def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Audio, model and camera, in start-up order, each closed by ``stack``; speaks progress."""
     from earsight.app.camera.grabber import FrameGrabber, GrabberOptions, parse_source
-    from earsight.app.models import AUTO_MODEL, resolve_model, unlearned_note
+    from earsight.app.models import AUTO_MODEL, resolve_model, taught_words_of, unlearned_note
     from earsight.app.modes.answer import ConfidenceGate
     from earsight.engine.runtime import load
 
@@ -240,7 +240,10 @@ def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) ->
         log.warning("the audio device is slow to start: the first sound may come late")
     where = "on the GPU" if runtime.info.device.startswith("cuda") else "on the CPU"
     name = runtime.info.model.stem.removesuffix(".int8")  # the CPU variant is the same model
-    voice.say(f"model {name} ready {where}")
+    words = taught_words_of(runtime.info.sidecar)
+    voice.say(
+        f"model {name} ready {where}" + (f", with your words: {', '.join(words)}" * bool(words))
+    )
     # A camera or stream that is not there yet (a wearable boots faster than its USB camera)
     # is waited for: the grabber says so every few seconds and presses get "no camera".
     grabber = FrameGrabber(
@@ -381,7 +384,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
         stack.callback(lambda: app.runtime.close())  # the model in use at the end (swaps)
         relay.attach(app)  # a quit or closed key input during start-up takes effect now
         if not app.stop_event.is_set():
-            voice.say(f"ready: press {keys.describe} to hear the camera")
+            voice.say(ready_line(options.mode, keys))
         code = app.run(controller)
     if app.teacher is not None and not app.teacher.join(0):  # still learning a taught word
         voice.say(LEARNING_LEFT, level=0)
@@ -402,7 +405,20 @@ def _prompt_keys(controller: str, hotkey: str) -> KeyNames:
     from earsight.app.modes.live_teach import KeyNames
 
     if controller == "TerminalController":
-        return KeyNames(describe="space", teach="t")
+        return KeyNames(describe="space", teach="t", toggle="m")
     if controller == "EvdevController":
-        return KeyNames(describe="the button", teach="T")
-    return KeyNames(describe=hotkey.upper(), teach=_key_name(KeyMap.teach))
+        return KeyNames(describe="the button", teach="T", toggle="M")
+    return KeyNames(
+        describe=hotkey.upper(), teach=_key_name(KeyMap.teach), toggle=_key_name(KeyMap.toggle)
+    )
+
+
+def ready_line(mode: str, keys: KeyNames) -> str:
+    """What is said once live is ready: the key to press, and in soundscape mode that it is
+    soundscape mode (a press sounds the whole picture, not a word) and the key back to words."""
+    if mode == "soundscape":
+        return (
+            f"ready in soundscape mode: press {keys.describe} to hear the camera as a "
+            f"soundscape; {keys.toggle} switches to words"
+        )
+    return f"ready: press {keys.describe} to hear the camera"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 from typing import NoReturn
 
@@ -65,13 +66,28 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)".strip()
 
 
+def _nearest_choice(message: str) -> str:
+    """ "; did you mean 'live'?" for argparse's "invalid choice: 'lve' (choose from 'export',
+    …)" (a mistyped command or choice); "" for other messages. (Python 3.14's argparse has
+    suggest_on_error; the 3.10/3.11 this runs on have none.)"""
+    match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if match is None:
+        return ""
+    choices = re.findall(r"'([^']*)'", match[2]) or [c.strip() for c in match[2].split(",")]
+    near = difflib.get_close_matches(match[1], choices, n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that answers a usage error in one line (``error: … (see `PROG --help`)``, exit
     2) instead of the usage block, blaming a mistyped option on its subcommand with the nearest
     option it has. Used by ``earsight`` and the trainer's commands."""
 
     def error(self, message: str) -> NoReturn:  # argparse prints usage + message; we print one line
-        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        print(
+            f"error: {message}{_nearest_choice(message)} (see `{self.prog} --help`)",
+            file=sys.stderr,
+        )
         raise SystemExit(EXIT_USAGE)
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]

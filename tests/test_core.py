@@ -60,3 +60,27 @@ def test_library_warnings_reach_the_user_only_with_verbose(verbose):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert ("Not enough STFT frames" in done.stdout) is verbose, done.stdout
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "earsight.trainer.checkpoint",  # earsight-slim
+        "earsight.app.bench.footprint",
+        "earsight.app.bench.audio",
+        "earsight.trainer.teach.bench",
+    ],
+)
+def test_every_command_answers_a_usage_error_in_one_line(module):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--no-such-option"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--help`)" in lines[0], lines

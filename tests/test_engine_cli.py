@@ -92,6 +92,9 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         (["bench", "--model", "mnist-ad", "--preset", "compact"], "give one or the other"),
         (["live", "--threads", "-1"], "expected a positive integer, got -1"),
         ([], "COMMAND"),
+        (["lve"], "invalid choice: 'lve' (choose from 'export', "),
+        (["lve"], "; did you mean 'live'? (see `"),  # a mistyped command: the nearest one
+        (["describe", "x.jpg", "--backend", "onx-cpu"], "did you mean 'onnx-cpu'?"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(capsys, argv, needle):

@@ -5,9 +5,11 @@ output's tee), pocketsphinx listening to it. Plus floods, signals and missing de
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -248,14 +250,33 @@ def _start_live(tmp_path: Path, video: Path, *extra: str) -> tuple[subprocess.Po
     return proc, master
 
 
+def _stdout_lines(proc: subprocess.Popen) -> queue.Queue:
+    """proc's stdout lines, read on a thread of their own ("" at the end): a wait can then
+    time out while the process is silent (a plain readline blocked the test forever)."""
+    if not hasattr(proc, "lines"):
+        proc.lines = queue.Queue()
+
+        def pump() -> None:
+            for line in iter(proc.stdout.readline, ""):
+                proc.lines.put(line)
+            proc.lines.put("")
+
+        threading.Thread(target=pump, daemon=True).start()
+    return proc.lines
+
+
 def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 60.0) -> str:
-    seen = ""
+    """proc's stdout up to the first line holding ``text``, its end, or ``timeout`` s."""
+    lines, seen = _stdout_lines(proc), ""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
         seen += line
-        if text in line or (not line and proc.poll() is not None):
-            return seen
+        if text in line or not line:
+            break
     return seen
 
 
@@ -277,6 +298,22 @@ def test_live_cli_speaks_on_space_and_exits_on_sigterm_promptly(tmp_path, digit_
         assert proc.returncode == 0
         names = sorted(p.name for p in (tmp_path / "rec").glob("*.wav"))
         assert names[0] == "0001-click.wav" and len(names) == 2, names  # the click, the word
+    finally:
+        proc.kill()
+        os.close(master)
+
+
+def test_live_in_soundscape_mode_says_so_when_ready_and_names_the_key_back(tmp_path, digit_video):
+    video, _words = digit_video
+    proc, master = _start_live(tmp_path, video, "--mode", "soundscape")
+    try:
+        seen = _wait_for(proc, "ready in")  # "model mnist-ad ready on the CPU" comes first
+        assert (
+            "ready in soundscape mode: press space to hear the camera as a soundscape; "
+            "m switches to words"
+        ) in seen, seen
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
     finally:
         proc.kill()
         os.close(master)
@@ -362,9 +399,11 @@ def test_live_swaps_in_a_model_taught_while_it_runs(tmp_path, digit_video, monke
         shipped = ROOT / "assets" / "models" / "mnist-ad.onnx"
         shutil.copy(shipped, target)
         side = json.loads(Path(f"{shipped}.json").read_text())
+        side["config"]["taught_words"] = 2  # as if "eight" and "nine" were the user's words
         Path(f"{target}.json").write_text(json.dumps({**side, "model_file": target.name}))
         seen = _wait_for(proc, "new model loaded", timeout=20)
-        assert "new model loaded: the taught words" in seen, seen
+        # the user knows a taught model by its words: they are said
+        assert "new model loaded, with your words: eight, nine" in seen, seen
         os.write(master, b" ")
         seen = _wait_for(proc, "", timeout=5)
         assert seen.strip() in words or "not sure" in seen, seen  # digit words now

@@ -229,10 +229,11 @@ def save_inference_checkpoint(src: Path | str, dst: Path | str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(  # prog: checkpoint.py or earsight-slim, as it was run
+    from earsight.arguments import OneLineParser
+
+    parser = OneLineParser(  # prog: checkpoint.py or earsight-slim, as it was run
         description="Write a slim copy of a checkpoint for evaluation/export."
     )
     parser.add_argument("source", type=Path, help="a .pt written by trainer/fit.py")

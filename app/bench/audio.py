@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from earsight.app.sound.audio import AudioOptions, open_audio
+from earsight.arguments import OneLineParser
 
 RATE_HZ = 48_000
 TONE_S = 0.5
@@ -86,7 +87,7 @@ def _count(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m earsight.app.bench.audio", description=__doc__)
+    parser = OneLineParser(prog="python -m earsight.app.bench.audio", description=__doc__)
     parser.add_argument(
         "--latency", nargs="+", type=_latency, default=["low", "high"], help="low|high|seconds"
     )

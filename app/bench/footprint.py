@@ -14,7 +14,6 @@ models are ONNX files only).
 
 from __future__ import annotations
 
-import argparse
 import os
 import pty
 import signal
@@ -25,6 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from earsight.arguments import OneLineParser
 
 READY = "ready: press space"
 PRESS_GAP_S = 1.5  # between presses: one answer each
@@ -142,7 +143,7 @@ def table(rows: list[Footprint], presses: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m earsight.app.bench.footprint")
+    parser = OneLineParser(prog="python -m earsight.app.bench.footprint")
     parser.add_argument(
         "--row",
         nargs=3,

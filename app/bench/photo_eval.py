@@ -20,7 +20,6 @@ the training images.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError
 
 if TYPE_CHECKING:
@@ -164,9 +164,7 @@ def summarize(outcomes: list[Outcome], threshold: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m earsight.app.bench.photo_eval", description=__doc__
-    )
+    parser = OneLineParser(prog="python -m earsight.app.bench.photo_eval", description=__doc__)
     parser.add_argument("folders", nargs="*", type=Path, help="folders of labelled photos")
     from earsight.app.models import DEFAULT_MODEL
     from earsight.app.modes.answer import DEFAULT_THRESHOLD

@@ -33,6 +33,7 @@ from typing import TextIO
 import numpy as np
 
 from earsight.app.models import DEFAULT_MODEL
+from earsight.arguments import OneLineParser
 
 SAMPLE_EVERY_S = 5.0  # /proc sampling period
 READY_TIMEOUT_S = 300.0  # model load + audio start-up, on a CPU shared with training
@@ -277,9 +278,7 @@ def write_csv(soak: Soak, out_dir: Path) -> tuple[Path, Path]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m earsight.app.bench.soak", description=__doc__.split("\n")[0]
-    )
+    p = OneLineParser(prog="python -m earsight.app.bench.soak", description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=60.0, help="how long to press (default 60)")
     p.add_argument("--press-every", type=float, default=1.0, help="seconds between presses")
     p.add_argument("--window-min", type=float, default=10.0, help="first/last window, minutes")

@@ -16,9 +16,9 @@ ModelWatcher swaps it into the running app, as it does for ``earsight teach`` ru
 Phases: idle → capturing → recording → learning → idle. While capturing or recording the flow
 owns the camera and microphone (``owns_devices``): LiveApp answers describe and repeat with
 "teaching, one moment", since a word played during the recording would be recorded too. While
-learning, describe works; TEACH says "still learning". A recording the checks refuse (silent,
-clipped, too short or long) is said in one line and the views are kept: the next TEACH press
-records the name again without capturing again.
+learning, describe works; TEACH says which word is still being learned and how far it is. A
+recording the checks refuse (silent, clipped, too short or long) is said in one line and the
+views are kept: the next TEACH press records the name again without capturing again.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ START = "teaching a new object: hold it in front of the camera and turn it slowl
 SAY_NAME = "now say its name after the tone; press {teach} again when done"
 BUSY = "teaching, one moment"
 STILL_CAPTURING = "still capturing: keep turning the object"
-STILL_LEARNING = "still learning"
+STILL_LEARNING = "still learning {word}{where}; press {describe} meanwhile, it says when it is done"
 RETRY = "press {teach} to record the name again"
 
 
@@ -68,6 +68,7 @@ class KeyNames:
 
     describe: str = "describe"
     teach: str = "teach"
+    toggle: str = "toggle"  # word ↔ soundscape
 
 
 Say = Callable[[str], None]
@@ -147,6 +148,7 @@ class LiveTeacher:
         self._closed = threading.Event()
         self._views: list[np.ndarray] | None = None  # kept when a recording was refused
         self._thread: threading.Thread | None = None
+        self._learning: tuple[str, str] = ("", "")  # (word, its learning's last progress line)
 
     @property
     def phase(self) -> Phase:
@@ -178,7 +180,7 @@ class LiveTeacher:
         if phase is Phase.RECORDING:
             self._pressed.set()
         elif phase is Phase.LEARNING:
-            self.voice.say(STILL_LEARNING, level=SILENT)
+            self.voice.say(self._still_learning(), level=SILENT)
         elif phase is Phase.CAPTURING:
             self.voice.say(STILL_CAPTURING, level=SILENT)
 
@@ -212,6 +214,7 @@ class LiveTeacher:
             self.voice.say(f"teaching failed: {err}", level=SILENT)
             taught = None
         if taught is not None and not self._closed.is_set():
+            self._learning = (taught.name, "")
             self._set(Phase.LEARNING)
             self._learn_now()
         self._set(Phase.IDLE)
@@ -304,14 +307,25 @@ class LiveTeacher:
                 continue
         raise AssertionError("unreachable")
 
+    def _progress(self, line: str) -> None:
+        """A learning progress line: printed (spoken at verbosity 2), kept for TEACH presses."""
+        self._learning = (self._learning[0], line)
+        self.voice.say(line, level=CHATTY)
+
+    def _still_learning(self) -> str:
+        """What TEACH says while learning: which word, how far ("learning the voice: step 40
+        of 400, about 90 s left"), and that describe works meanwhile."""
+        word, last = self._learning
+        return STILL_LEARNING.format(
+            word=repr(word) if word else "the taught words",
+            where=f" ({last})" if last else "",
+            describe=self.keys.describe,
+        )
+
     def _learn_now(self) -> None:
         """Learning takes minutes; describe works meanwhile, the watcher swaps the model in."""
         try:
-            self._learn(
-                self.store,
-                lambda line: self.voice.say(line, level=NORMAL),
-                lambda line: self.voice.say(line, level=CHATTY),
-            )
+            self._learn(self.store, lambda line: self.voice.say(line, level=NORMAL), self._progress)
         except EarSightError as err:  # no torch, no teach base: the word stays stored
             self.voice.say(f"learning failed: {err}", level=SILENT)
         except Exception as err:

@@ -108,7 +108,7 @@ class ModelWatcher:
             older.close()
         self._seen = sig
         if self.on_status is not None:
-            self.on_status(f"new model loaded: {_name(path)}")
+            self.on_status(_loaded_line(path, runtime))
         return True
 
     def _run(self) -> None:
@@ -116,9 +116,17 @@ class ModelWatcher:
             self.check_now()
 
 
-def _name(path: Path) -> str:
+def _loaded_line(path: Path, runtime: Any) -> str:
+    """ "new model loaded, with your words: mug, keys" (a taught model: the words are what the
+    user knows it by), else with the model's name."""
+    from earsight.app.models import taught_words_of
+
+    info = getattr(runtime, "info", None)  # a Runtime; tests may load something simpler
+    words = taught_words_of(getattr(info, "sidecar", None))
+    if words:
+        return f"new model loaded, with your words: {', '.join(words)}"
     stem = path.stem.removesuffix(".int8")
-    return "the taught words" if stem == "taught" else stem
+    return "new model loaded: the taught words" if stem == "taught" else f"new model loaded: {stem}"
 
 
 def watched(name: str) -> bool:

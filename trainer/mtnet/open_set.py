@@ -17,7 +17,6 @@ Shapes: N images, D = 1280 pooled features, M = exemplars.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.data.inputs import CachedInputs
 from earsight.trainer.mtnet.config import MTNetConfig
@@ -175,7 +175,7 @@ def refit(best: Path, data_root: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m earsight.trainer.mtnet.open_set", description=refit.__doc__
     )
     parser.add_argument("checkpoint", type=Path, help="a backbone run's best.pt")

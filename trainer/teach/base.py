@@ -14,7 +14,6 @@ colour histograms (trainer/mtnet/colour.py), which taught words read with the po
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError, UsageError, first_line
 from earsight.trainer.checkpoint import save_checkpoint
 from earsight.trainer.mtnet.colour import colour_histogram
@@ -198,7 +198,7 @@ def add_colour(path: Path, spec: DatasetSpec) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m earsight.trainer.teach.base")
+    parser = OneLineParser(prog="python -m earsight.trainer.teach.base")
     parser.add_argument("--add-colour", type=Path, required=True, metavar="BASE")
     parser.add_argument("--source", default="cifar10", help="the dataset the model learned")
     parser.add_argument("--data-root", default=None)

@@ -26,7 +26,6 @@ without it (the empty place where it was taught), which must be answered "not su
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import re
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.teach.base import TeachBase, input_batches, load_teach_base
 from earsight.trainer.teach.learn import (
@@ -227,9 +227,7 @@ def run_case(base, feats: CoilFeatures, coil, k: int, n: int, mode: str, rng) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m earsight.trainer.teach.bench", description=__doc__
-    )
+    parser = OneLineParser(prog="python -m earsight.trainer.teach.bench", description=__doc__)
     parser.add_argument("--base", type=Path, required=True, help="a teach base (.teach.pt)")
     parser.add_argument("--coil", type=Path, required=True, help="coil-100.zip")
     parser.add_argument("--objects", default="10,100", help="K values, comma-separated")

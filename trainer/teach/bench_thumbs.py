@@ -20,7 +20,6 @@ cache (trainer/data/feature_cache.py), so a second run skips the backbone.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError, UsageError
 from earsight.trainer.mtnet.config import MTNetConfig
 from earsight.trainer.teach.base import TeachBase, build_teach_base, load_teach_base
@@ -265,7 +265,7 @@ def table_rows(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m earsight.trainer.teach.bench_thumbs", description=__doc__
     )
     parser.add_argument("checkpoint", type=Path, help="best.pt of a run trained with --leave-out")
