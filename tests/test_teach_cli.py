@@ -199,6 +199,36 @@ def test_forget_and_rename(taught: Path):
     assert "no words taught yet" in teach(taught, "--list", "--no-speech").stdout
 
 
+def test_a_word_another_teach_stored_meanwhile_gets_these_photos_not_an_error(
+    tmp_path: Path, spoken: np.ndarray
+):
+    """Two `teach cup` at once: both found 'cup' new before their minutes of capture; the
+    second to store lost every photo it took (WordExistsError). Here the other teach stores
+    'cup' in the window between that check and the store (real store, real files)."""
+    from earsight.app.modes.teach import teach_word
+    from earsight.app.modes.teach_inputs import TeachRequest
+    from earsight.trainer.teach.store import TeachStore
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(pics / f"img{i}.jpg"), _object(30 * i))
+    store = TeachStore(tmp_path / "taught")
+    other = [cv2.cvtColor(_object(90.0), cv2.COLOR_BGR2RGB)] * 2
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line == "teaching 'cup'":  # checked new; now the other teach finishes first
+            store.add_word("cup", other, spoken, 22_050, "espeak-ng", "en")
+
+    wav = write_wav(tmp_path / "cup.wav", spoken)
+    request = TeachRequest("cup", photos_dir=pics, voice_file=wav)
+    taught = teach_word(request, store, say)
+    assert taught.photo_count == 5 and store.word("cup").voice_source == "espeak-ng", lines
+    assert "these 3 photos were added to it, 5 in all" in lines[-1], lines
+
+
 def _learned_model(checkpoint: Path, root: Path, word: str) -> Path:
     """A taught model that says ``word`` as its last (taught) class: the digits model with its
     "nine" called ``word``, exported where `earsight teach` writes one. (Its sidecar says the

@@ -38,7 +38,7 @@ from earsight.errors import (
     trainer_not_installed,
 )
 from earsight.trainer.teach.store import TaughtWord, TeachStore
-from earsight.trainer.teach.words import check_word
+from earsight.trainer.teach.words import WordExistsError, check_word
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,17 @@ def teach_word(
         say(f"added {len(photos)} photos of {word!r}: {taught.photo_count} in all")
         return taught
     assert voice is not None
-    taught = store.add_word(
-        word, photos, voice.wave, voice.sample_rate, voice.source, voice.espeak_voice
-    )
+    try:
+        taught = store.add_word(
+            word, photos, voice.wave, voice.sample_rate, voice.source, voice.espeak_voice
+        )
+    except WordExistsError:  # another `teach` stored the word while these photos were taken
+        taught = store.add_photos(word, photos)
+        say(
+            f"{word!r} was stored meanwhile (by another teach): these {len(photos)} photos were "
+            f"added to it, {taught.photo_count} in all; its voice is the one stored first"
+        )
+        return taught
     say(f"stored {word!r}: {taught.photo_count} photos and its voice ({describe_voice(taught)})")
     say(f"in {taught.folder}")
     return taught
