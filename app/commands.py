@@ -380,6 +380,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
                 TeachStore(paths.taught_root()),
                 keys=keys,
             ),
+            describe_key=keys.describe,
         )
         stack.callback(lambda: app.runtime.close())  # the model in use at the end (swaps)
         relay.attach(app)  # a quit or closed key input during start-up takes effect now

@@ -149,8 +149,10 @@ class LiveApp:
         record_dir: Path | None = None,
         watcher: LiveWatcher | None = None,
         teacher: LiveTeacherPart | None = None,
+        describe_key: str = "describe",
     ) -> None:
         self.options, self.runtime, self.grabber = options, runtime, grabber
+        self.describe_key = describe_key  # the user's key, named in prompts ("press space")
         self.watcher = watcher  # app/modes/model_watch.ModelWatcher: a re-learned model, swapped in
         self.teacher = teacher  # app/modes/live_teach.LiveTeacher: the TEACH key
         if teacher is not None:
@@ -194,9 +196,9 @@ class LiveApp:
                 self._wake.set()
             case Action.REPEAT:
                 if self.state.last_sound is None:
-                    keys = self.teacher.keys if self.teacher is not None else None
-                    describe = keys.describe if keys is not None else "describe"
-                    self.voice.say(f"nothing to repeat yet: press {describe} first", level=0)
+                    self.voice.say(
+                        f"nothing to repeat yet: press {self.describe_key} first", level=0
+                    )
                 else:
                     self._play(*self.state.last_sound)
                     print_line(f"repeat: {self.state.last_sound[2]}")  # the screen-reader line
