@@ -14,20 +14,18 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from earsight import paths
 from earsight.app.config import KEY_KINDS, MODES, LiveOptions, resolve_options
+from earsight.app.keys.names import keys_epilog, prompt_keys, ready_line
 from earsight.arguments import positive_int
 from earsight.errors import EarSightError, UsageError
 
 if TYPE_CHECKING:  # the engine loads when live starts, not for --help
-    from earsight.app.modes.live_teach import KeyNames
     from earsight.engine.runtime import RuntimeOptions
 
 log = logging.getLogger(__name__)
@@ -92,49 +90,6 @@ def _live_flags(p: argparse.ArgumentParser, only: frozenset[str] | None = None) 
         if only is None or flags[0] in only:
             p.add_argument(*flags, **kwargs)
     p.add_argument("--config", type=Path, help=f"config file (default {paths.config_file()})")
-
-
-def _key_name(key: str) -> str:
-    """pynput key name → how a keyboard labels it: f9 → F9, esc → Esc."""
-    return key.upper() if re.fullmatch(r"f\d+", key) else key.capitalize()
-
-
-def keys_epilog() -> str:
-    """The keys of each key input, for `live --help` (from the key maps themselves)."""
-    from earsight.app.keys.base import Action, KeyMap
-    from earsight.app.keys.evdev import EVDEV_KEYS
-    from earsight.app.keys.terminal import TERMINAL_KEYS
-
-    words = {
-        Action.DESCRIBE: "describe",
-        Action.REPEAT: "repeat",
-        Action.VERBOSITY: "verbosity",
-        Action.TOGGLE_MODE: "word/soundscape",
-        Action.TEACH: "teach the object held up",
-        Action.QUIT: "quit",
-    }
-    named = {" ": "space", "\n": "Enter", "\r": None}
-
-    def line(kind: str, mapping: dict[str, Action], quit_word: str = "quit") -> str:
-        keys: dict[Action, list[str]] = {}
-        for key, action in mapping.items():
-            if named.get(key, key) is not None:
-                keys.setdefault(action, []).append(named.get(key, key))
-        said = {**words, Action.QUIT: quit_word}
-        text = f"{kind}: " + ", ".join(f"{'/'.join(k)} {said[a]}" for a, k in keys.items())
-        return textwrap.fill(text, 90, initial_indent="  ", subsequent_indent="      ")
-
-    hotkeys = {_key_name(k): a for k, a in KeyMap().bindings().items()}
-    button = {k.removeprefix("KEY_").lower(): a for k, a in EVDEV_KEYS.items()}
-    return "\n".join(
-        [
-            "keys:",
-            # heard in every window: one Esc only asks (app/keys/hotkey.QUIT_CONFIRM_S)
-            line("--keys hotkey (desktop, any window; --hotkey changes F9)", hotkeys, "twice quit"),
-            line("--keys terminal (or over SSH; lines when stdin is a pipe)", dict(TERMINAL_KEYS)),
-            line("--keys evdev (a button, Linux input key names; teach: a keyboard's T)", button),
-        ]
-    )
 
 
 def options_from(args: argparse.Namespace) -> LiveOptions:
@@ -360,7 +315,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
         evdev_device=options.evdev_device,
     )
     controller.on_closed = relay.closed
-    keys = _prompt_keys(type(controller).__name__, options.hotkey)  # the keys the user has
+    keys = prompt_keys(type(controller).__name__, options.hotkey)  # the keys the user has
     with contextlib.ExitStack() as stack:
         controller.start()
         stack.callback(controller.stop)
@@ -397,29 +352,3 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
         # unfinished learn leaves the words stored and the old model as it was
         os._exit(code)
     return code
-
-
-def _prompt_keys(controller: str, hotkey: str) -> KeyNames:
-    """The describe and teach keys to name in "ready" and the teach prompts, for the controller
-    auto actually picked."""
-    from earsight.app.keys.base import KeyMap
-    from earsight.app.modes.live_teach import KeyNames
-
-    if controller == "TerminalController":
-        return KeyNames(describe="space", teach="t", toggle="m")
-    if controller == "EvdevController":
-        return KeyNames(describe="the button", teach="T", toggle="M")
-    return KeyNames(
-        describe=hotkey.upper(), teach=_key_name(KeyMap.teach), toggle=_key_name(KeyMap.toggle)
-    )
-
-
-def ready_line(mode: str, keys: KeyNames) -> str:
-    """What is said once live is ready: the key to press, and in soundscape mode that it is
-    soundscape mode (a press sounds the whole picture, not a word) and the key back to words."""
-    if mode == "soundscape":
-        return (
-            f"ready in soundscape mode: press {keys.describe} to hear the camera as a "
-            f"soundscape; {keys.toggle} switches to words"
-        )
-    return f"ready: press {keys.describe} to hear the camera"

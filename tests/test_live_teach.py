@@ -262,7 +262,7 @@ def test_quitting_while_a_taught_word_is_learned_exits_cleanly(tmp_path, video, 
 
 
 def test_live_help_lists_the_teach_key():
-    from earsight.app.commands import keys_epilog
+    from earsight.app.keys.names import keys_epilog
 
     text = " ".join(keys_epilog().split())  # unwrapped
     assert "F8 teach" in text and ", t teach" in text and "T)" in text

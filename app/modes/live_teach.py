@@ -29,11 +29,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from earsight.app.keys.names import KeyNames
 from earsight.app.sound import earcons
 from earsight.app.sound.voice import CHATTY, NORMAL, SILENT
 from earsight.errors import EarSightError
@@ -59,16 +59,6 @@ BUSY = "teaching, one moment"
 STILL_CAPTURING = "still capturing: keep turning the object"
 STILL_LEARNING = "still learning {word}{where}; press {describe} meanwhile, it says when it is done"
 RETRY = "press {teach} to record the name again"
-
-
-@dataclass(frozen=True)
-class KeyNames:
-    """What the user presses, named in the prompts: "t" on a terminal, "F8" on a desktop;
-    the actions' names where the app does not know the keys (tests, a library caller)."""
-
-    describe: str = "describe"
-    teach: str = "teach"
-    toggle: str = "toggle"  # word ↔ soundscape
 
 
 Say = Callable[[str], None]
