@@ -100,9 +100,14 @@ def read_config(path: Path, required: bool = False) -> dict[str, Any]:
             f"cannot read the config file {path} ({err.strerror or err})",
             f"let the user running earsight ({getpass.getuser()}) read it, or move it",
         ) from None
+    except UnicodeDecodeError:  # UTF-16 (Notepad's "Unicode"), Latin-1: TOML is UTF-8
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text",
+            "save it again as UTF-8 (in Notepad: Save as, Encoding UTF-8)",
+        ) from None
     try:
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except tomllib.TOMLDecodeError as err:
         fix = _unquoted_text_fix(text, str(err)) or "fix or delete that file"
         raise ConfigError(f"{path} is not valid TOML ({err})", fix) from err
     known = {f.name: f for f in dataclasses.fields(LiveOptions)}

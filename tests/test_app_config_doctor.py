@@ -61,6 +61,14 @@ def test_bad_config_gives_one_clear_line(tmp_path, text, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path, encoding):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("# café settings\nthreshold = 0.6\n", encoding=encoding)  # Notepad, old editors
+    with pytest.raises(ConfigError, match="is not UTF-8 text — save it again as UTF-8"):
+        resolve_options({}, cfg)
+
+
 def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
     cfg = tmp_path / "config.toml"
     cfg.write_bytes("\ufeffthreshold = 0.7\n".encode())  # what Notepad writes
