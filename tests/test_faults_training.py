@@ -66,6 +66,18 @@ def test_a_new_run_in_a_folder_holding_one_is_refused_before_the_data_loads(tmp_
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
+def test_resume_on_other_data_or_from_a_damaged_last_pt_is_one_line_before_loading(tmp_path):
+    run = tmp_path / "run"
+    assert fit(*QUICK, "--ae-epochs", "1", "--epochs", "0", "--out", str(run)).returncode == 0
+    other = ["--dataset", "mnist", *QUICK[2:], "--ae-epochs", "1", "--epochs", "0"]
+    done = fit(*other, "--data-root", str(tmp_path / "none"), "--out", str(run), "--resume")
+    one_line_error(done, "--resume with different options: source 'mnist' (the run: 'digits')")
+    assert "dataset mnist" not in done.stdout  # refused before loading (it wrote an mnist report)
+    (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:100_000])  # cut short
+    done = fit(*QUICK, "--ae-epochs", "1", "--epochs", "0", "--out", str(run), "--resume")
+    one_line_error(done, "cannot resume:", "damaged", "--overwrite")
+
+
 def test_sigterm_is_one_line_saying_how_to_go_on_and_leaves_no_tmp(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "trainer" / "fit.py"), *QUICK, "--out", str(run)]

@@ -204,7 +204,10 @@ def test_resume_with_other_options_is_refused(tmp_path, digits):
     from earsight.errors import UsageError
 
     fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=0, batch_size=32), tmp_path)
-    with pytest.raises(UsageError, match="different options"):
+    # each change with the run's own value: the user need not dig them out of report.md
+    with pytest.raises(
+        UsageError, match=r"options: batch_size 64 \(the run: 32\), epochs 1 \(the run: 0\)"
+    ):
         fit(digits, SPEC, TrainOptions(ae_epochs=1, epochs=1, batch_size=64), tmp_path, resume=True)
 
 

@@ -40,7 +40,7 @@ from earsight.trainer.mtnet.config import PRESETS
 from earsight.trainer.mtnet.model import MTNet, count_parameters, inference_macs
 from earsight.trainer.training.options import ABLATIONS, TrainOptions, arch_changes, checked_config
 from earsight.trainer.training.plumbing import pick_device, rank_world
-from earsight.trainer.training.run import check_run_folder, fit
+from earsight.trainer.training.run import check_resume, check_run_folder, fit
 
 log = logging.getLogger("earsight.trainer.fit")
 
@@ -268,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
         leave_out=args.leave_out,
     )
     spec.check()  # before the download and the loading
+    if args.resume:  # the run's options and data, compared before minutes of loading
+        check_resume(args.out, opts, spec)
     if args.download:
         from earsight.trainer.data.images import load_images
 

@@ -304,15 +304,35 @@ def add_open_set_gate(best: Path, train: Inputs, val: Inputs) -> dict:
     return summary
 
 
-def _restore(model: MTNet, path: Path, opts: TrainOptions, device: torch.device):
-    ckpt = read_checkpoint(path)
-    saved = {**TrainOptions().to_dict(), **ckpt["train"]}  # older runs lack newer options
-    if saved != opts.to_dict():
-        changed = sorted(k for k, v in opts.to_dict().items() if saved.get(k) != v)
+def check_resume(out_dir: Path, opts: TrainOptions, spec: DatasetSpec | None = None) -> dict:
+    """The last.pt a --resume continues, read and compared with this command's options and data
+    (``spec``; the data folder may have moved): UsageError naming each change with the run's
+    value, or a damaged last.pt (fit.py calls it before loading data). Returns the checkpoint."""
+    last = out_dir / LAST_NAME
+    try:
+        ckpt = read_checkpoint(last)
+    except CheckpointError as err:
         raise UsageError(
-            f"--resume with different options ({', '.join(changed)})",
-            "use the original options, or a new --out to start over",
+            f"cannot resume: {err.what}",
+            "start over with --overwrite (a best.pt there still serves evaluate and export)",
+        ) from None
+    saved = {**TrainOptions().to_dict(), **ckpt["train"]}  # older runs lack newer options
+    changes = [(k, v, saved.get(k)) for k, v in opts.to_dict().items() if saved.get(k) != v]
+    if spec is not None and "dataset" in ckpt:
+        run = {**ckpt["dataset"], "data_root": spec.data_root}
+        changes += [(k, v, run.get(k)) for k, v in spec.to_dict().items() if run.get(k) != v]
+    if changes:
+        said = ", ".join(f"{k} {v!r} (the run: {was!r})" for k, v, was in sorted(changes))
+        raise UsageError(
+            f"--resume with different options: {said}",
+            "give the run's values; to train longer or on other data, start a new run "
+            "(another --out, or --overwrite)",
         )
+    return ckpt
+
+
+def _restore(model: MTNet, path: Path, opts: TrainOptions, device: torch.device):
+    ckpt = check_resume(path.parent, opts)
     model.load_state_dict(ckpt["model"])
     state = {**ckpt["progress"], "phi_a": ckpt["phi_a"]}
     average = None
