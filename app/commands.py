@@ -303,7 +303,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     """Key input first (it must work before "ready"), then audio, model, camera; then serve."""
     from earsight.app.keys.controllers import KeyMap, make_controller
     from earsight.app.modes.live import LiveApp, PressRelay
-    from earsight.app.modes.live_teach import LiveTeacher
+    from earsight.app.modes.live_teach import LiveTeacher, Phase
     from earsight.trainer.teach.store import TeachStore
 
     voice.say("EarSight starting")
@@ -342,7 +342,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
         if not app.stop_event.is_set():
             voice.say(ready_line(options.mode, keys))
         code = app.run(controller)
-    if app.teacher is not None and not app.teacher.join(0):  # still learning a taught word
+    if app.teacher is not None and app.teacher.left_at_quit() is Phase.LEARNING:
         voice.say(LEARNING_LEFT, level=0)
         voice.flush(ERROR_SPEECH_S)
         sys.stdout.flush()

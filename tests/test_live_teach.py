@@ -244,7 +244,9 @@ def test_quitting_while_a_taught_word_is_learned_exits_cleanly(tmp_path, video, 
         seen = _wait_for(proc, START, timeout=30)
         seen += _wait_for(proc, SAY_NAME.format(teach="t"), timeout=40)
         seen += _wait_for(proc, "recording, up to", timeout=30)
-        time.sleep(word.size / RATE + 0.5)  # the file "microphone" plays the word in real time
+        # the file "microphone" gives the word; if the recording ends at 4 s by itself first,
+        # this press only hears "still learning"
+        time.sleep(word.size / RATE + 0.5)
         os.write(master, b"t")
         seen += _wait_for(proc, "learning the taught words", timeout=60)
         assert "learning the taught words" in seen, seen
@@ -259,6 +261,30 @@ def test_quitting_while_a_taught_word_is_learned_exits_cleanly(tmp_path, video, 
     assert code == 0 and "terminate called" not in err, err
     assert LEARNING_LEFT in seen + rest, seen + rest
     assert (taught / "object 1" / "word.json").is_file()
+
+
+def test_quitting_while_capturing_says_nothing_was_stored(tmp_path, video, monkeypatch):
+    """q while the object is being turned: it said "learning left unfinished: the taught words
+    are kept", and `teach --list` then said nothing had been taught."""
+    from earsight.app.commands import LEARNING_LEFT
+    from earsight.app.modes.live_teach import CANCELLED, START
+    from tests.test_live import _start_live, _wait_for
+
+    taught = tmp_path / "taught"
+    monkeypatch.setenv("EARSIGHT_TEACH", str(taught))
+    proc, master = _start_live(tmp_path, video)
+    try:
+        assert "ready: press space" in _wait_for(proc, "ready: press space")
+        os.write(master, b"t")
+        seen = _wait_for(proc, START, timeout=30)
+        os.write(master, b"q")
+        code = proc.wait(timeout=30)
+        seen += _wait_for(proc, CANCELLED, timeout=10)
+    finally:
+        proc.kill()
+        os.close(master)
+    assert code == 0 and CANCELLED in seen and LEARNING_LEFT not in seen, seen
+    assert not taught.exists() or not any(taught.iterdir())
 
 
 def test_live_help_lists_the_teach_key():

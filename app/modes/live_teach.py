@@ -59,6 +59,8 @@ BUSY = "teaching, one moment"
 STILL_CAPTURING = "still capturing: keep turning the object"
 STILL_LEARNING = "still learning {word}{where}; press {describe} meanwhile, it says when it is done"
 RETRY = "press {teach} to record the name again"
+CANCELLED = "teaching cancelled: nothing of the new object was stored"
+QUIT_JOIN_S = 5.0  # at quit: a recording ends at once and is stored; a capture stops within
 
 
 Say = Callable[[str], None]
@@ -139,6 +141,7 @@ class LiveTeacher:
         self._views: list[np.ndarray] | None = None  # kept when a recording was refused
         self._thread: threading.Thread | None = None
         self._learning: tuple[str, str] = ("", "")  # (word, its learning's last progress line)
+        self._stored: TaughtWord | None = None  # what the flow now running stored
 
     @property
     def phase(self) -> Phase:
@@ -161,6 +164,7 @@ class LiveTeacher:
             phase = self._phase
             if phase is Phase.IDLE and not self._closed.is_set():
                 self._phase = Phase.CAPTURING
+                self._stored = None
                 self._pressed.clear()
                 self._thread = threading.Thread(
                     target=self._run, name="earsight-teach", daemon=True
@@ -179,6 +183,18 @@ class LiveTeacher:
         process's end (its model is written atomically, so an interrupted one is just absent)."""
         self._closed.set()
         self._pressed.set()
+
+    def left_at_quit(self) -> Phase:
+        """At the app's exit, after ``close``: what the flow was doing. A capture or a recording
+        is let finish (the recording is stored, a capture is not) and CANCELLED is said when
+        nothing was stored; LEARNING is returned while learning goes on (the caller says so)."""
+        phase = self._phase
+        if phase in (Phase.CAPTURING, Phase.RECORDING):
+            self.join(QUIT_JOIN_S)
+            if self._stored is None:
+                self.voice.say(CANCELLED, level=SILENT)
+            phase = self._phase
+        return phase
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the flow (learning included) to end; True when it has. For tests."""
@@ -203,6 +219,7 @@ class LiveTeacher:
             log.exception("teaching failed")
             self.voice.say(f"teaching failed: {err}", level=SILENT)
             taught = None
+        self._stored = taught
         if taught is not None and not self._closed.is_set():
             self._learning = (taught.name, "")
             self._set(Phase.LEARNING)
