@@ -482,6 +482,9 @@ def test_table3_cli_gives_one_row_per_ablation(tmp_path, digits):
         copy = {**ckpt, "dataset": {**ckpt["dataset"], **change}}
         save_checkpoint(tmp_path / f"{name}.pt", {k: v for k, v in copy.items() if k != "format"})
     assert len(table3([str(full), str(tmp_path / "moved.pt")], max_items=4)) == 2
+    # two runs of one ablation: each row says its file (the rows could not be told apart)
+    same = [name for name, _ in table3([str(holes), str(tmp_path / "moved.pt")], max_items=4)]
+    assert same[0] != same[1] and same[1].endswith(f"({tmp_path.name}/moved.pt)"), same
     with pytest.raises(UsageError, match="different datasets"):
         table3([str(full), str(tmp_path / "other.pt")], max_items=4)
 

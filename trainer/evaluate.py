@@ -275,7 +275,17 @@ def table3(
     for path in paths:
         result = evaluate_checkpoint(path, max_items, data=data, flip_tta=flip_tta)
         rows.append((ABLATION_NAMES.get(result["ablation"], result["ablation"]), result))
+    names = [name for name, _ in rows]
+    if len(set(names)) < len(names):  # two runs of one ablation: say which file is which
+        rows = [(f"{name} ({_run_name(p)})", r) for (name, r), p in zip(rows, paths, strict=True)]
     return rows
+
+
+def _run_name(path: str | Path) -> str:
+    """runs/mnist-full/best.pt → "runs/mnist-full/best.pt" shortened to its run folder's name
+    and file ("mnist-full/best.pt"): what tells two rows of one ablation apart."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def _rows(args: argparse.Namespace) -> list[tuple[str, dict]]:
