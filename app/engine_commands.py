@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from earsight.arguments import (
@@ -50,13 +51,30 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_export)
 
 
+def check_output(out: Path) -> None:
+    """UsageError (one line, with the -o to write) for an -o that is a folder, does not end in
+    .onnx (the runtime tells a model's kind by its suffix), or is in a folder this user cannot
+    write (found by writing a probe file there, as root ignores mode bits)."""
+    if out.is_dir():
+        raise UsageError(f"-o {out} is a folder", f"write -o {out / 'model.onnx'}")
+    if out.suffix != ".onnx":
+        better = out.with_suffix(".onnx") if out.suffix in (".pt", ".pth", ".json") else None
+        fix = f"write -o {better or str(out) + '.onnx'}"
+        raise UsageError(f"the output {out} does not end in .onnx", fix)
+    folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())  # export makes it
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"cannot write {out} ({err.strerror or err})", "choose a folder you can write to"
+        ) from None
+
+
 def run_export(args: argparse.Namespace) -> int:
     from earsight.engine.export import export_onnx
 
-    if args.output.suffix != ".onnx":  # the runtime tells a model's kind by its suffix
-        raise UsageError(
-            f"the output {args.output} does not end in .onnx", f"write -o {args.output}.onnx"
-        )
+    check_output(args.output)  # before minutes of export and the int8 calibration
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
     calibration = test_images = None
     if args.int8:

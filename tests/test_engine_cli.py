@@ -92,6 +92,10 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         (["bench", "--model", "mnist-ad", "--preset", "compact"], "give one or the other"),
         (["live", "--threads", "-1"], "expected a positive integer, got -1"),
         ([], "COMMAND"),
+        (["export", "x.pt", "-o", "/tmp"], "-o /tmp is a folder — write -o /tmp/model.onnx"),
+        (["export", "x.pt", "-o", "/tmp/m.pt"], "write -o /tmp/m.onnx"),
+        (["export", "x.pt", "-o", "/proc/m.onnx"], "cannot write /proc/m.onnx"),
+        (["export", "/tmp", "-o", "/tmp/m.onnx"], "/tmp is a folder, not a checkpoint"),
         (["lve"], "invalid choice: 'lve' (choose from 'export', "),
         (["lve"], "; did you mean 'live'? (see `"),  # a mistyped command: the nearest one
         (["describe", "x.jpg", "--backend", "onx-cpu"], "did you mean 'onnx-cpu'?"),

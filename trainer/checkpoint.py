@@ -130,6 +130,12 @@ def _unreadable(path: Path) -> CheckpointError:
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load a checkpoint dict; every failure is a one-line CheckpointError."""
     path = Path(path)
+    if path.is_dir():  # a run folder: its best.pt is what the user means, nearly always
+        best = path / BEST_NAME
+        fix = (
+            f"pass {best}" if best.is_file() else "pass the best.pt or last.pt inside a run folder"
+        )
+        raise CheckpointError(f"{path} is a folder, not a checkpoint", fix)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}", "pass the .pt file fit.py wrote")
     try:
