@@ -197,6 +197,23 @@ def test_cli_prints_one_line_per_image_and_writes_wavs(tmp_path):
     assert "\x1b[" not in proc.stdout + proc.stderr and proc.stderr == ""
 
 
+def test_a_subfolder_left_unread_is_said_and_an_out_that_is_a_file_is_one_line(tmp_path):
+    import shutil
+
+    top, sub = tmp_path / "photos", tmp_path / "photos" / "more"
+    sub.mkdir(parents=True)
+    for i, image in enumerate(SAMPLES[:3]):
+        shutil.copy(image, (top if i else sub) / image.name)
+    proc = _earsight(str(top))
+    assert proc.returncode == 0, proc.stderr
+    assert len(_lines(proc.stdout)) == 2  # not recursive, as `live --source DIR`
+    assert f"not looked into: the subfolder {sub} (1 image); give it too" in proc.stdout
+    proc = _earsight(str(SAMPLES[0]), "--out", str(SAMPLES[1]))
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: --out {SAMPLES[1]} is a file, not a folder — pick a folder for --out"
+    ), proc.stderr
+
+
 def test_default_model_is_cifar10_ad_lite0_and_speaks_the_cifar_samples(tmp_path):
     assert DEFAULT_MODEL == "cifar10-ad-lite0" and len(CIFAR_SAMPLES) == 20  # 2 per class
     out = tmp_path / "wavs"

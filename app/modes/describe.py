@@ -83,6 +83,17 @@ def expand_images(paths: Iterable[Path | str]) -> list[Path]:
     return out
 
 
+def skipped_subfolders(paths: Iterable[Path | str]) -> list[Path]:
+    """Subfolders of the folders in ``paths`` that hold images, which ``expand_images`` does
+    not look into: said, so that a user who cannot see the listing knows they were left."""
+    return [
+        sub
+        for path in map(Path, paths)
+        if path.is_dir() and folder_images(path)
+        for sub in sorted(p for p in path.iterdir() if p.is_dir() and folder_images(p))
+    ]
+
+
 def _to_channels(pixels: np.ndarray, channels: int, path: Path) -> np.ndarray:
     """(H, W) grey or (H, W, 3) RGB → (H, W) grey for channels=1, (H, W, 3) RGB for 3."""
     cv2 = _cv2()
@@ -138,6 +149,8 @@ def _wav_paths(paths: Sequence[Path], out_dir: Path | None) -> list[Path | None]
                 "describe them in separate runs with different --out folders",
             )
         seen[wav] = image
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder", "pick a folder for --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -303,6 +316,10 @@ def run_describe(args: argparse.Namespace) -> int:
                 print(f"error: {d.error}", file=sys.stderr, flush=True)
     if args.out is not None:
         print(wrote_line(wrote, args.out), flush=True)
+    for sub in skipped_subfolders(args.images):
+        n = len(folder_images(sub))
+        images = f"{n} image{'s' * (n != 1)}"
+        print(f"not looked into: the subfolder {sub} ({images}); give it too to describe them")
     if stop.is_set():
         total = len(expand_images(args.images))
         print(f"stopped by SIGTERM after {done} of {total} images", file=sys.stderr, flush=True)
