@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,6 +79,25 @@ def test_resume_on_other_data_or_from_a_damaged_last_pt_is_one_line_before_loadi
     one_line_error(done, "cannot resume:", "damaged", "--overwrite")
 
 
+def test_an_out_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    done = fit(*QUICK, "--out", str(tmp_path / "notes.txt"))
+    one_line_error(done, f"--out {tmp_path / 'notes.txt'} is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_dataset_too_small_names_the_layout_not_the_limits(tmp_path):
+    import cv2
+
+    (tmp_path / "data" / "mug").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "data" / "mug" / "a.jpg"), np.full((32, 32, 3), 90, np.uint8))
+    args = ["--dataset", "folder", "--data-root", str(tmp_path / "data"), "--threads", "1"]
+    done = fit(*args, "--out", str(tmp_path / "run"))
+    # it said "use a larger --limit-train" with no limit given
+    one_line_error(done, "0 training", "DIR/<word>/*.jpg")
+    assert "--limit-train" not in done.stderr
+
+
 def test_sigterm_is_one_line_saying_how_to_go_on_and_leaves_no_tmp(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "trainer" / "fit.py"), *QUICK, "--out", str(run)]
@@ -109,6 +129,7 @@ def test_sigterm_is_one_line_saying_how_to_go_on_and_leaves_no_tmp(tmp_path):
         (["--backbone-lr", "-0.1"], ["--backbone-lr"]),
         (["--backbone-frozen-steps", "-1"], ["--backbone-frozen-steps"]),
         (["--arch", "foo=1"], ["--arch 'foo=1'", "enc_widths, enc_pool"]),
+        (["--limit-train", "5"], ["--batch-size 32 is larger", "--batch-size 1 or less"]),
     ],
 )
 def test_arguments_that_cannot_train_are_one_line_and_write_nothing(tmp_path, args, words):

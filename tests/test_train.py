@@ -662,6 +662,9 @@ def test_runs_that_cannot_speak_are_warned_about_before_training():
     assert "skips stage 2" in short_run_warnings(opts, n)[0]
     (warm,) = short_run_warnings(dataclasses.replace(opts, epochs=2), n)
     assert warm.startswith(f"2 epochs are {2 * steps_per_epoch(n, opts)} steps, within the 100")
+    assert warm.endswith("(more --epochs)")  # "the digits set needs…" was said for MNIST too
+    (one,) = short_run_warnings(dataclasses.replace(opts, epochs=1), n, "digits")
+    assert one.startswith("1 epoch is ") and one.endswith("(about 25 epochs on the digits set)")
     assert short_run_warnings(dataclasses.replace(opts, epochs=25), n) == []
 
 

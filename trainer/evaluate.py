@@ -32,6 +32,7 @@ import torch
 
 from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError, UsageError
+from earsight.logs import plain_logging
 from earsight.tables import as_lines
 from earsight.trainer.checkpoint import load_model, read_checkpoint
 from earsight.trainer.data.augment import to_tensor_images
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         help="3: ablations (one checkpoint per row); 4: MT-Net vs I2T2A",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    plain_logging(logging.WARNING)
     try:
         rows = _rows(args)
     except EarSightError as err:

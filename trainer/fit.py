@@ -33,6 +33,7 @@ import torch.distributed as dist
 
 from earsight.arguments import DefaultsHelpFormatter, OneLineParser, positive_int
 from earsight.errors import EarSightError, UsageError
+from earsight.logs import plain_logging
 from earsight.trainer.checkpoint import training_only_prefixes
 from earsight.trainer.data.dataset import DatasetSpec, build_dataset
 from earsight.trainer.data.images import SOURCES
@@ -283,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     if rank_world()[0] == 0:
-        for line in short_run_warnings(opts, len(data.train)):
+        for line in short_run_warnings(opts, len(data.train), spec.source):
             print(f"warning: {line}", file=sys.stderr, flush=True)
     best = fit(data, spec, opts, args.out, resume=args.resume, overwrite=args.overwrite)
     if rank_world()[0] == 0 and not args.no_report:
@@ -301,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def short_run_warnings(opts, n_train: int) -> list[str]:
+def short_run_warnings(opts, n_train: int, dataset: str = "") -> list[str]:
     """Runs that will train a model that cannot speak: stage 2 skipped, or over before the
     learning rate has warmed up (Algorithm 1's stage 2 needs steps, not only epochs)."""
     from earsight.trainer.training.plumbing import steps_per_epoch
@@ -313,10 +314,12 @@ def short_run_warnings(opts, n_train: int) -> list[str]:
         ]
     steps = opts.epochs * steps_per_epoch(n_train, opts)
     if steps <= opts.warmup_steps:
+        epochs = f"{opts.epochs} epoch{'s are' if opts.epochs != 1 else ' is'}"
+        longer = "about 25 epochs on the digits set" if dataset == "digits" else "more --epochs"
         return [
-            f"{opts.epochs} epochs are {steps} steps, within the {opts.warmup_steps} "
+            f"{epochs} {steps} step{'s' * (steps != 1)}, within the {opts.warmup_steps} "
             "warm-up steps: the learning rate never reaches --lr and the model will "
-            "likely guess; train longer (the digits set needs about 25 epochs)"
+            f"likely guess; train longer ({longer})"
         ]
     return []
 
@@ -353,10 +356,7 @@ def _last_checkpoint(args: argparse.Namespace) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.dataset else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    plain_logging(logging.INFO if args.dataset else logging.WARNING)
     new_folder = args.out is not None and not args.out.exists()
     last = _last_checkpoint(args)
     old_last = last.stat().st_mtime if last is not None and last.is_file() else None

@@ -168,23 +168,35 @@ def build_dataset(spec: DatasetSpec, speech_cache: Path | None = None) -> ADData
         for v in voice_set(spec.voices)
     )
     spoken = speak_words(images.classes, voices, cache_dir=speech_cache)
-    log.info("spoken words: %s", spoken.describe())
+    log.debug("spoken words: %s", spoken.describe())  # fit.py's first line says it too
     train_images = _limit(images.train, spec.limit_train)
     test_images = _limit(images.test, spec.limit_test)
     train_voices = _voices_for(len(train_images.labels), spec.voices, spec.seed)
     train, val = _train_val(train_images, train_voices, spec.seed)
     if len(train) == 0 or len(test_images.labels) == 0:
-        raise DatasetError(
-            f"{images.name}: {len(train)} training and {len(test_images.labels)} test images "
-            f"left (--limit-train {spec.limit_train}, one in 12 held out for validation)",
-            "use a larger --limit-train / --limit-test, or none",
-        )
+        raise DatasetError(*_too_few(images, len(train), len(test_images.labels), spec))
     test = Split(
         test_images.images,
         test_images.labels.astype(np.int64),
         _voices_for(len(test_images.labels), spec.voices, spec.seed + 2),
     )
     return ADDataset(images.name, tuple(images.classes), train, val, test, spoken)
+
+
+def _too_few(images: ImageSet, n_train: int, n_test: int, spec: DatasetSpec) -> tuple[str, str]:
+    """(what, fix) for a dataset that leaves no training or test image: a limit too small, or
+    (no limits) the data itself: too few images, or a folder of another layout."""
+    what = f"{images.name}: {n_train} training and {n_test} test images left"
+    if spec.limit_train is not None or spec.limit_test is not None:
+        limits = f"--limit-train {spec.limit_train}, --limit-test {spec.limit_test}"
+        return f"{what} ({limits}; one in 12 held out for validation)", (
+            "use a larger --limit-train / --limit-test, or none"
+        )
+    return f"{what} (one in 12 training images is held out for validation)", (
+        "give more images: a --dataset folder needs DIR/<word>/*.jpg with a dozen or more each"
+        if spec.source == "folder"
+        else "check --data-root holds the whole dataset"
+    )
 
 
 def build_from_args(source: str, data_root: str | None, **kw) -> tuple[DatasetSpec, ADDataset]:

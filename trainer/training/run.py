@@ -86,7 +86,7 @@ def fit(
         raise UsageError(
             f"--batch-size {opts.batch_size} is larger than the {len(data.train)} training "
             "images: an epoch would train on nothing",
-            f"use --batch-size {max(1, len(data.train) // 4)} or more images",
+            f"use --batch-size {max(1, len(data.train) // 4)} or less, or more images",
         )
     run = Run(data, spec, opts, out_dir, on_epoch)
     if resume:
@@ -264,6 +264,8 @@ def check_writable(out_dir: Path) -> None:
     UsageError (one line) for a read-only folder or file system, a path through a file, no
     permission; checked by writing and deleting a probe file (root ignores mode bits).
     """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder", "choose a folder for --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):

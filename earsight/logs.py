@@ -1,0 +1,26 @@
+"""Log lines as plain sentences for the trainer's commands: a screen reader reads "INFO
+earsight.trainer.data.downloads: cached …" word by word. Info is the message alone; a warning
+or error starts with "warning: " / "error: ", as the commands' own lines do.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+class PlainFormatter(logging.Formatter):
+    """The message alone below WARNING; "warning: message" (the level's name) from it up."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno < logging.WARNING:
+            return message
+        return f"{record.levelname.lower()}: {message}"
+
+
+def plain_logging(level: int) -> None:
+    """Log to stderr at ``level`` in plain lines (PlainFormatter), replacing other handlers."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PlainFormatter("%(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
