@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_verbosity(parser: argparse.ArgumentParser, default: object) -> None:
     """-v / -q; a subcommand's default SUPPRESS keeps what was given before the command."""
-    group = parser.add_argument_group("output")
+    group = parser.add_argument_group("output").add_mutually_exclusive_group()
     group.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="debug messages"
     )

@@ -54,9 +54,23 @@ _FLAGS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--audio-device",), {"help": "sounddevice output name or index"}),
     (("--out-dir",), {"help": "write WAVs here when there is no audio device"}),
     (("--threshold",), {"type": float, "help": "confidence below which to say 'not sure'"}),
-    (("--gate",), {"choices": ("not-sure", "top-two")}),
+    (
+        ("--gate",),
+        {
+            "choices": ("not-sure", "top-two"),
+            "help": "below --threshold: say 'not sure', or the two likeliest words",
+        },
+    ),
     (("--mode",), {"choices": MODES, "help": "start in word or soundscape mode"}),
-    (("--verbosity",), {"type": int, "choices": (0, 1, 2)}),
+    (
+        ("--verbosity",),
+        {
+            "type": int,
+            "choices": (0, 1, 2),
+            "help": "spoken status: 0 errors only; 1 also start-up, ready, camera lost; 2 also "
+            "details and the word again",
+        },
+    ),
     (
         ("--no-speech",),
         {

@@ -319,6 +319,37 @@ def test_live_in_soundscape_mode_says_so_when_ready_and_names_the_key_back(tmp_p
         os.close(master)
 
 
+def test_keys_piped_in_are_named_as_lines_and_their_end_is_said(tmp_path, digit_video):
+    video, words = digit_video
+    (tmp_path / "asound.conf").write_text(NULL_DEVICE)
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf")}
+    env["EARSIGHT_CONFIG"] = str(tmp_path / "none.toml")
+    args = ["live", "--source", str(video), "--loop", "--keys", "terminal", "--no-speech"]
+    args += ["--threads", "1", "--model", "mnist-ad"]
+    proc = subprocess.Popen(
+        [_earsight(), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        seen = _wait_for(proc, "ready: ")
+        # lines are read: an empty line describes (it said "press space", which sends nothing)
+        assert "ready: press Enter to hear the camera" in seen, seen
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        seen = _wait_for(proc, "", timeout=10)
+        assert seen.strip() in words or "not sure" in seen, seen
+        proc.stdin.close()
+        seen = _wait_for(proc, "key input closed", timeout=10)
+        assert "key input closed (end of input of the keys piped in)" in seen, seen
+        assert proc.wait(timeout=10) == 1  # EXIT_KEYS_CLOSED: ended without a q, not by choice
+    finally:
+        proc.kill()
+
+
 def test_live_on_the_cpu_runs_the_int8_variant_under_the_model_name(tmp_path):
     samples = ROOT / "assets" / "samples" / "cifar10"
     proc, master = _start_live(tmp_path, samples, "--model", "cifar10-ad")

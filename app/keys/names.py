@@ -69,7 +69,11 @@ def prompt_keys(controller: str, hotkey: str) -> KeyNames:
     from earsight.app.keys.base import KeyMap
 
     if controller == "TerminalController":
-        return KeyNames(describe="space", teach="t", toggle="m")
+        import sys
+
+        # keys piped in are read a line at a time: an empty line is the describe key
+        describe = "space" if sys.stdin is not None and sys.stdin.isatty() else "Enter"
+        return KeyNames(describe=describe, teach="t", toggle="m")
     if controller == "EvdevController":
         return KeyNames(describe="the button", teach="T", toggle="M")
     return KeyNames(

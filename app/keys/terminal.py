@@ -134,7 +134,8 @@ class TerminalController(ThreadController):
                         raise
                     data = b""
                 if not data:
-                    self._report_closed("key input closed (end of input on the terminal)")
+                    where = "on the terminal" if tty_mode else "of the keys piped in"
+                    self._report_closed(f"key input closed (end of input {where})")
                     return
                 if tty_mode:
                     self._press(terminal_keys(data), t_key)
