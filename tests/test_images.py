@@ -694,3 +694,12 @@ def test_download_cifar100_from_file_url(
     assert downloads.md5sum(tmp_path / "root" / "cifar100" / "cifar-100-python.tar.gz") == md5sum(
         source / "cifar-100-python.tar.gz"
     )
+
+
+def test_a_data_root_naming_the_dataset_folder_itself_names_its_parent(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    for split in ("train", "t10k"):  # the files straight in DIR/mnist: --data-root DIR/mnist
+        for kind in ("images-idx3", "labels-idx1"):
+            (tmp_path / "mnist" / f"{split}-{kind}-ubyte.gz").write_bytes(b"")
+    with pytest.raises(DatasetError, match=f"pass --data-root {tmp_path} \\(the folder that holds"):
+        load_images("mnist", tmp_path / "mnist")

@@ -91,11 +91,18 @@ def _to_arrays(images: ImageSet) -> dict[str, np.ndarray]:
 
 
 def require(paths: Sequence[Path], what: str) -> None:
+    """DatasetError naming the files missing; when they sit one folder up (--data-root named
+    the dataset's own folder, DIR/mnist instead of DIR), the fix says which DIR to give."""
     missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise DatasetError(
-            f"{what} not found: expected {', '.join(map(str, missing))}", FIX_MISSING
+    if not missing:
+        return
+    fix = FIX_MISSING
+    folder = missing[0].parent  # DIR/<dataset>: the files in DIR itself mean DIR's parent
+    if all((folder.parent / p.name).is_file() for p in missing):
+        fix = (
+            f"pass --data-root {folder.parent.parent} (the folder that holds {folder.parent.name}/)"
         )
+    raise DatasetError(f"{what} not found: expected {', '.join(map(str, missing))}", fix)
 
 
 def checked_split(
