@@ -205,7 +205,13 @@ def quantize_int8(
         model = onnx.load(str(quantized))
     converted = store_large_weights_half(model)
     onnx.save(model, str(out))
-    log.info("int8: %d convolutions quantized, %d float weights stored fp16", len(nodes), converted)
+    log.info(
+        "int8: %d convolution%s quantized, %d float weight%s stored fp16",
+        len(nodes),
+        "s" * (len(nodes) != 1),
+        converted,
+        "s" * (converted != 1),
+    )
 
 
 def _correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -102,7 +102,7 @@ def write_report(out_dir: Path, checkpoint: Path, data: ADDataset, result: dict)
         f"- Dataset: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images; "
         f"{data.spoken.describe()}.",
         f"- Training time: {train_seconds / 60:.1f} min over {len(history)} epochs "
-        f"(stage 1 + stage 2); best.pt is stage 2 epoch {best_epoch}; options: "
+        f"(stage 1 + stage 2); {_best_is(best_epoch)}; options: "
         f"`{ckpt['train']}`.",
         f"- Corr2D and image accuracy over {result['n_images']} test images; PESQ, STOI and "
         f"word accuracy over a class-stratified {result['n_audio_items']} of them.",
@@ -117,3 +117,10 @@ def write_report(out_dir: Path, checkpoint: Path, data: ADDataset, result: dict)
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _best_is(best_epoch: int | None) -> str:
+    """Which epoch best.pt holds, in words; --epochs 0 has no stage-2 epoch to be best."""
+    if best_epoch is None:
+        return "best.pt is the end of stage 1 (no stage 2 was trained: it says no words)"
+    return f"best.pt is stage 2 epoch {best_epoch}"
