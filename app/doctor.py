@@ -56,7 +56,7 @@ def check_model(options: LiveOptions) -> Check:
         source = read_model(path, int8=options.int8)  # raises on a checksum mismatch
     except EarSightError as err:
         return Check("model", False, err.what, err.fix)
-    detail = f"{path.name}, sha256 {source.sidecar['sha256'][:12]}… matches"
+    detail = f"{path.name}, its checksum matches its sidecar"
     return Check("model", True, detail + _int8_note(source, options))
 
 
@@ -70,7 +70,7 @@ def _int8_note(source: ModelSource, options: LiveOptions) -> str:
     variant = source.int8  # read_model logged why a variant is ignored
     if variant is None:
         return f"; {name.name} ignored (see the warning above)"
-    return f"; on the CPU {variant.path.name}, sha256 {variant.sidecar['sha256'][:12]}… matches"
+    return f"; on the CPU {variant.path.name}, its checksum matches too"
 
 
 def check_camera(options: LiveOptions) -> Check:
@@ -223,7 +223,10 @@ def check_engine_cache(_options: LiveOptions) -> Check:
 
     folder = paths.engine_cache_dir()
     plans = sorted(folder.glob("*.plan")) if folder.is_dir() else []
-    return Check("engine cache", True, f"{folder}: {len(plans)} cached engine(s)", required=False)
+    held = (
+        f"{len(plans)} TensorRT engine{'s' * (len(plans) != 1)}" if plans else "no TensorRT engines"
+    )
+    return Check("engine cache", True, f"{folder}: {held}", required=False)
 
 
 CHECKS: tuple[Callable[[LiveOptions], Check], ...] = (
