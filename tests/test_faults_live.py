@@ -370,7 +370,7 @@ def test_quit_then_the_end_of_piped_keys_is_a_clean_quit(tmp_path, video, when):
     with Live(tmp_path, *args, stdin=read_end) as live:
         os.close(read_end)
         if when == "after ready":
-            assert live.wait_for("ready: press space"), live.seen
+            assert live.wait_for("ready: press Enter"), live.seen  # keys piped in: lines
         os.write(write_end, b"q\n")
         os.close(write_end)
         live.wait(60)
