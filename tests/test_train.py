@@ -288,6 +288,10 @@ def test_describe_prints_both_presets():
     one = _run([sys.executable, fit_py, "--describe", "--preset", "efficientnet-lite0"])
     rows = [r for r in one.stdout.splitlines() if r.startswith("| ") and "preset" not in r]
     assert rows and all(r.startswith("| efficientnet-lite0 |") for r in rows), one.stdout
+    spoken = _run([sys.executable, fit_py, "--describe", "--preset", "compact", "--as-lines"])
+    assert spoken.stdout.splitlines()[0].startswith("preset compact; dataset mnist; L_s "), (
+        spoken.stdout  # for a screen reader: each value after its column's name
+    )
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from earsight.arguments import DefaultsHelpFormatter, OneLineParser, positive_int
 from earsight.errors import EarSightError, UsageError
 from earsight.logs import plain_logging
+from earsight.tables import as_lines
 from earsight.trainer.checkpoint import training_only_prefixes
 from earsight.trainer.data.dataset import DatasetSpec, build_dataset
 from earsight.trainer.data.images import SOURCES
@@ -53,21 +54,32 @@ DESCRIBE_SHAPES = {
 }
 
 
+DESCRIBE_HEADER = (
+    "preset",
+    "dataset",
+    "L_s",
+    "parameters (all)",
+    "parameters (inference)",
+    "GMAC/image",
+)
+
+
 def describe(
-    dataset: str | None, arch: list[str] | tuple[str, ...] = (), preset: str | None = None
+    dataset: str | None,
+    arch: list[str] | tuple[str, ...] = (),
+    preset: str | None = None,
+    lines_only: bool = False,
 ) -> str:
     """Markdown table of model sizes per preset (or the one ``preset``) and dataset, with
-    ``--arch`` changes applied."""
+    ``--arch`` changes applied; ``lines_only``: one line per row, each value after its column's
+    name (for a screen reader, earsight/tables.py)."""
     changes = arch_changes(arch)
     if dataset is not None and dataset not in DESCRIBE_SHAPES:  # digits, folder: their own sizes
         raise UsageError(
             f"--describe has no fixed shape for --dataset {dataset} (its sizes come from the data)",
             f"use one of {', '.join(DESCRIBE_SHAPES)}, or leave --dataset out",
         )
-    rows = [
-        "| preset | dataset | L_s | parameters (all) | parameters (inference) | GMAC/image |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows: list[list[str]] = []
     refused: list[UsageError] = []
     for name_of_preset in (preset,) if preset else PRESETS:
         for name, (size, channels, classes, length) in DESCRIBE_SHAPES.items():
@@ -93,12 +105,21 @@ def describe(
                 p.numel() for n, p in model.named_parameters() if not n.startswith(training_only)
             )
             rows.append(
-                f"| {name_of_preset} | {name} | {length} | {total / 1e6:.2f} M | "
-                f"{infer / 1e6:.2f} M | {inference_macs(cfg) / 1e9:.3f} |"
+                [
+                    name_of_preset,
+                    name,
+                    str(length),
+                    f"{total / 1e6:.2f} M",
+                    f"{infer / 1e6:.2f} M",
+                    f"{inference_macs(cfg) / 1e9:.3f}",
+                ]
             )
-    if len(rows) == 2 and refused:
+    if not rows and refused:
         raise refused[0]
-    return "\n".join(rows)
+    if lines_only:
+        return "\n".join(as_lines(DESCRIBE_HEADER, rows))
+    markdown = ["| " + " | ".join(DESCRIBE_HEADER) + " |", "|" + "---|" * len(DESCRIBE_HEADER)]
+    return "\n".join(markdown + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a new run in an --out that holds one (its checkpoints are replaced)",
     )
     run.add_argument("--describe", action="store_true", help="print model sizes and exit")
+    run.add_argument(
+        "--as-lines",
+        action="store_true",
+        help="--describe: one line per row, each value after its column's name (screen readers)",
+    )
     run.add_argument("--no-report", action="store_true", help="skip the final test evaluation")
     return p
 
@@ -245,7 +271,7 @@ def train_options(args: argparse.Namespace, device: str) -> TrainOptions:
 
 def run(args: argparse.Namespace) -> int:
     if args.describe:
-        print(describe(args.dataset, args.arch, args.preset))
+        print(describe(args.dataset, args.arch, args.preset, args.as_lines))
         return 0
     if args.dataset is None or args.out is None:
         raise UsageError("--dataset and --out are required", "see python trainer/fit.py --help")
