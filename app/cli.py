@@ -242,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if args.verbose and args.quiet:  # one before the command, one after: argparse cannot see
+        print("error: -v and -q say opposite things — give one of them", file=sys.stderr)
+        return EXIT_USAGE
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args.run(args) or 0)

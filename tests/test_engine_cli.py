@@ -96,6 +96,8 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         (["export", "x.pt", "-o", "/tmp/m.pt"], "write -o /tmp/m.onnx"),
         (["export", "x.pt", "-o", "/proc/m.onnx"], "cannot write /proc/m.onnx"),
         (["export", "/tmp", "-o", "/tmp/m.onnx"], "/tmp is a folder, not a checkpoint"),
+        (["-q", "describe", "x.jpg", "-v"], "-v and -q say opposite things"),
+        (["-q", "-v", "describe", "x.jpg"], "not allowed with argument"),
         (["lve"], "invalid choice: 'lve' (choose from 'export', "),
         (["lve"], "; did you mean 'live'? (see `"),  # a mistyped command: the nearest one
         (["describe", "x.jpg", "--backend", "onx-cpu"], "did you mean 'onnx-cpu'?"),
