@@ -263,7 +263,10 @@ def test_renaming_a_recorded_word_renames_it_inside_the_learned_model(
     onnx = _learned_model(engine_checkpoint, tmp_path / "taught", "cup")
     done = teach(tmp_path, "--rename", "cup", "my cup", "--no-speech")
     assert done.returncode == 0, done.stderr
-    assert "now says 'my cup' for it: nothing to learn again" in done.stdout, done.stdout
+    # named anew, and said plainly that the recording still says the old word
+    assert "now names it 'my cup', nothing to learn again; your recording still says 'cup'" in (
+        done.stdout
+    ), done.stdout
     model = read_model(onnx)  # the sidecar's checksums hold: a model, not a stale copy
     assert model.contract.labels[-1] == "my cup" and model.checkpoint_matches_export()
     from earsight.trainer.checkpoint import read_checkpoint
@@ -271,6 +274,16 @@ def test_renaming_a_recorded_word_renames_it_inside_the_learned_model(
     assert read_checkpoint(tmp_path / "taught/.model/taught.pt")["config"]["labels"][-1] == "my cup"
     listed = teach(tmp_path, "--list", "--no-speech").stdout
     assert "my cup: " in listed and "not learned yet" not in listed, listed
+    assert "since the last learn" not in listed, listed
+    # photos added after the learn: --list says they are not learned (it said nothing)
+    time.sleep(1.1)  # word.json's times have whole seconds
+    done = teach(tmp_path, "my cup", "--more", "--photos", str(pics), "--no-speech")
+    assert done.returncode == 0, done.stderr
+    listed = teach(tmp_path, "--list", "--no-speech").stdout
+    assert "my cup: 6 photos" in listed and "photos added since the last learn" in listed, listed
+    # a new name in other capitals only is the same word to a listener
+    done = teach(tmp_path, "--rename", "my cup", "My Cup", "--no-speech")
+    assert done.returncode == 2 and "is already called that" in done.stderr, done.stderr
 
 
 @pytest.mark.faults

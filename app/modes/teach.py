@@ -224,8 +224,11 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
         pending = "; not learned yet: `earsight teach --learn` once the learn running now ends"
     else:
         pending = "; not learned yet: `earsight teach --learn`"
+    learned_at = _learned_at(store) if learned else None
     for word in words:
-        if word.name in learned:
+        if word.name in learned and learned_at and word.updated > learned_at:
+            state = "; photos added since the last learn: `earsight teach --learn`"
+        elif word.name in learned:
             state = ""
         elif learning and (being is None or word.name in being):
             state = "; being learned now"
@@ -236,6 +239,20 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
             f"taught {word.created[:10]}{state}"
         )
     return words
+
+
+def _learned_at(store: TeachStore) -> str:
+    """When the learned model was last written (its sidecar's mtime), as word.json writes
+    times (ISO 8601, seconds, local zone), so the two compare as text; "" without one."""
+    from datetime import datetime
+
+    from earsight.trainer.teach.store import taught_model_path
+
+    try:
+        mtime = Path(f"{taught_model_path(store.root)}.json").stat().st_mtime
+    except OSError:
+        return ""
+    return datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="seconds")
 
 
 def learned_words(store: TeachStore) -> set[str]:
@@ -268,7 +285,7 @@ def rename_word(store: TeachStore, old: str, new: str, say: Say) -> TaughtWord:
     """Call a word ``new``. A voice espeak-ng made says the new word from now on (same
     espeak-ng voice); a recorded one stays as it was recorded."""
     word = store.word(old)  # UnknownWordError first, before espeak-ng runs
-    if check_word(new) == word.name:
+    if check_word(new).casefold() == word.name.casefold():  # capitals are not heard
         raise TeachInputError(f"{word.name!r} is already called that", "give a different NEW name")
     wave, rate = None, 0
     if word.voice_source == "espeak-ng" and word.espeak_voice:
@@ -299,7 +316,11 @@ def change_word(
             same_voice = renamed.voice_source != "espeak-ng" or not renamed.espeak_voice
             old = folder.name if folder is not None else rename[0]
             if same_voice and relabel_model(taught_model_path(store.root), old, renamed.name):
-                say(f"the taught model now says {renamed.name!r} for it: nothing to learn again")
+                say(
+                    f"the taught model now names it {renamed.name!r}, nothing to learn again; "
+                    f"your recording still says {old!r}: to hear {renamed.name!r}, forget it "
+                    "and teach it again with a new recording"
+                )
                 return False
         if learned and folder is not None and folder.name not in learned:
             return False  # the learned model never said it: it stays as it is

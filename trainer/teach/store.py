@@ -188,6 +188,7 @@ class TeachStore:
             sample_rate=voice["sample_rate"],
             voice_seconds=float(voice.get("seconds", 0.0)),
             photo_count=len(_photo_files(folder)),
+            updated=data.get("updated", ""),
         )
 
     # --- changing (locked, all-or-nothing) -----------------------------------------------

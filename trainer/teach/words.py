@@ -161,3 +161,4 @@ class TaughtWord:
     sample_rate: int  # of voice.wav, Hz
     voice_seconds: float
     photo_count: int  # photos/*.jpg on disk now (word.json's count may be stale by hand edits)
+    updated: str = ""  # ISO 8601, when photos were added or it was renamed ("" if never)
