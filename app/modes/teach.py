@@ -169,6 +169,9 @@ def learn_words(
     return report
 
 
+CONFUSED_SAY = 0.2  # a taught word taken for another on this share of its checks is said
+
+
 def report_lines(report) -> list[str]:
     """How the learning went, in a few plain sentences (printed and spoken)."""
     words = ", ".join(report.words)
@@ -187,6 +190,12 @@ def report_lines(report) -> list[str]:
         )
     else:
         lines.append("too few photos to hold some back for a check: give 10 or more")
+    if report.confused is not None and report.confused[2] >= CONFUSED_SAY:
+        word, other, share = report.confused
+        lines.append(
+            f"{word!r} was taken for {other!r} on {share:.0%} of its photos kept aside: if they "
+            f"are one object, forget one word; else add views from other sides (--more)"
+        )
     lines.append(
         f"the shipped words are named right {report.known_right_after:.0%} of the time "
         f"now, {report.known_right_before:.0%} before"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +65,9 @@ class TeachReport:
     classifier_s: float  # the linear fit and its refinement (refine_classifier)
     voice_s: float
     onnx: Path
+    # the taught word most often taken for another word on its held-back photos, that word, and
+    # the share: (word, taken for, share), None when every held-back photo got its own word
+    confused: tuple[str, str, float] | None = None
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -200,6 +203,7 @@ def _report(base, model, split: _Split, classifier_s: float, voice_s: float, onn
         classifier_s=classifier_s,
         voice_s=voice_s,
         onnx=onnx,
+        confused=scores.get("confused"),
     )
 
 
@@ -239,6 +243,7 @@ def _held_back_scores(model, split: _Split) -> dict[str, float]:
     targets = split.learn.voices[labels]  # (H, L_s) the recordings, fitted
     pairs = list(zip(waves, targets, strict=True))
     return {
+        "confused": _most_confused(probs.argmax(1) - known, labels, cfg.labels[known:]),
         "right": float((probs.argmax(1) == known + labels).mean()),
         "word_accuracy": float(
             np.mean([h == spelled[j] for h, j in zip(heard, labels, strict=True)])
@@ -246,3 +251,21 @@ def _held_back_scores(model, split: _Split) -> dict[str, float]:
         "corr2d": float(np.nanmean([corr2d(g, t, cfg.sample_rate) for g, t in pairs])),
         "stoi": float(np.mean([stoi(g, t, cfg.sample_rate) for g, t in pairs])),
     }
+
+
+def _most_confused(
+    answered: np.ndarray, labels: np.ndarray, taught: Sequence[str]
+) -> tuple[str, str, float] | None:
+    """The taught word whose held-back photos (``labels``, (H,)) were most often answered with
+    one other taught word (``answered``: index into ``taught``; < 0 a shipped word), that word,
+    and the share of its photos; None when no taught photo got another taught word. Said in the
+    report: two words taught from alike photos (one object under two names) split its answers."""
+    worst = None
+    for j, word in enumerate(taught):
+        mine = answered[labels == j]
+        for k in set(mine.tolist()) - {j}:
+            if 0 <= k < len(taught):
+                share = float((mine == k).mean())
+                if worst is None or share > worst[2]:
+                    worst = (word, taught[k], share)
+    return worst
