@@ -98,8 +98,11 @@ class OneLineParser(argparse.ArgumentParser):
             return parsed
         command = self._command_parser(getattr(parsed, "command", None))
         options = [o for a in command._actions for o in a.option_strings]
-        near = difflib.get_close_matches(extras[0].split("=")[0], options, n=1, cutoff=0.8)
+        typed = extras[0].split("=")[0]
+        near = difflib.get_close_matches(typed, options, n=1, cutoff=0.8)
         hint = f"; did you mean {near[0]}?" if near else ""
+        if typed in options:  # after "--" every argument is a word, options too
+            hint = f"; {typed} came after `--`, which makes it a word: put options before `--`"
         command.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
 
     def _command_parser(self, name: str | None) -> argparse.ArgumentParser:

@@ -98,6 +98,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
         (["export", "/tmp", "-o", "/tmp/m.onnx"], "/tmp is a folder, not a checkpoint"),
         (["-q", "describe", "x.jpg", "-v"], "-v and -q say opposite things"),
         (["-q", "-v", "describe", "x.jpg"], "not allowed with argument"),
+        (["teach", "--", "a b", "--no-learn"], "--no-learn came after `--`, which makes it a word"),
         (["lve"], "invalid choice: 'lve' (choose from 'export', "),
         (["lve"], "; did you mean 'live'? (see `"),  # a mistyped command: the nearest one
         (["describe", "x.jpg", "--backend", "onx-cpu"], "did you mean 'onnx-cpu'?"),
