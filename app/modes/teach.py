@@ -38,7 +38,7 @@ from earsight.errors import (
     trainer_not_installed,
 )
 from earsight.trainer.teach.store import TaughtWord, TeachStore
-from earsight.trainer.teach.words import WordExistsError, check_word
+from earsight.trainer.teach.words import WordExistsError
 
 log = logging.getLogger(__name__)
 
@@ -217,127 +217,6 @@ def describe_voice(word: TaughtWord) -> str:
     return f"{source}, {word.voice_seconds:.1f} s"
 
 
-def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
-    """One line per taught word (photos, voice, date), after a line with how many and where."""
-    words = store.words()
-    if not words:
-        say(f"no words taught yet ({store.root})")
-        return words
-    say(f"{len(words)} taught word{'s' * (len(words) != 1)} in {store.root}:")
-    learned = learned_words(store)
-    learning = store.is_learning()
-    being = store.words_being_learned() if learning else None
-    if learning_unavailable() is not None:
-        pending = f"; not learned: learning needs the trainer ({TRAIN_EXTRA_FIX})"
-    elif learning:  # taught after the running learn read the words
-        pending = "; not learned yet: `earsight teach --learn` once the learn running now ends"
-    else:
-        pending = "; not learned yet: `earsight teach --learn`"
-    learned_at = _learned_at(store) if learned else None
-    for word in words:
-        if word.name in learned and learned_at and word.updated > learned_at:
-            state = "; photos added since the last learn: `earsight teach --learn`"
-        elif word.name in learned:
-            state = ""
-        elif learning and (being is None or word.name in being):
-            state = "; being learned now"
-        else:
-            state = pending
-        say(
-            f"{word.name}: {word.photo_count} photos, voice {describe_voice(word)}, "
-            f"taught {word.created[:10]}{state}"
-        )
-    return words
-
-
-def _learned_at(store: TeachStore) -> str:
-    """When the learned model was last written (its sidecar's mtime), as word.json writes
-    times (ISO 8601, seconds, local zone), so the two compare as text; "" without one."""
-    from datetime import datetime
-
-    from earsight.trainer.teach.store import taught_model_path
-
-    try:
-        mtime = Path(f"{taught_model_path(store.root)}.json").stat().st_mtime
-    except OSError:
-        return ""
-    return datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="seconds")
-
-
-def learned_words(store: TeachStore) -> set[str]:
-    """The words the learned model (``<root>/.model/taught.onnx``) says; empty without one."""
-    from earsight.engine.errors import ModelFileError
-    from earsight.engine.sidecar import read_sidecar
-    from earsight.trainer.teach.store import taught_model_path
-
-    model = taught_model_path(store.root)
-    if not model.is_file():
-        return set()
-    try:
-        side = read_sidecar(model, verify_sha256=False)
-    except ModelFileError:  # half-written or damaged: not learned, as far as a user can tell
-        return set()
-    # The taught words follow the shipped ones: a taught "cat" is not learned because the
-    # shipped model says "cat" (config.taught_words counts them).
-    taught = int(side.get("config", {}).get("taught_words", len(side["vocabulary"])))
-    return set(side["vocabulary"][len(side["vocabulary"]) - taught :]) if taught else set()
-
-
-def forget_word(store: TeachStore, name: str, say: Say) -> None:
-    """Remove a word (a broken word.json too: forgetting is the way out of one)."""
-    folder = store.find(name)
-    store.forget(name)  # UnknownWordError when folder is None
-    say(f"forgot {folder.name if folder else name!r}")
-
-
-def rename_word(store: TeachStore, old: str, new: str, say: Say) -> TaughtWord:
-    """Call a word ``new``. A voice espeak-ng made says the new word from now on (same
-    espeak-ng voice); a recorded one stays as it was recorded."""
-    word = store.word(old)  # UnknownWordError first, before espeak-ng runs
-    if check_word(new).casefold() == word.name.casefold():  # capitals are not heard
-        raise TeachInputError(f"{word.name!r} is already called that", "give a different NEW name")
-    wave, rate = None, 0
-    if word.voice_source == "espeak-ng" and word.espeak_voice:
-        voice = voice_from_espeak(check_word(new), word.espeak_voice)
-        wave, rate = voice.wave, voice.sample_rate
-    taught = store.rename(old, new, wave, rate)
-    say(f"{word.name!r} is now {taught.name!r}")
-    return taught
-
-
-def change_word(
-    store: TeachStore, forget: str | None, rename: tuple[str, str] | None, say: Say
-) -> bool:
-    """--forget or --rename, and what it does to the learned model; True when the words left
-    must be learned again. A word the model never said leaves it as it is; a renamed word whose
-    voice stays (a recording) is renamed inside the model (trainer/teach/relabel.py); otherwise
-    the out-of-date model is removed (live and describe fall back to the shipped words)."""
-    from earsight.trainer.teach.relabel import relabel_model
-    from earsight.trainer.teach.store import taught_model_path
-
-    with store.learning():  # no learn may run, and write the old words, meanwhile
-        folder = store.find(forget if forget is not None else rename[0])  # a broken json too
-        learned = learned_words(store)
-        if forget is not None:
-            forget_word(store, forget, say)
-        else:
-            renamed = rename_word(store, *rename, say)
-            same_voice = renamed.voice_source != "espeak-ng" or not renamed.espeak_voice
-            old = folder.name if folder is not None else rename[0]
-            if same_voice and relabel_model(taught_model_path(store.root), old, renamed.name):
-                say(
-                    f"the taught model now names it {renamed.name!r}, nothing to learn again; "
-                    f"your recording still says {old!r}: to hear {renamed.name!r}, forget it "
-                    "and teach it again with a new recording"
-                )
-                return False
-        if learned and folder is not None and folder.name not in learned:
-            return False  # the learned model never said it: it stays as it is
-        if store.drop_model():
-            say("the taught model no longer matches the taught words: removed")
-    return True
-
-
 def relearn_after_change(
     store: TeachStore, say: Say, learn_now: bool, base: Path | None, steps: int | None
 ) -> None:
@@ -366,6 +245,7 @@ def learn_or_say_why_not(store: TeachStore, say: Say, base: Path | None, steps: 
 
 def run_teach(args: argparse.Namespace) -> int:
     """The ``earsight teach`` command; errors are also spoken, then raised for cli.main."""
+    from earsight.app.modes.teach_words import change_word, list_words
     from earsight.app.sound.voice import StatusVoice
 
     store = TeachStore(paths.taught_root())
