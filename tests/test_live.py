@@ -215,8 +215,12 @@ NULL_DEVICE = "pcm.!default { type null }\n"
 NO_DEVICE = "pcm.!default { type hw card 97 }\n"  # a sound card that is not there
 
 
-def _start_live(tmp_path: Path, video: Path, *extra: str) -> tuple[subprocess.Popen, int]:
-    master, slave = os.openpty()
+def _start_live(
+    tmp_path: Path, video: Path, *extra: str, piped: bool = False
+) -> tuple[subprocess.Popen, int | None]:
+    """`earsight live` on ``video`` with terminal keys through a pty (its master fd returned),
+    or with ``piped`` through a pipe (``proc.stdin``; None returned)."""
+    master, slave = (None, subprocess.PIPE) if piped else os.openpty()
     env = {
         **os.environ,
         "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf"),
@@ -246,7 +250,8 @@ def _start_live(tmp_path: Path, video: Path, *extra: str) -> tuple[subprocess.Po
         env=env,
         text=True,
     )
-    os.close(slave)
+    if not piped:
+        os.close(slave)
     return proc, master
 
 
@@ -321,19 +326,7 @@ def test_live_in_soundscape_mode_says_so_when_ready_and_names_the_key_back(tmp_p
 
 def test_keys_piped_in_are_named_as_lines_and_their_end_is_said(tmp_path, digit_video):
     video, words = digit_video
-    (tmp_path / "asound.conf").write_text(NULL_DEVICE)
-    env = {**os.environ, "ALSA_CONFIG_PATH": str(tmp_path / "asound.conf")}
-    env["EARSIGHT_CONFIG"] = str(tmp_path / "none.toml")
-    args = ["live", "--source", str(video), "--loop", "--keys", "terminal", "--no-speech"]
-    args += ["--threads", "1", "--model", "mnist-ad"]
-    proc = subprocess.Popen(
-        [_earsight(), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
+    proc, _ = _start_live(tmp_path, video, piped=True)
     try:
         seen = _wait_for(proc, "ready: ")
         # lines are read: an empty line describes (it said "press space", which sends nothing)
