@@ -164,6 +164,7 @@ def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np
     done = teach(tmp_path, "cup", "--photos", str(pics), "--voice-file", str(wav), "--no-speech")
     assert done.returncode == 0, done.stderr
     assert "skipped:" in done.stdout and "notes.jpg" in done.stdout
+    assert "already calls" not in done.stdout  # no shipped word for this object
     from earsight.trainer.teach.store import TeachStore
 
     store = TeachStore(tmp_path / "taught")
@@ -176,6 +177,30 @@ def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np
     more = teach(tmp_path, "CUP", "--more", "--photos", str(pics), "--no-speech")
     assert more.returncode == 0, more.stderr
     assert store.word("cup").photo_count == 10 and "10 in all" in more.stdout
+
+
+def test_photos_the_model_already_names_get_a_note_naming_that_word(tmp_path: Path):
+    """Teaching 'kitty' from photos of a tabby cat (scikit-image's chelsea, cropped and
+    mirrored): the shipped model already says "cat" for them, and the user hears so before any
+    learning; with --more too. The word is stored either way."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    cat = skimage_data.chelsea()  # (300, 451, 3) RGB
+    for i, (top, left) in enumerate([(0, 0), (20, 30), (40, 10)]):
+        crop = cat[top : top + 260, left : left + 400][:, :: -1 if i == 1 else 1]
+        cv2.imwrite(
+            str(pics / f"{i}.jpg"), cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2BGR)
+        )
+    done = teach(tmp_path, "kitty", "--photos", str(pics), "--espeak-voice", "en-us")
+    assert done.returncode == 0, done.stderr
+    note = "note: the model already calls 3 of these 3 photos 'cat': if 'kitty' means the same"
+    assert note in done.stdout, done.stdout
+    assert "backend" not in done.stdout  # the check's model load is not a status line
+    more = teach(tmp_path, "kitty", "--more", "--photos", str(pics))
+    assert more.returncode == 0 and "3 of these 3 photos 'cat'" in more.stdout, more.stdout
+    from earsight.trainer.teach.store import TeachStore
+
+    assert TeachStore(tmp_path / "taught").word("kitty").photo_count == 6
 
 
 def test_forget_and_rename(taught: Path):

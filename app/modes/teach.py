@@ -88,6 +88,7 @@ def teach_word(
     if request.more:
         taught = store.add_photos(word, photos)
         say(f"added {len(photos)} photos of {word!r}: {taught.photo_count} in all")
+        _say_look_alike(photos, word, say)
         return taught
     assert voice is not None
     try:
@@ -103,7 +104,18 @@ def teach_word(
         return taught
     say(f"stored {word!r}: {taught.photo_count} photos and its voice ({describe_voice(taught)})")
     say(f"in {taught.folder}")
+    _say_look_alike(photos, word, say)
     return taught
+
+
+def _say_look_alike(photos: list, word: str, say: Say) -> None:
+    """Says when the model already names most of the new photos with another word."""
+    from earsight.app.modes.answer import DEFAULT_THRESHOLD
+    from earsight.app.modes.teach_overlap import look_alike_line
+
+    line = look_alike_line(photos, word, DEFAULT_THRESHOLD)
+    if line is not None:
+        say(line)
 
 
 def learning_unavailable() -> TeachInputError | None:
