@@ -67,6 +67,24 @@ def test_a_new_run_in_a_folder_holding_one_is_refused_before_the_data_loads(tmp_
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
+def test_overwrite_replaces_the_old_best_pt_once_the_new_run_saved_an_epoch(tmp_path):
+    """An --overwrite run stopped in stage 1 (no best.pt of its own yet) leaves no best.pt of the
+    old run beside its new last.pt: evaluate and export would read the old model as this run's."""
+    run = tmp_path / "run"
+    assert fit(*QUICK, "--ae-epochs", "1", "--epochs", "1", "--out", str(run)).returncode == 0
+    (run / "metrics.json").write_text("{}")  # as a run with its report leaves it
+    old_last = digest(run / "last.pt")
+    done = fit(
+        *QUICK, "--ae-epochs", "2", "--epochs", "0", "--seed", "1", "--out", str(run), "--overwrite"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "removed the old run's best.pt, metrics.json" in done.stdout + done.stderr
+    assert digest(run / "last.pt") != old_last
+    from earsight.trainer.checkpoint import read_checkpoint
+
+    assert read_checkpoint(run / "best.pt")["train"]["seed"] == 1  # written by the new run
+
+
 def test_resume_on_other_data_or_from_a_damaged_last_pt_is_one_line_before_loading(tmp_path):
     run = tmp_path / "run"
     assert fit(*QUICK, "--ae-epochs", "1", "--epochs", "0", "--out", str(run)).returncode == 0

@@ -91,6 +91,7 @@ def fit(
     run = Run(data, spec, opts, out_dir, on_epoch)
     if resume:
         run.restore()
+    run.replacing = overwrite and not resume
     run.stage1()
     train_inputs, val_inputs = run.stage2()
     if rank_world()[1] > 1:
@@ -127,6 +128,7 @@ class Run:
         self.state = {"stage": 1, "epoch": 0, "history": [], "best": None, "phi_a": None}
         self.optim = _optimizer(self.model.audio_autoencoder.parameters(), opts)
         self.average: WeightAverage | None = None  # stage 2's weight average (--ema)
+        self.replacing = False  # --overwrite: the old run's files go at the first saved epoch
 
     def restore(self) -> None:
         self.state, self.optim, self.average = _restore(
@@ -158,6 +160,9 @@ class Run:
             fix = resume_fix(self.out_dir)
             payload = {**self.snapshot(self.model), **resumable}
             save_checkpoint(self.out_dir / LAST_NAME, payload, fix)
+            if self.replacing:  # --overwrite: the new run has an epoch; the old one goes
+                clear_old_run(self.out_dir)
+                self.replacing = False
             if is_best:
                 save_checkpoint(self.out_dir / BEST_NAME, self.snapshot(self.answering()), fix)
         if self.on_epoch is not None:  # after saving: a callback that raises acts like a kill
@@ -243,6 +248,25 @@ def check_run_folder(
                 "add --resume to continue it, choose another --out, or add --overwrite to start "
                 "over there",
             )
+
+
+OLD_RUN_FILES = (BEST_NAME, "metrics.json", "report.md")  # a run's files besides last.pt
+
+
+def clear_old_run(out_dir: Path) -> list[str]:
+    """--overwrite: remove the old run's best.pt and report from ``out_dir`` once the new run
+    saved its first last.pt, so that a new run stopped in stage 1 (which writes no best.pt)
+    does not leave the old best.pt beside the new last.pt, and a new run that fails before its
+    first epoch leaves the old run whole. Says and returns the names removed."""
+    removed = []
+    for name in OLD_RUN_FILES:
+        if (out_dir / name).is_file():
+            (out_dir / name).unlink()
+            removed.append(name)
+    if removed:
+        old = ", ".join(removed)
+        say(f"--overwrite: the new run saved its first epoch; removed the old run's {old}")
+    return removed
 
 
 def _run_held(out_dir: Path) -> str | None:
