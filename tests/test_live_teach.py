@@ -170,6 +170,28 @@ def test_the_name_is_the_first_free_object_number(store):
     assert teacher._store([photo], recording).name == "object 4"
 
 
+def test_views_the_model_already_names_get_a_note_after_storing(store):
+    """As `earsight teach`: views of a tabby cat (scikit-image's chelsea) stored as "object 1"
+    are said to be what the model already calls 'cat'; views of noise get no note."""
+    from earsight.app.modes.live_teach import LiveTeacher
+    from earsight.app.sound.voice import StatusVoice
+
+    skimage_data = pytest.importorskip("skimage.data")
+    cat = skimage_data.chelsea()
+    views = [cat[y : y + 260, x : x + 400] for y, x in [(0, 0), (20, 30), (40, 10), (30, 50)]]
+    noise = [np.random.default_rng(i).integers(0, 255, (120, 160, 3), np.uint8) for i in range(4)]
+    lines: list[str] = []
+    voice = StatusVoice(enabled=False, printer=lines.append)
+    teacher = LiveTeacher(None, voice, store)
+    teacher._say_look_alike(views, "object 1")
+    teacher._say_look_alike(noise, "object 2")
+    voice.close()
+    assert [line for line in lines if line.startswith("note:")] == [
+        "note: the model already calls 4 of these 4 photos 'cat': if 'object 1' means the "
+        "same, 'cat' already says it; if not, learning tells them apart and says how well"
+    ], lines
+
+
 def test_t_in_a_live_process_teaches_and_space_waits(tmp_path, video, monkeypatch):
     """`earsight live --keys terminal` through a pty: t starts teaching, space is answered
     "teaching, one moment", a silent name (room noise through ALSA's file plugin) is refused in

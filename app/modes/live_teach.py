@@ -249,7 +249,17 @@ class LiveTeacher:
             "rename it with earsight teach --rename",
             level=SILENT,
         )
+        self._say_look_alike(views, taught.name)
         return taught
+
+    def _say_look_alike(self, views: list[np.ndarray], name: str) -> None:
+        """As `earsight teach` does: the model may already have a word for this object."""
+        from earsight.app.modes.answer import DEFAULT_THRESHOLD
+        from earsight.app.modes.teach_overlap import look_alike_line
+
+        line = look_alike_line(views, name, DEFAULT_THRESHOLD)
+        if line is not None:
+            self.voice.say(line, level=NORMAL)
 
     def _capture(self) -> list[np.ndarray] | None:
         # photos as `earsight teach` stores them (≤ 1024 px)
