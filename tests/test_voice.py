@@ -169,8 +169,15 @@ def test_without_an_audio_output_messages_are_printed_and_one_warning_logged(
             time.sleep(0.02)
         voice.say("ready")
         voice.say("camera lost")
+        start = time.monotonic()
+        voice.flush(10.0)  # a last message before exit: nothing will speak it, so no wait
+        flushed_s = time.monotonic() - start
         voice.close()
     assert lines == ["EarSight starting", "ready", "camera lost"]
     assert not voice.available and spoken.started() == []
+    assert flushed_s < 1.0  # it waited the whole 10 s: every `earsight teach` paused at exit
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and warnings[0].startswith("status speech off: no audio output")
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "status speech off: no audio output (ALSA:"
+    )
+    assert "aplay" not in warnings[0] and "main:" not in warnings[0]  # ALSA's words alone

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,9 @@ PLAYERS = ("aplay",)  # what pyttsx3's drivers run to play speech on Linux
 SHELLS = ("sh", "dash", "bash")  # os.system runs the player through /bin/sh
 PROBE_S = 0.01  # silence played once to check that the player can open the audio output
 PROBE_TIMEOUT_S = 5.0
+
+
+APLAY_PREFIX = re.compile(r"^aplay:\s*(\w+:\d+:\s*)?")
 
 
 def player_problem() -> str | None:
@@ -46,7 +50,10 @@ def player_problem() -> str | None:
     if result.returncode == 0:
         return None
     lines = result.stderr.strip().splitlines()
-    return f"no audio output ({lines[-1] if lines else f'aplay exit code {result.returncode}'})"
+    if not lines:
+        return f"no audio output (the ALSA player exited with code {result.returncode})"
+    # "aplay: main:831: audio open error: …": ALSA's words, without the player's source line
+    return f"no audio output (ALSA: {APLAY_PREFIX.sub('', lines[-1])})"
 
 
 def child_processes() -> dict[int, list[int]]:

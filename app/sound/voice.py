@@ -189,6 +189,8 @@ class StatusVoice:
             with self._cond:
                 idle = self._pending is None and self._done.is_set() and not self._synthesizing
                 output = self._output
+            if self._problem is not None:  # speech is off here: nothing waiting will be spoken
+                return idle
             if idle and output is not None:
                 return output.wait(max(0.0, deadline - time.monotonic()))
             if idle or not any(t.is_alive() for t in self._threads):
