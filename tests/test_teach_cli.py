@@ -177,6 +177,10 @@ def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np
     more = teach(tmp_path, "CUP", "--more", "--photos", str(pics), "--no-speech")
     assert more.returncode == 0, more.stderr
     assert store.word("cup").photo_count == 10 and "10 in all" in more.stdout
+    # a recorded voice with nothing learned yet: renamed, and nothing said about a model
+    renamed = teach(tmp_path, "--rename", "cup", "my cup", "--no-speech")
+    assert renamed.returncode == 0 and "'cup' is now 'my cup'" in renamed.stdout, renamed.stderr
+    assert "relabelled" not in renamed.stdout + renamed.stderr, renamed.stdout
 
 
 def test_photos_the_model_already_names_get_a_note_naming_that_word(tmp_path: Path):

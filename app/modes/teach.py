@@ -238,12 +238,18 @@ def relearn_after_change(
     if not store.words():
         say("no taught words left: live and describe use the shipped words")
     elif learn_now:
-        learn_or_say_why_not(store, say, base, steps)
+        learn_or_say_why_not(store, say, base, steps, "the words left are not learned again")
     else:
         say("live and describe use the shipped words until `earsight teach --learn`")
 
 
-def learn_or_say_why_not(store: TeachStore, say: Say, base: Path | None, steps: int | None) -> None:
+def learn_or_say_why_not(
+    store: TeachStore,
+    say: Say,
+    base: Path | None,
+    steps: int | None,
+    not_learned: str = "stored, not learned",
+) -> None:
     """Learn after a change; on an install that cannot learn, say so instead of failing: the
     word was stored, which is what the command was asked (exit 0). ``--learn`` itself still
     fails when it cannot learn."""
@@ -251,7 +257,7 @@ def learn_or_say_why_not(store: TeachStore, say: Say, base: Path | None, steps: 
     if unavailable is None:
         learn_words(store, say, base, steps)
         return
-    say(f"stored, not learned: {unavailable.what} — {TRAIN_EXTRA_FIX}")
+    say(f"{not_learned}: {unavailable.what} — {TRAIN_EXTRA_FIX}")
     say("live and describe use the shipped words until the words are learned")
 
 

@@ -30,10 +30,12 @@ def relabel_model(onnx: Path, old: str, new: str) -> bool:
     and its checkpoint. True when relabelled; False when there is nothing to relabel in place
     (no model, an unreadable one, or ``old`` is not one of its taught words): the caller then
     removes the model as out of date. The caller holds the store's learning lock."""
+    if not onnx.is_file():  # nothing learned yet: nothing to relabel, nothing to say
+        return False
     try:
         side = read_sidecar(onnx)  # the sha256 too: never relabel a file that is not its model
     except ModelFileError as err:
-        log.info("taught model not relabelled: %s", err)
+        log.info("taught model not relabelled (%s): it goes as out of date", err.what)
         return False
     vocabulary = list(side["vocabulary"])
     taught = int(side.get("config", {}).get("taught_words", 0))
