@@ -275,15 +275,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def file_error_line(err: OSError) -> str:
     """A file or folder the user's account cannot use (a root-only config, a read-only taught
-    folder, a full disk) as one line: what, why, and whose permission it needs."""
+    folder, a full disk) as one line: what, why, and what to do about that cause."""
+    import errno
     import getpass
 
     why = err.strerror or type(err).__name__
-    return (
-        f"cannot use {err.filename} ({why}) — let the user running earsight "
-        f"({getpass.getuser()}) read and write it, or point earsight elsewhere "
-        "(EARSIGHT_CONFIG, EARSIGHT_DATA, EARSIGHT_TEACH, EARSIGHT_CACHE)"
+    elsewhere = (
+        "point earsight elsewhere (EARSIGHT_CONFIG, EARSIGHT_DATA, EARSIGHT_TEACH, EARSIGHT_CACHE)"
     )
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free some space on its disk, or {elsewhere}"
+    elif err.errno == errno.EROFS:
+        fix = f"its file system is mounted read-only: {elsewhere}"
+    else:
+        fix = (
+            f"let the user running earsight ({getpass.getuser()}) read and write it, or {elsewhere}"
+        )
+    return f"cannot use {err.filename} ({why}) — {fix}"
 
 
 def _reader_went_away() -> int:

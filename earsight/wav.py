@@ -8,6 +8,7 @@ on it).
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -36,12 +37,17 @@ def wav_bytes(wave: np.ndarray, rate: int) -> bytes:
 def write_wav(path: Path, wave: np.ndarray, rate: int) -> None:
     """Write ``wave`` (L,) float at ``rate`` Hz to ``path`` as a 16-bit PCM WAV.
 
-    Raises OSError when the file cannot be written (libsndfile's own error becomes one, with
-    its message), ValueError for a wave that is not one-dimensional.
+    The file is built in memory and written by Python, so a full disk or a read-only folder
+    raises OSError with its errno and words ("[Errno 28] No space left on device"; libsndfile
+    says only "System error."), and a file cut short is removed rather than left half written.
+    ValueError for a wave that is not one-dimensional.
     """
-    import soundfile
-
+    data = wav_bytes(wave, rate)
+    path = Path(path)
     try:
-        soundfile.write(str(path), _pcm_ready(wave), rate, subtype=WAV_SUBTYPE)
-    except RuntimeError as err:  # soundfile.LibsndfileError
-        raise OSError(str(err)) from err
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()  # a 0-byte or cut-off WAV would play as a broken word later
+        raise

@@ -347,3 +347,30 @@ def test_a_mistyped_option_names_its_command_and_the_nearest_option(capsys, argv
     out, err = capsys.readouterr()
     assert done.value.code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith("error: unrecognized arguments: ") and err.rstrip().endswith(expected)
+
+
+@pytest.mark.skipif(
+    subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0,
+    reason="needs a private mount namespace (unshare -m, root) for a full disk",
+)
+def test_a_full_disk_under_out_is_one_line_naming_the_cause_and_leaves_no_stub(tmp_path):
+    """describe --out on a 160 KiB tmpfs: the WAVs that fit are whole, the one that does not is
+    not left as a 0-byte file, and the line says the disk is full (libsndfile's "System error."
+    and a fix about permissions before)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    samples = Path(__file__).resolve().parents[1] / "assets" / "samples" / "cifar10"
+    script = (
+        f'mount -t tmpfs -o size=160k tmpfs "{disk}" && "$@"; rc=$?; '
+        f'for f in "{disk}"/wavs/*.wav; do [ -e "$f" ] && echo "wav $(stat -c %s "$f")"; done; '
+        "exit $rc"
+    )
+    cmd = ["unshare", "-m", "sh", "-c", script, "-", sys.executable, "-m", "earsight.app.cli"]
+    cmd += ["describe", str(samples), "--out", str(disk / "wavs")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1 and "No space left on device" in errors[0], errors
+    assert "free some space" in errors[0] and "System error" not in errors[0], errors
+    sizes = [int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("wav ")]
+    assert sizes and all(size > 44 for size in sizes), done.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +92,14 @@ class Live:
                 break
             time.sleep(0.05)
         return text in self.seen
+
+    def wait_until(self, condition, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        return condition()
 
     def wait(self, timeout: float = 60.0) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -355,6 +364,83 @@ def test_out_dir_with_an_audio_device_says_it_is_not_used(tmp_path, video):
         _, out, err = live.finish()
     assert f"--out-dir {tmp_path / 'wavs'} is only used without one" in out, out + err
     assert "--record DIR" in out, out
+
+
+needs_mounts = pytest.mark.skipif(
+    shutil.which("unshare") is None
+    or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0,
+    reason="needs a private mount namespace (unshare -m, root) for a full or read-only disk",
+)
+NO_AUDIO = "pcm.!default { type hw card 97 }\n"  # no sound card: live writes WAV files
+
+
+def _on_small_disk(disk: Path, fill_kb: int, read_only: bool = False) -> list[str]:
+    """How to start earsight with a fresh 128 KiB tmpfs at ``disk`` (``fill_kb`` of it taken,
+    or read-only), in a private mount namespace; after it exits, each WAV's name and size."""
+    # earsight runs as a child with the terminal as its stdin, and a SIGTERM to the shell is
+    # passed on to it, so a test that fails cannot leave it running (and its pipes open)
+    script = (
+        f'mount -t tmpfs -o size=128k tmpfs "{disk}" && mkdir "{disk}/wavs" && '
+        f'dd if=/dev/zero of="{disk}/fill" bs=1k count={fill_kb} 2>/dev/null && '
+        + (f'mount -o remount,ro "{disk}" && ' if read_only else "")
+        + 'exec 3<&0 && { "$@" <&3 3<&- & pid=$!; trap "kill -TERM $pid" TERM; '
+        "wait $pid; rc=$?; if [ $rc -gt 128 ]; then wait $pid; rc=$?; fi; "
+        f'for f in "{disk}"/wavs/*.wav; do '
+        '[ -e "$f" ] && echo "wav $(basename "$f") $(stat -c %s "$f")"; done; exit $rc; }'
+    )
+    return [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        script,
+        "-",
+        str(Path(sys.executable).with_name("earsight")),
+    ]
+
+
+@needs_mounts
+def test_a_full_wav_folder_is_said_once_and_the_answers_go_on(tmp_path, video):
+    """No sound card, --out-dir on a disk that fills up: each press still prints its word, the
+    fault is one line said once (it was a traceback per press and "System error."), and no
+    empty or cut-off WAV is left."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    args += ("--out-dir", str(disk / "wavs"))
+    with Live(tmp_path, *args, asound=NO_AUDIO, program=_on_small_disk(disk, 100)) as live:
+        assert live.wait_for("ready: press space"), live.seen
+        for n in range(1, 4):
+            live.press(b" ")
+            assert live.wait_until(lambda n=n: len(_answers(live.seen)) >= n, 20), live.seen
+        live.press(b"q")
+        live.press(b"q")
+        live.wait(20)
+        code, out, err = live.finish()
+    assert "Traceback" not in err and "System error" not in out + err, err[-2000:]
+    full = f"cannot write sound files to {disk / 'wavs'}: No space left on device; answers are "
+    assert out.count(full) == 1, out
+    assert "free some space, or pick another --out-dir folder" in out, out
+    assert len(_answers(out)) == 3, out
+    sizes = [int(line.split()[-1]) for line in out.splitlines() if line.startswith("wav ")]
+    assert sizes and all(size > 44 for size in sizes), out  # whole files (clicks fit), no stubs
+    assert code == 0, out + err
+
+
+@needs_mounts
+def test_a_read_only_wav_folder_is_one_line_at_start(tmp_path, video):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    args = ("--source", str(video), "--keys", "terminal", "--no-speech", "--out-dir")
+    program = _on_small_disk(disk, 0, read_only=True)
+    with Live(tmp_path, *args, str(disk / "wavs"), asound=NO_AUDIO, program=program) as live:
+        live.wait(60)
+        code, out, err = live.finish()
+    assert code == 2, out + err
+    assert "Traceback" not in err, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "cannot write sound files to" in lines[0], lines
+    assert "Read-only file system" in lines[0] and "ready" not in out, out + err
 
 
 def _answers(out: str) -> list[str]:

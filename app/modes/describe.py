@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -133,7 +134,11 @@ def write_wav(path: Path, clip: np.ndarray, rate: int) -> None:
     try:
         write_wav_file(path, clip, rate)
     except OSError as err:
-        raise UsageError(f"cannot write {path}: {err}", "check the --out folder") from err
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        fix = (
+            "free some space, or choose another --out folder" if full else "check the --out folder"
+        )
+        raise UsageError(f"cannot write {path}: {err.strerror or err}", fix) from err
 
 
 def _wav_paths(paths: Sequence[Path], out_dir: Path | None) -> list[Path | None]:

@@ -38,8 +38,10 @@ from earsight.app.modes.live_parts import (
     LiveWatcher,
 )
 from earsight.app.sound import earcons
+from earsight.app.sound.devices import AudioUnavailable
 from earsight.app.sound.lines import print_line
 from earsight.app.sound.recorder import Recorder
+from earsight.errors import EarSightError
 
 # app.sound.audio and app.modes.answer are imported where needed, not with this module
 if TYPE_CHECKING:
@@ -172,6 +174,7 @@ class LiveApp:
         self._logged = 0  # timings already reported by _log_latencies
         self._rate = runtime.info.output_rate
         self._click = earcons.capture_click(self._rate)
+        self._sound_problem = ""  # the last "cannot write the sound file" line said
 
     # --- controller side: cheap, never blocks ---------------------------------------------
 
@@ -229,6 +232,8 @@ class LiveApp:
                 continue
             try:
                 self._describe_once(t_key)
+            except EarSightError as err:  # a user-facing fault: its one line, no traceback
+                self.voice.say(f"error: {err}", level=0)
             except Exception as err:  # keep serving presses; say what went wrong
                 log.exception("describe failed")
                 self.voice.say(f"error: {err}", level=0)
@@ -290,10 +295,19 @@ class LiveApp:
         label: str,
         on_first: FirstBufferHook | None = None,
     ) -> None:
-        """Every sound the app plays goes through here: played, and recorded with --record."""
-        self.audio.play(wave, rate, label, on_first=on_first)
-        if self.recorder is not None:
-            self.recorder.sound(wave, rate, label)
+        """Every sound the app plays goes through here: played, and recorded with --record.
+        A sound that cannot be written (the WAV folder full or read-only) is said once, and the
+        press goes on: its word is still printed."""
+        try:
+            self.audio.play(wave, rate, label, on_first=on_first)
+            if self.recorder is not None:
+                self.recorder.sound(wave, rate, label)
+        except AudioUnavailable as err:
+            # Said again only when it changes: one line per press would bury the answers.
+            said = f"{err.what}; answers are printed only"
+            if said != self._sound_problem:
+                self._sound_problem = said
+                self.voice.say(f"{said} — {err.fix}", level=0)
 
     def _soundscape_rate(self) -> int:
         from earsight.app.sound.soundscape import SoundscapeOptions

@@ -3,7 +3,9 @@ for a machine without a sound device or a user who wants the files."""
 
 from __future__ import annotations
 
+import errno
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,11 +41,14 @@ class WavSink:
         option: str = "--out-dir",  # the flag that named the folder, for the fix
     ) -> None:
         self.directory = Path(directory)
+        self.option = option
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".write-test-"):
+                pass  # root ignores mode bits: only a write proves the folder takes files
         except OSError as err:
             raise AudioUnavailable(
-                f"cannot create the folder {self.directory}: {err.strerror or err}",
+                f"cannot write sound files to {self.directory}: {err.strerror or err}",
                 f"pick another {option} folder",
             ) from err
         self.on_first_buffer = on_first_buffer
@@ -68,8 +73,11 @@ class WavSink:
         try:
             write_wav(path, sound, sample_rate)
         except OSError as err:
-            raise AudioUnavailable(
-                f"cannot write {path}: {err}", "check the --out-dir folder"
+            self._next -= 1  # nothing was written under that number
+            fix = "free some space" if err.errno == errno.ENOSPC else "check the folder"
+            raise AudioUnavailable(  # the same line for every file: live says it once
+                f"cannot write sound files to {self.directory}: {err.strerror or err}",
+                f"{fix}, or pick another {self.option} folder",
             ) from err
         self.written.append(path)
         t_written = time.perf_counter()
