@@ -21,6 +21,10 @@ class ModelFileError(EngineError):
     """A model file (.onnx, its sidecar, a .pt checkpoint, an engine plan) is missing or bad."""
 
 
+class ModelFileDamaged(ModelFileError):
+    """An ONNX file whose sha256 is not its sidecar's: replaced or damaged after export."""
+
+
 class InputError(EngineError):
     """Images handed to the runtime have the wrong dtype or shape."""
 

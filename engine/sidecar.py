@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from earsight.engine.errors import ModelFileError
+from earsight.engine.errors import ModelFileDamaged, ModelFileError
 from earsight.engine.sidecar_schema import (
     BATCH_AXIS,
     INPUT_NAME,
@@ -207,11 +207,22 @@ def write_sidecar(onnx_path: Path, sidecar: dict[str, Any]) -> Path:
     return path
 
 
+def restore_fix(onnx_path: Path) -> str:
+    """What to do about a bad model file: a shipped one (inside the installed ``earsight.assets``)
+    is restored by reinstalling; an export of the user's is exported again."""
+    from importlib import resources
+
+    shipped = Path(str(resources.files("earsight.assets"))).resolve()
+    if shipped in Path(onnx_path).resolve().parents:
+        return "it is a shipped file: reinstall EarSight (./install.sh) to restore it"
+    return "re-export it with `earsight export CHECKPOINT -o MODEL.onnx`"
+
+
 def read_sidecar(onnx_path: Path, verify_sha256: bool = True) -> dict[str, Any]:
     """The sidecar of ``onnx_path``, validated (validate_sidecar); a missing, unreadable,
     out-of-range, inconsistent or mismatched one is a one-line ModelFileError."""
     path = sidecar_path(onnx_path)
-    reexport = "re-export it with `earsight export CHECKPOINT -o MODEL.onnx`"
+    reexport = restore_fix(onnx_path)
     if not path.is_file():
         raise ModelFileError(f"no sidecar {path.name} beside {onnx_path}", reexport)
     try:
@@ -225,7 +236,7 @@ def read_sidecar(onnx_path: Path, verify_sha256: bool = True) -> dict[str, Any]:
         what = f"{path.name} is not a valid model sidecar ({err})"
         raise ModelFileError(what[:300], reexport) from err
     if verify_sha256 and side.get("sha256") != sha256_file(onnx_path):
-        raise ModelFileError(
+        raise ModelFileDamaged(
             f"{onnx_path} does not match its sidecar {path.name} (sha256 differs: the file was "
             "replaced or damaged)",
             reexport,

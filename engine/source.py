@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from earsight.engine.errors import ModelFileError
+from earsight.engine.errors import ModelFileDamaged, ModelFileError
 from earsight.engine.sidecar import ModelContract, read_sidecar, sha256_file
 from earsight.trainer.errors import CheckpointError
 
@@ -58,7 +58,15 @@ def read_model(path: Path | str, verify_sha256: bool = True, int8: bool = True) 
     with a warning: see ``_int8_beside``). Every problem with ``path`` itself is a one-line
     ModelFileError.
     """
-    source = _read_one(Path(path).expanduser(), verify_sha256)
+    path = Path(path).expanduser()
+    try:
+        source = _read_one(path, verify_sha256)
+    except ModelFileDamaged as err:
+        intact = _int8_instead_of_damaged(path, verify_sha256) if int8 else None
+        if intact is None:
+            raise
+        log.warning("%s; running its int8 variant %s instead", err, intact.onnx.name)
+        return intact
     if int8 and source.onnx is not None and source.contract.precision != "int8":
         return dataclasses.replace(source, int8=_int8_beside(source, verify_sha256))
     return source
@@ -129,6 +137,24 @@ def _int8_beside(source: ModelSource, verify_sha256: bool) -> ModelSource | None
             path.name,
             source.onnx.name,
         )
+        return None
+    return variant
+
+
+def _int8_instead_of_damaged(path: Path, verify_sha256: bool) -> ModelSource | None:
+    """The intact int8 variant of the same weights beside a damaged ``path``, or None: a model
+    whose fp16 file broke still runs (on every backend, as int8) instead of not at all."""
+    variant_path = int8_variant_path(path)
+    if not variant_path.is_file():
+        return None
+    try:
+        variant = _read_one(variant_path, verify_sha256)
+        damaged_side = read_sidecar(path, verify_sha256=False)  # its record of the weights
+    except ModelFileError:
+        return None
+    theirs = variant.sidecar or {}
+    same = _same_weights(damaged_side.get("checkpoint", {}), theirs.get("checkpoint", {}))
+    if not same or not _same_config(damaged_side.get("config") or {}, theirs.get("config") or {}):
         return None
     return variant
 

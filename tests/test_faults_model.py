@@ -143,6 +143,34 @@ def test_an_int8_variant_onnx_runtime_cannot_load_falls_back_to_the_model(tmp_pa
     assert probs.shape == (1, 10) and np.isfinite(waves).all()
 
 
+def test_a_damaged_model_runs_its_intact_int8_variant_and_says_so(tmp_path, caplog):
+    """64 bytes of the fp16 file flipped: the CPU's own file, the int8 variant, still runs (it
+    stopped describe, doctor and live); asked for the fp16 file alone, the error stands."""
+    model = _copy_model(tmp_path, "cifar10-ad")
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    model.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="earsight.engine.source"):
+        rt = load(model, backend="onnx-cpu", options=ONE_THREAD)
+    assert rt.info.model.name == "cifar10-ad.int8.onnx" and rt.info.precision == "int8"
+    said = [r.getMessage() for r in caplog.records]
+    assert any("sha256 differs" in m and "running its int8 variant" in m for m in said), said
+    _, probs = rt(np.zeros((32, 32, 3), np.uint8))
+    assert probs.shape == (1, 10)
+    with pytest.raises(ModelFileError, match="sha256 differs"):
+        load(model, backend="onnx-cpu", options=RuntimeOptions(threads=1, cpu_int8=False))
+    (tmp_path / "cifar10-ad.int8.onnx").unlink()  # nothing intact left: the error stands
+    with pytest.raises(ModelFileError, match="re-export it"):
+        load(model, backend="onnx-cpu", options=ONE_THREAD)
+
+
+def test_a_damaged_shipped_file_says_to_reinstall_not_to_re_export():
+    from earsight.engine.sidecar import restore_fix
+
+    assert "reinstall EarSight" in restore_fix(MODELS / "cifar10-ad.onnx")
+    assert "re-export" in restore_fix(Path("/tmp/mine.onnx"))
+
+
 def test_bench_names_the_file_each_row_times_and_the_one_describe_runs(tmp_path):
     from earsight.engine.bench import run_bench
     from earsight.engine.bench_measure import BenchOptions
