@@ -359,14 +359,27 @@ def test_evdev_key_names_map_to_codes() -> None:
         evdev_codes({"KEY_NOPE": Action.DESCRIBE})
 
 
-def test_evdev_unavailable_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evdev_waits_for_a_device_not_there_yet_and_refuses_what_cannot_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog
+) -> None:
     pytest.importorskip("evdev", reason="python-evdev is not installed")
-    with pytest.raises(ControllerUnavailable, match="/dev/input/event99") as err:
-        EvdevController(Recorder(), device="/dev/input/event99").start()
-    assert "\n" not in str(err.value)
+    waiting = EvdevController(Recorder(), device="/dev/input/event99")
+    with caplog.at_level(logging.WARNING, logger="earsight.app.keys.evdev"):
+        waiting.start()  # a button that connects later: waited for, not an error
+    assert waiting.running
+    waiting.stop()
+    assert not waiting.running
+    said = [r.getMessage() for r in caplog.records]
+    assert said and said[0].startswith("input device /dev/input/event99 is not there yet"), said
     if not list(Path("/dev/input").glob("event*")):
-        with pytest.raises(ControllerUnavailable, match="no readable input device"):
-            EvdevController(Recorder()).start()
+        scanning = EvdevController(Recorder()).start()
+        assert scanning.running
+        scanning.stop()
+    not_a_device = tmp_path / "event0"
+    not_a_device.write_text("")  # there, but not an input device: no waiting makes it one
+    with pytest.raises(ControllerUnavailable, match=str(not_a_device)) as err:
+        EvdevController(Recorder(), device=str(not_a_device)).start()
+    assert "\n" not in str(err.value)
     monkeypatch.setitem(sys.modules, "evdev", None)  # as if python-evdev were not installed
     with pytest.raises(ControllerUnavailable, match="install python-evdev"):
         EvdevController(Recorder()).start()

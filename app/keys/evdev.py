@@ -67,8 +67,14 @@ def evdev_codes(keys: Mapping[str, Action]) -> dict[int, Action]:
     return {ecodes[name]: action for name, action in keys.items()}
 
 
+class NoInputDeviceYet(ControllerUnavailable):
+    """The input device is not there (yet): a Bluetooth button that connects after boot."""
+
+
 class EvdevController(ThreadController):
-    """Key presses from a Linux input device; reopens it when a Bluetooth button reconnects."""
+    """Key presses from a Linux input device; reopens it when a Bluetooth button reconnects,
+    and waits for one that is not there yet at start (a service starts before the button
+    connects: failing would restart the service forever, as a missing camera would not)."""
 
     kind = "evdev"
 
@@ -88,8 +94,14 @@ class EvdevController(ThreadController):
 
     def start(self) -> EvdevController:
         self._codes = evdev_codes(self._keys)
-        self._device = self._open()
-        log.info("keys from %s (%s)", self._device.path, self._device.name)
+        try:
+            self._device = self._open()
+            log.info("keys from %s (%s)", self._device.path, self._device.name)
+        except NoInputDeviceYet as err:
+            log.warning(
+                "%s: waiting for it, retrying every %.0f s (%s)", err.what, RETRY_S, err.fix
+            )
+            self._device = None
         self._start_thread()
         return self
 
@@ -102,6 +114,11 @@ class EvdevController(ThreadController):
             except OSError as err:
                 if not self._path:  # scanning: a device that just vanished is not the one
                     continue
+                if isinstance(err, FileNotFoundError):
+                    raise NoInputDeviceYet(
+                        f"input device {path} is not there yet",
+                        "if the name is wrong, see ls /dev/input/by-id",
+                    ) from err
                 fix = _EVDEV_PERM if isinstance(err, PermissionError) else _EVDEV_HINT
                 raise ControllerUnavailable(f"cannot read input device {path}", fix) from err
             codes = device.capabilities().get(evdev.ecodes.EV_KEY, [])
@@ -110,11 +127,15 @@ class EvdevController(ThreadController):
                     device.grab()
                 return device
             device.close()
-        raise ControllerUnavailable("no readable input device with a known key", _EVDEV_HINT)
+        raise NoInputDeviceYet(
+            "no input device with a known key yet", "a Bluetooth button may connect later"
+        )
 
     def _run(self) -> None:
         evdev = _evdev()
         while not self._stop.is_set():
+            if self._device is None and not self._wait_for_device():
+                break
             try:
                 self._read_events(evdev)
             except OSError as err:  # ENODEV: unplugged / out of Bluetooth range
@@ -122,14 +143,18 @@ class EvdevController(ThreadController):
                 with contextlib.suppress(OSError):
                     self._device.close()
                 self._device = None
-                while not self._stop.wait(RETRY_S):
-                    with contextlib.suppress(ControllerUnavailable):
-                        self._device = self._open()
-                        log.warning("input device back: %s", self._device.path)
-                        break
         if self._device is not None:
             with contextlib.suppress(OSError):
                 self._device.close()
+
+    def _wait_for_device(self) -> bool:
+        """Open the device once it is there (retrying every RETRY_S); False when stopped."""
+        while not self._stop.wait(RETRY_S):
+            with contextlib.suppress(ControllerUnavailable):
+                self._device = self._open()
+                log.warning("input device ready: %s (%s)", self._device.path, self._device.name)
+                return True
+        return False
 
     def _read_events(self, evdev: Any) -> None:
         while self._wait_readable(self._device.fd):
