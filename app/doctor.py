@@ -35,6 +35,7 @@ class Check:
     detail: str
     fix: str = ""
     required: bool = True
+    silent: bool = False  # live would run, but without sound (no audio output device)
 
     def line(self) -> str:
         mark = "ok  " if self.ok else ("FAIL" if self.required else "--  ")
@@ -108,7 +109,7 @@ def check_audio(options: LiveOptions) -> Check:
     except AudioUnavailable as err:
         fix = "plug in headphones or a speaker to hear it; --out-dir DIR picks the folder"
         detail = f"{err.what}; live will write WAV files to {wavs} instead"
-        return Check("audio", bool(options.out_dir), detail, fix, required=False)
+        return Check("audio", bool(options.out_dir), detail, fix, required=False, silent=True)
     out.close()
     return Check("audio", True, f"output device {options.audio_device or 'default'} opens")
 
@@ -158,10 +159,20 @@ def check_keys(options: LiveOptions) -> Check:
             keymap=KeyMap(describe=options.hotkey),
             evdev_device=options.evdev_device,
         )
-        controller.start()
+        quiet = logging.getLogger("earsight.app.keys")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # the check line says it, once
+        try:
+            controller.start()
+        finally:
+            quiet.setLevel(level)
+        waiting = getattr(controller, "waiting", None)  # evdev: a button not connected yet
         controller.stop()
     except EarSightError as err:
         return Check("keys", False, err.what, err.fix)
+    if waiting:
+        fix = "connect or pair the button; if the name is wrong, see ls /dev/input/by-id"
+        return Check("keys", False, f"{waiting}: live waits for it", fix, required=False)
     return Check("keys", True, f"{kind}: {options.hotkey.upper() if kind == 'hotkey' else 'ok'}")
 
 
@@ -245,7 +256,7 @@ CHECKS: tuple[Callable[[LiveOptions], Check], ...] = (
 
 def run_doctor(options: LiveOptions, printer: Callable[[str], None] = print) -> int:
     """Print one line per check; 0 when `live` can run, 1 otherwise."""
-    failed = False
+    failed, heard = False, True
     for check in CHECKS:
         try:
             result = check(options)
@@ -253,5 +264,11 @@ def run_doctor(options: LiveOptions, printer: Callable[[str], None] = print) -> 
             result = Check(check.__name__.removeprefix("check_"), False, f"check crashed: {err}")
         printer(result.line())
         failed |= result.required and not result.ok
-    printer("live can run" if not failed else "live cannot run: fix the FAIL lines above")
+        heard &= not result.silent
+    if failed:
+        printer("live cannot run: fix the FAIL lines above")
+    elif not heard:
+        printer("live can run, but nobody will hear it: no audio output (see the audio line)")
+    else:
+        printer("live can run")
     return 1 if failed else 0

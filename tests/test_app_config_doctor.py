@@ -169,6 +169,21 @@ def test_doctor_passes_with_a_camera_and_an_audio_device(tmp_path):
     assert lines[-1] == "live can run"
 
 
+def test_doctor_says_a_button_not_connected_yet_is_waited_for(tmp_path):
+    pytest.importorskip("evdev")
+    device = "/dev/input/by-id/usb-button-not-yet-event-kbd"
+    proc = _earsight(
+        "doctor", "--source", str(SAMPLES), "--keys", "evdev", "--evdev-device", device,
+        alsa=tmp_path / "asound.conf",
+    )  # fmt: skip
+    mentions = [line for line in proc.stdout.splitlines() if device in line]
+    assert mentions == [
+        f"--   keys: input device {device} is not there yet: live waits for it — connect or "
+        "pair the button; if the name is wrong, see ls /dev/input/by-id"
+    ], proc.stdout
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "live can run", proc.stdout
+
+
 def test_doctor_says_there_is_no_microphone_and_live_still_runs(tmp_path):
     # No sound card at all: WAV files instead of sound, no microphone for teach mode, and live
     # can still run (a taught word's sound can also be a WAV file or espeak-ng).
@@ -179,7 +194,11 @@ def test_doctor_says_there_is_no_microphone_and_live_still_runs(tmp_path):
     lines = proc.stdout.splitlines()
     mic = next(line for line in lines if "microphone:" in line)
     assert mic.startswith("--   microphone: no microphone") and "--voice-file" in mic, mic
-    assert proc.returncode == 0 and lines[-1] == "live can run", proc.stdout
+    # a wearable without sound is of no use to its user: the summary does not say all is well
+    assert proc.returncode == 0, proc.stdout
+    assert (
+        lines[-1] == "live can run, but nobody will hear it: no audio output (see the audio line)"
+    )
     # without --out-dir too: live writes WAV files to the user data folder, so doctor agrees
     no_card = "pcm.!default { type hw card 97 }\n"
     proc = _earsight("doctor", "--source", str(SAMPLES), alsa=tmp_path / "a.conf", card=no_card)

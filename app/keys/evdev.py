@@ -91,6 +91,7 @@ class EvdevController(ThreadController):
         self._grab = grab  # exclusive: the button's keys stop reaching the console/desktop
         self._codes: dict[int, Action] = {}
         self._device: Any = None
+        self._waiting = ""  # NoInputDeviceYet's words while there is no device
 
     def start(self) -> EvdevController:
         self._codes = evdev_codes(self._keys)
@@ -98,12 +99,18 @@ class EvdevController(ThreadController):
             self._device = self._open()
             log.info("keys from %s (%s)", self._device.path, self._device.name)
         except NoInputDeviceYet as err:
+            self._waiting = err.what
             log.warning(
                 "%s: waiting for it, retrying every %.0f s (%s)", err.what, RETRY_S, err.fix
             )
             self._device = None
         self._start_thread()
         return self
+
+    @property
+    def waiting(self) -> str | None:
+        """Why no device is open yet (live waits for it), or None once one is."""
+        return self._waiting if self._device is None else None
 
     def _open(self) -> Any:
         evdev = _evdev()
