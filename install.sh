@@ -122,6 +122,16 @@ if [ "$SERVICE" = 1 ]; then
   $SUDO "$PREFIX/.venv/bin/python" -m compileall -q "$PREFIX/earsight" "$PREFIX/app" "$PREFIX/engine" "$PREFIX/trainer" >/dev/null
   $SUDO chown -R root:root "$PREFIX"
   $SUDO chmod -R go-w "$PREFIX"
+  # The venv's python is a link to the interpreter it was made with: one under /root (pyenv)
+  # or a home folder cannot be run by the service user, and the service would fail with
+  # "Permission denied" while this script said all was well.
+  if ! (cd / && $SUDO setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --init-groups \
+      env HOME=/var/lib/earsight "$PREFIX/.venv/bin/python" -c "import earsight.app.cli") >/dev/null 2>&1; then
+    echo "install.sh: the user $SERVICE_USER cannot run $PREFIX/.venv/bin/python" \
+      "(it is $(readlink -f "$PREFIX/.venv/bin/python"): a Python under /root or a home folder?)" \
+      "— remove $PREFIX/.venv and run again with PYTHON=/usr/bin/python3" >&2
+    exit 1
+  fi
   $SUDO mkdir -p /etc/earsight
   if [ ! -f /etc/earsight/config.toml ]; then
     printf '%s\n' "# earsight live options for the service (see \`earsight live --help\`), e.g." \
@@ -131,8 +141,21 @@ if [ "$SERVICE" = 1 ]; then
   sed "s#@EARSIGHT_HOME@#$PREFIX#g" assets/earsight.service \
     | $SUDO tee /etc/systemd/system/earsight.service >/dev/null
   $SUDO systemctl daemon-reload && $SUDO systemctl enable --now earsight.service
-  say "systemd unit installed, enabled and started: earsight.service (user $SERVICE_USER, code in $PREFIX)"
+  sleep 5  # a start-up fault (a bad config, a model it cannot read) ends it within seconds
+  if ! $SUDO systemctl is-active --quiet earsight.service; then
+    echo "install.sh: earsight.service is installed and enabled but did not stay up:" \
+      "journalctl -u earsight -n 20 says why; fix it, then: sudo systemctl restart earsight" >&2
+    exit 1
+  fi
+  say "systemd unit installed, enabled and running: earsight.service (user $SERVICE_USER, code in $PREFIX)"
   say "its lines: journalctl -u earsight -f; after editing its options: sudo systemctl restart earsight"
   say "options for it: /etc/earsight/config.toml; check it: systemd-analyze security earsight"
 fi
-if [ "$SERVICE" = 1 ]; then say "done. Try: ${PREFIX}/.venv/bin/earsight doctor"; else say "done. Try: .venv/bin/earsight --help"; fi
+if [ "$SERVICE" = 1 ]; then
+  # the service's own view: its user, its config file, its keys (not root's, not a terminal)
+  say "done. Check it as the service sees it: sudo systemctl stop earsight; sudo -u $SERVICE_USER env" \
+    "HOME=/var/lib/earsight EARSIGHT_CONFIG=/etc/earsight/config.toml ${PREFIX}/.venv/bin/earsight" \
+    "doctor --keys evdev; sudo systemctl start earsight"
+else
+  say "done. Try: .venv/bin/earsight --help"
+fi

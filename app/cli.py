@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from earsight import paths
 from earsight.app.commands import add_doctor, add_live, add_soundscape
 from earsight.app.engine_commands import (
     add_bench,
@@ -139,6 +140,11 @@ def _add_teach(sub: argparse._SubParsersAction) -> None:
         "--source", help="camera (0, /dev/video0, csi://0, rtsp://…), video, folder"
     )
     photos.add_argument("--photos", type=Path, metavar="DIR", help="use these photos, no camera")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help=f"config file whose source is the camera (default {paths.config_file()})",
+    )
     voice = p.add_mutually_exclusive_group()
     voice.add_argument("--voice-file", type=Path, metavar="WAV", help="the word's sound")
     voice.add_argument("--espeak-voice", metavar="VOICE", help="espeak-ng says it (e.g. en-gb)")

@@ -38,6 +38,7 @@ def teach(
         "OMP_NUM_THREADS": "1",
         "EARSIGHT_TEACH": str(tmp / "taught"),
         "EARSIGHT_CACHE": str(tmp / "cache"),
+        "EARSIGHT_CONFIG": str(tmp / "config.toml"),  # none unless a test writes one
     }
     # Store only: learning (minutes) is tested in tests/test_teach_learn.py.
     cmd = [*(prefix or []), *EARSIGHT, "teach", *args, *["--no-learn"] * store_only]
@@ -132,6 +133,24 @@ def test_teach_from_a_video_camera_says_each_step_and_stores_the_word(taught: Pa
     listing = teach(taught, "--list", "--no-speech")
     assert listing.returncode == 0
     assert "mug: 10 photos, voice espeak-ng en-gb" in listing.stdout
+
+
+def test_the_camera_is_the_config_files_source_as_for_live(taught: Path):
+    """A service's camera is named in its config file (source = "/dev/v4l/by-id/…"): teach run
+    as that user must use it, not camera 0. --config names the file; --source still wins."""
+    (taught / "mine.toml").write_text(f'source = "{taught / "turn.avi"}"\n')
+    done = teach(
+        taught, "cup", "--config", str(taught / "mine.toml"), "--espeak-voice", "en-gb", *FAST
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stored 'cup': 10 photos" in done.stdout, done.stdout
+    (taught / "config.toml").write_text('source = "/dev/video-none"\n')  # EARSIGHT_CONFIG's
+    wins = teach(
+        taught, "jug", "--source", str(taught / "turn.avi"), "--espeak-voice", "en-gb", *FAST
+    )
+    assert wins.returncode == 0 and "stored 'jug': 10 photos" in wins.stdout, wins.stderr[-2000:]
+    used = teach(taught, "pot", "--espeak-voice", "en-gb", *FAST)  # the file's camera: absent
+    assert used.returncode == 2 and "/dev/video-none" in used.stderr, used.stdout + used.stderr
 
 
 def test_the_steps_are_printed_in_order(tmp_path: Path):

@@ -261,6 +261,16 @@ def learn_or_say_why_not(
     say("live and describe use the shipped words until the words are learned")
 
 
+def _camera(args: argparse.Namespace) -> str | None:
+    """--source, else the config file's ``source`` (the camera live uses: a service's
+    /etc/earsight/config.toml names it), else None (camera 0). Not read for --photos."""
+    if args.source is not None or args.photos is not None:
+        return args.source
+    from earsight.app.config import resolve_options
+
+    return resolve_options({}, getattr(args, "config", None)).source
+
+
 def run_teach(args: argparse.Namespace) -> int:
     """The ``earsight teach`` command; errors are also spoken, then raised for cli.main."""
     from earsight.app.modes.teach_words import change_word, list_words
@@ -279,7 +289,7 @@ def run_teach(args: argparse.Namespace) -> int:
         else:
             request = TeachRequest(
                 args.word,
-                args.source,
+                _camera(args),
                 args.photos,
                 args.voice_file,
                 args.espeak_voice,
