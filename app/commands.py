@@ -288,6 +288,20 @@ def _speak_start_error(err: EarSightError, args: argparse.Namespace) -> None:
         voice.close()
 
 
+def source_identity(source: str) -> str:
+    """What ``source`` opens, so that one camera has one name: ``0`` and ``/dev/video0`` and a
+    ``/dev/v4l/by-id/…`` link to it, or ``cat.avi`` and its absolute path, are one source.
+    URIs (rtsp://, csi://) are their own names."""
+    import os
+
+    text = source.strip()
+    if text.isdecimal():
+        text = f"/dev/video{int(text)}"  # OpenCV's index N is V4L2's /dev/videoN
+    if "://" in text:
+        return text
+    return os.path.realpath(os.path.expanduser(text))
+
+
 @contextlib.contextmanager
 def one_live_per_source(source: str) -> Iterator[None]:
     """Refuse a second ``earsight live`` on the same camera: two would answer every press in
@@ -303,10 +317,11 @@ def one_live_per_source(source: str) -> Iterator[None]:
         "stop it first (q, or Ctrl-C in its terminal; `systemctl stop earsight` for the "
         "service), or give another --source",
     )
+    key = source_identity(source)
     with contextlib.ExitStack() as held:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            lock = folder / f"{hashlib.sha256(source.encode()).hexdigest()[:16]}.lock"
+            lock = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
             held.enter_context(exclusive(lock, 0.0, busy))
         except OSError as err:  # a read-only cache: run unguarded rather than not at all
             log.debug("no single-instance guard (%s)", err)

@@ -337,19 +337,33 @@ def test_a_bad_config_file_is_spoken_not_only_printed(tmp_path):
 
 def test_a_second_live_on_the_same_camera_is_one_line(tmp_path, video):
     # two would answer every press in two voices (desktop keys reach both)
-    args = ("--source", str(video), "--loop", "--keys", "terminal", "--no-speech")
+    # ... also when the second names it another way (a link; `0` and /dev/video0 alike)
+    args = ("--loop", "--keys", "terminal", "--no-speech")
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    with Live(tmp_path / "a", *args) as first:
+    link = tmp_path / "camera.avi"
+    link.symlink_to(video)
+    with Live(tmp_path / "a", "--source", str(video), *args) as first:
         assert first.wait_for("ready: press space"), first.seen
-        with Live(tmp_path / "b", *args) as second:
+        with Live(tmp_path / "b", "--source", str(link), *args) as second:
             second.wait(60)
             code, out, err = second.finish()
         assert code == 2 and err.count("\n") == 1, out + err
-        busy = f"error: another earsight live is already running on --source {video}"
+        busy = f"error: another earsight live is already running on --source {link}"
         assert err.startswith(busy), err
         assert first.proc.poll() is None  # the first one goes on
         code, _, _ = first.finish()
     assert code == 0
+
+
+def test_one_camera_has_one_identity_however_it_is_named(tmp_path, monkeypatch):
+    from earsight.app.commands import source_identity
+
+    assert source_identity("0") == source_identity("/dev/video0")
+    assert source_identity("1") != source_identity("0")
+    (tmp_path / "cat.avi").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert source_identity("cat.avi") == source_identity(str(tmp_path / "cat.avi"))
+    assert source_identity("rtsp://cam/1") == "rtsp://cam/1"
 
 
 def test_a_press_during_start_up_is_answered_when_ready(tmp_path, video):
