@@ -103,7 +103,8 @@ def read_config(path: Path, required: bool = False) -> dict[str, Any]:
     except UnicodeDecodeError:  # UTF-16 (Notepad's "Unicode"), Latin-1: TOML is UTF-8
         raise ConfigError(
             f"config file {path} is not UTF-8 text",
-            "save it again as UTF-8 (in Notepad: Save as, Encoding UTF-8)",
+            "save it again as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8; in Notepad: Save as, "
+            "Encoding UTF-8)",
         ) from None
     try:
         data = tomllib.loads(text)
@@ -160,7 +161,7 @@ def _check_type(path: Path, key: str, value: Any, annotation: str) -> None:
         return
     number = isinstance(value, int | float) and not isinstance(value, bool)
     quoted = f'"{value}"' if number else '"text"'  # source = 0 → source = "0"
-    example = {"str": quoted, "bool": "true or false", "int": "a whole number"}
+    example = {"str": quoted, "bool": "true", "int": "2"}
     kinds = {"str": "text in quotes", "bool": "true or false", "int": "a whole number"}
     wanted = " or ".join(kinds.get(name, "a number") for name in names)
     raise ConfigError(

@@ -41,8 +41,11 @@ def test_missing_default_config_file_means_defaults(tmp_path, monkeypatch):
         ("threshold = 3.0\n", "threshold must be in 0..1"),
         ('threshold = "high"\n', "threshold must be a number, got 'high'"),
         ('loop = "no"\n', "loop must be true or false, got 'no'"),  # a non-empty string is truthy
-        ("verbosity = true\n", "verbosity must be a whole number, got True"),
-        ("int8 = 1\n", "int8 must be true or false, got 1"),
+        (
+            "verbosity = true\n",
+            "verbosity must be a whole number, got True — write e.g. verbosity = 2",
+        ),
+        ("int8 = 1\n", "int8 must be true or false, got 1 — write e.g. int8 = true"),
         ("mode = 'video'\n", "mode must be one of"),
         ("hotkey = 'F8'\n", "hotkey 'F8' is already the teach key"),
         ("threads = 0\n", "threads must be 1 or more, got 0"),
