@@ -160,7 +160,13 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         f"(default {','.join(DEFAULT_BACKENDS)}; "
         "with --e2e: onnx-cpu,torch)",
     )
-    p.add_argument("--batches", type=int_list, default=DEFAULT_BATCHES, help="e.g. 1,8,64,256")
+    p.add_argument(
+        "--batches",
+        type=int_list,
+        default=DEFAULT_BATCHES,
+        help=f"default {','.join(map(str, DEFAULT_BATCHES))} (large ones need GiBs on a CPU); "
+        "on a GPU e.g. 1,8,64,256",
+    )
     p.add_argument("--iters", type=positive_int, default=d.iters, help="timed runs per batch")
     p.add_argument(
         "--warmup", type=non_negative_int, default=d.warmup, help="untimed runs per batch"
