@@ -44,6 +44,12 @@ class WavSink:
         self.option = option
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AudioUnavailable(
+                f"cannot create the folder {self.directory}: {err.strerror or err}",
+                f"pick another {option} folder",
+            ) from err
+        try:
             with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".write-test-"):
                 pass  # root ignores mode bits: only a write proves the folder takes files
         except OSError as err:
