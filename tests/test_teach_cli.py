@@ -396,6 +396,9 @@ def test_learn_with_nothing_taught_says_only_that(tmp_path: Path):
         (["--rename", "cup", "tea"], ["'cup' is not a taught word"]),
         (["--rename", "mug", "a.b"], ["characters a word cannot have"]),
         (["--rename", "mug", "mug"], ["'mug' is already called that"]),
+        # a second "truck" beside the shipped one split every truck's answer in two
+        (["Truck", "--espeak-voice", "en-us"], ["'truck' is already one of the model's words"]),
+        (["--rename", "mug", "cat"], ["'cat' is already one of the model's words", "'my cat'"]),
         (["cup", "--espeak-voice", "xx-nope"], ["espeak-ng could not speak", "xx-nope"]),
         (["cup", "--voice-file", "/nonexistent/cup.wav"], ["cannot read the voice file"]),
         (["cup", "--voice-file", "{silent}"], ["is silent", "closer to the microphone"]),

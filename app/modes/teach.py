@@ -261,6 +261,27 @@ def learn_or_say_why_not(
     say("live and describe use the shipped words until the words are learned")
 
 
+def check_not_shipped(word: str) -> None:
+    """TeachInputError when ``word`` is (capitals aside) one of the default model's own words,
+    which a taught model keeps: a second "cat" beside the shipped one splits every cat's answer
+    between the two, and real cats become "not sure". A model that cannot be read: no check."""
+    from earsight.app.models import DEFAULT_MODEL, resolve_model
+    from earsight.engine.sidecar import read_sidecar
+
+    try:
+        vocabulary = read_sidecar(resolve_model(DEFAULT_MODEL), verify_sha256=False)["vocabulary"]
+    except (EarSightError, KeyError):
+        return
+    folded = " ".join(str(word).split()).casefold()
+    same = next((w for w in vocabulary if w.casefold() == folded), None)
+    if same is not None:
+        raise TeachInputError(
+            f"{same!r} is already one of the model's words: a second {same!r} would split its "
+            "answers in two",
+            f"teach it under a name of its own, e.g. 'my {same}'",
+        )
+
+
 def _camera(args: argparse.Namespace) -> str | None:
     """--source, else the config file's ``source`` (the camera live uses: a service's
     /etc/earsight/config.toml names it), else None (camera 0). Not read for --photos."""
@@ -282,11 +303,15 @@ def run_teach(args: argparse.Namespace) -> int:
         if args.list:
             list_words(store, voice.say)
         elif args.forget is not None or args.rename is not None:
+            if args.rename is not None and args.base is None:
+                check_not_shipped(args.rename[1])
             if change_word(store, args.forget, args.rename, voice.say):
                 relearn_after_change(store, voice.say, args.learn_now, args.base, args.voice_steps)
         elif args.learn:
             learn_words(store, voice.say, args.base, args.voice_steps)
         else:
+            if not args.more and args.base is None:  # another base has words of its own
+                check_not_shipped(args.word)
             request = TeachRequest(
                 args.word,
                 _camera(args),

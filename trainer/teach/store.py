@@ -16,9 +16,9 @@ all-or-nothing: a new word is built in a hidden ``.tmp-*`` folder beside the oth
 fsynced, then renamed into place, so a crash or a full disk leaves the word complete or absent,
 and never touches another word. Hidden leftovers of a crash are removed by the next change.
 
-A word may also be in the shipped model's vocabulary ("cat" for the user's own cat): the store
-does not know about models; learning treats the taught photos and voice as the user's version
-of that word.
+The store does not know about models: `earsight teach` refuses a word that is one of the
+default model's own (app/modes/teach.py, check_not_shipped), since a second "cat" would split
+every cat's answer in two.
 """
 
 from __future__ import annotations
