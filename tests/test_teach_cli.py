@@ -241,7 +241,7 @@ def test_forget_and_rename(taught: Path):
     (root / ".model" / "taught.onnx").write_bytes(b"knows 'my mug'")
     done = teach(taught, "--forget", "My Mug", "--no-speech")
     assert done.returncode == 0 and "forgot 'my mug'" in done.stdout
-    assert "no longer matches the taught words: removed" in done.stdout
+    assert "the learned model still said 'my mug': removed; live and describe use" in done.stdout
     assert "no taught words left: live and describe use the shipped words" in done.stdout
     assert not (root / ".model").exists() and not list(root.glob(".tmp*"))
     assert "no words taught yet" in teach(taught, "--list", "--no-speech").stdout
@@ -714,3 +714,27 @@ def test_ctrl_c_while_teaching_says_nothing_was_stored(tmp_path: Path):
         == "interrupted: nothing of 'cup' was stored — run the same `earsight teach` again"
     )
     assert not (tmp_path / "taught" / "cup").exists()
+
+
+def test_ctrl_c_while_learning_says_what_answers_meanwhile(tmp_path: Path, monkeypatch):
+    """After --forget the learned model is gone: a Ctrl-C in the learn that follows said "the
+    learned model is as it was", heard as "nothing lost", while nothing taught was answered."""
+    import earsight.trainer.teach.fit as teach_fit_module
+    from earsight.app.modes.teach import learn_words
+    from earsight.errors import Interrupted
+    from earsight.trainer.teach.store import TeachStore, taught_model_path
+
+    def ctrl_c(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teach_fit_module, "teach_fit", ctrl_c)
+    store = TeachStore(tmp_path / "taught")
+    tone = 0.5 * np.sin(np.arange(11_025) * 2 * np.pi * 440 / 22_050)
+    store.add_word("mug", [_object(0)], tone, 22_050, "file")
+    with pytest.raises(Interrupted, match="none is learned, so live and describe use the shipped"):
+        learn_words(store, lambda line: None)
+    model = taught_model_path(store.root)
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"a learned model")
+    with pytest.raises(Interrupted, match="the learned model is as it was"):
+        learn_words(store, lambda line: None)

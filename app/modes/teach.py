@@ -169,10 +169,12 @@ def learn_words(
         try:
             report = teach_fit(store, base, out_dir, progress or say, options)
         except KeyboardInterrupt:  # the model is written last, whole (or not at all)
-            raise Interrupted(
-                "the taught words are kept and the learned model is as it was",
-                "`earsight teach --learn` learns them",
-            ) from None
+            if taught_model_path(store.root).is_file():
+                kept = "the taught words are kept and the learned model is as it was"
+            else:  # after --forget or --rename there is none: "as it was" would mislead
+                kept = "the taught words are kept; none is learned, so live and describe use "
+                kept += "the shipped words"
+            raise Interrupted(kept, "`earsight teach --learn` learns them") from None
     for line in report_lines(report):
         say(line)
     meanwhile = [w.name for w in store.words() if w.name not in report.words]

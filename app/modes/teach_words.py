@@ -134,5 +134,9 @@ def change_word(
         if learned and folder is not None and folder.name not in learned:
             return False  # the learned model never said it: it stays as it is
         if store.drop_model():
-            say("the taught model no longer matches the taught words: removed")
+            said = folder.name if folder is not None else forget or rename[0]
+            say(
+                f"the learned model still said {said!r}: removed; live and describe use the "
+                "shipped words until the words left are learned again"
+            )
     return True
