@@ -226,6 +226,36 @@ def test_photos_the_model_already_names_get_a_note_naming_that_word(tmp_path: Pa
     assert TeachStore(tmp_path / "taught").word("kitty").photo_count == 6
 
 
+def test_a_phone_folder_says_what_it_skipped_and_one_photo_is_too_few(tmp_path: Path, spoken):
+    """A phone's folder: an iPhone's .HEIC and a .MOV beside the JPEGs are said (they were
+    skipped in silence), blurred photos in one line, not one line each; one photo alone is
+    refused for a new word (it was stored, and the word then took over other things)."""
+    pics = tmp_path / "phone"
+    (pics / "DCIM").mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(pics / f"IMG_{i}.JPG"), cv2.GaussianBlur(_object(30.0 * i), (31, 31), 12))
+    (pics / "IMG_9.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (pics / "IMG_8.MOV").write_bytes(b"\x00")
+    wav = write_wav(tmp_path / "cup.wav", spoken)
+    done = teach(tmp_path, "cup", "--photos", str(pics), "--voice-file", str(wav))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    heic = "(HEIC cannot be read here: save them as JPEG)"
+    assert f"skipped 2 files that are not a photo: .heic, .mov {heic}" in lines, lines
+    assert "not read: the folder DCIM inside it" in lines, lines
+    blurred = [line for line in lines if "blurred" in line]
+    assert blurred == ["IMG_0.JPG, IMG_1.JPG, IMG_2.JPG and 1 more look blurred; kept"], lines
+    one = tmp_path / "one"
+    one.mkdir()
+    cv2.imwrite(str(one / "a.png"), _object(0))
+    before = snapshot(tmp_path / "taught")
+    done = teach(tmp_path, "jug", "--photos", str(one), "--voice-file", str(wav))
+    one_line_error(done, "only 1 photo in", "3 is the least", "10 or more")
+    assert snapshot(tmp_path / "taught") == before
+    more = teach(tmp_path, "cup", "--more", "--photos", str(one))  # more views: any number
+    assert more.returncode == 0 and "added 1 photo of 'cup': 5 in all" in more.stdout, more.stdout
+
+
 def test_forget_and_rename(taught: Path):
     root = taught / "taught"
     listed = teach(taught, "--list", "--no-speech").stdout  # stored with --no-learn
@@ -628,7 +658,8 @@ def test_a_full_disk_is_one_line_and_keeps_every_taught_word(tmp_path, spoken):
     teaching 'cup' from 8 noise photos (~1.3 MB each as JPEG 95) and adding them to 'mug' do not."""
     small, big = tmp_path / "small", tmp_path / "big"
     small.mkdir(), big.mkdir()
-    cv2.imwrite(str(small / "a.png"), _object(0))
+    for i in range(3):  # the least a new word is taught from
+        cv2.imwrite(str(small / f"a{i}.png"), _object(40.0 * i))
     rng = np.random.default_rng(0)
     for i in range(8):
         cv2.imwrite(str(big / f"n{i}.png"), rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8))
@@ -654,7 +685,7 @@ def test_a_full_disk_is_one_line_and_keeps_every_taught_word(tmp_path, spoken):
         return [line for line in text.splitlines() if line.endswith((".jpg", ".wav", ".json"))]
 
     kept = hashes(before)
-    assert len(kept) == 3, done.stdout  # mug: 1 photo, voice, word.json
+    assert len(kept) == 5, done.stdout  # mug: 3 photos, voice, word.json
     assert middle.count("rc=2") == 2, done.stdout
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 2 and all("disk is full" in e and "intact" in e for e in errors), errors

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from earsight import paths
 from earsight.app.modes.teach_inputs import (
+    MIN_VIEWS,
     Say,
     TeachInputError,
     TeachRequest,
@@ -26,6 +27,7 @@ from earsight.app.modes.teach_inputs import (
     check_microphone_first,
     photos_from_camera,
     photos_from_dir,
+    plural,
     voice_from_espeak,
     voice_from_file,
     voice_from_microphone,
@@ -75,7 +77,8 @@ def teach_word(
     try:
         voice = None if request.more else _voice_before_photos(request, word, say)
         if request.photos_dir is not None:
-            photos = photos_from_dir(request.photos_dir, say)
+            least = 1 if request.more else MIN_VIEWS  # more views of a word: any number
+            photos = photos_from_dir(request.photos_dir, say, least)
         else:
             photos = photos_from_camera(request, say, wait_key)
         if voice is None and not request.more:
@@ -87,7 +90,7 @@ def teach_word(
         ) from None
     if request.more:
         taught = store.add_photos(word, photos)
-        say(f"added {len(photos)} photos of {word!r}: {taught.photo_count} in all")
+        say(f"added {plural(len(photos), 'photo')} of {word!r}: {taught.photo_count} in all")
         _say_look_alike(photos, word, say)
         return taught
     assert voice is not None
@@ -102,7 +105,8 @@ def teach_word(
             f"added to it, {taught.photo_count} in all; its voice is the one stored first"
         )
         return taught
-    say(f"stored {word!r}: {taught.photo_count} photos and its voice ({describe_voice(taught)})")
+    photos_said = plural(taught.photo_count, "photo")
+    say(f"stored {word!r}: {photos_said} and its voice ({describe_voice(taught)})")
     say(f"in {taught.folder}")
     _say_look_alike(photos, word, say)
     return taught

@@ -245,15 +245,22 @@ def storable_photo(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def photos_from_dir(folder: Path, say: Say) -> list[np.ndarray]:
+PHONE_FORMATS = {".heic": "HEIC", ".heif": "HEIF"}  # an iPhone's photos: no decoder here
+SAID_NAMES = 3  # photo names said in one line at most; the rest are counted
+
+
+def photos_from_dir(folder: Path, say: Say, least: int = 1) -> list[np.ndarray]:
     """Every image of ``folder`` (trainer.data.image_io), name order; unreadable ones are skipped
-    with a line each. A dark or blurred photo is kept (the user chose it) but said."""
+    with a line each, files of other kinds counted in one line (a HEIC named as such). A dark
+    or blurred photo is kept (the user chose it), said in one line for all. TeachInputError when
+    fewer than ``least`` photos are read (a new word: MIN_VIEWS)."""
     from earsight.app.camera.sources import folder_images
     from earsight.trainer.data.image_io import ImageFileError, read_image
 
     if not folder.is_dir():
         raise TeachInputError(f"{folder} is not a folder", "give a folder of photos: --photos DIR")
-    photos = []
+    _say_other_files(folder, say)
+    photos, doubtful = [], {}
     for path in folder_images(folder):
         try:
             photo = storable_photo(read_image(path))
@@ -262,12 +269,54 @@ def photos_from_dir(folder: Path, say: Say) -> list[np.ndarray]:
             continue
         problem = frame_quality(photo).problem
         if problem is not None:
-            say(f"{path.name} looks {problem.split(':')[0]}; kept")
+            doubtful.setdefault(problem.split(":")[0], []).append(path.name)
         photos.append(photo)
+    for problem, names in doubtful.items():
+        shown = ", ".join(names[:SAID_NAMES]) + (
+            f" and {len(names) - SAID_NAMES} more" if len(names) > SAID_NAMES else ""
+        )
+        say(f"{shown} {'looks' if len(names) == 1 else 'look'} {problem}; kept")
     if not photos:
         raise TeachInputError(f"no readable photos in {folder}", "use PNG, JPEG, BMP, TIFF or WebP")
-    say(f"read {len(photos)} photo{'s' * (len(photos) != 1)} from {folder}")
+    say(f"read {plural(len(photos), 'photo')} from {folder}")
+    if len(photos) < least:
+        raise TeachInputError(
+            f"only {plural(len(photos), 'photo')} in {folder}: {least} is the least to learn an "
+            "object from",
+            "add photos from other sides (10 or more teach it well), then teach it again",
+        )
     return photos
+
+
+def _say_other_files(folder: Path, say: Say) -> None:
+    """One line for the files that are not photos EarSight reads (a phone's .HEIC, a .MOV)."""
+    from earsight.app.camera.sources import IMAGE_SUFFIXES
+
+    try:
+        others = [
+            p for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES
+        ]  # fmt: skip
+    except OSError:
+        return
+    if not others:
+        return
+    kinds = sorted({p.suffix.lower() or "(no suffix)" for p in others})
+    are = "is" if len(others) == 1 else "are"
+    line = f"skipped {plural(len(others), 'file')} that {are} not a photo: {', '.join(kinds)}"
+    phone = sorted({PHONE_FORMATS[k] for k in kinds if k in PHONE_FORMATS})
+    if phone:
+        line += f" ({' and '.join(phone)} cannot be read here: save them as JPEG)"
+    say(line)
+    subfolders = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if subfolders:
+        named = ", ".join(subfolders[:SAID_NAMES])
+        say(f"not read: the folder{'s' * (len(subfolders) != 1)} {named} inside it")
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 photo``, ``2 photos``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def photos_from_camera(request: TeachRequest, say: Say, wait_key: WaitKey) -> list[np.ndarray]:

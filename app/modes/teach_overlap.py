@@ -34,8 +34,9 @@ class LookAlike:
     total: int
 
     def line(self, taught: str) -> str:
+        which = "this photo" if self.total == 1 else f"{self.count} of these {self.total} photos"
         return (
-            f"note: the model already calls {self.count} of these {self.total} photos "
+            f"note: the model already calls {which} "
             f"{self.word!r}: if {taught!r} means the same, {self.word!r} already says it; if "
             f"not, learning tells them apart and says how well"
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from earsight.app.modes.teach import describe_voice, learning_unavailable
-from earsight.app.modes.teach_inputs import Say, TeachInputError, voice_from_espeak
+from earsight.app.modes.teach_inputs import Say, TeachInputError, plural, voice_from_espeak
 from earsight.errors import TRAIN_EXTRA_FIX
 from earsight.trainer.teach.store import TaughtWord, TeachStore
 from earsight.trainer.teach.words import check_word
@@ -44,7 +44,7 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
         else:
             state = pending
         say(
-            f"{word.name}: {word.photo_count} photos, voice {describe_voice(word)}, "
+            f"{word.name}: {plural(word.photo_count, 'photo')}, voice {describe_voice(word)}, "
             f"taught {word.created[:10]}{state}"
         )
     return words

@@ -112,7 +112,8 @@ def _read_store(store, base: TeachBase, say: Say) -> _Split:
             held_labels.append(np.full(len(kept), j))
         wave, rate = store.voice(word)
         voices.append(fit_voice_clip(wave, rate, cfg.sample_rate, cfg.audio_length))
-        say(f"{word}: {len(learn)} photos to learn from, {int(held.sum())} to check with")
+        n = len(learn)
+        say(f"{word}: {n} photo{'s' * (n != 1)} to learn from, {int(held.sum())} to check with")
     dim = learn_rows[0].shape[1]
     return _Split(
         TaughtSet(
