@@ -423,6 +423,7 @@ def test_learn_with_nothing_taught_says_only_that(tmp_path: Path):
         (["MUG", "--espeak-voice", "en-us"], ["already taught", "--more", "--forget"]),
         (["cup", "--more"], ["'cup' is not a taught word", "--list"]),
         (["--forget", "cup"], ["'cup' is not a taught word"]),
+        (["--forget", "mugg"], ["'mugg' is not a taught word — did you mean 'mug'?"]),
         (["--rename", "cup", "tea"], ["'cup' is not a taught word"]),
         (["--rename", "mug", "a.b"], ["characters a word cannot have"]),
         (["--rename", "mug", "mug"], ["'mug' is already called that"]),

@@ -160,10 +160,25 @@ class TeachStore:
         folder = self.find(name)
         if folder is None:
             raise UnknownWordError(
-                f"{check_word(name)!r} is not a taught word",
-                "`earsight teach --list` shows the taught words",
+                f"{check_word(name)!r} is not a taught word", self._nearest(name)
             )
         return folder
+
+    def _nearest(self, name: str) -> str:
+        """The fix for a word not taught: the nearest taught one ("glases case" → "glasses
+        case"), so nobody has to hear the whole list; else where the list is."""
+        import difflib
+
+        names = {p.name.casefold(): p.name for p in self._folders()}
+        close = difflib.get_close_matches(check_word(name).casefold(), list(names), 1, 0.75)
+        if close:
+            return f"did you mean {names[close[0]]!r}?"
+        return "`earsight teach --list` shows the taught words"
+
+    def _folders(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.iterdir() if not p.name.startswith(_HIDDEN) and p.is_dir()]
 
     def _read(self, folder: Path) -> TaughtWord:
         import jsonschema
