@@ -770,3 +770,23 @@ def test_ctrl_c_while_learning_says_what_answers_meanwhile(tmp_path: Path, monke
     model.write_bytes(b"a learned model")
     with pytest.raises(Interrupted, match="the learned model is as it was"):
         learn_words(store, lambda line: None)
+
+
+def test_spoken_lines_say_dates_in_words_and_keep_paths_on_screen():
+    from earsight.app.modes.teach_inputs import print_only, spoken_date
+    from earsight.app.sound.voice import StatusVoice
+
+    assert spoken_date("2026-12-02T10:00:00+01:00", today="2026-12-02") == "today"
+    assert spoken_date("2026-12-01T23:59:00+01:00", today="2026-12-02") == "yesterday"
+    assert spoken_date("2026-11-07T08:00:00+01:00", today="2026-12-02") == "on 7 November 2026"
+    printed: list[str] = []
+    spoken: list[str] = []
+    voice = StatusVoice(enabled=False, printer=printed.append)
+    voice.on_spoken = spoken.append
+    voice.enabled = True  # on_spoken hears what would be spoken, with or without a device
+    print_only(voice.say, "(in /tmp/x/taught/mug)")
+    voice.close()
+    assert printed == ["(in /tmp/x/taught/mug)"] and spoken == []  # on screen, never read aloud
+    said: list[str] = []
+    print_only(said.append, "(in /tmp/x)")  # a plain callable still gets it
+    assert said == ["(in /tmp/x)"]

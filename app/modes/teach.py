@@ -28,6 +28,7 @@ from earsight.app.modes.teach_inputs import (
     photos_from_camera,
     photos_from_dir,
     plural,
+    print_only,
     voice_from_espeak,
     voice_from_file,
     voice_from_microphone,
@@ -107,7 +108,7 @@ def teach_word(
         return taught
     photos_said = plural(taught.photo_count, "photo")
     say(f"stored {word!r}: {photos_said} and its voice ({describe_voice(taught)})")
-    say(f"in {taught.folder}")
+    print_only(say, f"(in {taught.folder})")
     _say_look_alike(photos, word, say)
     return taught
 
@@ -230,9 +231,9 @@ def _closeness(corr2d: float) -> str:
 
 
 def describe_voice(word: TaughtWord) -> str:
-    """E.g. ``microphone, 0.8 s`` or ``espeak-ng en-gb, 0.6 s``."""
+    """E.g. ``microphone, 0.8 seconds`` or ``espeak-ng en-gb, 0.6 seconds``."""
     source = word.voice_source + (f" {word.espeak_voice}" if word.espeak_voice else "")
-    return f"{source}, {word.voice_seconds:.1f} s"
+    return f"{source}, {word.voice_seconds:.1f} seconds"
 
 
 def relearn_after_change(

@@ -314,6 +314,32 @@ def _say_other_files(folder: Path, say: Say) -> None:
         say(f"not read: the folder{'s' * (len(subfolders) != 1)} {named} inside it")
 
 
+SCREEN_ONLY = 3  # a StatusVoice level above every verbosity: printed, never spoken
+
+
+def print_only(say: Say, line: str) -> None:
+    """A line for the screen (a folder path): printed, not spoken, when ``say`` is a
+    StatusVoice's (heard, "slash tmp slash …" tells the user nothing); else just said."""
+    try:
+        say(line, level=SCREEN_ONLY)  # type: ignore[call-arg]
+    except TypeError:  # a plain callable (a test's list.append)
+        say(line)
+
+
+def spoken_date(iso: str, today: str | None = None) -> str:
+    """``2026-12-02T10:00:00+00:00`` → "today", "yesterday" or "on 2 December 2026" (read aloud,
+    "2026-12-02" is "two thousand twenty-six dash twelve dash zero two")."""
+    from datetime import date, timedelta
+
+    day = date.fromisoformat(iso[:10])
+    now = date.fromisoformat(today) if today else date.today()
+    if day == now:
+        return "today"
+    if day == now - timedelta(days=1):
+        return "yesterday"
+    return f"on {day.day} {day:%B %Y}"
+
+
 def plural(n: int, noun: str) -> str:
     """``1 photo``, ``2 photos``."""
     return f"{n} {noun}{'s' * (n != 1)}"

@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from earsight.app.modes.teach import describe_voice, learning_unavailable
-from earsight.app.modes.teach_inputs import Say, TeachInputError, plural, voice_from_espeak
+from earsight.app.modes.teach_inputs import (
+    Say,
+    TeachInputError,
+    plural,
+    print_only,
+    spoken_date,
+    voice_from_espeak,
+)
 from earsight.errors import TRAIN_EXTRA_FIX
 from earsight.trainer.teach.store import TaughtWord, TeachStore
 from earsight.trainer.teach.words import check_word
@@ -21,9 +28,11 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
     """One line per taught word (photos, voice, date), after a line with how many and where."""
     words = store.words()
     if not words:
-        say(f"no words taught yet ({store.root})")
+        say("no words taught yet")
+        print_only(say, f"(in {store.root})")
         return words
-    say(f"{len(words)} taught word{'s' * (len(words) != 1)} in {store.root}:")
+    say(f"{plural(len(words), 'taught word')}:")
+    print_only(say, f"(in {store.root})")
     learned = learned_words(store)
     learning = store.is_learning()
     being = store.words_being_learned() if learning else None
@@ -45,7 +54,7 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
             state = pending
         say(
             f"{word.name}: {plural(word.photo_count, 'photo')}, voice {describe_voice(word)}, "
-            f"taught {word.created[:10]}{state}"
+            f"taught {spoken_date(word.created)}{state}"
         )
     return words
 
