@@ -256,6 +256,26 @@ def test_a_phone_folder_says_what_it_skipped_and_one_photo_is_too_few(tmp_path: 
     assert more.returncode == 0 and "added 1 photo of 'cup': 5 in all" in more.stdout, more.stdout
 
 
+def test_a_voice_memo_with_room_noise_is_trimmed_to_the_word(tmp_path: Path, spoken):
+    """A phone memo: 2.5 s of room noise (white, −50 dBFS RMS) before the word and 1 s after.
+    It was refused as "4.3 s of sound; a word is 2.5 s at most" — the noise counted as sound."""
+    rate = 22_050
+    quiet = np.zeros(int(2.5 * rate)), np.zeros(rate)
+    memo = np.concatenate([quiet[0], spoken, quiet[1]])
+    memo = memo + np.random.default_rng(0).normal(size=memo.size) * 10 ** (-50 / 20)
+    wav = write_wav(tmp_path / "memo.wav", memo)
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(pics / f"{i}.png"), _object(40.0 * i))
+    done = teach(tmp_path, "cup", "--photos", str(pics), "--voice-file", str(wav))
+    assert done.returncode == 0, done.stderr
+    from earsight.trainer.teach.store import TeachStore
+
+    wave, got = TeachStore(tmp_path / "taught").voice("cup")
+    assert wave.size / got < spoken.size / rate + 0.3  # the word and a margin, not the noise
+
+
 def test_forget_and_rename(taught: Path):
     root = taught / "taught"
     listed = teach(taught, "--list", "--no-speech").stdout  # stored with --no-learn
