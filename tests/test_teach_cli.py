@@ -723,7 +723,7 @@ def test_the_learning_report_is_plain_words():
     report = SimpleNamespace(
         words=("mug", "keys"), classifier_s=12.0, voice_s=50.0, held_back_right=0.9,
         photos_held_back=12, word_accuracy=0.58, corr2d=0.93, stoi=0.17,
-        known_right_before=0.95, known_right_after=0.94, confused=None,
+        known_right_before=0.95, known_right_after=0.94, confused=(),
     )  # fmt: skip
     lines = report_lines(report)
     assert lines[0] == "learned mug, keys in 62 s"
@@ -734,14 +734,22 @@ def test_the_learning_report_is_plain_words():
     assert "named right 94% of the time now, 95% before" in lines[3]
     # one object taught as two words splits its answers: the report names the pair, and what
     # to do (it said "50% were named with their word" and no more)
-    from earsight.trainer.teach.fit import _most_confused
+    from earsight.trainer.teach.fit import confused_pairs
 
     answered, labels = np.array([0, 1, 1, 1, 0, 1]), np.array([0, 0, 0, 1, 1, 1])
-    assert _most_confused(answered, labels, ("cup", "boat")) == ("cup", "boat", 2 / 3)
-    assert _most_confused(np.array([0, -3, 1]), np.array([0, 0, 1]), ("cup", "boat")) is None
-    report.confused = ("cup", "boat", 2 / 3)
-    said = report_lines(report)[3]
-    assert said.startswith("'cup' was taken for 'boat' on 67% of its photos kept aside"), said
+    assert confused_pairs(answered, labels, ("cup", "boat")) == (
+        ("cup", "boat", 2 / 3),
+        ("boat", "cup", 1 / 3),
+    )
+    assert confused_pairs(np.array([0, -3, 1]), np.array([0, 0, 1]), ("cup", "boat")) == ()
+    # two pairs, as a user who taught one mug twice and a typo twice: both are said (only the
+    # worst was, and the typo pair surfaced a learn later); each pair once
+    report.confused = (("cup", "mug", 0.67), ("mug", "cup", 0.5), ("gasses", "glasses", 0.4))
+    said = report_lines(report)[3:5]
+    assert said[0].startswith("'cup' was taken for 'mug' on 67% of its photos kept aside"), said
+    assert "earsight teach --forget 'cup'" in said[0]
+    assert said[1].startswith("'gasses' was taken for 'glasses' on 40%"), said
+    assert not any("'mug' was taken for 'cup'" in line for line in report_lines(report))
 
 
 def test_ctrl_c_while_teaching_says_nothing_was_stored(tmp_path: Path):

@@ -209,11 +209,15 @@ def report_lines(report) -> list[str]:
         )
     else:
         lines.append("too few photos to hold some back for a check: give 10 or more")
-    if report.confused is not None and report.confused[2] >= CONFUSED_SAY:
-        word, other, share = report.confused
+    said: set[frozenset[str]] = set()
+    for word, other, share in report.confused or ():
+        if share < CONFUSED_SAY or frozenset((word, other)) in said:
+            continue  # each pair once: "a taken for b" says the most of "b taken for a" too
+        said.add(frozenset((word, other)))
         lines.append(
             f"{word!r} was taken for {other!r} on {share:.0%} of its photos kept aside: if they "
-            f"are one object, forget one word; else add views from other sides (--more)"
+            f"are one object, forget one (earsight teach --forget {word!r}); else add views from "
+            "other sides (--more)"
         )
     lines.append(
         f"the shipped words are named right {report.known_right_after:.0%} of the time "

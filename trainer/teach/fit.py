@@ -67,7 +67,7 @@ class TeachReport:
     onnx: Path
     # the taught word most often taken for another word on its held-back photos, that word, and
     # the share: (word, taken for, share), None when every held-back photo got its own word
-    confused: tuple[str, str, float] | None = None
+    confused: tuple[tuple[str, str, float], ...] = ()  # (word, taken for, share), worst first
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -204,7 +204,7 @@ def _report(base, model, split: _Split, classifier_s: float, voice_s: float, onn
         classifier_s=classifier_s,
         voice_s=voice_s,
         onnx=onnx,
-        confused=scores.get("confused"),
+        confused=scores.get("confused", ()),
     )
 
 
@@ -244,7 +244,7 @@ def _held_back_scores(model, split: _Split) -> dict[str, float]:
     targets = split.learn.voices[labels]  # (H, L_s) the recordings, fitted
     pairs = list(zip(waves, targets, strict=True))
     return {
-        "confused": _most_confused(probs.argmax(1) - known, labels, cfg.labels[known:]),
+        "confused": confused_pairs(probs.argmax(1) - known, labels, cfg.labels[known:]),
         "right": float((probs.argmax(1) == known + labels).mean()),
         "word_accuracy": float(
             np.mean([h == spelled[j] for h, j in zip(heard, labels, strict=True)])
@@ -254,19 +254,17 @@ def _held_back_scores(model, split: _Split) -> dict[str, float]:
     }
 
 
-def _most_confused(
+def confused_pairs(
     answered: np.ndarray, labels: np.ndarray, taught: Sequence[str]
-) -> tuple[str, str, float] | None:
-    """The taught word whose held-back photos (``labels``, (H,)) were most often answered with
-    one other taught word (``answered``: index into ``taught``; < 0 a shipped word), that word,
-    and the share of its photos; None when no taught photo got another taught word. Said in the
-    report: two words taught from alike photos (one object under two names) split its answers."""
-    worst = None
+) -> tuple[tuple[str, str, float], ...]:
+    """Each taught word whose held-back photos (``labels``, (H,)) were answered with another
+    taught word (``answered``: index into ``taught``; < 0 a shipped word): (word, that word,
+    share of its photos), the largest share first. Said in the report: two words taught from
+    alike photos (one object under two names, a typo taught twice) split its answers."""
+    pairs = []
     for j, word in enumerate(taught):
         mine = answered[labels == j]
         for k in set(mine.tolist()) - {j}:
             if 0 <= k < len(taught):
-                share = float((mine == k).mean())
-                if worst is None or share > worst[2]:
-                    worst = (word, taught[k], share)
-    return worst
+                pairs.append((word, taught[k], float((mine == k).mean())))
+    return tuple(sorted(pairs, key=lambda pair: -pair[2]))
