@@ -726,7 +726,9 @@ def test_the_learning_report_is_plain_words():
         known_right_before=0.95, known_right_after=0.94, confused=(),
     )  # fmt: skip
     lines = report_lines(report)
-    assert lines[0] == "learned mug, keys in 62 s"
+    assert lines[0] == "learned mug, keys in 1 min 2 s"
+    # the whole learn as waited for: it said "in 17 s" after a learn of over 4 minutes
+    assert report_lines(report, wall_s=250.4)[0] == "learned mug, keys in 4 min 10 s"
     assert lines[1] == "of 12 photos kept aside to check, 90% were named with their word"
     assert lines[2].startswith("a speech recognizer understood the spoken word 58% of the time;")
     assert "sounds close to your recording (Corr2D 0.93 of 1)" in lines[2]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 from earsight import paths
@@ -171,6 +172,7 @@ def learn_words(
     ):
         say("learning the taught words; this takes a few minutes")
         out_dir = taught_model_path(store.root).parent
+        started = time.monotonic()  # the whole learn, as the user waited for it
         try:
             report = teach_fit(store, base, out_dir, progress or say, options)
         except KeyboardInterrupt:  # the model is written last, whole (or not at all)
@@ -180,7 +182,7 @@ def learn_words(
                 kept = "the taught words are kept; none is learned, so live and describe use "
                 kept += "the shipped words"
             raise Interrupted(kept, "`earsight teach --learn` learns them") from None
-    for line in report_lines(report):
+    for line in report_lines(report, time.monotonic() - started):
         say(line)
     meanwhile = [w.name for w in store.words() if w.name not in report.words]
     if meanwhile:  # taught while this learn ran: the model does not say them yet
@@ -191,10 +193,13 @@ def learn_words(
 CONFUSED_SAY = 0.2  # a taught word taken for another on this share of its checks is said
 
 
-def report_lines(report) -> list[str]:
-    """How the learning went, in a few plain sentences (printed and spoken)."""
+def report_lines(report, wall_s: float | None = None) -> list[str]:
+    """How the learning went, in a few plain sentences (printed and spoken). ``wall_s``: the
+    whole learn as waited for (reading the photos and checking included), else the
+    classifier's and the voice's seconds alone."""
     words = ", ".join(report.words)
-    lines = [f"learned {words} in {report.classifier_s + report.voice_s:.0f} s"]
+    took = wall_s if wall_s is not None else report.classifier_s + report.voice_s
+    lines = [f"learned {words} in {_duration(took)}"]
     if report.held_back_right is not None:
         # Plain words first; the measure's name last, for whoever wants to look it up. Not STOI:
         # on a word under a second it is unreliable (pystoi warns "not enough STFT frames").
@@ -225,6 +230,12 @@ def report_lines(report) -> list[str]:
     )
     lines.append("live and describe now use the taught words")
     return lines
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``4 min 10 s``: minutes said as minutes."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _closeness(corr2d: float) -> str:

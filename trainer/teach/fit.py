@@ -65,8 +65,7 @@ class TeachReport:
     classifier_s: float  # the linear fit and its refinement (refine_classifier)
     voice_s: float
     onnx: Path
-    # the taught word most often taken for another word on its held-back photos, that word, and
-    # the share: (word, taken for, share), None when every held-back photo got its own word
+    # each taught word taken for another taught word on its held-back photos (confused_pairs)
     confused: tuple[tuple[str, str, float], ...] = ()  # (word, taken for, share), worst first
 
     def to_dict(self) -> dict:
