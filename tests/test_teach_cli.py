@@ -734,6 +734,12 @@ def test_the_learning_report_is_plain_words():
     assert "sounds close to your recording (Corr2D 0.93 of 1)" in lines[2]
     assert not any("STOI" in line for line in lines)
     assert "named right 94% of the time now, 95% before" in lines[3]
+    assert "'not sure'" not in lines[3]  # answered as often as before: nothing more to say
+    report.known_answered_before, report.known_answered_after = 0.95, 0.85
+    assert report_lines(report)[3].endswith(
+        "; they are answered rather than 'not sure' 85% of the time, 95% before"
+    )  # the shipped words grew less sure, which "named right" alone hid
+    del report.known_answered_before, report.known_answered_after
     # one object taught as two words splits its answers: the report names the pair, and what
     # to do (it said "50% were named with their word" and no more)
     from earsight.trainer.teach.fit import confused_pairs

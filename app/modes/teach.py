@@ -190,6 +190,7 @@ def learn_words(
     return report
 
 
+ANSWERED_DROP_SAY = 0.02  # shipped words answered this much less often after learning: said
 CONFUSED_SAY = 0.2  # a taught word taken for another on this share of its checks is said
 
 
@@ -224,10 +225,17 @@ def report_lines(report, wall_s: float | None = None) -> list[str]:
             f"are one object, forget one (earsight teach --forget {word!r}); else add views from "
             "other sides (--more)"
         )
-    lines.append(
+    shipped = (
         f"the shipped words are named right {report.known_right_after:.0%} of the time "
         f"now, {report.known_right_before:.0%} before"
     )
+    before = getattr(report, "known_answered_before", None)
+    after = getattr(report, "known_answered_after", None)
+    if before is not None and after is not None and before - after >= ANSWERED_DROP_SAY:
+        # right when answered, but answered less: more "not sure" for ordinary things
+        shipped += f"; they are answered rather than 'not sure' {after:.0%} of the time, "
+        shipped += f"{before:.0%} before"
+    lines.append(shipped)
     lines.append("live and describe now use the taught words")
     return lines
 

@@ -67,6 +67,10 @@ class TeachReport:
     onnx: Path
     # each taught word taken for another taught word on its held-back photos (confused_pairs)
     confused: tuple[tuple[str, str, float], ...] = ()  # (word, taken for, share), worst first
+    # shipped words: check images answered at all (top probability ≥ ½, the app's default
+    # threshold; the rest are "not sure"), by the shipped model and by the taught one
+    known_answered_before: float | None = None
+    known_answered_after: float | None = None
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -204,7 +208,12 @@ def _report(base, model, split: _Split, classifier_s: float, voice_s: float, onn
         voice_s=voice_s,
         onnx=onnx,
         confused=scores.get("confused", ()),
+        known_answered_before=before["answered"],
+        known_answered_after=after["answered"],
     )
+
+
+ANSWER_THRESHOLD = 0.5  # app.modes.answer.DEFAULT_THRESHOLD: below it the app says "not sure"
 
 
 def _known_scores(model, pooled: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -225,7 +234,8 @@ def _known_scores(model, pooled: np.ndarray, labels: np.ndarray) -> dict[str, fl
     heard = [
         recognizer.recognize(w) == spelled[labels[i]] for w, i in zip(waves, some, strict=True)
     ]
-    return {"right": right, "heard": float(np.mean(heard))}
+    answered = float((probs.max(1) >= ANSWER_THRESHOLD).mean())
+    return {"right": right, "heard": float(np.mean(heard)), "answered": answered}
 
 
 def _held_back_scores(model, split: _Split) -> dict[str, float]:
