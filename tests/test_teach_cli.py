@@ -809,7 +809,7 @@ def test_ctrl_c_while_learning_says_what_answers_meanwhile(tmp_path: Path, monke
 
 
 def test_spoken_lines_say_dates_in_words_and_keep_paths_on_screen():
-    from earsight.app.modes.teach_inputs import print_only, spoken_date
+    from earsight.app.modes.teach_lines import print_only, spoken_date
     from earsight.app.sound.voice import StatusVoice
 
     assert spoken_date("2026-12-02T10:00:00+01:00", today="2026-12-02") == "today"

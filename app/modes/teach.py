@@ -28,13 +28,12 @@ from earsight.app.modes.teach_inputs import (
     check_microphone_first,
     photos_from_camera,
     photos_from_dir,
-    plural,
-    print_only,
     voice_from_espeak,
     voice_from_file,
     voice_from_microphone,
     wait_for_key,
 )
+from earsight.app.modes.teach_lines import plural, print_only
 from earsight.errors import (
     TRAIN_EXTRA_FIX,
     EarSightError,

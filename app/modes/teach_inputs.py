@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from earsight.app.modes.teach_capture import capture_views, frame_quality
+from earsight.app.modes.teach_lines import plural
 from earsight.trainer.teach.words import TeachError
 
 Say = Callable[[str], None]
@@ -94,7 +95,7 @@ class Voice:
 def check_level(wave: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
     """A recorded word, trimmed of silence; TeachInputError if silent, clipped, too short or
     longer than a word (app/sound/recording.MAX_SPEECH_S)."""
-    from earsight.app.sound.recording import MAX_SPEECH_S
+    from earsight.app.sound.recording import MAX_SPEECH_S, trim_background
     from earsight.trainer.speech.synth import trim_silence
 
     wave = np.asarray(wave, np.float32)
@@ -127,28 +128,6 @@ def check_level(wave: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
             "give a recording of the word alone (if it is, a quieter place helps)",
         )
     return trimmed
-
-
-FRAME_MS = 20.0  # the level of a recording is measured over frames this long
-BACKGROUND_MARGIN_DB = 12.0  # speech frames stand at least this far above the background
-KEEP_MS = 30.0  # kept before and after the speech, so its first and last sounds are whole
-
-
-def trim_background(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(L,) → the part from the first to the last frame louder than both 40 dB under the
-    loudest frame and BACKGROUND_MARGIN_DB over the background (the 10th percentile frame
-    level), with KEEP_MS either side. For recordings with steady noise, where a threshold
-    from the peak alone keeps the noise."""
-    frame = max(1, round(sample_rate * FRAME_MS / 1000))
-    n = wave.size // frame
-    if n < 3:
-        return wave
-    rms = np.sqrt(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1)) + 1e-12
-    level = 20 * np.log10(rms)
-    threshold = max(level.max() - 40.0, np.percentile(level, 10) + BACKGROUND_MARGIN_DB)
-    loud = np.flatnonzero(level >= threshold)
-    keep = round(sample_rate * KEEP_MS / 1000)
-    return wave[max(0, loud[0] * frame - keep) : min(wave.size, (loud[-1] + 1) * frame + keep)]
 
 
 def voice_from_file(path: Path) -> Voice:
@@ -338,37 +317,6 @@ def _say_other_files(folder: Path, say: Say) -> None:
     if subfolders:
         named = ", ".join(subfolders[:SAID_NAMES])
         say(f"not read: the folder{'s' * (len(subfolders) != 1)} {named} inside it")
-
-
-SCREEN_ONLY = 3  # a StatusVoice level above every verbosity: printed, never spoken
-
-
-def print_only(say: Say, line: str) -> None:
-    """A line for the screen (a folder path): printed, not spoken, when ``say`` is a
-    StatusVoice's (heard, "slash tmp slash …" tells the user nothing); else just said."""
-    try:
-        say(line, level=SCREEN_ONLY)  # type: ignore[call-arg]
-    except TypeError:  # a plain callable (a test's list.append)
-        say(line)
-
-
-def spoken_date(iso: str, today: str | None = None) -> str:
-    """``2026-12-02T10:00:00+00:00`` → "today", "yesterday" or "on 2 December 2026" (read aloud,
-    "2026-12-02" is "two thousand twenty-six dash twelve dash zero two")."""
-    from datetime import date, timedelta
-
-    day = date.fromisoformat(iso[:10])
-    now = date.fromisoformat(today) if today else date.today()
-    if day == now:
-        return "today"
-    if day == now - timedelta(days=1):
-        return "yesterday"
-    return f"on {day.day} {day:%B %Y}"
-
-
-def plural(n: int, noun: str) -> str:
-    """``1 photo``, ``2 photos``."""
-    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def photos_from_camera(request: TeachRequest, say: Say, wait_key: WaitKey) -> list[np.ndarray]:

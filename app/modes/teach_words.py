@@ -11,14 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from earsight.app.modes.teach import describe_voice, learning_unavailable
-from earsight.app.modes.teach_inputs import (
-    Say,
-    TeachInputError,
-    plural,
-    print_only,
-    spoken_date,
-    voice_from_espeak,
-)
+from earsight.app.modes.teach_inputs import Say, TeachInputError, voice_from_espeak
+from earsight.app.modes.teach_lines import plural, print_only, spoken_date
 from earsight.errors import TRAIN_EXTRA_FIX
 from earsight.trainer.teach.store import TaughtWord, TeachStore
 from earsight.trainer.teach.words import check_word

@@ -110,3 +110,25 @@ def check_recording(wave: np.ndarray, sample_rate: int, ran_full: bool = False) 
             "start the word right after pressing, or record for longer",
         )
     return Recording(kept.copy(), int(sample_rate), dbfs(peak), seconds)
+
+
+FRAME_MS = 20.0  # the level of a recording is measured over frames this long
+BACKGROUND_MARGIN_DB = 12.0  # speech frames stand at least this far above the background
+KEEP_MS = 30.0  # kept before and after the speech, so its first and last sounds are whole
+
+
+def trim_background(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(L,) → the part from the first to the last frame louder than both 40 dB under the
+    loudest frame and BACKGROUND_MARGIN_DB over the background (the 10th percentile frame
+    level), with KEEP_MS either side. For recordings with steady noise, where a threshold
+    from the peak alone keeps the noise."""
+    frame = max(1, round(sample_rate * FRAME_MS / 1000))
+    n = wave.size // frame
+    if n < 3:
+        return wave
+    rms = np.sqrt(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1)) + 1e-12
+    level = 20 * np.log10(rms)
+    threshold = max(level.max() - 40.0, np.percentile(level, 10) + BACKGROUND_MARGIN_DB)
+    loud = np.flatnonzero(level >= threshold)
+    keep = round(sample_rate * KEEP_MS / 1000)
+    return wave[max(0, loud[0] * frame - keep) : min(wave.size, (loud[-1] + 1) * frame + keep)]
