@@ -137,6 +137,7 @@ def check_keys(options: LiveOptions) -> Check:
 
     from earsight.app.keys.controllers import KeyMap, display_problem, make_controller
     from earsight.errors import EarSightError
+    from earsight.logs import quieter
 
     kind = options.keys
     if kind == "auto":
@@ -159,13 +160,8 @@ def check_keys(options: LiveOptions) -> Check:
             keymap=KeyMap(describe=options.hotkey),
             evdev_device=options.evdev_device,
         )
-        quiet = logging.getLogger("earsight.app.keys")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # the check line says it, once
-        try:
+        with quieter("earsight.app.keys", level=logging.ERROR):  # the check line says it, once
             controller.start()
-        finally:
-            quiet.setLevel(level)
         waiting = getattr(controller, "waiting", None)  # evdev: a button not connected yet
         controller.stop()
     except EarSightError as err:

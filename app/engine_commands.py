@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from earsight.arguments import (
@@ -18,6 +17,7 @@ from earsight.arguments import (
     str_list,
 )
 from earsight.errors import UsageError
+from earsight.paths import probe_writable
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -63,8 +63,7 @@ def check_output(out: Path) -> None:
         raise UsageError(f"the output {out} does not end in .onnx", fix)
     folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())  # export makes it
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
+        probe_writable(folder)
     except OSError as err:
         raise UsageError(
             f"cannot write {out} ({err.strerror or err})", "choose a folder you can write to"

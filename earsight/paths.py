@@ -65,3 +65,13 @@ def taught_root() -> Path:
 def wav_dir() -> Path:
     """Where sounds are written when there is no audio device and no --out-dir."""
     return Path(platformdirs.user_data_dir(APP)) / "wavs"
+
+
+def probe_writable(folder: Path) -> None:
+    """Write and delete a hidden probe file in ``folder``: OSError when this user cannot write
+    there (read-only file system, no permission, a full disk). Mode bits alone do not say it:
+    root ignores them, and a read-only mount does not show in them."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+        pass

@@ -49,6 +49,7 @@ from earsight.engine.sidecar import DEFAULT_MAX_BATCH, DEFAULT_OPSET, build_side
 from earsight.engine.sidecar_schema import BATCH_AXIS, INPUT_NAME, OUTPUT_NAMES, PRECISIONS
 from earsight.engine.trt_ops import warn_if_not_buildable
 from earsight.errors import first_line
+from earsight.logs import quieter
 from earsight.trainer.checkpoint import load_model, weights_sha256
 from earsight.trainer.mtnet.model import MTNet
 
@@ -96,17 +97,9 @@ def parity_images(shape: tuple[int, int, int]) -> np.ndarray:
 def _quiet_exporter() -> Iterator[None]:
     # The exporters log missing torchvision ops and deprecations that say nothing about our
     # graph; real failures still raise.
-    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+    with quieter(*_EXPORTER_LOGGERS, level=logging.ERROR), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _export_graph(graph: nn.Module, path: Path, opset: int, max_batch: int) -> str:

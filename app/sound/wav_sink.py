@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from earsight.app.sound.devices import (
     TeeHook,
     as_mono,
 )
+from earsight.paths import probe_writable
 from earsight.wav import write_wav
 
 
@@ -50,8 +50,7 @@ class WavSink:
                 f"pick another {option} folder",
             ) from err
         try:
-            with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".write-test-"):
-                pass  # root ignores mode bits: only a write proves the folder takes files
+            probe_writable(self.directory)  # only a write proves the folder takes files
         except OSError as err:
             raise AudioUnavailable(
                 f"cannot write sound files to {self.directory}: {err.strerror or err}",

@@ -6,7 +6,6 @@ The epochs themselves: trainer/training/train.py.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from earsight.errors import UsageError
+from earsight.paths import probe_writable
 from earsight.trainer.checkpoint import BEST_NAME, LAST_NAME, read_checkpoint, save_checkpoint
 from earsight.trainer.data.dataset import ADDataset, DatasetSpec
 from earsight.trainer.data.inputs import Inputs, stage2_inputs
@@ -292,8 +292,7 @@ def check_writable(out_dir: Path) -> None:
         raise UsageError(f"--out {out_dir} is a file, not a folder", "choose a folder for --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
+        probe_writable(out_dir)
     except OSError as err:
         raise UsageError(
             f"cannot write the run folder {out_dir} ({err.strerror or err})",
