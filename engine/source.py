@@ -128,9 +128,7 @@ def _int8_beside(source: ModelSource, verify_sha256: bool) -> ModelSource | None
         log.warning("ignoring the int8 variant %s: %s", path.name, err)
         return None
     mine, theirs = source.sidecar, variant.sidecar or {}
-    if not _same_weights(mine.get("checkpoint", {}), theirs.get("checkpoint", {})) or not (
-        _same_config(mine.get("config") or {}, theirs.get("config") or {})
-    ):
+    if not _same_export(mine, theirs):
         log.warning(
             "ignoring %s: not an export of the same weights as %s (re-export it with "
             "`earsight export --int8`)",
@@ -152,11 +150,13 @@ def _int8_instead_of_damaged(path: Path, verify_sha256: bool) -> ModelSource | N
         damaged_side = read_sidecar(path, verify_sha256=False)  # its record of the weights
     except ModelFileError:
         return None
-    theirs = variant.sidecar or {}
-    same = _same_weights(damaged_side.get("checkpoint", {}), theirs.get("checkpoint", {}))
-    if not same or not _same_config(damaged_side.get("config") or {}, theirs.get("config") or {}):
-        return None
-    return variant
+    return variant if _same_export(damaged_side, variant.sidecar or {}) else None
+
+
+def _same_export(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two sidecars record exports of the same weights with the same config."""
+    same = _same_weights(a.get("checkpoint", {}), b.get("checkpoint", {}))
+    return same and _same_config(a.get("config") or {}, b.get("config") or {})
 
 
 def _same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -254,10 +254,9 @@ class LiveTeacher:
 
     def _say_look_alike(self, views: list[np.ndarray], name: str) -> None:
         """As `earsight teach` does: the model may already have a word for this object."""
-        from earsight.app.modes.answer import DEFAULT_THRESHOLD
         from earsight.app.modes.teach_overlap import look_alike_line
 
-        line = look_alike_line(views, name, DEFAULT_THRESHOLD)
+        line = look_alike_line(views, name)
         if line is not None:
             self.voice.say(line, level=NORMAL)
 

@@ -41,7 +41,7 @@ from earsight.errors import (
     trainer_not_installed,
 )
 from earsight.trainer.teach.store import TaughtWord, TeachStore
-from earsight.trainer.teach.words import WordExistsError
+from earsight.trainer.teach.words import WordExistsError, check_word
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,9 @@ def teach_word(
 
 def _say_look_alike(photos: list, word: str, say: Say) -> None:
     """Says when the model already names most of the new photos with another word."""
-    from earsight.app.modes.answer import DEFAULT_THRESHOLD
     from earsight.app.modes.teach_overlap import look_alike_line
 
-    line = look_alike_line(photos, word, DEFAULT_THRESHOLD)
+    line = look_alike_line(photos, word)
     if line is not None:
         say(line)
 
@@ -301,7 +300,7 @@ def check_not_shipped(word: str) -> None:
         vocabulary = read_sidecar(resolve_model(DEFAULT_MODEL), verify_sha256=False)["vocabulary"]
     except (EarSightError, KeyError):
         return
-    folded = " ".join(str(word).split()).casefold()
+    folded = check_word(word).casefold()  # as the store compares words: BadWordError first
     same = next((w for w in vocabulary if w.casefold() == folded), None)
     if same is not None:
         raise TeachInputError(

@@ -48,15 +48,11 @@ def answers(photos: Sequence[np.ndarray], model: str = "auto") -> tuple[list[str
     when the model cannot be loaded."""
     from earsight.app.models import resolve_model
     from earsight.engine.runtime import load
+    from earsight.logs import quieter
     from earsight.trainer.data.preprocess import fit_to_input
 
-    runtime_log = logging.getLogger("earsight.engine.runtime")
-    level = runtime_log.level
-    runtime_log.setLevel(logging.WARNING)  # not the "backend … on cpu" line: teach runs no model
-    try:
+    with quieter("earsight.engine.runtime"):  # not "backend … on cpu": teach runs no model
         runtime = load(resolve_model(model))
-    finally:
-        runtime_log.setLevel(level)
     info = runtime.info
     height, width, _ = info.input_shape
     images = np.stack([fit_to_input(p, height, width, info.input_crop) for p in photos])
@@ -82,10 +78,16 @@ def look_alike(
     return LookAlike(other, count, len(probs))
 
 
-def look_alike_line(photos: Sequence[np.ndarray], word: str, threshold: float) -> str | None:
-    """The note for ``photos`` of ``word``, or None. Never raises: the photos are stored
-    already, and a model that cannot be loaded here is said by ``describe`` and ``live``."""
+def look_alike_line(
+    photos: Sequence[np.ndarray], word: str, threshold: float | None = None
+) -> str | None:
+    """The note for ``photos`` of ``word``, or None; ``threshold`` as the app's confidence gate
+    (its default when None). Never raises: the photos are stored already, and a model that
+    cannot be loaded here is said by ``describe`` and ``live``."""
+    from earsight.app.modes.answer import DEFAULT_THRESHOLD
     from earsight.errors import EarSightError
+
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
 
     if not photos:
         return None
