@@ -252,6 +252,12 @@ def test_a_phone_folder_says_what_it_skipped_and_one_photo_is_too_few(tmp_path: 
     done = teach(tmp_path, "jug", "--photos", str(one), "--voice-file", str(wav))
     one_line_error(done, "only 1 photo in", "3 is the least", "10 or more")
     assert snapshot(tmp_path / "taught") == before
+    nested = tmp_path / "nested"
+    (nested / "DCIM").mkdir(parents=True)
+    cv2.imwrite(str(nested / "DCIM" / "a.png"), _object(0))
+    done = teach(tmp_path, "jug", "--photos", str(nested), "--voice-file", str(wav))
+    one_line_error(done, "no readable photos in")
+    assert "not read: the folder DCIM inside it" in done.stdout, done.stdout  # only a subfolder
     more = teach(tmp_path, "cup", "--more", "--photos", str(one))  # more views: any number
     assert more.returncode == 0 and "added 1 photo of 'cup': 5 in all" in more.stdout, more.stdout
 

@@ -294,26 +294,24 @@ def photos_from_dir(folder: Path, say: Say, least: int = 1) -> list[np.ndarray]:
 
 
 def _say_other_files(folder: Path, say: Say) -> None:
-    """One line for the files that are not photos EarSight reads (a phone's .HEIC, a .MOV)."""
+    """One line for the files that are not photos EarSight reads (a phone's .HEIC, a .MOV), one
+    for the subfolders, which are not read (a phone's DCIM/)."""
     from earsight.app.camera.sources import IMAGE_SUFFIXES
 
     try:
-        others = [
-            p for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES
-        ]  # fmt: skip
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+        others = [p for p in entries if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES]
+        subfolders = sorted(p.name for p in entries if p.is_dir())
     except OSError:
         return
-    if not others:
-        return
-    kinds = sorted({p.suffix.lower() or "(no suffix)" for p in others})
-    are = "is" if len(others) == 1 else "are"
-    line = f"skipped {plural(len(others), 'file')} that {are} not a photo: {', '.join(kinds)}"
-    phone = sorted({PHONE_FORMATS[k] for k in kinds if k in PHONE_FORMATS})
-    if phone:
-        line += f" ({' and '.join(phone)} cannot be read here: save them as JPEG)"
-    say(line)
-    subfolders = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if others:
+        kinds = sorted({p.suffix.lower() or "(no suffix)" for p in others})
+        are = "is" if len(others) == 1 else "are"
+        line = f"skipped {plural(len(others), 'file')} that {are} not a photo: {', '.join(kinds)}"
+        phone = sorted({PHONE_FORMATS[k] for k in kinds if k in PHONE_FORMATS})
+        if phone:
+            line += f" ({' and '.join(phone)} cannot be read here: save them as JPEG)"
+        say(line)
     if subfolders:
         named = ", ".join(subfolders[:SAID_NAMES])
         say(f"not read: the folder{'s' * (len(subfolders) != 1)} {named} inside it")
