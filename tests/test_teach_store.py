@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from earsight.trainer import durable
-from earsight.trainer.teach import store as ts
+from earsight.trainer.teach import store_folder
 from earsight.trainer.teach.store import TeachStore
 from earsight.trainer.teach.words import (
     BadInputError,
@@ -214,7 +214,7 @@ def test_leftovers_of_a_crashed_change_are_invisible_and_cleared(store):
 def test_a_busy_lock_is_one_line_and_changes_nothing(store, monkeypatch):
     import filelock
 
-    monkeypatch.setattr(ts, "LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(store_folder, "LOCK_TIMEOUT_S", 0.2)
     before = snapshot(store.root)
     with filelock.FileLock(str(store.root / ".lock")), pytest.raises(StoreError) as caught:
         # filelock locks are per-process re-entrant only for the same object: a new one waits
