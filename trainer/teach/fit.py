@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from earsight.errors import UsageError
+from earsight.logs import quieter
 from earsight.trainer.teach.base import TeachBase, load_teach_base
 from earsight.trainer.teach.learn import (
     TaughtSet,
@@ -176,14 +177,9 @@ def _save_and_export(model, out_dir: Path) -> Path:
     )
     # The export's own lines (parity, exporter, file names) are for `earsight export`; a user
     # teaching hears how it went from the report instead. `earsight -v` keeps them.
-    export_log = logging.getLogger("earsight.engine.export")
-    level = export_log.level
-    if not export_log.isEnabledFor(logging.DEBUG):
-        export_log.setLevel(logging.WARNING)
-    try:
+    verbose = logging.getLogger("earsight.engine.export").isEnabledFor(logging.DEBUG)
+    with quieter("earsight.engine.export", level=logging.DEBUG if verbose else logging.WARNING):
         return export_onnx(checkpoint, out_dir / f"{MODEL_NAME}.onnx", precision="fp16").path
-    finally:
-        export_log.setLevel(level)
 
 
 @torch.no_grad()
