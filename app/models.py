@@ -118,4 +118,5 @@ def taught_words_of(sidecar: dict | None) -> list[str]:
     model or a checkpoint (``sidecar`` None)."""
     config = (sidecar or {}).get("config") or {}
     taught = int(config.get("taught_words", 0) or 0)
-    return list(sidecar["vocabulary"])[-taught:] if taught else []
+    words = list(sidecar["vocabulary"])[-taught:] if taught else []
+    return [w for w in words if w not in sidecar.get("withdrawn", ())]  # forgotten since

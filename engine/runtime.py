@@ -132,11 +132,16 @@ class Runtime:
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw model outputs: waveform (B, L_s) float32 at info.sample_rate, probs (B, K).
 
+        The sidecar's withdrawn words (a taught word forgotten since the model was learned) get
+        probability 0, not renormalised: a frame of that object is "not sure", not another word.
         ModelFileError when the model's outputs break its sidecar (shape) or are NaN/inf.
         """
         batch = validate_images(images, self.info.input_shape, self.backend.max_batch)
         wave, probs = self.backend.run(batch)
         check_outputs(wave, probs, len(batch), self.source)
+        if self.source.contract.withdrawn:
+            probs = np.array(probs, copy=True)
+            probs[:, list(self.source.contract.withdrawn)] = 0.0
         return wave, probs
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

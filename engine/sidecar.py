@@ -122,6 +122,7 @@ class ModelContract:
     n_classes: int  # K, width of probs
     precision: str  # "fp32" | "fp16"
     input_crop: float = 1.0  # share of the shorter side kept before resizing (fit_to_input)
+    withdrawn: tuple[int, ...] = ()  # classes no longer answered: probability 0 (the runtime)
 
     @classmethod
     def from_config(cls, cfg: MTNetConfig, precision: str = "fp32") -> ModelContract:
@@ -148,6 +149,7 @@ class ModelContract:
             int(side["outputs"]["probs"]["shape"][1]),
             str(side["precision"]),
             float(side.get("input_crop", 1.0)),
+            tuple(side["vocabulary"].index(w) for w in side.get("withdrawn", ())),
         )
 
 

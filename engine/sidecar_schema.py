@@ -141,6 +141,9 @@ SIDECAR_SCHEMA = _object(
         "sample_rate": _RATE,
         "audio_length": _LENGTH,
         "vocabulary": {"type": "array", "items": _WORD, "minItems": 1, "maxItems": MAX_CLASSES},
+        # vocabulary words the model no longer answers (probability 0): a taught word forgotten
+        # since the model was learned, until it is learned again (trainer/teach/relabel.py)
+        "withdrawn": {"type": "array", "items": _WORD, "uniqueItems": True},
         "preset": {"type": "string"},
         "config": CONFIG_SCHEMA,
         "checkpoint": _object(
@@ -210,6 +213,11 @@ def _inconsistencies(side: dict[str, Any]) -> list[str]:
         f"config.{key} {cfg[key]!r} ≠ {value!r}"
         for key, value in expected.items()
         if key in cfg and cfg[key] != value
+    ]
+    problems += [
+        f"withdrawn {w!r} is not in vocabulary"
+        for w in side.get("withdrawn", ())
+        if w not in side["vocabulary"]
     ]
     if cfg.get("labels") and list(cfg["labels"]) != list(side["vocabulary"]):
         problems.append("config.labels differ from vocabulary")

@@ -54,6 +54,8 @@ BAD_FIELDS = {
     "audio length 0": (lambda s: s.update(audio_length=0), "audio_length"),
     "negative gate": (lambda s: s["config"].update(gate_exemplars=-1), "gate_exemplars"),
     "not an object": (lambda s: s.clear(), "format"),
+    "withdrawn word unknown": (lambda s: s.update(withdrawn=["eleven"]), "withdrawn"),
+    "withdrawn twice": (lambda s: s.update(withdrawn=["nine", "nine"]), "withdrawn"),
 }
 
 

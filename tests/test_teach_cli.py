@@ -333,21 +333,23 @@ def test_a_word_another_teach_stored_meanwhile_gets_these_photos_not_an_error(
     assert "these 3 photos were added to it, 5 in all" in lines[-1], lines
 
 
-def _learned_model(checkpoint: Path, root: Path, word: str) -> Path:
-    """A taught model that says ``word`` as its last (taught) class: the digits model with its
-    "nine" called ``word``, exported where `earsight teach` writes one. (Its sidecar says the
-    last word is taught; a real teach base is an ImageNet backbone's, minutes to make.)"""
+def _learned_model(checkpoint: Path, root: Path, *words: str) -> Path:
+    """A taught model that says ``words`` as its last (taught) classes: the digits model with
+    its "nine" (and "eight", …) called so, exported where `earsight teach` writes one. (Its
+    sidecar says the last words are taught; a real teach base is an ImageNet backbone's,
+    minutes to make.)"""
     from earsight.engine.export import export_onnx
     from earsight.engine.sidecar import read_sidecar, write_sidecar
     from earsight.trainer.checkpoint import read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
-    ckpt["config"] = {**ckpt["config"], "labels": [*ckpt["config"]["labels"][:-1], word]}
+    labels = ckpt["config"]["labels"]
+    ckpt["config"] = {**ckpt["config"], "labels": [*labels[: -len(words)], *words]}
     (root / ".model").mkdir()
     save_checkpoint(root / ".model" / "taught.pt", {k: v for k, v in ckpt.items() if k != "format"})
     onnx = export_onnx(root / ".model" / "taught.pt", root / ".model" / "taught.onnx").path
     side = read_sidecar(onnx)
-    side["config"]["taught_words"] = 1
+    side["config"]["taught_words"] = len(words)
     write_sidecar(onnx, side)
     return onnx
 
@@ -388,6 +390,73 @@ def test_renaming_a_recorded_word_renames_it_inside_the_learned_model(
     # a new name in other capitals only is the same word to a listener
     done = teach(tmp_path, "--rename", "my cup", "My Cup", "--no-speech")
     assert done.returncode == 2 and "is already called that" in done.stderr, done.stderr
+
+
+def _describe_samples(tmp: Path) -> dict[str, str]:
+    """`earsight describe` of the MNIST samples with the taught model (auto): file → said."""
+    env = {**os.environ, "EARSIGHT_TEACH": str(tmp / "taught"), "EARSIGHT_CACHE": str(tmp / "c")}
+    env["EARSIGHT_CONFIG"] = str(tmp / "config.toml")
+    done = subprocess.run(
+        [*EARSIGHT, "describe", str(ROOT / "assets" / "samples" / "mnist")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line.split(": ", 1) for line in done.stdout.splitlines() if ".png: " in line]
+    return {name: said.split(" (")[0] for name, said in lines}
+
+
+def test_a_forgotten_word_is_withdrawn_and_the_other_taught_words_still_answered(
+    tmp_path: Path, spoken: np.ndarray
+):
+    """--forget removed the whole learned model: for the minutes of learning the words left
+    again (or until `--learn`, with --no-learn) every taught word was unknown, not only the
+    forgotten one. Now the forgotten word is withdrawn: its object is "not sure", the other
+    taught word is still named. The learned model here is the shipped digits model with its
+    "eight" and "nine" taught as "cup" and "mug" (its sidecar relabelled; real ONNX Runtime)."""
+    from earsight.engine.sidecar import read_sidecar, write_sidecar
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(pics / f"img{i}.jpg"), _object(30 * i))
+    wav = write_wav(tmp_path / "voice.wav", spoken)
+    for word in ("cup", "mug"):
+        done = teach(tmp_path, word, "--photos", str(pics), "--voice-file", str(wav), "--no-speech")
+        assert done.returncode == 0, done.stderr
+    onnx = tmp_path / "taught" / ".model" / "taught.onnx"
+    onnx.parent.mkdir()
+    shutil.copy(ROOT / "assets" / "models" / "mnist-ad.onnx", onnx)
+    side = read_sidecar(ROOT / "assets" / "models" / "mnist-ad.onnx")
+    side["vocabulary"] = side["config"]["labels"] = [*side["vocabulary"][:8], "cup", "mug"]
+    side["model_file"], side["config"]["taught_words"] = onnx.name, 2
+    side.pop("checkpoint", None)
+    write_sidecar(onnx, side)
+    before = _describe_samples(tmp_path)
+    assert [before[f"{d}-test000{n}.png"] for d, n in (("eight", 61), ("nine", "07"))] == [
+        "cup",
+        "mug",
+    ], before
+
+    done = teach(tmp_path, "--forget", "mug", "--no-speech")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "the learned model no longer answers 'mug'; the other taught words are still answered "
+        "meanwhile" in done.stdout
+    ), done.stdout
+    meanwhile = "use the shipped words and the taught words learned before until `earsight"
+    assert meanwhile in done.stdout, done.stdout
+    side = read_sidecar(onnx)  # its checksum holds: the same ONNX file, the sidecar rewritten
+    assert side["withdrawn"] == ["mug"]
+    after = _describe_samples(tmp_path)
+    for name, word in before.items():  # the nines "not sure", every other answer as before
+        assert after[name] == ("not sure" if word == "mug" else word), (name, after[name])
+    assert list(before.values()).count("cup") == 2 and "mug" not in after.values()
+    listed = teach(tmp_path, "--list", "--no-speech").stdout
+    assert "cup: " in listed and "not learned yet" not in listed, listed
+    # forgetting the last taught word leaves nothing taught to answer: the model goes
+    done = teach(tmp_path, "--forget", "cup", "--no-speech")
+    assert "the learned model still said 'cup': removed" in done.stdout, done.stdout
+    assert not onnx.exists()
 
 
 @pytest.mark.faults

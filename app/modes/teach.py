@@ -40,7 +40,7 @@ from earsight.errors import (
     Interrupted,
     trainer_not_installed,
 )
-from earsight.trainer.teach.store import TaughtWord, TeachStore
+from earsight.trainer.teach.store import TaughtWord, TeachStore, taught_model_path
 from earsight.trainer.teach.words import WordExistsError, check_word
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,6 @@ def learn_words(
     TeachReport. ``progress`` hears the lines said while learning (``say`` by default).
     TeachInputError when torch (the train extra) or the teach base is missing."""
     from earsight.app.models import teach_base_path
-    from earsight.trainer.teach.store import taught_model_path
 
     unavailable = learning_unavailable()
     if unavailable is not None:  # a runtime-only install (no torch): the words stay stored
@@ -260,15 +259,15 @@ def describe_voice(word: TaughtWord) -> str:
 def relearn_after_change(
     store: TeachStore, say: Say, learn_now: bool, base: Path | None, steps: int | None
 ) -> None:
-    """After --forget or --rename (and the out-of-date model removed: live and describe fall
-    back to the shipped words at once) the words left are learned again unless ``learn_now`` is
-    False. TeachInputError as ``learn_words``."""
+    """After --forget or --rename (the changed word withdrawn from the learned model, or the
+    model removed) the words left are learned again unless ``learn_now`` is False.
+    TeachInputError as ``learn_words``."""
     if not store.words():
         say("no taught words left: live and describe use the shipped words")
     elif learn_now:
         learn_or_say_why_not(store, say, base, steps, "the words left are not learned again")
     else:
-        say("live and describe use the shipped words until `earsight teach --learn`")
+        say(f"live and describe use {answered_meanwhile(store)} until `earsight teach --learn`")
 
 
 def learn_or_say_why_not(
@@ -286,7 +285,15 @@ def learn_or_say_why_not(
         learn_words(store, say, base, steps)
         return
     say(f"{not_learned}: {unavailable.what} — {TRAIN_EXTRA_FIX}")
-    say("live and describe use the shipped words until the words are learned")
+    say(f"live and describe use {answered_meanwhile(store)} until the words are learned")
+
+
+def answered_meanwhile(store: TeachStore) -> str:
+    """What live and describe answer with until the next learn: the words learned before (a
+    learned model, perhaps with a word withdrawn), else the shipped words."""
+    if taught_model_path(store.root).is_file():
+        return "the shipped words and the taught words learned before"
+    return "the shipped words"
 
 
 def check_not_shipped(word: str) -> None:

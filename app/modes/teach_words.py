@@ -83,7 +83,8 @@ def learned_words(store: TeachStore) -> set[str]:
     # The taught words follow the shipped ones: a taught "cat" is not learned because the
     # shipped model says "cat" (config.taught_words counts them).
     taught = int(side.get("config", {}).get("taught_words", len(side["vocabulary"])))
-    return set(side["vocabulary"][len(side["vocabulary"]) - taught :]) if taught else set()
+    words = set(side["vocabulary"][len(side["vocabulary"]) - taught :]) if taught else set()
+    return words - set(side.get("withdrawn", ()))  # forgotten since: no longer answered
 
 
 def forget_word(store: TeachStore, name: str, say: Say) -> None:
@@ -114,8 +115,10 @@ def change_word(
     """--forget or --rename, and what it does to the learned model; True when the words left
     must be learned again. A word the model never said leaves it as it is; a renamed word whose
     voice stays (a recording) is renamed inside the model (trainer/teach/relabel.py); otherwise
-    the out-of-date model is removed (live and describe fall back to the shipped words)."""
-    from earsight.trainer.teach.relabel import relabel_model
+    the word is withdrawn from the model (its object "not sure", the other taught words still
+    answered until the words left are learned again), or with no other taught word left the
+    model is removed (live and describe fall back to the shipped words)."""
+    from earsight.trainer.teach.relabel import relabel_model, withdraw_word
     from earsight.trainer.teach.store import taught_model_path
 
     with store.learning():  # no learn may run, and write the old words, meanwhile
@@ -136,8 +139,14 @@ def change_word(
                 return False
         if learned and folder is not None and folder.name not in learned:
             return False  # the learned model never said it: it stays as it is
-        if store.drop_model():
-            said = folder.name if folder is not None else forget or rename[0]
+        said = folder.name if folder is not None else forget or rename[0]
+        if withdraw_word(taught_model_path(store.root), said):
+            now = "" if forget is not None else f"; {rename[1]!r} is answered once learned again"
+            say(
+                f"the learned model no longer answers {said!r}{now}; the other taught words "
+                "are still answered meanwhile"
+            )
+        elif store.drop_model():
             say(
                 f"the learned model still said {said!r}: removed; live and describe use the "
                 "shipped words until the words left are learned again"

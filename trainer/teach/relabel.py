@@ -11,6 +11,12 @@ decides; see app/modes/teach.py).
 Needs no torch for the ONNX model; ``taught.pt`` (a torch file) is rewritten when torch is
 installed, else removed with its sidecar entry (a runtime-only install has no use for it, and
 the next learn, which needs torch, writes it again).
+
+A forgotten word (or one renamed whose espeak-ng voice says the old name) is *withdrawn*
+instead: the sidecar lists it under ``withdrawn`` and the runtime gives it probability 0
+(engine/runtime.py), so its object is "not sure" while the other taught words are still
+answered during the minutes until the words left are learned again. ``taught.pt``, which would
+still say it, is removed.
 """
 
 from __future__ import annotations
@@ -30,19 +36,11 @@ def relabel_model(onnx: Path, old: str, new: str) -> bool:
     and its checkpoint. True when relabelled; False when there is nothing to relabel in place
     (no model, an unreadable one, or ``old`` is not one of its taught words): the caller then
     removes the model as out of date. The caller holds the store's learning lock."""
-    if not onnx.is_file():  # nothing learned yet: nothing to relabel, nothing to say
-        return False
-    try:
-        side = read_sidecar(onnx)  # the sha256 too: never relabel a file that is not its model
-    except ModelFileError as err:
-        log.info("taught model not relabelled (%s): it goes as out of date", err.what)
-        return False
-    vocabulary = list(side["vocabulary"])
-    taught = int(side.get("config", {}).get("taught_words", 0))
-    if old not in vocabulary[len(vocabulary) - taught :] or new in vocabulary:
+    side = _taught_sidecar(onnx)
+    if side is None or _taught_index(side, old) is None or new in side["vocabulary"]:
         return False  # a shipped word of that name stays; a clash would say one word twice
-    index = vocabulary.index(old, len(vocabulary) - taught)
-    vocabulary[index] = new
+    vocabulary = list(side["vocabulary"])
+    vocabulary[_taught_index(side, old)] = new
     side["vocabulary"] = vocabulary
     if side.get("config", {}).get("labels"):
         side["config"]["labels"] = vocabulary
@@ -56,6 +54,55 @@ def relabel_model(onnx: Path, old: str, new: str) -> bool:
             del side["checkpoint"]
     write_sidecar(onnx, side)  # atomic: live reloads the model with the new word or the old
     return True
+
+
+def withdraw_word(onnx: Path, word: str) -> bool:
+    """Stop the learned model at ``onnx`` answering the taught word ``word`` (forgotten, or
+    renamed with a voice that says the old name) until it is learned again: the sidecar lists it
+    under ``withdrawn`` (written atomically: a running live reloads it). True when withdrawn;
+    False when there is nothing to withdraw it from (no model, an unreadable one, ``word`` not
+    one of its taught words) or no taught word would be left to answer: the caller then removes
+    the model. The caller holds the store's learning lock."""
+    side = _taught_sidecar(onnx)
+    if side is None or _taught_index(side, word) is None:
+        return False
+    withdrawn = {*side.get("withdrawn", ()), word}
+    vocabulary = side["vocabulary"]
+    if not set(vocabulary[_first_taught(side) :]) - withdrawn:
+        return False  # nothing taught left to answer: the shipped model says the same
+    side["withdrawn"] = [w for w in vocabulary if w in withdrawn]  # vocabulary order
+    checkpoint = onnx.parent / side.get("checkpoint", {}).get("name", "")
+    if "checkpoint" in side:
+        checkpoint.unlink(missing_ok=True)  # its weights still say the word
+        del side["checkpoint"]
+    write_sidecar(onnx, side)
+    return True
+
+
+def _taught_sidecar(onnx: Path) -> dict | None:
+    """The sidecar of the learned model, checksum verified; None when there is none to change
+    (nothing learned yet, or a file that is not its model: it goes as out of date)."""
+    if not onnx.is_file():  # nothing learned yet: nothing to change, nothing to say
+        return None
+    try:
+        return read_sidecar(onnx)  # the sha256 too: never change a file that is not its model
+    except ModelFileError as err:
+        log.info("taught model not changed in place (%s): it goes as out of date", err.what)
+        return None
+
+
+def _taught_index(side: dict, word: str) -> int | None:
+    """The class of the taught ``word`` in the sidecar's vocabulary; None when it is not one
+    still answered (a shipped word of that name, or one withdrawn)."""
+    vocabulary, first = list(side["vocabulary"]), _first_taught(side)
+    if word not in vocabulary[first:] or word in side.get("withdrawn", ()):
+        return None
+    return vocabulary.index(word, first)
+
+
+def _first_taught(side: dict) -> int:
+    """The class of the first taught word: the taught words follow the shipped ones."""
+    return len(side["vocabulary"]) - int(side.get("config", {}).get("taught_words", 0))
 
 
 def _relabel_checkpoint(path: Path, vocabulary: list[str]) -> None:
