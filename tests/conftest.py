@@ -6,10 +6,19 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A test run started in the background (a CI job, `nohup … &`) inherits SIGINT ignored, and so
+# would every earsight a test starts: the Ctrl-C tests would send a signal nobody hears until
+# `live` installs its own handler (~2 s in), which no user at a terminal has. A handler here
+# makes the children start with SIGINT at its default (exec resets caught signals), as in a
+# foreground terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

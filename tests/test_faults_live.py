@@ -310,9 +310,10 @@ def test_ctrl_c_while_earsight_loads_is_one_line(tmp_path, video, after_s):
     )
     time.sleep(after_s)
     proc.send_signal(signal.SIGINT)
-    # wait before closing stdin (communicate closes it at once): a key input closed in the same
-    # microsecond as the Ctrl-C races it to the stop, and "key input closed" (exit 1) could win.
-    proc.wait(timeout=30)
+    try:  # stdin stays open until the exit: its end must not race the Ctrl-C to the stop
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()  # a live left running would hold the camera for the next tests
     out, err = proc.communicate(timeout=30)
     assert b"Traceback" not in err and err.count(b"\n") <= 1, err.decode()
     assert proc.returncode in (0, 130), out.decode() + err.decode()

@@ -850,7 +850,10 @@ def test_ctrl_c_while_teaching_says_nothing_was_stored(tmp_path: Path):
     proc.stdin.flush()
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)  # stdin stays open until then: its end must not race the Ctrl-C
+    try:  # stdin stays open until the exit: its end must not race the Ctrl-C
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert (
