@@ -32,6 +32,7 @@ from earsight.app.engine_commands import (
     add_export,
 )
 from earsight.arguments import OneLineParser, positive_int, seconds
+from earsight.console import plain_text_streams
 from earsight.errors import EarSightError, Interrupted, trainer_not_installed
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    plain_text_streams()  # also for `python -m earsight.app.cli`: --help holds "—" and "…"
     try:
         args = build_parser().parse_args(argv)  # Ctrl-C here (imports, a second): one line
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from earsight.console import plain_text_streams
 from earsight.errors import trainer_not_installed
 
 EXIT_USAGE = 2
@@ -19,6 +20,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _run(module: str, prog: str) -> int:
+    plain_text_streams()  # before any line: an ASCII terminal gets "-", not a traceback
     try:
         main = importlib.import_module(module).main
     except KeyboardInterrupt:

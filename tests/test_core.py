@@ -84,3 +84,39 @@ def test_every_command_answers_a_usage_error_in_one_line(module):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--help`)" in lines[0], lines
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_terminal_without_unicode_punctuation_gets_stand_ins_not_a_traceback(encoding):
+    """Under an ISO-8859-1 locale (or PYTHONIOENCODING=ascii) `earsight teach --help` and
+    `doctor` were UnicodeEncodeError tracebacks on their first "—", and an error line printed
+    "\\u2014", read out letter by letter by a screen reader."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    earsight = str(Path(sys.executable).with_name("earsight"))
+    helped = subprocess.run([earsight, "teach", "--help"], capture_output=True, env=env)
+    assert helped.returncode == 0 and b"Traceback" not in helped.stderr, helped.stderr
+    assert b"..." in helped.stdout  # the help's "…" as three dots
+    wrong = subprocess.run(
+        [earsight, "describe", "/no/such/file.jpg"], capture_output=True, env=env
+    )
+    assert wrong.stderr.decode(encoding).strip() == (
+        "error: no such file or folder: /no/such/file.jpg - check the image paths"
+    )
+    trainer = subprocess.run(
+        [sys.executable, "-m", "earsight.trainer.checkpoint", "--help"],
+        capture_output=True,
+        env=env,
+    )
+    assert trainer.returncode == 0 and b"Traceback" not in trainer.stderr, trainer.stderr
+
+
+def test_the_stand_ins_are_plain_ascii():
+    from earsight.console import ERRORS, STAND_INS
+
+    assert "a — b … c ≤ d é 中".encode("ascii", errors=ERRORS) == b"a - b ... c <= d e ?"
+    assert all(value.isascii() for value in STAND_INS.values())

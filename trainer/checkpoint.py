@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from earsight.console import plain_text_streams
 from earsight.errors import UsageError, first_line
 from earsight.trainer.data.augment import trained_with_flips
 from earsight.trainer.errors import CheckpointError
@@ -235,6 +236,7 @@ def save_inference_checkpoint(src: Path | str, dst: Path | str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    plain_text_streams()  # `python trainer/….py` on an ASCII terminal: stand-ins, no traceback
     import sys
 
     from earsight.arguments import OneLineParser

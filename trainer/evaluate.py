@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from earsight.arguments import OneLineParser
+from earsight.console import plain_text_streams
 from earsight.errors import EarSightError, UsageError
 from earsight.logs import plain_logging
 from earsight.tables import as_lines
@@ -316,6 +317,7 @@ def _rows(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    plain_text_streams()  # `python trainer/….py` on an ASCII terminal: stand-ins, no traceback
     # prog from argv[0]: evaluate.py, or earsight-eval as a console script
     parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", nargs="+", help=".pt file(s) written by trainer/fit.py")

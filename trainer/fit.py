@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 
 from earsight.arguments import DefaultsHelpFormatter, OneLineParser, positive_int
+from earsight.console import plain_text_streams
 from earsight.errors import EarSightError, UsageError
 from earsight.logs import plain_logging
 from earsight.tables import as_lines
@@ -381,6 +382,7 @@ def _last_checkpoint(args: argparse.Namespace) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    plain_text_streams()  # `python trainer/….py` on an ASCII terminal: stand-ins, no traceback
     args = build_parser().parse_args(argv)
     plain_logging(logging.INFO if args.dataset else logging.WARNING)
     new_folder = args.out is not None and not args.out.exists()
