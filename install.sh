@@ -50,11 +50,16 @@ if [ -f /etc/nv_tegra_release ]; then
   VENV_ARGS+=(--system-site-packages)
   TORCH_SPEC=""
 elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+  # the TensorRT backend keeps its CUDA buffers in torch: a --runtime install gets it too
   say "NVIDIA GPU detected: installing CUDA torch and the TensorRT extra"
   TORCH_SPEC="torch"
   EXTRAS="tensorrt"
 elif [ "$RUNTIME" = 1 ]; then
-  say "no NVIDIA GPU; the runtime only: no torch"
+  if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    say "no NVIDIA GPU; the runtime only: the torch of an earlier full install stays in .venv (remove .venv first for a runtime-only one)"
+  else
+    say "no NVIDIA GPU; the runtime only: no torch"
+  fi
   TORCH_SPEC=""
 else
   say "no NVIDIA GPU: CPU torch $TORCH_CPU_VERSION (installed unless already there)"
@@ -64,7 +69,7 @@ fi
 # --- virtual environment ---------------------------------------------------------------------
 # The runtime (no extra) runs exported ONNX models; the train extra adds torch and the rest of the
 # trainer. torch goes in first, pinned: a bare "torch" requirement would pull a CUDA build here.
-[ "$RUNTIME" = 1 ] && TORCH_SPEC=""
+[ "$RUNTIME" = 1 ] && [ "${EXTRAS:-}" != tensorrt ] && TORCH_SPEC=""
 EXTRA_LIST=""
 [ "$RUNTIME" = 0 ] && EXTRA_LIST="train"
 [ -n "${EXTRAS:-}" ] && EXTRA_LIST="${EXTRA_LIST:+$EXTRA_LIST,}$EXTRAS"

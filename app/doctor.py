@@ -209,7 +209,28 @@ def check_tensorrt(_options: LiveOptions) -> Check:
             "optional: pip install earsight[tensorrt] on a CUDA machine",
             required=False,
         )
-    return Check("TensorRT", True, f"version {trt.__version__}", required=False)
+    return tensorrt_usable(f"version {trt.__version__}")
+
+
+def tensorrt_usable(version: str) -> Check:
+    """TensorRT (``version`` found) as the backend uses it: its CUDA buffers and streams are
+    torch's (engine/backends/tensorrt.py), so torch must be there and see the GPU."""
+    try:
+        import torch
+    except ImportError:
+        fix = "pip install 'earsight[tensorrt]' (it brings torch) or ./install.sh on this machine"
+        return Check(
+            "TensorRT", False, f"{version}, but its backend needs torch", fix, required=False
+        )
+    if not torch.cuda.is_available():
+        return Check(
+            "TensorRT",
+            False,
+            f"{version}, but torch {torch.__version__} sees no CUDA GPU",
+            "install torch built for this GPU's CUDA (./install.sh does on an NVIDIA machine)",
+            required=False,
+        )
+    return Check("TensorRT", True, version, required=False)
 
 
 def check_trainer(_options: LiveOptions) -> Check:

@@ -287,3 +287,18 @@ def test_e2e_bench_shows_each_model_the_samples_it_was_trained_for():
     assert len(digits) == len(photos) == 20
     assert {p.parent.name for p in digits} == {"mnist"} and {p.suffix for p in digits} == {".png"}
     assert {p.parent.name for p in photos} == {"cifar10"} and {p.suffix for p in photos} == {".jpg"}
+
+
+def test_doctor_does_not_call_tensorrt_ok_when_its_backend_cannot_run():
+    """With TensorRT installed, doctor said "ok TensorRT" on an install without torch or
+    without a CUDA torch, where the backend (its buffers are torch's) cannot start. Here: the
+    real torch of this machine, which sees no GPU (TensorRT itself cannot be installed here)."""
+    import torch
+
+    from earsight.app.doctor import tensorrt_usable
+
+    if torch.cuda.is_available():
+        pytest.skip("torch sees a CUDA GPU here: the usable case")
+    check = tensorrt_usable("version 10.9.0")
+    assert not check.ok and "sees no CUDA GPU" in check.detail, check
+    assert "torch built for this GPU's CUDA" in check.fix
