@@ -120,3 +120,14 @@ def test_the_stand_ins_are_plain_ascii():
 
     assert "a — b … c ≤ d é 中".encode("ascii", errors=ERRORS) == b"a - b ... c <= d e ?"
     assert all(value.isascii() for value in STAND_INS.values())
+
+
+def test_the_trainer_names_itself_as_it_was_run():
+    # a wheel install has no trainer/fit.py: earsight-train sent its users to one
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    train = str(Path(sys.executable).with_name("earsight-train"))
+    done = subprocess.run([train], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().endswith("see earsight-train --help")

@@ -41,7 +41,13 @@ from earsight.trainer.data.dataset import DatasetSpec, build_dataset
 from earsight.trainer.data.images import SOURCES
 from earsight.trainer.mtnet.config import PRESETS
 from earsight.trainer.mtnet.model import MTNet, count_parameters, inference_macs
-from earsight.trainer.training.options import ABLATIONS, TrainOptions, arch_changes, checked_config
+from earsight.trainer.training.options import (
+    ABLATIONS,
+    TrainOptions,
+    arch_changes,
+    checked_config,
+    fit_command,
+)
 from earsight.trainer.training.plumbing import pick_device, rank_world
 from earsight.trainer.training.run import check_resume, check_run_folder, fit
 
@@ -275,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         print(describe(args.dataset, args.arch, args.preset, args.as_lines))
         return 0
     if args.dataset is None or args.out is None:
-        raise UsageError("--dataset and --out are required", "see python trainer/fit.py --help")
+        raise UsageError("--dataset and --out are required", f"see {fit_command()} --help")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # tiny tanh gradients otherwise crawl on x86 CPUs

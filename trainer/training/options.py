@@ -103,9 +103,19 @@ def checked_config(preset: str, **fields) -> MTNetConfig:
         raise UsageError(str(err), "fix the --arch values") from None
 
 
+def fit_command() -> str:
+    """How the user ran the trainer: ``earsight-train`` (the console script, the only one a
+    wheel install has) or ``python trainer/fit.py`` (the checkout's), for "see … --help"."""
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.argv[0]).name
+    return "earsight-train" if script == "earsight-train" else "python trainer/fit.py"
+
+
 def arch_changes(items: tuple[str, ...] | list[str]) -> dict:
     """``--arch KEY=VALUE`` items as config overrides; a malformed one is a UsageError."""
     try:
         return parse_arch(items)
     except ValueError as err:
-        raise UsageError(str(err), "see python trainer/fit.py --help") from None
+        raise UsageError(str(err), f"see {fit_command()} --help") from None
