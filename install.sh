@@ -30,6 +30,11 @@ say() { echo "install.sh: $*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
 APT_PKGS=(espeak-ng libespeak-ng1 libportaudio2 sox alsa-utils)
+# evdev (keys on a headless wearable) ships as source only: pip compiles it against the kernel's
+# input headers and Python's own
+APT_PKGS+=(gcc linux-libc-dev)
+"$PY" -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" \
+  >/dev/null 2>&1 || APT_PKGS+=(python3-dev)
 [ "$DEV" = 1 ] && APT_PKGS+=(xvfb xdotool strace)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
