@@ -28,6 +28,28 @@ TORCH_CPU_VERSION="2.13.0"   # the CPU wheel this project is tested with
 PY="${PYTHON:-python3}"
 say() { echo "install.sh: $*"; }
 
+# The service's copy of the code in $1 (run in the checkout, with $SUDO): the tracked files only
+# (never a user's wavs/, build/ or notes), replacing the code before it whole, so that a module
+# deleted upstream is not left importable; $1/.venv stays. safe.directory: as root (su, no sudo)
+# git refuses a checkout that another user owns, and the copy took every file of the tree.
+install_code() {
+  local dest="$1" stage entry
+  stage="$($SUDO mktemp -d "$dest/.code.XXXXXX")"
+  if git -c safe.directory="$PWD" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -c safe.directory="$PWD" ls-files -z | tar --null -T - -cf - | $SUDO tar -xf - -C "$stage"
+  else  # an unpacked sdist: what the package and the service are made of
+    tar --exclude=__pycache__ -cf - earsight app engine trainer assets pyproject.toml README.md \
+      LICENSE | $SUDO tar -xf - -C "$stage"
+  fi
+  for entry in "$dest"/* "$dest"/.[!.]*; do
+    [ -e "$entry" ] || continue
+    case "$entry" in "$dest/.venv" | "$stage") continue ;; esac
+    $SUDO rm -rf "$entry"
+  done
+  $SUDO find "$stage" -mindepth 1 -maxdepth 1 -exec mv -t "$dest" {} +
+  $SUDO rmdir "$stage"
+}
+
 # --- Debian packages -------------------------------------------------------------------------
 APT_PKGS=(espeak-ng libespeak-ng1 libportaudio2 sox alsa-utils)
 # evdev (keys on a headless wearable) ships as source only: pip compiles it against the kernel's
@@ -115,11 +137,7 @@ if [ "$SERVICE" = 1 ]; then
   $SUDO usermod -a -G audio,video,input "$SERVICE_USER"
   say "installing the code to $PREFIX (owned by root, read-only for $SERVICE_USER)"
   $SUDO mkdir -p "$PREFIX"
-  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -z | tar --null -T - -cf - | $SUDO tar -xf - -C "$PREFIX"
-  else
-    tar --exclude=./.venv --exclude=./runs --exclude=./.git -cf - . | $SUDO tar -xf - -C "$PREFIX"
-  fi
+  install_code "$PREFIX"
   if [ ! -x "$PREFIX/.venv/bin/python" ]; then
     $SUDO "$PY" -m venv "${VENV_ARGS[@]}" "$PREFIX/.venv"
   fi

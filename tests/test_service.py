@@ -91,3 +91,36 @@ def test_install_service_leaves_the_checkouts_venv_alone():
     venv = script[script.index("# --- virtual environment") :]
     guard = venv.index('if [ "$SERVICE" = 1 ]; then')
     assert guard < venv.index("\nelse\n") < venv.index('-m venv "${VENV_ARGS[@]}" .venv')
+
+
+def _install_code_function() -> str:
+    script = (ROOT / "install.sh").read_text()
+    start = script.index("install_code() {")
+    return script[start : script.index("\n}\n", start) + 3]
+
+
+def test_the_service_copy_is_the_tracked_files_and_replaces_the_old_code(tmp_path):
+    """install.sh --service's copy (its install_code, run for real with SUDO empty): a user's
+    untracked files in the checkout stay out, a module deleted upstream does not survive an
+    upgrade, the service's .venv is kept."""
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True, timeout=300)
+    (checkout / "my-notes.txt").write_text("private")
+    (checkout / "wavs").mkdir()
+    (checkout / "wavs" / "a.wav").write_bytes(b"RIFF")
+    prefix = tmp_path / "opt-earsight"
+    (prefix / "app").mkdir(parents=True)
+    (prefix / "app" / "removed_upstream.py").write_text("X = 1\n")
+    (prefix / ".venv").mkdir()
+    (prefix / ".venv" / "marker").write_text("kept")
+    bash = f'SUDO=""\n{_install_code_function()}\ninstall_code "$1"'
+    done = subprocess.run(
+        ["bash", "-c", bash, "install.sh", str(prefix)],
+        cwd=checkout, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (prefix / "app" / "cli.py").is_file() and (prefix / "pyproject.toml").is_file()
+    assert not (prefix / "app" / "removed_upstream.py").exists()
+    assert not (prefix / "my-notes.txt").exists() and not (prefix / "wavs").exists()
+    assert (prefix / ".venv" / "marker").read_text() == "kept"
+    assert not list(prefix.glob(".code.*"))  # the staging folder is gone
