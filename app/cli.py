@@ -202,7 +202,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="earsight", description="Press a key, hear what the camera sees.")
     _add_verbosity(parser, default=False)
-    parser.add_argument("--version", action="version", version=f"earsight {_version()}")
+    parser.add_argument("-V", "--version", action="version", version=f"earsight {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

@@ -115,8 +115,8 @@ def read_config(path: Path, required: bool = False) -> dict[str, Any]:
     data = {key.replace("-", "_"): value for key, value in data.items()}  # out-dir as the flag
     for key, value in data.items():
         if key not in known:
-            near = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {near[0]!r}? " if near else ""
+            near = difflib.get_close_matches(key, known, n=2, cutoff=0.75)  # modle: mode or model
+            hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
             raise ConfigError(
                 f"{path}: unknown option {key!r}",
                 f"{hint}known options: {', '.join(sorted(known))}",

@@ -51,6 +51,7 @@ def test_missing_default_config_file_means_defaults(tmp_path, monkeypatch):
         ("threads = 0\n", "threads must be 1 or more, got 0"),
         ("threads = -2\n", "threads must be 1 or more, got -2"),
         ("sourse = '0'\n", "unknown option 'sourse' — did you mean 'source'\\?"),
+        ("modle = 'x'\n", "did you mean 'mode' or 'model'\\?"),  # both near: both said
         ("source = 0\n", 'source must be text in quotes, got 0 — write e.g. source = "0"'),
         ("# mine\nmodel = cifar10-ad  # the default\n", 'quotes: write model = "cifar10-ad"'),
         ("source = /dev/video2\n", 'text needs quotes: write source = "/dev/video2"'),

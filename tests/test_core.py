@@ -131,3 +131,11 @@ def test_the_trainer_names_itself_as_it_was_run():
     train = str(Path(sys.executable).with_name("earsight-train"))
     done = subprocess.run([train], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().endswith("see earsight-train --help")
+
+
+def test_python_dash_m_earsight_is_the_earsight_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "earsight", "-V"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("earsight "), done.stderr
