@@ -9,7 +9,9 @@ a device that would hang or fail live fails here too.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -248,8 +250,22 @@ def check_trainer(_options: LiveOptions) -> Check:
 
 
 def check_engine_cache(_options: LiveOptions) -> Check:
-
+    """Where TensorRT engines are kept: writable (probed in it, or in the nearest folder that
+    exists, which the first build creates it in), and how many it holds."""
     folder = paths.engine_cache_dir()
+    try:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():  # a file where a folder of the path should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        paths.probe_writable(existing)
+    except OSError as err:
+        return Check(
+            "engine cache",
+            False,
+            f"{folder} cannot be written ({err.strerror or err})",
+            "set EARSIGHT_ENGINE_CACHE to a folder this user can write (TensorRT engines)",
+            required=False,
+        )
     plans = sorted(folder.glob("*.plan")) if folder.is_dir() else []
     held = (
         f"{len(plans)} TensorRT engine{'s' * (len(plans) != 1)}" if plans else "no TensorRT engines"

@@ -303,3 +303,17 @@ def test_doctor_does_not_call_tensorrt_ok_when_its_backend_cannot_run():
     check = tensorrt_usable("version 10.9.0")
     assert not check.ok and "sees no CUDA GPU" in check.detail, check
     assert "torch built for this GPU's CUDA" in check.fix
+
+
+def test_doctor_says_an_engine_cache_that_cannot_be_written(tmp_path, monkeypatch):
+    # it said "ok engine cache" where the first TensorRT build would fail to keep its engine
+    from earsight.app.doctor import check_engine_cache
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("EARSIGHT_ENGINE_CACHE", str(tmp_path / "a-file" / "engines"))
+    check = check_engine_cache(LiveOptions())
+    assert not check.ok and check.detail.endswith("cannot be written (Not a directory)"), check
+    monkeypatch.setenv("EARSIGHT_ENGINE_CACHE", str(tmp_path / "new" / "engines"))
+    check = check_engine_cache(LiveOptions())  # not there yet: the first build makes it
+    assert check.ok and check.detail.endswith("no TensorRT engines"), check
+    assert not (tmp_path / "new").exists()  # the doctor changes nothing
