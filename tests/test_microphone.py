@@ -140,6 +140,23 @@ def test_records_the_word_trimmed_and_pocketsphinx_hears_it(mic, word):
     assert heard == "pillbox"
 
 
+def test_a_word_in_a_noisy_room_is_kept_without_the_room(mic, word):
+    """A fan or a quiet room at -60 dBFS lies within 40 dB of a -13 dBFS voice: the peak's
+    threshold kept it all, and 1.5 s of room before the word and 0.7 s after were refused as
+    "3.0 s of sound: say just the word" (the same audio as a file was accepted)."""
+    quiet = word * 10 ** ((-13 - dbfs(0.5)) / 20)  # the voice peaking at -13 dBFS
+    pad = lambda s: np.zeros(round(s * RATE), np.float32)  # noqa: E731
+    wave = np.concatenate([pad(1.5), quiet, pad(0.7)])
+    wave = wave + np.random.default_rng(1).normal(0.0, 10 ** (-60 / 20), wave.size)  # -60 dBFS
+    mic.feed(wave)
+    rec = record_voice(seconds=3.0)
+    from earsight.trainer.evaluation.metrics import WordRecognizer
+
+    assert rec.speech_s == pytest.approx(spoken_s(word), abs=0.08), rec.speech_s
+    heard = WordRecognizer(VOCABULARY, sample_rate_in=RATE).recognize(rec.wave)
+    assert heard == "pillbox"
+
+
 def test_press_to_talk_plays_the_recording_back(mic, word, tmp_path):
     mic.feed(in_a_room(word))
     lines: list[str] = []

@@ -385,11 +385,15 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     assert done.returncode == 0 and "tabby" in done.stdout, done.stdout + done.stderr
     wave, rate = soundfile.read(next((tmp_path / "renamed").glob("*.wav")), dtype="float32")
     assert WordRecognizer(vocabulary, sample_rate_in=rate).recognize(wave) == "tabby"
-    # Forgetting without learning again: the model that knew the word is gone at once.
+    # Forgetting without learning again: the word is withdrawn from the model at once, and the
+    # other taught word is still answered (the model was removed: both were lost).
     done = earsight("teach", "--forget", "tabby", "--no-speech", "--no-learn")
-    assert done.returncode == 0 and "removed" in done.stdout, done.stderr
+    assert done.returncode == 0 and "no longer answers 'tabby'" in done.stdout, done.stderr
     done = earsight("describe", str(tmp_path / "cat.jpg"), "--out", str(tmp_path / "forgot"))
     assert done.returncode == 0 and "tabby" not in done.stdout, done.stdout
+    cup = sorted((tmp_path / "espresso").glob("*.jpg"))[0]
+    done = earsight("describe", str(cup), "--out", str(tmp_path / "kept"))
+    assert done.returncode == 0 and ": espresso (" in done.stdout, done.stdout
 
 
 def test_a_base_without_colour_teaches_as_before_and_add_colour_gives_it(teach_base, tmp_path):

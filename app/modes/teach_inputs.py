@@ -111,16 +111,14 @@ def check_level(wave: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
             f"{where} is clipped ({100 * clipped:.1f} % of its samples at full scale)",
             "record it again a little further from the microphone or with a lower input level",
         )
-    trimmed = trim_silence(wave, sample_rate=sample_rate)
+    # against the recording's own background first: a phone memo's room noise (-53 dBFS) lies
+    # above a threshold set from the peak alone, and was kept in the word (or made it too long)
+    trimmed = trim_silence(trim_background(wave, sample_rate), sample_rate=sample_rate)
     if trimmed.size < MIN_VOICE_S * sample_rate:
         raise TeachInputError(
             f"{where} holds only {1000 * trimmed.size / sample_rate:.0f} ms of sound",
             "say the whole word",
         )
-    if trimmed.size > MAX_SPEECH_S * sample_rate:
-        # A phone memo's room noise (−53 dBFS) lies above a threshold set from the peak alone:
-        # the background, not the word, made it long. Trim against the background instead.
-        trimmed = trim_background(trimmed, sample_rate)
     if trimmed.size > MAX_SPEECH_S * sample_rate:  # as the microphone's limit: not a sentence
         raise TeachInputError(
             f"{where} holds {trimmed.size / sample_rate:.1f} s of sound above its background; "

@@ -85,7 +85,12 @@ def check_recording(wave: np.ndarray, sample_rate: int, ran_full: bool = False) 
             f"{SILENT_PEAK_DBFS:.0f} dBFS or more)",
             "check the microphone is on and not muted, and speak closer to it",
         )
-    kept = trim_silence(x, TRIM_THRESHOLD_DB, TRIM_MARGIN_MS, sample_rate)
+    # The room first (frame levels against its own background), then the peak's threshold: a
+    # fan or a quiet room at -60 dBFS lies within 40 dB of a -13 dBFS voice, and the peak alone
+    # kept 3 s of it ("say just the word", to a user who had).
+    kept = trim_silence(
+        trim_background(x, sample_rate), TRIM_THRESHOLD_DB, TRIM_MARGIN_MS, sample_rate
+    )
     clipped = float(np.mean(np.abs(kept) >= CLIP_LEVEL))
     if clipped > CLIPPED_SHARE:
         raise ClippedRecording(
@@ -103,8 +108,15 @@ def check_recording(wave: np.ndarray, sample_rate: int, ran_full: bool = False) 
             f"the recording holds {seconds:.1f} s of sound; a word is {MAX_SPEECH_S:g} s at most",
             "say just the word, and stop the recording right after it",
         )
-    tail = x[-max(1, round(CUT_OFF_S * sample_rate)) :]
-    if ran_full and float(np.max(np.abs(tail))) >= peak * 10.0 ** (TRIM_THRESHOLD_DB / 20.0):
+    cut_off = max(1, round(CUT_OFF_S * sample_rate))
+    room = speech_over_background(x, sample_rate)
+    if room is not None:  # a noisy room: speech is what stands over it, to the very end?
+        still_speaking = room[1] >= x.size - cut_off
+    else:
+        still_speaking = float(np.max(np.abs(x[-cut_off:]))) >= peak * 10.0 ** (
+            TRIM_THRESHOLD_DB / 20
+        )
+    if ran_full and still_speaking:
         raise SpeechTooLong(
             "the word was cut off: the recording ended while it was still being said",
             "start the word right after pressing, or record for longer",
@@ -118,17 +130,31 @@ KEEP_MS = 30.0  # kept before and after the speech, so its first and last sounds
 
 
 def trim_background(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(L,) → the part from the first to the last frame louder than both 40 dB under the
-    loudest frame and BACKGROUND_MARGIN_DB over the background (the 10th percentile frame
-    level), with KEEP_MS either side. For recordings with steady noise, where a threshold
-    from the peak alone keeps the noise."""
+    """(L,) → the part from the first to the last frame louder than BACKGROUND_MARGIN_DB over
+    the background (the 10th percentile frame level), with KEEP_MS either side; ``wave`` as it
+    is when that background lies more than 40 dB under the loudest frame, where a threshold
+    from the peak (trim_silence) already leaves it out. For recordings with steady noise."""
+    bounds = speech_over_background(wave, sample_rate)
+    if bounds is None:
+        return wave
+    keep = round(sample_rate * KEEP_MS / 1000)
+    return wave[max(0, bounds[0] - keep) : min(wave.size, bounds[1] + keep)]
+
+
+def speech_over_background(wave: np.ndarray, sample_rate: int) -> tuple[int, int] | None:
+    """(first, end) samples of the frames louder than BACKGROUND_MARGIN_DB over the background
+    (FRAME_MS frames; the background is the 10th percentile frame level); None when the
+    background lies more than 40 dB under the loudest frame (a quiet room) or the wave is
+    shorter than three frames."""
     frame = max(1, round(sample_rate * FRAME_MS / 1000))
     n = wave.size // frame
     if n < 3:
-        return wave
+        return None
     rms = np.sqrt(np.mean(wave[: n * frame].reshape(n, frame) ** 2, axis=1)) + 1e-12
     level = 20 * np.log10(rms)
-    threshold = max(level.max() - 40.0, np.percentile(level, 10) + BACKGROUND_MARGIN_DB)
-    loud = np.flatnonzero(level >= threshold)
-    keep = round(sample_rate * KEEP_MS / 1000)
-    return wave[max(0, loud[0] * frame - keep) : min(wave.size, (loud[-1] + 1) * frame + keep)]
+    background = np.percentile(level, 10) + BACKGROUND_MARGIN_DB
+    if background <= level.max() - 40.0:  # a quiet room: the peak's threshold trims it finer
+        return None  # (sample-wise, trim_silence), and a word keeps its soft first and last sounds
+    loud = np.flatnonzero(level >= background)
+    end = wave.size if loud[-1] == n - 1 else (loud[-1] + 1) * frame  # the partial last frame
+    return int(loud[0] * frame), int(end)
