@@ -213,6 +213,46 @@ def test_the_terminal_is_told_to_press_enter_and_stops_at_max_seconds(mic, word,
     assert rec.speech_s == pytest.approx(spoken_s(word), abs=0.01)
 
 
+def test_the_enter_after_a_recording_that_ran_full_starts_the_next_one(mic, monkeypatch):
+    """A recording that reached max_seconds left its wait for the release Enter reading the
+    terminal: it took the Enter the user pressed at the next "press Enter", which then never
+    started a recording (a blind user heard nothing), and the Enter after it started one of
+    silence. The terminal here is a real pipe, typed into after each prompt."""
+    import os
+
+    from earsight.app.sound.recording import SilentRecording
+
+    mic.feed(np.zeros(RATE, np.float32))  # a muted microphone: each try is refused as silent
+    read_end, write_end = os.pipe()
+    keys, typing = os.fdopen(read_end, "r"), os.fdopen(write_end, "w")
+    monkeypatch.setattr("sys.stdin", keys)
+    typing.write("\n")  # the first press; the user waits for the release that never matters
+    typing.flush()
+    with pytest.raises(SilentRecording):
+        record_voice(max_seconds=0.5)  # this device is unclocked: it runs full at once
+    lines: list[str] = []
+    raised: list[BaseException] = []
+
+    def again() -> None:
+        try:
+            record_voice(max_seconds=0.5, on_status=lines.append)
+        except BaseException as err:
+            raised.append(err)
+
+    second = threading.Thread(target=again, daemon=True)
+    second.start()
+    deadline = time.monotonic() + 10
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # the user hears the prompt, then presses Enter once
+    typing.write("\n")
+    typing.flush()
+    second.join(10)
+    assert not second.is_alive(), lines  # one Enter started the second recording
+    assert "recording, up to 0.5 s" in lines and isinstance(raised[0], SilentRecording), lines
+    typing.close()
+
+
 @pytest.mark.faults
 def test_teach_records_a_bad_recording_again_and_keeps_going(mic, word, monkeypatch):
     # a silent first try (muted microphone) is said and recorded again: the photos the user

@@ -246,16 +246,64 @@ def check_microphone(device: str | int | None = None, timeout_s: float = OPEN_TI
 # --- recording ------------------------------------------------------------------------------
 
 
+class _EnterKey:
+    """The terminal's Enter presses, read by one thread for every wait. A wait for the release
+    Enter outlives its recording when ``max_seconds`` is reached first; reading the terminal
+    itself, it took the user's next Enter, meant for the next "press Enter" (the recording never
+    started, and the Enter after it started one of silence). Here a wait ends, taking nothing,
+    as soon as a newer one begins: an Enter before the next prompt's wait is the late release
+    of the recording before; one after it is the next press."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lines: list[str] = []  # read, not yet taken; "" is the end of input
+        self._changed = threading.Condition()
+        self._turn = 0  # the newest wait's number
+        self._reader: threading.Thread | None = None
+
+    def wait(self) -> None:
+        with self._changed:
+            if self._reader is None:
+                self._reader = threading.Thread(target=self._read, name="enter-key", daemon=True)
+                self._reader.start()
+            self._turn += 1
+            turn = self._turn
+            self._changed.notify_all()  # an older wait still waiting gives up
+            while turn == self._turn:
+                if self._lines:
+                    if not self._lines[0]:  # end of input: nobody is there to press it
+                        raise UsageError(
+                            "no terminal to press Enter in (standard input is closed)",
+                            "run it in a terminal, or give the word's sound as a file or an "
+                            "espeak-ng voice",
+                        )
+                    self._lines.pop(0)
+                    return
+                self._changed.wait(RELEASE_POLL_S)  # a timeout: Ctrl-C stays prompt
+
+    def _read(self) -> None:
+        while True:
+            line = self._stream.readline()
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+            if not line:
+                return
+
+
+_ENTER_KEYS: dict[int, _EnterKey] = {}  # one reader per stream (sys.stdin in the app)
+_ENTER_KEYS_LOCK = threading.Lock()
+
+
 def wait_for_enter(stream: TextIO | None = None) -> Wait:
-    """A ``start``/``stop`` for a terminal: returns when the user presses Enter."""
+    """A ``start``/``stop`` for a terminal: returns when the user presses Enter (a wait that
+    a newer one overtook returns without taking one: see _EnterKey)."""
 
     def wait() -> None:
         source = stream if stream is not None else sys.stdin
-        if not source.readline():  # end of input: nobody is there to press it
-            raise UsageError(
-                "no terminal to press Enter in (standard input is closed)",
-                "run it in a terminal, or give the word's sound as a file or an espeak-ng voice",
-            )
+        with _ENTER_KEYS_LOCK:
+            key = _ENTER_KEYS.setdefault(id(source), _EnterKey(source))
+        key.wait()
 
     return wait
 
