@@ -525,6 +525,8 @@ def test_learn_with_nothing_taught_says_only_that(tmp_path: Path):
         # a second "truck" beside the shipped one split every truck's answer in two
         (["Truck", "--espeak-voice", "en-us"], ["'truck' is already one of the model's words"]),
         (["--rename", "mug", "cat"], ["'cat' is already one of the model's words", "'my cat'"]),
+        # "earsight teach --learn" spoken without its dashes, and typed as heard
+        (["learn", "--espeak-voice", "en-us"], ["is also the option --learn", "'my learn'"]),
         (["cup", "--espeak-voice", "xx-nope"], ["espeak-ng could not speak", "xx-nope"]),
         (["cup", "--voice-file", "/nonexistent/cup.wav"], ["cannot read the voice file"]),
         (["cup", "--voice-file", "{silent}"], ["is silent", "closer to the microphone"]),

@@ -181,3 +181,25 @@ def test_without_an_audio_output_messages_are_printed_and_one_warning_logged(
         "status speech off: no audio output (ALSA:"
     )
     assert "aplay" not in warnings[0] and "main:" not in warnings[0]  # ALSA's words alone
+
+
+def test_spoken_lines_say_dashes_and_units_as_words():
+    """espeak-ng says "earsight teach --learn" without the dashes (a blind user typed "teach
+    learn" and taught a word called "learn"), "s" as "ess" and "dBFS" letter by letter; the
+    printed line keeps the short form."""
+    from earsight.app.sound.voice import StatusVoice
+
+    printed: list[str] = []
+    spoken: list[str] = []
+    voice = StatusVoice(enabled=False, printer=printed.append)
+    voice.on_spoken = spoken.append
+    voice.enabled = True  # on_spoken hears what would be spoken, with or without a device
+    voice.say("not learned yet: `earsight teach --learn`; recorded 1.3 s, peak -13 dBFS")
+    voice.say("learned mug in 4 min 1 s")
+    voice.close()
+    assert printed[0] == "not learned yet: `earsight teach --learn`; recorded 1.3 s, peak -13 dBFS"
+    assert spoken == [
+        "not learned yet: `earsight teach dash dash learn`; recorded 1.3 seconds, "
+        "peak -13 decibels",
+        "learned mug in 4 minutes 1 second",
+    ]

@@ -296,6 +296,22 @@ def answered_meanwhile(store: TeachStore) -> str:
     return "the shipped words"
 
 
+TEACH_OPTIONS = ("learn", "list", "forget", "rename", "more")  # teach's options, without "--"
+
+
+def check_not_an_option(word: str) -> None:
+    """TeachInputError for a word that is one of teach's options without its dashes: a
+    screen reader (and espeak-ng) says "earsight teach --learn" without them, and the word
+    typed as heard started teaching a thing called "learn"."""
+    if check_word(word).casefold() in TEACH_OPTIONS:
+        option = word.casefold()
+        raise TeachInputError(
+            f"{word!r} is also the option --{option} (dash dash {option})",
+            f"for the option type earsight teach --{option}; to teach a thing of that name, "
+            f"call it e.g. 'my {option}'",
+        )
+
+
 def check_not_shipped(word: str) -> None:
     """TeachInputError when ``word`` is (capitals aside) one of the default model's own words,
     which a taught model keeps: a second "cat" beside the shipped one splits every cat's answer
@@ -345,6 +361,8 @@ def run_teach(args: argparse.Namespace) -> int:
         elif args.learn:
             learn_words(store, voice.say, args.base, args.voice_steps)
         else:
+            if not args.more:
+                check_not_an_option(args.word)
             if not args.more and args.base is None:  # another base has words of its own
                 check_not_shipped(args.word)
             request = TeachRequest(

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from earsight.app.sound.lines import Printer, plain_line, print_line
+from earsight.app.sound.lines import Printer, plain_line, print_line, spoken_form
 from earsight.app.sound.players import (
     kill_players,
     player_problem,
@@ -164,6 +164,7 @@ class StatusVoice:
             self._printer(text)
         if not (self.enabled and level <= self.verbosity and self.available):
             return
+        text = spoken_form(text)  # "dash dash learn", "4 seconds": what espeak-ng says wrong
         if self.on_spoken is not None:
             self.on_spoken(text)
         with self._cond:
