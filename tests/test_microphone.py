@@ -274,9 +274,14 @@ def test_teach_records_a_bad_recording_again_and_keeps_going(mic, word, monkeypa
     assert voice.source == "microphone" and voice.wave.size / voice.sample_rate > 0.3
     mic.feed(in_a_room(np.zeros(RATE, np.float32)))  # never unmuted: gives up after 3 tries
     lines.clear()
-    with pytest.raises(SilentRecording):
+    from earsight.app.modes.teach_inputs import TeachInputError
+
+    with pytest.raises(TeachInputError) as info:
         voice_from_microphone(lines.append)
     assert sum(line.endswith("once more") for line in lines) == 2, lines
+    # the photos taken go too: said (they were lost in silence), with the other ways to a sound
+    assert "(3 tries): nothing was stored, its photos neither" in one_line(info)
+    assert "--voice-file or --espeak-voice" in str(info.value)
 
 
 def test_a_recording_of_nothing_at_all_says_so_in_words(mic):

@@ -370,9 +370,11 @@ def test_renaming_a_recorded_word_renames_it_inside_the_learned_model(
     done = teach(tmp_path, "--rename", "cup", "my cup", "--no-speech")
     assert done.returncode == 0, done.stderr
     # named anew, and said plainly that the recording still says the old word
-    assert "now names it 'my cup', nothing to learn again; your recording still says 'cup'" in (
+    assert "now names it 'my cup', nothing to learn again; its voice is your recording" in (
         done.stdout
     ), done.stdout
+    assert "if it does not say 'my cup', forget it" in done.stdout  # not "still says 'cup'":
+    # a word taught in live is "object 1" but its recording says what the user said
     model = read_model(onnx)  # the sidecar's checksums hold: a model, not a stale copy
     assert model.contract.labels[-1] == "my cup" and model.checkpoint_matches_export()
     from earsight.trainer.checkpoint import read_checkpoint

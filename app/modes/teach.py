@@ -114,10 +114,17 @@ def teach_word(
 
 
 def _say_look_alike(photos: list, word: str, say: Say) -> None:
-    """Says when the model already names most of the new photos with another word."""
+    """Says when the model already names most of the new photos with another word. The word
+    is stored by now: a Ctrl-C here (seconds of running the model) says so, not only
+    "interrupted"."""
     from earsight.app.modes.teach_overlap import look_alike_line
 
-    line = look_alike_line(photos, word)
+    try:
+        line = look_alike_line(photos, word)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{word!r} is stored, not learned yet", "`earsight teach --learn` learns it"
+        ) from None
     if line is not None:
         say(line)
 

@@ -209,8 +209,12 @@ def voice_from_microphone(say: Say, tries: int = RECORD_TRIES) -> Voice:
             try:
                 recording = record(on_status=say, playback=playback)
             except BadRecording as err:
-                if attempt == tries:
-                    raise
+                if attempt == tries:  # the capture's photos go with it: said, not found later
+                    raise TeachInputError(
+                        f"{err.what} ({tries} tries): nothing was stored, its photos neither",
+                        f"{err.fix}; then teach it again, or give its sound with --voice-file "
+                        "or --espeak-voice",
+                    ) from err
                 say(f"{err.what}: {err.fix}; once more")
                 continue
             return Voice(recording.wave, int(recording.sample_rate), "microphone")

@@ -133,7 +133,8 @@ def change_word(
             if same_voice and relabel_model(taught_model_path(store.root), old, renamed.name):
                 say(
                     f"the taught model now names it {renamed.name!r}, nothing to learn again; "
-                    f"your recording still says {old!r}: to hear {renamed.name!r}, forget it "
+                    "its voice is your recording as it was (a word taught in live is 'object N' "
+                    f"but says what you said): if it does not say {renamed.name!r}, forget it "
                     "and teach it again with a new recording"
                 )
                 return False

@@ -119,7 +119,7 @@ def check_recording(wave: np.ndarray, sample_rate: int, ran_full: bool = False) 
     if ran_full and still_speaking:
         raise SpeechTooLong(
             "the word was cut off: the recording ended while it was still being said",
-            "start the word right after pressing, or record for longer",
+            "start the word right after pressing, and say only the word",
         )
     return Recording(kept.copy(), int(sample_rate), dbfs(peak), seconds)
 
