@@ -819,6 +819,30 @@ def test_the_learning_report_is_plain_words():
         "; they are answered rather than 'not sure' 85% of the time, 95% before"
     )  # the shipped words grew less sure, which "named right" alone hid
     del report.known_answered_before, report.known_answered_after
+    # which word the recognizer did not hear is said: a recording of "car keys" taught as
+    # "cat food" was learned faithfully, and the pooled 58% hid which word it was
+    report.heard_by_word = (("mug", 1.0), ("keys", 0.0))
+    said = report_lines(report)
+    assert said[3] == (
+        "'keys' was heard as itself on only 0% of its checks: if its recording says something "
+        "else, forget it and teach it again"
+    ), said
+    assert not any("'mug' was heard" in line for line in said)
+    # a word from live's teach key is "object 1": its recording says another name, never
+    # heard as "object 1" (its 0 of 7 pulled the figure down and was not said)
+    from earsight.trainer.teach.words import is_placeholder
+
+    assert (
+        is_placeholder("object 12")
+        and not is_placeholder("object")
+        and not is_placeholder("my object 1")
+    )
+    report.words = ("object 1", "mug")
+    assert (
+        "object 1: not checked by ear (a name from the teach key); rename it to what the "
+        in (report_lines(report)[4])
+    )
+    report.words, report.heard_by_word = ("mug", "keys"), ()
     # one object taught as two words splits its answers: the report names the pair, and what
     # to do (it said "50% were named with their word" and no more)
     from earsight.trainer.teach.fit import confused_pairs

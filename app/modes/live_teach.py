@@ -38,7 +38,7 @@ from earsight.app.sound import earcons
 from earsight.app.sound.voice import CHATTY, NORMAL, SILENT
 from earsight.errors import EarSightError
 from earsight.trainer.teach.store import TaughtWord, TeachStore
-from earsight.trainer.teach.words import WordExistsError
+from earsight.trainer.teach.words import PLACEHOLDER_PREFIX, WordExistsError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ PROMPT_WAIT_S = 8.0  # the "say its name" prompt is spoken to the end (up to thi
 TONE_GAP_S = 0.15  # after the tone, before the microphone starts: the tone is not recorded
 TONE_RATE_HZ = earcons.DEFAULT_RATE_HZ  # the audio output resamples it if it runs at another
 PRINT_ONLY = CHATTY + 1  # a level above every verbosity: printed, never spoken
-NAME_PREFIX = "object"  # "object 1", "object 2", …
+NAME_PREFIX = PLACEHOLDER_PREFIX  # "object 1", "object 2", … (trainer/teach/words.py)
 
 START = "teaching a new object: hold it in front of the camera and turn it slowly"
 SAY_NAME = "now say its name after the tone; press {teach} again when done"

@@ -212,11 +212,17 @@ def report_lines(report, wall_s: float | None = None) -> list[str]:
             f"of {report.photos_held_back} photos kept aside to check, "
             f"{report.held_back_right:.0%} were named with their word"
         )
-        lines.append(
+        heard = (
             f"a speech recognizer understood the spoken word {report.word_accuracy:.0%} of the "
-            f"time; it sounds {_closeness(report.corr2d)} your recording "
+            "time; it"
+            if report.word_accuracy is not None
+            else "the spoken word"  # only live's "object N" words: their names are not said
+        )
+        lines.append(
+            f"{heard} sounds {_closeness(report.corr2d)} your recording "
             f"(Corr2D {report.corr2d:.2f} of 1)"
         )
+        lines += _words_not_heard(report)
     else:
         lines.append("too few photos to hold some back for a check: give 10 or more")
     said: set[frozenset[str]] = set()
@@ -241,6 +247,31 @@ def report_lines(report, wall_s: float | None = None) -> list[str]:
         shipped += f"{before:.0%} before"
     lines.append(shipped)
     lines.append("live and describe now use the taught words")
+    return lines
+
+
+HEARD_SAY = 0.5  # a taught word heard as itself on less than this share of its checks: said
+
+
+def _words_not_heard(report) -> list[str]:
+    """A line for each taught word the recognizer seldom heard as itself (a recording of
+    another word, or of noise, is learned as faithfully as the right one: the pooled figure
+    hid which), and one for live's "object N" words, whose names no recording says."""
+    from earsight.trainer.teach.words import is_placeholder
+
+    lines = [
+        f"{word!r} was heard as itself on only {share:.0%} of its checks: if its recording says "
+        "something else, forget it and teach it again"
+        for word, share in getattr(report, "heard_by_word", ())
+        if share < HEARD_SAY
+    ]
+    unnamed = [word for word in report.words if is_placeholder(word)]
+    if unnamed:
+        lines.append(
+            f"{', '.join(unnamed)}: not checked by ear (a name from the teach key); rename "
+            f"{'them' if len(unnamed) > 1 else 'it'} to what the recording says: "
+            "earsight teach --rename OLD NEW"
+        )
     return lines
 
 

@@ -41,6 +41,7 @@ from earsight.trainer.teach.learn import (
 )
 from earsight.trainer.teach.store import MODEL_FOLDER, MODEL_NAME  # noqa: F401 (re-exported)
 from earsight.trainer.teach.voice import VoiceOptions, fit_voice_clip, learn_voice
+from earsight.trainer.teach.words import is_placeholder
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class TeachReport:
     # threshold; the rest are "not sure"), by the shipped model and by the taught one
     known_answered_before: float | None = None
     known_answered_after: float | None = None
+    # each taught word's generated word heard as itself on its held-back photos (not the
+    # "object N" of live's teach key: its recording says another name); word_accuracy pools them
+    heard_by_word: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -194,6 +198,7 @@ def _report(base, model, split: _Split, classifier_s: float, voice_s: float, onn
         photos_held_back=len(split.held_labels),
         held_back_right=scores.get("right"),
         word_accuracy=scores.get("word_accuracy"),
+        heard_by_word=scores.get("heard_by_word", ()),
         corr2d=scores.get("corr2d"),
         stoi=scores.get("stoi"),
         known_right_before=before["right"],
@@ -245,15 +250,21 @@ def _held_back_scores(model, split: _Split) -> dict[str, float]:
     recognizer = WordRecognizer(cfg.labels, sample_rate_in=cfg.sample_rate)
     # the taught words as the recognizer spells them (lower case, single spaces)
     spelled = [" ".join(w.lower().split()) for w in split.learn.words]
-    heard = [recognizer.recognize(w) for w in waves]
+    pairs_heard = zip(waves, labels, strict=True)
+    heard = np.array([recognizer.recognize(w) == spelled[j] for w, j in pairs_heard], bool)
+    by_word = tuple(
+        (word, float(heard[labels == j].mean()))
+        for j, word in enumerate(split.learn.words)
+        if not is_placeholder(word) and (labels == j).any()
+    )
+    checked = np.array([not is_placeholder(split.learn.words[j]) for j in labels], bool)
     targets = split.learn.voices[labels]  # (H, L_s) the recordings, fitted
     pairs = list(zip(waves, targets, strict=True))
     return {
         "confused": confused_pairs(probs.argmax(1) - known, labels, cfg.labels[known:]),
         "right": float((probs.argmax(1) == known + labels).mean()),
-        "word_accuracy": float(
-            np.mean([h == spelled[j] for h, j in zip(heard, labels, strict=True)])
-        ),
+        "word_accuracy": float(heard[checked].mean()) if checked.any() else None,
+        "heard_by_word": by_word,
         "corr2d": float(np.nanmean([corr2d(g, t, cfg.sample_rate) for g, t in pairs])),
         "stoi": float(np.mean([stoi(g, t, cfg.sample_rate) for g, t in pairs])),
     }

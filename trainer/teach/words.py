@@ -119,6 +119,17 @@ def checked_voice(wave: np.ndarray, sample_rate: int, source: str) -> np.ndarray
 
 # --- a stored word: word.json and what it says -----------------------------------------------
 
+# `live`'s teach key stores a word as "object 1", "object 2", … (app/modes/live_teach.py) while
+# its recording says the object's real name: no recognizer can check that name by ear.
+PLACEHOLDER_PREFIX = "object"
+
+
+def is_placeholder(word: str) -> bool:
+    """ "object 3": a name `live`'s teach key gave, not the word its recording says."""
+    head, _, number = word.rpartition(" ")
+    return head == PLACEHOLDER_PREFIX and number.isdecimal()
+
+
 FORMAT = 1  # word.json "format": bump when the layout changes
 
 WORD_SCHEMA = {
