@@ -276,12 +276,16 @@ def test_quitting_while_a_taught_word_is_learned_exits_cleanly(tmp_path, video, 
         os.write(master, b"q")
         code = proc.wait(timeout=60)
         rest = _wait_for(proc, LEARNING_LEFT, timeout=10)  # the lines the pump has not given
+        rest += _wait_for(proc, "\0", timeout=5)  # and every line after it, to the exit
         err = proc.stderr.read()
     finally:
         proc.kill()
         os.close(master)
     assert code == 0 and "terminate called" not in err, err
     assert LEARNING_LEFT in seen + rest, seen + rest
+    # the last word: the learn's own lines went on for 8 s after it ("object 1: 20 photos…")
+    after = (seen + rest).split(LEARNING_LEFT, 1)[1]
+    assert "photos" not in after and "learning the voice" not in after, after
     assert (taught / "object 1" / "word.json").is_file()
 
 

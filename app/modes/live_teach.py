@@ -326,7 +326,14 @@ class LiveTeacher:
     def _progress(self, line: str) -> None:
         """A learning progress line: printed (spoken at verbosity 2), kept for TEACH presses."""
         self._learning = (self._learning[0], line)
-        self.voice.say(line, level=CHATTY)
+        if not self._closed.is_set():  # after quit: "learning left unfinished" was the last word
+            self.voice.say(line, level=CHATTY)
+
+    def _learning_line(self, line: str) -> None:
+        """The learn's own lines (its start, each word, the report), until live quits: a quit
+        said "learning left unfinished", then 8 s of "hand cream: 40 photos to learn from"."""
+        if not self._closed.is_set():
+            self.voice.say(line, level=NORMAL)
 
     def _still_learning(self) -> str:
         """What TEACH says while learning: which word, how far ("learning the voice: step 40
@@ -341,7 +348,7 @@ class LiveTeacher:
     def _learn_now(self) -> None:
         """Learning takes minutes; describe works meanwhile, the watcher swaps the model in."""
         try:
-            self._learn(self.store, lambda line: self.voice.say(line, level=NORMAL), self._progress)
+            self._learn(self.store, self._learning_line, self._progress)
         except EarSightError as err:  # no torch, no teach base: the word stays stored
             self.voice.say(f"learning failed: {err}", level=SILENT)
         except Exception as err:
