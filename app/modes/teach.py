@@ -341,8 +341,8 @@ def check_not_an_option(word: str) -> None:
     """TeachInputError for a word that is one of teach's options without its dashes: a
     screen reader (and espeak-ng) says "earsight teach --learn" without them, and the word
     typed as heard started teaching a thing called "learn"."""
-    if check_word(word).casefold() in TEACH_OPTIONS:
-        option = word.casefold()
+    option = check_word(word).casefold()
+    if option in TEACH_OPTIONS:
         raise TeachInputError(
             f"{word!r} is also the option --{option} (dash dash {option})",
             f"for the option type earsight teach --{option}; to teach a thing of that name, "

@@ -88,8 +88,9 @@ def check_recording(wave: np.ndarray, sample_rate: int, ran_full: bool = False) 
     # The room first (frame levels against its own background), then the peak's threshold: a
     # fan or a quiet room at -60 dBFS lies within 40 dB of a -13 dBFS voice, and the peak alone
     # kept 3 s of it ("say just the word", to a user who had).
+    room = speech_over_background(x, sample_rate)  # None in a quiet room
     kept = trim_silence(
-        trim_background(x, sample_rate), TRIM_THRESHOLD_DB, TRIM_MARGIN_MS, sample_rate
+        around(x, room, sample_rate), TRIM_THRESHOLD_DB, TRIM_MARGIN_MS, sample_rate
     )
     clipped = float(np.mean(np.abs(kept) >= CLIP_LEVEL))
     if clipped > CLIPPED_SHARE:
@@ -109,7 +110,6 @@ def check_recording(wave: np.ndarray, sample_rate: int, ran_full: bool = False) 
             "say just the word, and stop the recording right after it",
         )
     cut_off = max(1, round(CUT_OFF_S * sample_rate))
-    room = speech_over_background(x, sample_rate)
     if room is not None:  # a noisy room: speech is what stands over it, to the very end?
         still_speaking = room[1] >= x.size - cut_off
     else:
@@ -134,7 +134,12 @@ def trim_background(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     the background (the 10th percentile frame level), with KEEP_MS either side; ``wave`` as it
     is when that background lies more than 40 dB under the loudest frame, where a threshold
     from the peak (trim_silence) already leaves it out. For recordings with steady noise."""
-    bounds = speech_over_background(wave, sample_rate)
+    return around(wave, speech_over_background(wave, sample_rate), sample_rate)
+
+
+def around(wave: np.ndarray, bounds: tuple[int, int] | None, sample_rate: int) -> np.ndarray:
+    """``wave[first:end]`` of speech_over_background's ``bounds`` with KEEP_MS either side;
+    ``wave`` as it is for None (a quiet room)."""
     if bounds is None:
         return wave
     keep = round(sample_rate * KEEP_MS / 1000)

@@ -37,10 +37,11 @@ def relabel_model(onnx: Path, old: str, new: str) -> bool:
     (no model, an unreadable one, or ``old`` is not one of its taught words): the caller then
     removes the model as out of date. The caller holds the store's learning lock."""
     side = _taught_sidecar(onnx)
-    if side is None or _taught_index(side, old) is None or new in side["vocabulary"]:
+    index = None if side is None else _taught_index(side, old)
+    if index is None or new in side["vocabulary"]:
         return False  # a shipped word of that name stays; a clash would say one word twice
     vocabulary = list(side["vocabulary"])
-    vocabulary[_taught_index(side, old)] = new
+    vocabulary[index] = new
     side["vocabulary"] = vocabulary
     if side.get("config", {}).get("labels"):
         side["config"]["labels"] = vocabulary
