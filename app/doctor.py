@@ -9,9 +9,7 @@ a device that would hang or fail live fails here too.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -254,10 +252,7 @@ def check_engine_cache(_options: LiveOptions) -> Check:
     exists, which the first build creates it in), and how many it holds."""
     folder = paths.engine_cache_dir()
     try:
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if not existing.is_dir():  # a file where a folder of the path should be
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
-        paths.probe_writable(existing)
+        paths.probe_creatable(folder)
     except OSError as err:
         return Check(
             "engine cache",

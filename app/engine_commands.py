@@ -17,7 +17,7 @@ from earsight.arguments import (
     str_list,
 )
 from earsight.errors import UsageError
-from earsight.paths import probe_writable
+from earsight.paths import probe_creatable
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +61,8 @@ def check_output(out: Path) -> None:
         better = out.with_suffix(".onnx") if out.suffix in (".pt", ".pth", ".json") else None
         fix = f"write -o {better or str(out) + '.onnx'}"
         raise UsageError(f"the output {out} does not end in .onnx", fix)
-    folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())  # export makes it
     try:
-        probe_writable(folder)
+        probe_creatable(out.parent)  # export makes the folder
     except OSError as err:
         raise UsageError(
             f"cannot write {out} ({err.strerror or err})", "choose a folder you can write to"

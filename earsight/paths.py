@@ -75,3 +75,10 @@ def probe_writable(folder: Path) -> None:
 
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
         pass
+
+
+def probe_creatable(folder: Path) -> None:
+    """probe_writable on ``folder``, or where it does not exist yet on the nearest folder above
+    it that does (where it will be made): OSError as probe_writable, NotADirectoryError when
+    that nearest existing path is a file."""
+    probe_writable(next(p for p in (folder, *folder.parents) if p.exists()))
