@@ -290,6 +290,7 @@ def test_e2e_bench_shows_each_model_the_samples_it_was_trained_for():
     assert {p.parent.name for p in photos} == {"cifar10"} and {p.suffix for p in photos} == {".jpg"}
 
 
+@pytest.mark.faults
 def test_doctor_does_not_call_tensorrt_ok_when_its_backend_cannot_run():
     """With TensorRT installed, doctor said "ok TensorRT" on an install without torch or
     without a CUDA torch, where the backend (its buffers are torch's) cannot start. Here: the
@@ -305,6 +306,7 @@ def test_doctor_does_not_call_tensorrt_ok_when_its_backend_cannot_run():
     assert "torch built for this GPU's CUDA" in check.fix
 
 
+@pytest.mark.faults
 def test_doctor_says_an_engine_cache_that_cannot_be_written(tmp_path, monkeypatch):
     # it said "ok engine cache" where the first TensorRT build would fail to keep its engine
     from earsight.app.doctor import check_engine_cache

@@ -86,6 +86,7 @@ def test_every_command_answers_a_usage_error_in_one_line(module):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--help`)" in lines[0], lines
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
 def test_a_terminal_without_unicode_punctuation_gets_stand_ins_not_a_traceback(encoding):
     """Under an ISO-8859-1 locale (or PYTHONIOENCODING=ascii) `earsight teach --help` and
