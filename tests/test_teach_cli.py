@@ -172,6 +172,56 @@ def test_the_steps_are_printed_in_order(tmp_path: Path):
         assert at, (step, done.stdout)
 
 
+def test_a_wrong_key_at_press_space_is_answered_on_a_terminal(tmp_path: Path):
+    """On a terminal (a real pty as stdin) a key other than space at "press space" says which
+    key to press instead of nothing; space goes on (it was silent: a blind user heard nothing)."""
+    import contextlib
+    import queue
+    import threading
+
+    from earsight.app.modes.teach_inputs import WRONG_KEY
+
+    video = make_video(tmp_path / "turn.avi")
+    master, slave = os.openpty()
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "EARSIGHT_TEACH": str(tmp_path / "taught"),
+        "EARSIGHT_CACHE": str(tmp_path / "cache"),
+        "EARSIGHT_CONFIG": str(tmp_path / "c.toml"),
+    }
+    cmd = [*EARSIGHT, "teach", "cup", "--source", str(video), "--espeak-voice", "en-us", *FAST,
+           "--no-learn"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=slave, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(slave)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+
+    def until(text: str) -> None:
+        deadline = time.monotonic() + 60
+        with contextlib.suppress(queue.Empty):
+            while text not in lines.get(timeout=max(deadline - time.monotonic(), 0.01)):
+                pass
+            return
+        raise AssertionError(f"no line with {text!r} in a minute")
+
+    try:
+        until("press space")
+        time.sleep(0.3)  # the terminal is in cbreak by now
+        os.write(master, b"x")
+        until(WRONG_KEY)
+        os.write(master, b" ")
+        until("now from another side; press space")
+        time.sleep(0.3)
+        os.write(master, b" ")
+        until("stored 'cup': 10 photos")
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()[-2000:]
+    finally:
+        proc.kill()
+        os.close(master)
+
+
 def test_photos_folder_and_voice_file_then_more_views(tmp_path: Path, spoken: np.ndarray):
     pics = tmp_path / "pics"
     pics.mkdir()

@@ -20,7 +20,7 @@ from earsight.trainer.teach.words import TeachError
 Say = Callable[[str], None]
 
 
-WaitKey = Callable[[], None]
+WaitKey = Callable[[Say], None]  # waits for the user's go-ahead; says what to press on a wrong key
 
 
 DEFAULT_VIEWS = 30  # frames kept per side: Teachable Machine asks 15–50 a class
@@ -36,6 +36,15 @@ MAX_PHOTO_SIDE_PX = 1024  # stored photos are scaled down to this: the backbone 
 
 
 GRABBER_FPS = 15.0  # video files and folders standing in for a camera are read this fast
+
+
+WRONG_KEY = (
+    "that key does nothing here: press space when the object is in front of the camera, "
+    "or Ctrl-C to stop"
+)
+
+
+WRONG_KEY_REPEAT_S = 3.0  # a held or repeated wrong key is answered again only after this long
 
 
 # A recording whose peak is below -40 dBFS is silence (a muted or wrong input); one with more
@@ -330,7 +339,7 @@ def photos_from_camera(request: TeachRequest, say: Say, wait_key: WaitKey) -> li
     with FrameGrabber(spec, options, on_status=say) as grabber:
         for prompt in (HOLD_UP, OTHER_SIDE):
             say(prompt)
-            wait_key()
+            wait_key(say)
             result = capture_views(
                 grabber, request.views, request.seconds, on_status=say, kept_before=thumbs
             )
@@ -345,8 +354,13 @@ def photos_from_camera(request: TeachRequest, say: Say, wait_key: WaitKey) -> li
     return [storable_photo(v) for v in views]
 
 
-def wait_for_key(stream: TextIO | None = None) -> None:
-    """Space or Enter on a terminal (single key, no echo); a line, or end of input, from a pipe."""
+def wait_for_key(say: Say | None = None, stream: TextIO | None = None) -> None:
+    """Space or Enter on a terminal (single key, no echo); a line, or end of input, from a pipe.
+
+    Any other key on a terminal is answered with WRONG_KEY through ``say`` (a blind user hears
+    why nothing happens), at most once per WRONG_KEY_REPEAT_S seconds."""
+    import time
+
     stream = stream or sys.stdin
     if not stream.isatty():
         stream.readline()  # a script's newline, or EOF: go on
@@ -356,9 +370,12 @@ def wait_for_key(stream: TextIO | None = None) -> None:
 
     fd = stream.fileno()
     saved = termios.tcgetattr(fd)
+    said_at = -WRONG_KEY_REPEAT_S
     try:
         tty.setcbreak(fd)  # Ctrl-C still interrupts
         while stream.read(1) not in (" ", "\n", "\r", ""):
-            pass
+            if say is not None and time.monotonic() - said_at >= WRONG_KEY_REPEAT_S:
+                said_at = time.monotonic()
+                say(WRONG_KEY)
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
