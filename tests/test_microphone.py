@@ -286,6 +286,46 @@ def test_teach_records_a_bad_recording_again_and_keeps_going(mic, word, monkeypa
     assert "--voice-file or --espeak-voice" in str(info.value)
 
 
+def test_teach_plays_the_word_back_and_records_it_again_on_r(mic, word, monkeypatch):
+    """After hearing the recording the user keeps it (Enter) or records it again ("r", Enter):
+    a stumble or a cough was kept before, with no way back short of teaching again. The
+    terminal is a real pipe, typed into when each prompt is said; the end of input keeps."""
+    import os
+
+    from earsight.app.modes.teach_inputs import KEEP_OR_AGAIN, voice_from_microphone
+
+    mic.feed(in_a_room(word))
+    read_end, write_end = os.pipe()
+    keys, typing = os.fdopen(read_end, "r"), os.fdopen(write_end, "w")
+    monkeypatch.setattr("sys.stdin", keys)
+    answers = iter(["r\n", "\n"])  # record it again, then keep the second one
+    lines: list[str] = []
+
+    def type_soon(text: str) -> None:  # the user hears the prompt, then types
+        def typed() -> None:
+            typing.write(text)
+            typing.flush()
+
+        threading.Timer(0.3, typed).start()
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line.startswith("press Enter, say the word"):
+            type_soon("\n")  # the press; this file device is unclocked: it runs full at once
+        elif line == KEEP_OR_AGAIN:
+            type_soon(next(answers))
+
+    voice = voice_from_microphone(say)
+    assert lines.count(KEEP_OR_AGAIN) == 2 and lines.count("recording it again") == 1, lines
+    assert sum(line.startswith("recording, up to") for line in lines) == 2, lines
+    assert voice.source == "microphone" and voice.wave.size / voice.sample_rate > 0.3
+    typing.close()  # a script whose answers ran out: the recording is kept
+    monkeypatch.setattr("sys.stdin", Typist("\n\n"))
+    lines.clear()
+    assert voice_from_microphone(lines.append).source == "microphone"
+    assert lines.count(KEEP_OR_AGAIN) == 1 and "recording it again" not in lines, lines
+
+
 def test_a_recording_of_nothing_at_all_says_so_in_words(mic):
     mic.feed(np.zeros(RATE, np.float32))  # digital silence: -inf dBFS is not a thing to say
     with pytest.raises(SilentRecording) as info:

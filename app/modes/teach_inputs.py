@@ -67,6 +67,12 @@ HOLD_UP = "hold the object in front of the camera and turn it slowly; press spac
 OTHER_SIDE = "now from another side; press space"
 
 
+KEEP_OR_AGAIN = "keep it? press Enter to keep it, or r then Enter to record it again"
+
+
+AGAIN_ANSWERS = ("r", "again", "n", "no")  # typed before Enter: record the word again
+
+
 RECORD_TRIES = 3  # a bad recording is recorded again this many times in all before giving up
 
 
@@ -208,17 +214,20 @@ def microphone_recorder() -> Callable[..., Any]:
 
 def voice_from_microphone(say: Say, tries: int = RECORD_TRIES) -> Voice:
     """Record the word (press-to-talk, app.sound.microphone; it trims and checks the level),
-    played back when a speaker is there. A silent, clipped, too short or too long recording is
-    said and recorded again, up to ``tries`` times: the photos taken are not thrown away."""
+    played back when a speaker is there, then kept or recorded again as the user answers
+    (KEEP_OR_AGAIN). A silent, clipped, too short or too long recording is said and recorded
+    again, up to ``tries`` times: the photos taken are not thrown away."""
     from earsight.app.sound.recording import BadRecording
 
     record = microphone_recorder()
+    bad = 0
     with _playback_output() as playback:
-        for attempt in range(1, tries + 1):
+        while True:
             try:
                 recording = record(on_status=say, playback=playback)
             except BadRecording as err:
-                if attempt == tries:  # the capture's photos go with it: said, not found later
+                bad += 1
+                if bad == tries:  # the capture's photos go with it: said, not found later
                     raise TeachInputError(
                         f"{err.what} ({tries} tries): nothing was stored, its photos neither",
                         f"{err.fix}; then teach it again, or give its sound with --voice-file "
@@ -226,8 +235,20 @@ def voice_from_microphone(say: Say, tries: int = RECORD_TRIES) -> Voice:
                     ) from err
                 say(f"{err.what}: {err.fix}; once more")
                 continue
-            return Voice(recording.wave, int(recording.sample_rate), "microphone")
-    raise AssertionError("unreachable")
+            if playback is None or _keep(say):
+                return Voice(recording.wave, int(recording.sample_rate), "microphone")
+            say("recording it again")
+
+
+def _keep(say: Say) -> bool:
+    """Asks whether the recording just played back is the one to keep: Enter keeps it, "r"
+    then Enter records again (a stumble, a cough, a word said too fast); the end of input (a
+    script's answers ran out) keeps it."""
+    from earsight.app.sound.microphone import read_answer
+
+    say(KEEP_OR_AGAIN)
+    answer = read_answer()
+    return answer is None or answer.strip().lower() not in AGAIN_ANSWERS
 
 
 @contextlib.contextmanager

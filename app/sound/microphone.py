@@ -261,7 +261,9 @@ class _EnterKey:
         self._turn = 0  # the newest wait's number
         self._reader: threading.Thread | None = None
 
-    def wait(self) -> None:
+    def wait(self, end_ok: bool = False) -> str | None:
+        """The next Enter's line (without its newline), or None when a newer wait overtook
+        this one, or at the end of input if ``end_ok`` (else UsageError: nobody is there)."""
         with self._changed:
             if self._reader is None:
                 self._reader = threading.Thread(target=self._read, name="enter-key", daemon=True)
@@ -272,14 +274,16 @@ class _EnterKey:
             while turn == self._turn:
                 if self._lines:
                     if not self._lines[0]:  # end of input: nobody is there to press it
+                        if end_ok:
+                            return None
                         raise UsageError(
                             "no terminal to press Enter in (standard input is closed)",
                             "run it in a terminal, or give the word's sound as a file or an "
                             "espeak-ng voice",
                         )
-                    self._lines.pop(0)
-                    return
+                    return self._lines.pop(0).rstrip("\r\n")
                 self._changed.wait(RELEASE_POLL_S)  # a timeout: Ctrl-C stays prompt
+            return None
 
     def _read(self) -> None:
         while True:
@@ -295,17 +299,27 @@ _ENTER_KEYS: dict[int, _EnterKey] = {}  # one reader per stream (sys.stdin in th
 _ENTER_KEYS_LOCK = threading.Lock()
 
 
+def _enter_key(stream: TextIO | None) -> _EnterKey:
+    source = stream if stream is not None else sys.stdin
+    with _ENTER_KEYS_LOCK:
+        return _ENTER_KEYS.setdefault(id(source), _EnterKey(source))
+
+
 def wait_for_enter(stream: TextIO | None = None) -> Wait:
     """A ``start``/``stop`` for a terminal: returns when the user presses Enter (a wait that
     a newer one overtook returns without taking one: see _EnterKey)."""
 
     def wait() -> None:
-        source = stream if stream is not None else sys.stdin
-        with _ENTER_KEYS_LOCK:
-            key = _ENTER_KEYS.setdefault(id(source), _EnterKey(source))
-        key.wait()
+        _enter_key(stream).wait()
 
     return wait
+
+
+def read_answer(stream: TextIO | None = None) -> str | None:
+    """The line the user types and ends with Enter, read by the same reader as the press-to-
+    talk Enters (so neither takes the other's); None at the end of input (a script's answers
+    ran out: the caller takes its default)."""
+    return _enter_key(stream).wait(end_ok=True)
 
 
 def record_voice(
