@@ -151,9 +151,28 @@ def add_doctor(sub: argparse._SubParsersAction) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
+    """Doctor's first line names the config file in use and what it sets; a bad file is a
+    FAIL line (what is wrong, and the fix) and the other checks run with the flags alone."""
+    from earsight.app.config import ConfigError, LiveOptions, read_config
+    from earsight.app.doctor import Check
     from earsight.app.doctor import run_doctor as doctor
 
-    return doctor(options_from(args))
+    source = args.config or paths.config_file()
+    try:
+        options = options_from(args)
+        keys = sorted(read_config(source, required=args.config is not None))
+    except ConfigError as err:
+        check = Check("config", False, err.what, err.fix)
+        names = {f.name for f in dataclasses.fields(LiveOptions)}
+        flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        return doctor(LiveOptions(**flags), first=check)
+    if keys:
+        check = Check("config", True, f"{source} sets {', '.join(keys)}")
+    elif source.is_file():
+        check = Check("config", True, f"{source} sets nothing: the defaults")
+    else:
+        check = Check("config", False, f"no file at {source}: the defaults", required=False)
+    return doctor(options, first=check)
 
 
 def live_runtime_options(options: LiveOptions) -> RuntimeOptions:

@@ -282,9 +282,15 @@ CHECKS: tuple[Callable[[LiveOptions], Check], ...] = (
 )
 
 
-def run_doctor(options: LiveOptions, printer: Callable[[str], None] = print) -> int:
-    """Print one line per check; 0 when `live` can run, 1 otherwise."""
+def run_doctor(
+    options: LiveOptions, printer: Callable[[str], None] = print, first: Check | None = None
+) -> int:
+    """Print one line per check (``first``, the config file's, before them); 0 when `live`
+    can run, 1 otherwise."""
     failed, heard = False, True
+    if first is not None:
+        printer(first.line())
+        failed |= first.required and not first.ok
     for check in CHECKS:
         try:
             result = check(options)

@@ -211,6 +211,28 @@ def test_doctor_says_there_is_no_microphone_and_live_still_runs(tmp_path):
     assert proc.returncode == 0, proc.stdout
 
 
+def test_doctor_names_the_config_file_and_a_bad_one_is_a_fail_line(tmp_path):
+    """Which file live would read, and what it sets, is doctor's first line (a user who set the
+    model there and hears the wrong one had no way to see the file was not read); a bad file is
+    a FAIL line with its fix, and the other checks still run."""
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text('model = "cifar10-ad"\n')
+    run = lambda *a: _earsight("doctor", "--source", str(SAMPLES), *a, alsa=tmp_path / "a.conf")  # noqa: E731
+    lines = run("--config", str(cfg)).stdout.splitlines()
+    assert lines[0] == f"ok   config: {cfg} sets model", lines
+    assert lines[1].startswith("ok   model: cifar10-ad.onnx"), lines  # the file's model
+    assert run().stdout.splitlines()[0] == (
+        "--   config: no file at /nonexistent/config.toml: the defaults"
+    )
+    cfg.write_text("threshold = 3\n")
+    proc = run("--config", str(cfg))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0] == f"FAIL config: {cfg}: threshold must be in 0..1, got 3 — e.g. 0.5", lines
+    assert lines[1].startswith("ok   model: cifar10-ad-lite0.onnx"), lines  # checked all the same
+    assert lines[-1] == "live cannot run: fix the FAIL lines above"
+
+
 def test_doctor_fails_without_a_camera_and_says_why(tmp_path):
     proc = _earsight("doctor", "--source", str(tmp_path / "missing.avi"), alsa=tmp_path / "a.conf")
     assert proc.returncode == 1
