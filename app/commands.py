@@ -206,9 +206,10 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
 def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Audio, model and camera, in start-up order, each closed by ``stack``; speaks progress."""
     from earsight.app.camera.grabber import FrameGrabber, GrabberOptions, parse_source
-    from earsight.app.models import AUTO_MODEL, resolve_model, taught_words_of, unlearned_note
+    from earsight.app.models import AUTO_MODEL, resolve_model, unlearned_note
     from earsight.app.modes.answer import ConfidenceGate
     from earsight.engine.runtime import load
+    from earsight.engine.sidecar import taught_words
 
     gate = ConfidenceGate(options.threshold, options.gate)
     source = parse_source(options.source, loop=options.loop)  # a typo fails before the model
@@ -228,7 +229,7 @@ def build_live(options: LiveOptions, voice: Any, stack: contextlib.ExitStack) ->
         log.warning("the audio device is slow to start: the first sound may come late")
     where = "on the GPU" if runtime.info.device.startswith("cuda") else "on the CPU"
     name = runtime.info.model.stem.removesuffix(".int8")  # the CPU variant is the same model
-    words = taught_words_of(runtime.info.sidecar)
+    words = taught_words(runtime.info.sidecar)
     voice.say(
         f"model {name} ready {where}" + (f", with your words: {', '.join(words)}" * bool(words))
     )

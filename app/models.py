@@ -110,13 +110,3 @@ def unlearned_note() -> str | None:
     unavailable = learning_unavailable()
     fix = "earsight teach --learn" if unavailable is None else unavailable.fix
     return f"{n} taught word{'s are' if n != 1 else ' is'} not learned yet — {fix}"
-
-
-def taught_words_of(sidecar: dict | None) -> list[str]:
-    """The words a taught model was taught (the last ``config.taught_words`` of its
-    vocabulary), which status lines name: the user knows the model by them. [] for a shipped
-    model or a checkpoint (``sidecar`` None)."""
-    config = (sidecar or {}).get("config") or {}
-    taught = int(config.get("taught_words", 0) or 0)
-    words = list(sidecar["vocabulary"])[-taught:] if taught else []
-    return [w for w in words if w not in sidecar.get("withdrawn", ())]  # forgotten since

@@ -244,3 +244,20 @@ def read_sidecar(onnx_path: Path, verify_sha256: bool = True) -> dict[str, Any]:
             reexport,
         )
     return side
+
+
+def first_taught(sidecar: dict[str, Any]) -> int:
+    """The class index of a taught model's first taught word: the taught words follow the
+    shipped ones, and ``config.taught_words`` counts them (absent: 0, a shipped model)."""
+    taught = int((sidecar.get("config") or {}).get("taught_words", 0) or 0)
+    return len(sidecar["vocabulary"]) - taught
+
+
+def taught_words(sidecar: dict[str, Any] | None) -> list[str]:
+    """The words a taught model still answers with: its vocabulary from ``first_taught`` on,
+    less those ``withdrawn`` (forgotten since it was learned). [] for a shipped model, or None
+    (a checkpoint, which has no sidecar)."""
+    if sidecar is None:
+        return []
+    withdrawn = set(sidecar.get("withdrawn", ()))
+    return [w for w in sidecar["vocabulary"][first_taught(sidecar) :] if w not in withdrawn]

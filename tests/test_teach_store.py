@@ -250,3 +250,16 @@ def test_a_full_disk_keeps_every_taught_word_and_leaves_no_temp(store, monkeypat
     assert snapshot(store.root) == before  # nothing half-written, nothing lost
     assert not [p for p in store.root.rglob(".tmp-*")]
     assert [w.name for w in store.words()] == ["mug"]
+
+
+def test_the_taught_words_of_a_sidecar_are_read_one_way_everywhere():
+    """engine.sidecar.taught_words is what --list's "learned", the status lines and --forget
+    read (three copies before, one of which took a sidecar without config.taught_words as all
+    taught: a shipped model's ten words then counted as learned)."""
+    from earsight.engine.sidecar import first_taught, taught_words
+
+    shipped = {"vocabulary": ["cat", "dog"], "config": {}}
+    assert first_taught(shipped) == 2 and taught_words(shipped) == [] and taught_words(None) == []
+    taught = {"vocabulary": ["cat", "dog", "cat", "mug", "keys"], "config": {"taught_words": 3}}
+    assert first_taught(taught) == 2 and taught_words(taught) == ["cat", "mug", "keys"]
+    assert taught_words({**taught, "withdrawn": ["mug"]}) == ["cat", "keys"]

@@ -119,10 +119,10 @@ class ModelWatcher:
 def _loaded_line(path: Path, runtime: Any) -> str:
     """ "new model loaded, with your words: mug, keys" (a taught model: the words are what the
     user knows it by), else with the model's name."""
-    from earsight.app.models import taught_words_of
+    from earsight.engine.sidecar import taught_words
 
     info = getattr(runtime, "info", None)  # a Runtime; tests may load something simpler
-    words = taught_words_of(getattr(info, "sidecar", None))
+    words = taught_words(getattr(info, "sidecar", None))
     if words:
         return f"new model loaded, with your words: {', '.join(words)}"
     stem = path.stem.removesuffix(".int8")

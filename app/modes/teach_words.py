@@ -70,7 +70,7 @@ def _learned_at(store: TeachStore) -> str:
 def learned_words(store: TeachStore) -> set[str]:
     """The words the learned model (``<root>/.model/taught.onnx``) says; empty without one."""
     from earsight.engine.errors import ModelFileError
-    from earsight.engine.sidecar import read_sidecar
+    from earsight.engine.sidecar import read_sidecar, taught_words
     from earsight.trainer.teach.store import taught_model_path
 
     model = taught_model_path(store.root)
@@ -80,11 +80,8 @@ def learned_words(store: TeachStore) -> set[str]:
         side = read_sidecar(model, verify_sha256=False)
     except ModelFileError:  # half-written or damaged: not learned, as far as a user can tell
         return set()
-    # The taught words follow the shipped ones: a taught "cat" is not learned because the
-    # shipped model says "cat" (config.taught_words counts them).
-    taught = int(side.get("config", {}).get("taught_words", len(side["vocabulary"])))
-    words = set(side["vocabulary"][len(side["vocabulary"]) - taught :]) if taught else set()
-    return words - set(side.get("withdrawn", ()))  # forgotten since: no longer answered
+    # the taught words only: a taught "cat" is not learned because the shipped model says "cat"
+    return set(taught_words(side))
 
 
 def forget_word(store: TeachStore, name: str, say: Say) -> None:

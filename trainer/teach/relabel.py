@@ -26,7 +26,7 @@ import logging
 from pathlib import Path
 
 from earsight.engine.errors import ModelFileError
-from earsight.engine.sidecar import read_sidecar, sha256_file, write_sidecar
+from earsight.engine.sidecar import first_taught, read_sidecar, sha256_file, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def withdraw_word(onnx: Path, word: str) -> bool:
         return False
     withdrawn = {*side.get("withdrawn", ()), word}
     vocabulary = side["vocabulary"]
-    if not set(vocabulary[_first_taught(side) :]) - withdrawn:
+    if not set(vocabulary[first_taught(side) :]) - withdrawn:
         return False  # nothing taught left to answer: the shipped model says the same
     side["withdrawn"] = [w for w in vocabulary if w in withdrawn]  # vocabulary order
     checkpoint = onnx.parent / side.get("checkpoint", {}).get("name", "")
@@ -95,15 +95,10 @@ def _taught_sidecar(onnx: Path) -> dict | None:
 def _taught_index(side: dict, word: str) -> int | None:
     """The class of the taught ``word`` in the sidecar's vocabulary; None when it is not one
     still answered (a shipped word of that name, or one withdrawn)."""
-    vocabulary, first = list(side["vocabulary"]), _first_taught(side)
+    vocabulary, first = list(side["vocabulary"]), first_taught(side)
     if word not in vocabulary[first:] or word in side.get("withdrawn", ()):
         return None
     return vocabulary.index(word, first)
-
-
-def _first_taught(side: dict) -> int:
-    """The class of the first taught word: the taught words follow the shipped ones."""
-    return len(side["vocabulary"]) - int(side.get("config", {}).get("taught_words", 0))
 
 
 def _relabel_checkpoint(path: Path, vocabulary: list[str]) -> None:
