@@ -479,3 +479,27 @@ def test_add_colour_on_a_full_disk_is_one_line_and_keeps_the_base(teach_base, tm
     assert len(errors) == 1 and "could not save" in errors[0] and "kept" in errors[0], errors
     assert hashlib.sha256(old.read_bytes()).hexdigest() in done.stdout  # unchanged
     assert ".tmp" not in done.stdout.split("rc=2")[1], done.stdout
+
+
+def test_the_voice_progress_says_a_time_that_does_not_jump(monkeypatch):
+    """The first line has no estimate (one step, with its warm-up, said "about 900 s left" and
+    the next line 200); later ones are measured from the end of step 1 and said in words a
+    listener takes in: tens of seconds, then whole minutes."""
+    from earsight.trainer.teach import voice
+
+    assert [voice.time_left(s) for s in (3, 44, 114, 125, 200)] == [
+        "10 s", "40 s", "110 s", "2 min", "3 min"
+    ]  # fmt: skip
+    clock = iter([100.0, 101.0, 102.0])  # step 1 ended at 100 s, then 1 s a step
+    monkeypatch.setattr(voice.time, "monotonic", lambda: next(clock))
+    lines: list[str] = []
+    progress = voice._progress_lines(
+        voice.VoiceOptions(steps=400, progress_every_s=0.5), lines.append
+    )
+    for step in (1, 2, 3):
+        progress(step)
+    assert lines == [
+        "learning the voice: step 1 of 400",
+        "learning the voice: step 2 of 400, about 7 min left",  # 398 steps at 1 s
+        "learning the voice: step 3 of 400, about 7 min left",
+    ]

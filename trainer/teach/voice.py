@@ -134,7 +134,7 @@ def learn_voice(
     )
     model.train()
     half = options.batch // 2
-    start = last = time.monotonic()
+    say_progress = _progress_lines(options, on_progress)
     for step in range(1, options.steps + 1):
         i = torch.randint(len(taught_x), (half,), generator=gen)
         j = torch.randint(len(replay_x), (options.batch - half,), generator=gen)
@@ -147,11 +147,39 @@ def learn_voice(
         opt.zero_grad()
         loss.backward()
         opt.step()
+        say_progress(step)
+    return model.eval()
+
+
+def _progress_lines(options: VoiceOptions, on_progress: Progress | None) -> Callable[[int], None]:
+    """A per-step callback saying "step S of N, about T left" every progress_every_s seconds.
+
+    The rate is measured from the end of step 1 (its warm-up — allocation, the first
+    backward — made the first estimate several times too long, and the next one then jumped
+    down), and said as a time a listener can take in: ``time_left``."""
+    first_done = last = 0.0
+
+    def progress(step: int) -> None:
+        nonlocal first_done, last
+        if on_progress is None:
+            return
         now = time.monotonic()
-        if on_progress is not None and (now - last >= options.progress_every_s or step == 1):
-            left = (now - start) / step * (options.steps - step)
+        if step == 1:
+            first_done = last = now
+            on_progress(f"learning the voice: step 1 of {options.steps}")
+        elif now - last >= options.progress_every_s:
+            left = (now - first_done) / (step - 1) * (options.steps - step)
             on_progress(
-                f"learning the voice: step {step} of {options.steps}, about {left:.0f} s left"
+                f"learning the voice: step {step} of {options.steps}, about {time_left(left)} left"
             )
             last = now
-    return model.eval()
+
+    return progress
+
+
+def time_left(seconds: float) -> str:
+    """A time estimate as said: "20 s" (to 10 s) under two minutes, then "3 min" (whole
+    minutes): an estimate said to the second is read as precise and jumps at every line."""
+    if seconds < 115:
+        return f"{max(10, round(seconds / 10) * 10)} s"
+    return f"{round(seconds / 60)} min"
