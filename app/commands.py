@@ -156,6 +156,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     from earsight.app.config import ConfigError, LiveOptions, read_config
     from earsight.app.doctor import Check
     from earsight.app.doctor import run_doctor as doctor
+    from earsight.app.models import pinned_model_note
 
     source = args.config or paths.config_file()
     try:
@@ -167,7 +168,8 @@ def run_doctor(args: argparse.Namespace) -> int:
         flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
         return doctor(LiveOptions(**flags), first=check)
     if keys:
-        check = Check("config", True, f"{source} sets {', '.join(keys)}")
+        note = pinned_model_note(options.model, args.config)
+        check = Check("config", True, f"{source} sets {', '.join(keys)}" + f"; {note}" * bool(note))
     elif source.is_file():
         check = Check("config", True, f"{source} sets nothing: the defaults")
     else:
@@ -281,6 +283,10 @@ def run_live(args: argparse.Namespace) -> int:
         shared_output=True,
         quiet=getattr(args, "quiet", False),
     )
+    from earsight.app.models import pinned_model_note
+
+    if (note := pinned_model_note(options.model, args.config)) is not None:
+        voice.say(note, level=0)  # a model pinned before teach mode: the taught words unused
     try:
         with one_live_per_source(options.source):
             return _run_live(options, args.record, voice)

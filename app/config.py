@@ -3,7 +3,7 @@ TOML config file < command-line flags.
 
 The config file lives in the user config dir (platformdirs), e.g. ~/.config/earsight/config.toml:
 
-    model = "cifar10-ad"
+    model = "auto"          # the default: your taught words once learned, else cifar10-ad-lite0
     source = "/dev/video0"
     hotkey = "f9"
     threshold = 0.5

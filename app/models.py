@@ -110,3 +110,27 @@ def unlearned_note() -> str | None:
     unavailable = learning_unavailable()
     fix = "earsight teach --learn" if unavailable is None else unavailable.fix
     return f"{n} taught word{'s are' if n != 1 else ' is'} not learned yet — {fix}"
+
+
+def pinned_model_note(model: str | None, config: Path | None = None) -> str | None:
+    """``"your taught words are not used: CONFIG sets model = 'cifar10-ad' — …"`` when words
+    are learned (the taught model exists) but the config file names another model, which live
+    and describe then run (a config written before teach mode, from the README's example, did).
+    ``model`` is the model option in use (None: the config file's own setting); a model chosen
+    by a flag is the user's choice and gets no note. None when there is nothing to say."""
+    from earsight.app.config import read_config
+    from earsight.trainer.teach.store import taught_model_path
+
+    if model in (AUTO_MODEL, TAUGHT_MODEL) or not taught_model_path().is_file():
+        return None
+    path = config or paths.config_file()
+    try:
+        setting = read_config(path).get("model")
+    except EarSightError:  # a bad file is said where it is read
+        return None
+    if setting is None or setting in (AUTO_MODEL, TAUGHT_MODEL) or model not in (None, setting):
+        return None
+    return (
+        f"your taught words are not used: {path} sets model = {setting!r} — set "
+        f'model = "{AUTO_MODEL}" there, or remove the line, to use them'
+    )

@@ -444,6 +444,51 @@ def test_renaming_a_recorded_word_renames_it_inside_the_learned_model(
     assert done.returncode == 2 and "is already called that" in done.stderr, done.stderr
 
 
+def _learned_digits(tmp: Path) -> Path:
+    """A learned model in tmp's store: the shipped digits model with its "eight" and "nine"
+    taught as "cup" and "mug" (its sidecar relabelled; real ONNX Runtime runs it)."""
+    from earsight.engine.sidecar import read_sidecar, write_sidecar
+
+    onnx = tmp / "taught" / ".model" / "taught.onnx"
+    onnx.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "assets" / "models" / "mnist-ad.onnx", onnx)
+    side = read_sidecar(ROOT / "assets" / "models" / "mnist-ad.onnx")
+    side["vocabulary"] = side["config"]["labels"] = [*side["vocabulary"][:8], "cup", "mug"]
+    side["model_file"], side["config"]["taught_words"] = onnx.name, 2
+    side.pop("checkpoint", None)
+    write_sidecar(onnx, side)
+    return onnx
+
+
+def test_a_config_that_names_a_model_says_the_taught_words_are_not_used(tmp_path, monkeypatch):
+    """A config written before teach mode (the README's example had model = "cifar10-ad")
+    runs that model after the user taught words: describe heard a taught can as "bird" while
+    teach had said "live and describe now use the taught words". Now describe, doctor and the
+    learn's last line say the file keeps the taught words out and what to change."""
+    from earsight.app.models import pinned_model_note
+
+    _learned_digits(tmp_path)
+    cfg = tmp_path / "config.toml"  # _describe_samples' EARSIGHT_CONFIG
+    cfg.write_text('model = "mnist-ad"\n')
+    note = f"your taught words are not used: {cfg} sets model = 'mnist-ad' — set model = \"auto\""
+    env = {**os.environ, "EARSIGHT_TEACH": str(tmp_path / "taught"), "EARSIGHT_CONFIG": str(cfg)}
+    samples = str(ROOT / "assets" / "samples" / "mnist")
+    run = lambda *a: subprocess.run([*EARSIGHT, *a], env=env, capture_output=True, text=True,  # noqa: E731
+                                    timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    done = run("describe", samples)
+    assert done.returncode == 0 and note in done.stderr, done.stderr
+    assert "eight-test00061.png: eight" in done.stdout, done.stdout  # the pinned model answers
+    doctor = run("doctor", "--source", samples).stdout.splitlines()
+    assert doctor[0].startswith(f"ok   config: {cfg} sets model; {note}"), doctor
+    chosen = run("describe", samples, "--model", "auto")  # a flag is the user's choice: no note
+    assert "not used" not in chosen.stderr and "eight-test00061.png: cup" in chosen.stdout
+    monkeypatch.setenv("EARSIGHT_TEACH", str(tmp_path / "taught"))
+    monkeypatch.setenv("EARSIGHT_CONFIG", str(cfg))
+    assert pinned_model_note(None).startswith(note)  # what a learn says last, instead
+    cfg.write_text('model = "auto"\n')
+    assert pinned_model_note(None) is None
+
+
 def _describe_samples(tmp: Path) -> dict[str, str]:
     """`earsight describe` of the MNIST samples with the taught model (auto): file → said."""
     env = {**os.environ, "EARSIGHT_TEACH": str(tmp / "taught"), "EARSIGHT_CACHE": str(tmp / "c")}
@@ -465,7 +510,7 @@ def test_a_forgotten_word_is_withdrawn_and_the_other_taught_words_still_answered
     forgotten one. Now the forgotten word is withdrawn: its object is "not sure", the other
     taught word is still named. The learned model here is the shipped digits model with its
     "eight" and "nine" taught as "cup" and "mug" (its sidecar relabelled; real ONNX Runtime)."""
-    from earsight.engine.sidecar import read_sidecar, write_sidecar
+    from earsight.engine.sidecar import read_sidecar
 
     pics = tmp_path / "pics"
     pics.mkdir()
@@ -475,14 +520,7 @@ def test_a_forgotten_word_is_withdrawn_and_the_other_taught_words_still_answered
     for word in ("cup", "mug"):
         done = teach(tmp_path, word, "--photos", str(pics), "--voice-file", str(wav), "--no-speech")
         assert done.returncode == 0, done.stderr
-    onnx = tmp_path / "taught" / ".model" / "taught.onnx"
-    onnx.parent.mkdir()
-    shutil.copy(ROOT / "assets" / "models" / "mnist-ad.onnx", onnx)
-    side = read_sidecar(ROOT / "assets" / "models" / "mnist-ad.onnx")
-    side["vocabulary"] = side["config"]["labels"] = [*side["vocabulary"][:8], "cup", "mug"]
-    side["model_file"], side["config"]["taught_words"] = onnx.name, 2
-    side.pop("checkpoint", None)
-    write_sidecar(onnx, side)
+    onnx = _learned_digits(tmp_path)
     before = _describe_samples(tmp_path)
     assert [before[f"{d}-test000{n}.png"] for d, n in (("eight", 61), ("nine", "07"))] == [
         "cup",

@@ -299,7 +299,7 @@ def run_describe(args: argparse.Namespace) -> int:
     done so far are printed, one line each, and the summary says how many of how many.
     """
     from earsight.app.messages import describe_line, wrote_line
-    from earsight.app.models import AUTO_MODEL, resolve_model, unlearned_note
+    from earsight.app.models import AUTO_MODEL, pinned_model_note, resolve_model, unlearned_note
     from earsight.engine.runtime import RuntimeOptions, load
 
     opts = describe_options(args)  # flags over the config file, as `earsight live` reads them
@@ -310,6 +310,8 @@ def run_describe(args: argparse.Namespace) -> int:
     model = resolve_model(opts.model)
     if opts.model == AUTO_MODEL and (note := unlearned_note()) is not None:
         log.info("%s; the shipped words answer meanwhile", note)
+    if (note := pinned_model_note(opts.model, getattr(args, "config", None))) is not None:
+        print(note, file=sys.stderr, flush=True)  # a model pinned before teach mode
     options = RuntimeOptions(threads=opts.threads, cpu_int8=opts.int8)
     done = failed = wrote = 0
     with stop_on_sigterm(threading.Event()) as stop, load(model, opts.backend, options) as rt:

@@ -153,7 +153,7 @@ def learn_words(
     """Learn every taught word (trainer/teach/fit.py) and say how well it went; returns the
     TeachReport. ``progress`` hears the lines said while learning (``say`` by default).
     TeachInputError when torch (the train extra) or the teach base is missing."""
-    from earsight.app.models import teach_base_path
+    from earsight.app.models import pinned_model_note, teach_base_path
 
     unavailable = learning_unavailable()
     if unavailable is not None:  # a runtime-only install (no torch): the words stay stored
@@ -187,13 +187,14 @@ def learn_words(
                 kept += "the shipped words"
             raise Interrupted(kept, "`earsight teach --learn` learns them") from None
     for line in report_lines(report, time.monotonic() - started):
-        say(line)
+        say(pinned_model_note(None) or line if line == TAUGHT_IN_USE else line)
     meanwhile = [w.name for w in store.words() if w.name not in report.words]
     if meanwhile:  # taught while this learn ran: the model does not say them yet
         say(f"taught meanwhile, not learned yet: {', '.join(meanwhile)} — earsight teach --learn")
     return report
 
 
+TAUGHT_IN_USE = "live and describe now use the taught words"  # the report's last line
 ANSWERED_DROP_SAY = 0.02  # shipped words answered this much less often after learning: said
 CONFUSED_SAY = 0.2  # a taught word taken for another on this share of its checks is said
 
@@ -246,7 +247,7 @@ def report_lines(report, wall_s: float | None = None) -> list[str]:
         shipped += f"; they are answered rather than 'not sure' {after:.0%} of the time, "
         shipped += f"{before:.0%} before"
     lines.append(shipped)
-    lines.append("live and describe now use the taught words")
+    lines.append(TAUGHT_IN_USE)
     return lines
 
 
