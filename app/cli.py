@@ -89,7 +89,8 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gate",
         choices=GATE_MODES,
-        help=f"below the threshold say 'not sure' or 'maybe X or Y' (default {GATE_MODES[0]})",
+        help="below the threshold say 'not sure', or 'maybe X or Y' when X and Y together reach "
+        f"it (default {GATE_MODES[0]})",
     )
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: physical cores)")
     p.add_argument(

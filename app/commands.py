@@ -58,7 +58,8 @@ _FLAGS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         ("--gate",),
         {
             "choices": ("not-sure", "top-two"),
-            "help": "below --threshold: say 'not sure', or the two likeliest words",
+            "help": "below --threshold: say 'not sure', or the two likeliest words when "
+            "together they reach it",
         },
     ),
     (("--mode",), {"choices": MODES, "help": "start in word or soundscape mode"}),

@@ -62,11 +62,15 @@ class ConfidenceGate:
             raise UsageError(f"unknown gate mode {self.mode!r}", f"use {' or '.join(GATE_MODES)}")
 
     def decide(self, top: Sequence[tuple[str, float]]) -> tuple[str, bool]:
-        """Best-first (word, probability) pairs → (what to say, confident?)."""
+        """Best-first (word, probability) pairs → (what to say, confident?): the best word at
+        or above the threshold; else, in top-two mode, "maybe X or Y" when the two together
+        reach it; else "not sure"."""
         word, prob = top[0]
         if prob >= self.threshold:
             return word, True
-        if self.mode == "top-two" and len(top) > 1:
+        # "maybe X or Y" only when the two together hold the threshold: with an open-set
+        # model two words at 0.04 each are a frame of something else ("not sure"), not a guess
+        if self.mode == "top-two" and len(top) > 1 and prob + top[1][1] >= self.threshold:
             return f"maybe {word} or {top[1][0]}", False
         return NOT_SURE, False
 
