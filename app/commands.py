@@ -367,7 +367,7 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
     controller = make_controller(
         options.keys,
         relay,
-        keymap=KeyMap(describe=options.hotkey),
+        keymap=KeyMap.for_describe(options.hotkey),
         evdev_device=options.evdev_device,
     )
     controller.on_closed = relay.closed

@@ -69,14 +69,6 @@ class LiveOptions:
             raise ConfigError(f"verbosity must be 0, 1 or 2, got {self.verbosity}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be 1 or more, got {self.threads}", "e.g. 2")
-        from earsight.app.keys.base import Action, KeyMap  # lazy: keys_base imports the key helpers
-
-        taken = KeyMap().bindings().get(self.hotkey.strip().lower(), Action.DESCRIBE)
-        if taken is not Action.DESCRIBE:  # checked before the model loads, not at the first key
-            raise ConfigError(
-                f"hotkey {self.hotkey!r} is already the {taken.value} key",
-                "pick another describe key (the default is f9)",
-            )
 
 
 def read_config(path: Path, required: bool = False) -> dict[str, Any]:

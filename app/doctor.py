@@ -157,7 +157,7 @@ def check_keys(options: LiveOptions) -> Check:
         controller = make_controller(
             kind,
             lambda *_: None,
-            keymap=KeyMap(describe=options.hotkey),
+            keymap=KeyMap.for_describe(options.hotkey),
             evdev_device=options.evdev_device,
         )
         with quieter("earsight.app.keys", level=logging.ERROR):  # the check line says it, once

@@ -47,7 +47,6 @@ def test_missing_default_config_file_means_defaults(tmp_path, monkeypatch):
         ),
         ("int8 = 1\n", "int8 must be true or false, got 1 — write e.g. int8 = true"),
         ("mode = 'video'\n", "mode must be one of"),
-        ("hotkey = 'F8'\n", "hotkey 'F8' is already the teach key"),
         ("threads = 0\n", "threads must be 1 or more, got 0"),
         ("threads = -2\n", "threads must be 1 or more, got -2"),
         ("sourse = '0'\n", "unknown option 'sourse' — did you mean 'source'\\?"),

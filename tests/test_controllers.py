@@ -312,6 +312,29 @@ def test_hotkey_with_a_custom_keymap(xvfb: str, monkeypatch: pytest.MonkeyPatch)
         HotkeyController(keys, KeyMap(describe="f99")).start()
 
 
+def test_a_hotkey_on_another_actions_key_takes_it_and_that_action_moves_to_f9(
+    xvfb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hotkey = "f8" was a config's describe key before F8 became the teach key: refused
+    since (describe and terminal-key live too). Now F8 describes and teach moves to F9, as the
+    prompts say."""
+    from earsight.app.config import LiveOptions
+    from earsight.app.keys.names import key_label, prompt_keys
+
+    assert LiveOptions(hotkey="F8").hotkey == "F8"  # no longer a config error
+    moved = KeyMap.for_describe("F8")
+    assert (moved.describe, moved.teach) == ("F8", "f9") and KeyMap.for_describe("f7") == KeyMap(
+        describe="f7"
+    )
+    assert prompt_keys("HotkeyController", "F8").teach == key_label("f9")
+    monkeypatch.setenv("DISPLAY", xvfb)
+    keys = Recorder()
+    with HotkeyController(keys, moved):
+        _xdotool(xvfb, "F8", "F9")
+        assert keys.wait_for(2, 1.0)
+    assert keys.actions == [Action.DESCRIBE, Action.TEACH]
+
+
 def test_auto_picks_the_hotkey_with_a_display(xvfb: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPLAY", xvfb)
     assert isinstance(make_controller("auto", Recorder()), HotkeyController)

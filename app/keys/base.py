@@ -14,7 +14,7 @@ import os
 import select
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from earsight.errors import EarSightError, UsageError
 
@@ -79,6 +79,21 @@ class KeyMap:
     toggle: str = "f12"
     teach: str = "f8"
     quit: str = "esc"
+
+    @classmethod
+    def for_describe(cls, key: str) -> KeyMap:
+        """The default map with ``key`` (--hotkey) as the describe key. An action whose default
+        key that is takes the describe key's default (f9) instead: a config's hotkey = "f8",
+        set before F8 became the teach key, keeps describing, and teach moves to F9 (it was
+        refused, by describe and terminal-key live too, which never read a hotkey)."""
+        default = cls()
+        wanted = key.strip().lower()
+        wanted = X_KEYSYM_NAMES.get(wanted, wanted)
+        for f in fields(cls):
+            if f.name != "describe" and getattr(default, f.name) == wanted:
+                log.info("%s moves to %s: %s describes", f.name, default.describe, key)
+                return replace(default, describe=key, **{f.name: default.describe})
+        return replace(default, describe=key)
 
     def bindings(self) -> dict[str, Action]:
         """Key name (lower case) → Action; UsageError when two actions share a key. X keysym

@@ -76,8 +76,9 @@ def prompt_keys(controller: str, hotkey: str) -> KeyNames:
         return KeyNames(describe=describe, teach="t", toggle="m")
     if controller == "EvdevController":
         return KeyNames(describe="the button", teach="T", toggle="M")
+    keymap = KeyMap.for_describe(hotkey)
     return KeyNames(
-        describe=hotkey.upper(), teach=key_label(KeyMap.teach), toggle=key_label(KeyMap.toggle)
+        describe=hotkey.upper(), teach=key_label(keymap.teach), toggle=key_label(keymap.toggle)
     )
 
 
