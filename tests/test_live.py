@@ -339,6 +339,8 @@ def test_keys_piped_in_are_named_as_lines_and_their_end_is_said(tmp_path, digit_
         seen = _wait_for(proc, "key input closed", timeout=10)
         assert "key input closed (end of input of the keys piped in)" in seen, seen
         assert proc.wait(timeout=10) == 1  # EXIT_KEYS_CLOSED: ended without a q, not by choice
+        rest = seen + proc.stdout.read()
+        assert rest.count("stopping") == 1, rest  # said once ("…: stopping", then "stopping")
     finally:
         proc.kill()
 

@@ -341,7 +341,8 @@ class LiveApp:
             while not self.stop_event.wait(MAIN_LOOP_S):
                 self._log_latencies()
         finally:
-            self.voice.say("stopping", level=1)
+            if self.exit_code != EXIT_KEYS_CLOSED:  # keys_closed said "…: stopping" already
+                self.voice.say("stopping", level=1)
             controller.stop()
             if self.teacher is not None:
                 self.teacher.close()
