@@ -224,12 +224,36 @@ def _add_verbosity(parser: argparse.ArgumentParser, default: object) -> None:
 
 
 def _version() -> str:
+    """``0.2.0``, and in a git checkout its commit and date (``0.2.0, checkout 6d65363 of
+    2026-12-02``): a checkout's version does not change at each pull, its commit does, and a
+    user who pulled and ran ./install.sh could not tell whether the upgrade took."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("earsight")
+        text = version("earsight")
     except PackageNotFoundError:  # run from a checkout that was never installed
-        return "(not installed)"
+        text = "(not installed)"
+    commit = _checkout_commit()
+    return f"{text}, checkout {commit}" if commit else text
+
+
+def _checkout_commit() -> str | None:
+    """``6d65363 of 2026-12-02`` when this code runs from a git checkout; None for an
+    installed wheel, or without git."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]  # app/ → the checkout (a wheel: site-packages)
+    if not (root / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "log", "-1", "--format=%h of %cs"],
+            capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:

@@ -111,10 +111,16 @@ def test_user_errors_are_one_line_with_exit_code_2(capsys, argv, needle):
 
 
 def test_version_names_the_installed_package(capsys):
+    import subprocess
     from importlib.metadata import version
 
     code, out, _ = _run(capsys, "--version")
-    assert code == 0 and out.strip() == f"earsight {version('earsight')}"
+    head = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parents[1]), "log", "-1", "--format=%h of %cs"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()  # this suite runs from a checkout: its commit is named, as pulled
+    assert code == 0 and out.strip() == f"earsight {version('earsight')}, checkout {head}", out
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
