@@ -156,6 +156,33 @@ def test_teach_key_stores_object_1_and_learns_in_the_background(live, mic, word,
     assert any("teach-tone" in name for name in sounds), sounds  # the tone before speaking
 
 
+def test_the_name_is_played_back_and_teach_then_records_it_again(live, mic, word, store):  # noqa: F811
+    """After the name is recorded it is played back ("played back for confirmation": it was
+    stored unheard), and a TEACH press right after records it again with the views kept; the
+    second recording is the one stored."""
+    from earsight.app.modes.live_teach import AGAIN, Phase
+
+    app, teacher, learner, lines = live
+    mic.feed(in_a_room(word))
+    press(app, "TEACH")
+    say_the_name(app, teacher, lines, word)
+    wait_for(lambda: AGAIN.format(teach="teach") in lines, "the question after the playback")
+    assert teacher.phase is Phase.CONFIRMING and teacher.owns_devices
+    quiet = np.concatenate([word[: word.size // 2], np.zeros(word.size // 2, np.float32)])
+    mic.feed(in_a_room(quiet))  # the second take: the word's first half only
+    press(app, "TEACH")
+    wait_for(lambda: "recording the name again" in lines, "recording again")
+    wait_for(lambda: sum(x.startswith("recording, up to") for x in lines) == 2, "a 2nd recording")
+    say_the_name(app, teacher, lines, quiet)
+    wait_for(lambda: bool(learner.calls), "learning")  # the second take kept: no third press
+    assert learner.calls == [["object 1"]] and lines.count(AGAIN.format(teach="teach")) == 2
+    stored, _ = store.voice("object 1")
+    assert spoken_s(stored) == pytest.approx(spoken_s(quiet), abs=0.02)
+    assert spoken_s(quiet) < spoken_s(word) - 0.1  # told apart from the first take
+    played = sorted(p.name for p in app.audio.directory.iterdir() if "your-recording" in p.name)
+    assert len(played) == 2, played
+
+
 def test_the_name_is_the_first_free_object_number(store):
     from earsight.app.modes.live_teach import LiveTeacher
     from earsight.app.sound.recording import check_recording

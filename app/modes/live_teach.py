@@ -13,9 +13,11 @@ thread by ``earsight.app.modes.teach.learn_words``. When the taught model is wri
 app/modes/model_watch's
 ModelWatcher swaps it into the running app, as it does for ``earsight teach`` run beside it.
 
-Phases: idle → capturing → recording → learning → idle. While capturing or recording the flow
-owns the camera and microphone (``owns_devices``): LiveApp answers describe and repeat with
-"teaching, one moment", since a word played during the recording would be recorded too. While
+Phases: idle → capturing → recording → confirming → learning → idle. Confirming: the name is
+played back and a TEACH press within CONFIRM_S records it again (the views are kept). While
+capturing, recording or confirming the flow owns the camera, microphone and speaker
+(``owns_devices``): LiveApp answers describe and repeat with "teaching, one moment", since a
+word played during the recording would be recorded too. While
 learning, describe works; TEACH says which word is still being learned and how far it is. A
 recording the checks refuse (silent, clipped, too short or long) is said in one line and the
 views are kept: the next TEACH press records the name again without capturing again.
@@ -59,6 +61,9 @@ BUSY = "teaching, one moment"
 STILL_CAPTURING = "still capturing: keep turning the object"
 STILL_LEARNING = "still learning {word}{where}; press {describe} meanwhile, it says when it is done"
 RETRY = "press {teach} to record the name again"
+AGAIN = "that was your recording; press {teach} now to record it again"
+CONFIRM_S = 3.0  # after AGAIN is spoken, a TEACH press this long records the name again
+PLAYBACK_SLACK_S = 0.3  # after the recording's length, before AGAIN: the playback has ended
 CANCELLED = "teaching cancelled: nothing of the new object was stored"
 QUIT_JOIN_S = 5.0  # at quit: a recording ends at once and is stored; a capture stops within
 
@@ -77,6 +82,7 @@ class Phase(enum.Enum):
     IDLE = "idle"
     CAPTURING = "capturing"
     RECORDING = "recording"
+    CONFIRMING = "confirming"  # the name played back; TEACH now records it again
     LEARNING = "learning"
 
 
@@ -137,6 +143,7 @@ class LiveTeacher:
         self._lock = threading.Lock()  # guards _phase against two presses at once
         self._phase = Phase.IDLE
         self._pressed = threading.Event()  # TEACH while recording: the name is said
+        self._again = threading.Event()  # TEACH while confirming: record the name again
         self._closed = threading.Event()
         self._views: list[np.ndarray] | None = None  # kept when a recording was refused
         self._thread: threading.Thread | None = None
@@ -150,7 +157,7 @@ class LiveTeacher:
     @property
     def owns_devices(self) -> bool:
         """Capturing or recording: describe and repeat must wait."""
-        return self._phase in (Phase.CAPTURING, Phase.RECORDING)
+        return self._phase in (Phase.CAPTURING, Phase.RECORDING, Phase.CONFIRMING)
 
     def busy(self) -> None:
         """The answer to describe or repeat while ``owns_devices``."""
@@ -173,6 +180,8 @@ class LiveTeacher:
                 return
         if phase is Phase.RECORDING:
             self._pressed.set()
+        elif phase is Phase.CONFIRMING:
+            self._again.set()
         elif phase is Phase.LEARNING:
             self.voice.say(self._still_learning(), level=SILENT)
         elif phase is Phase.CAPTURING:
@@ -183,13 +192,14 @@ class LiveTeacher:
         process's end (its model is written atomically, so an interrupted one is just absent)."""
         self._closed.set()
         self._pressed.set()
+        self._again.set()  # the confirming wait ends: the recording is kept (closed)
 
     def left_at_quit(self) -> Phase:
         """At the app's exit, after ``close``: what the flow was doing. A capture or a recording
         is let finish (the recording is stored, a capture is not) and CANCELLED is said when
         nothing was stored; LEARNING is returned while learning goes on (the caller says so)."""
         phase = self._phase
-        if phase in (Phase.CAPTURING, Phase.RECORDING):
+        if phase in (Phase.CAPTURING, Phase.RECORDING, Phase.CONFIRMING):
             self.join(QUIT_JOIN_S)
             if self._stored is None:
                 self.voice.say(CANCELLED, level=SILENT)
@@ -238,7 +248,6 @@ class LiveTeacher:
         if views is None:
             return None
         self._views = views
-        self._set(Phase.RECORDING)
         recording = self._record_name()
         if recording is None:
             return None
@@ -283,23 +292,44 @@ class LiveTeacher:
         return [storable_photo(frame) for frame in result.frames]
 
     def _record_name(self) -> Any:
-        """The recording of the name (app.sound.recording.Recording), or None after a refused
-        one."""
+        """The recording of the name (app.sound.recording.Recording), played back; recorded
+        again while the user presses TEACH after hearing it; None after a refused one."""
         from earsight.app.sound.recording import BadRecording
 
-        self.voice.say(SAY_NAME.format(teach=self.keys.teach), level=SILENT)
-        try:
-            recording = self._record(
-                start=self._tone,
-                stop=lambda: self._pressed.wait(RECORD_MAX_S + STOP_SLACK_S),
-                on_status=lambda line: self.voice.say(line, level=PRINT_ONLY),
-                max_seconds=RECORD_MAX_S,
-            )
-        except BadRecording as err:
-            self.voice.say(f"{err}; {RETRY.format(teach=self.keys.teach)}", level=SILENT)
-            return None
-        self.voice.say(f"heard the name: {recording.speech_s:.1f} s", level=NORMAL)
-        return recording
+        while True:
+            self._set(Phase.RECORDING)
+            self._pressed.clear()  # the press that ended the last recording is not this one's
+            self.voice.say(SAY_NAME.format(teach=self.keys.teach), level=SILENT)
+            try:
+                recording = self._record(
+                    start=self._tone,
+                    stop=lambda: self._pressed.wait(RECORD_MAX_S + STOP_SLACK_S),
+                    on_status=lambda line: self.voice.say(line, level=PRINT_ONLY),
+                    max_seconds=RECORD_MAX_S,
+                )
+            except BadRecording as err:
+                self.voice.say(f"{err}; {RETRY.format(teach=self.keys.teach)}", level=SILENT)
+                return None
+            self.voice.say(f"heard the name: {recording.speech_s:.1f} s", level=NORMAL)
+            if not self._record_again(recording):
+                return recording
+
+    def _record_again(self, recording: Any) -> bool:
+        """Plays the name back (the issue's "played back for confirmation": a stumble or a
+        cough is heard before it becomes the word's voice), then True when TEACH is pressed
+        within CONFIRM_S of AGAIN. Without an audio output, or at quit, the name is kept."""
+        if self.play is None or self._closed.is_set():
+            return False
+        self._set(Phase.CONFIRMING)
+        self._again.clear()
+        self.play(recording.wave, int(recording.sample_rate), "your recording")
+        time.sleep(recording.wave.size / recording.sample_rate + PLAYBACK_SLACK_S)
+        self.voice.say(AGAIN.format(teach=self.keys.teach), level=SILENT)
+        self.voice.flush(PROMPT_WAIT_S)  # the window opens once the question is heard
+        again = self._again.wait(CONFIRM_S) and not self._closed.is_set()
+        if again:
+            self.voice.say("recording the name again", level=NORMAL)
+        return again
 
     def _tone(self) -> None:
         """After the prompt has been spoken: the tone, then the microphone starts."""
