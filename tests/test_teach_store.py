@@ -263,3 +263,21 @@ def test_the_taught_words_of_a_sidecar_are_read_one_way_everywhere():
     taught = {"vocabulary": ["cat", "dog", "cat", "mug", "keys"], "config": {"taught_words": 3}}
     assert first_taught(taught) == 2 and taught_words(taught) == ["cat", "mug", "keys"]
     assert taught_words({**taught, "withdrawn": ["mug"]}) == ["cat", "keys"]
+
+
+def test_the_store_is_created_for_its_owner_only(tmp_path):
+    """Photos of the user's home and a recording of their voice: the folder is created 0700
+    (it was 0755 under the usual umask: every account on a shared desktop could read them);
+    a folder that exists keeps the mode its owner gave it."""
+    import stat
+
+    from earsight.trainer.teach.store import TeachStore
+
+    store = TeachStore(tmp_path / "data" / "taught")
+    store.check_writable("teaching 'mug'")
+    assert stat.S_IMODE((tmp_path / "data" / "taught").stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    TeachStore(shared).check_writable("teaching 'mug'")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755

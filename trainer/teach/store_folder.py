@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 30.0  # another teach holding the lock longer than this is stuck or busy
 LEARNING_WAIT_S = 1.0  # a learn held by someone else this long is a running learn, not a probe
 HIDDEN = "."  # .lock, .tmp-*: never a word (a word starts with a letter or digit)
+ROOT_MODE = 0o700  # the taught words: photos of the home and the user's voice, the owner's only
 LEARNING_LOCK = f"{HIDDEN}learning"  # held while the words are learned (TeachStore.learning)
 LEARNING_WORDS = f"{HIDDEN}learning-words.json"  # what the learn running now learns
 
@@ -62,11 +63,17 @@ class StoreFolder:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
+    def _make_root(self) -> None:
+        """Create ``root`` readable by its owner only (0700): it holds photos of the user's
+        home and a recording of their voice, which another account on a shared desktop must
+        not read. A folder that exists keeps the mode its owner gave it."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=ROOT_MODE)
+
     def check_writable(self, doing: str) -> None:
         """StoreError (one line) when ``root`` cannot be created or written (read-only, no
         permission, full): said before the user captures anything, not after."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self._make_root()
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=TMP_PREFIX):
                 pass
         except OSError as err:
@@ -99,7 +106,7 @@ class StoreFolder:
         listed = self.root / LEARNING_WORDS
         with contextlib.ExitStack() as held:
             try:  # only taking the lock: the block's own disk errors are its own to say
-                self.root.mkdir(parents=True, exist_ok=True)
+                self._make_root()
                 held.enter_context(exclusive(self.root / LEARNING_LOCK, LEARNING_WAIT_S, busy))
                 if words:
                     listed.write_text(json.dumps(list(words)), encoding="utf-8")
@@ -139,7 +146,7 @@ class StoreFolder:
             "wait for it to finish, then try again",
         )
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self._make_root()
             with exclusive(self.root / f"{HIDDEN}lock", LOCK_TIMEOUT_S, busy):
                 self._clear_leftovers()
                 yield
