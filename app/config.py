@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import getpass
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ KEY_KINDS = ("auto", "hotkey", "terminal", "evdev")
 
 class ConfigError(EarSightError):
     """The config file or an option value is wrong."""
+
+
+MAX_CONFIG_CHARS = 100_000  # a config file longer than this is not one (a dozen lines)
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,14 @@ class LiveOptions:
             raise ConfigError(f"keys must be one of {', '.join(KEY_KINDS)}, got {self.keys!r}")
         if self.verbosity not in (0, 1, 2):
             raise ConfigError(f"verbosity must be 0, 1 or 2, got {self.verbosity}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be 1 or more, got {self.threads}", "e.g. 2")
+        cores = os.cpu_count() or 1
+        if self.threads is not None and not 1 <= self.threads <= cores:
+            # more threads than cores only slows inference; 100000 took 16 GB and hung
+            raise ConfigError(
+                f"threads must be 1..{cores} here (this machine has {cores} CPU cores), "
+                f"got {self.threads}",
+                f"e.g. {min(2, cores)}, or leave it out for all cores",
+            )
 
 
 def read_config(path: Path, required: bool = False) -> dict[str, Any]:
@@ -98,11 +108,18 @@ def read_config(path: Path, required: bool = False) -> dict[str, Any]:
             "save it again as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8; in Notepad: Save as, "
             "Encoding UTF-8)",
         ) from None
+    if len(text) > MAX_CONFIG_CHARS:  # read whole above; a config is a dozen lines
+        raise ConfigError(
+            f"{path} is {len(text):,} characters long: not a config file",
+            "a config holds one `key = value` line per option; fix or delete that file",
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         fix = _unquoted_text_fix(text, str(err)) or "fix or delete that file"
         raise ConfigError(f"{path} is not valid TOML ({err})", fix) from err
+    except RecursionError:  # arrays nested thousands deep: tomllib recurses once per level
+        raise ConfigError(f"{path} nests values too deep", "fix or delete that file") from None
     known = {f.name: f for f in dataclasses.fields(LiveOptions)}
     data = {key.replace("-", "_"): value for key, value in data.items()}  # out-dir as the flag
     for key, value in data.items():

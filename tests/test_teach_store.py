@@ -281,3 +281,20 @@ def test_the_store_is_created_for_its_owner_only(tmp_path):
     shared.chmod(0o755)
     TeachStore(shared).check_writable("teaching 'mug'")
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+
+
+def test_a_half_written_model_file_is_removed_when_no_learn_runs(tmp_path):
+    """A learn killed mid-save (or a power cut) left .model/taught.pt.tmp (~130 MB) for good:
+    the sweep only knew .tmp-* names. It goes when the next learn (or forget, rename) takes the
+    learning lock, never while one runs (a store change may run beside a learn)."""
+    from earsight.trainer.teach.store import TeachStore
+
+    store = TeachStore(tmp_path / "taught")
+    model = tmp_path / "taught" / ".model"
+    model.mkdir(parents=True)
+    (model / "taught.pt.tmp").write_bytes(b"half")
+    (model / "taught.onnx").write_bytes(b"whole")
+    store.check_writable("teaching 'mug'")
+    with store.learning():
+        pass
+    assert sorted(p.name for p in model.iterdir()) == ["taught.onnx"]

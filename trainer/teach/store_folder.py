@@ -108,12 +108,21 @@ class StoreFolder:
             try:  # only taking the lock: the block's own disk errors are its own to say
                 self._make_root()
                 held.enter_context(exclusive(self.root / LEARNING_LOCK, LEARNING_WAIT_S, busy))
+                self._clear_model_leftovers()  # no learn runs now: its .tmp files are dead
                 if words:
                     listed.write_text(json.dumps(list(words)), encoding="utf-8")
                     held.callback(listed.unlink, missing_ok=True)
             except OSError as err:
                 raise disk_error(err, self.root, "learning") from err
             yield
+
+    def _clear_model_leftovers(self) -> None:
+        """``.model/*.tmp`` (a checkpoint or an export a killed learn or a power cut left half
+        written: up to ~130 MB each). Only under the learning lock: a running learn writes
+        them, and a store change may run beside it."""
+        for path in (self.root / MODEL_FOLDER).glob("*.tmp"):
+            log.info("removing %s, left by an interrupted learn", path)
+            path.unlink(missing_ok=True)
 
     def words_being_learned(self) -> set[str] | None:
         """The words the learn running now learns; None when none runs or it did not say
