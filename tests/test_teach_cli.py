@@ -623,6 +623,8 @@ def test_learn_with_nothing_taught_says_only_that(tmp_path: Path):
         (["cup", "--voice-file", "{clipped}"], ["is clipped", "% of its samples"]),
         (["cup", "--voice-file", "{notaudio}"], ["cannot read the voice file"]),
         (["cup", "--voice-file", "{sentence}"], ["holds 3.", "a word is 2.5 s at most"]),
+        # refused from its header: 2 hours of silence in a 1.3 MB FLAC took 5.5 GB to decode
+        (["cup", "--voice-file", "{long}"], ["lasts 120 s", "the word alone"]),
         (["cup", "--espeak-voice", "en-us", "--source", "/dev/video63"], ["camera"]),
         (["cup", "--espeak-voice", "en-us", "--photos", "{empty}"], ["no readable photos"]),
         (["cup", "--espeak-voice", "en-us", "--photos", "/nonexistent"], ["not a folder"]),
@@ -645,6 +647,7 @@ def test_bad_input_is_one_line_and_keeps_what_is_taught(taught, spoken, args, wo
             taught / "sentence.wav", np.concatenate([spoken, np.zeros(3_300)] * 5)
         ),
         "{empty}": taught / "cache",
+        "{long}": write_wav(taught / "memo.wav", np.zeros(120 * 8_000), rate=8_000),
     }
     before = snapshot(taught / "taught")
     done = teach(taught, *FAST, *[str(files.get(a, a)) for a in args])

@@ -58,6 +58,9 @@ CLIP_LEVEL = 0.999
 CLIP_FRACTION = 0.001
 
 
+MAX_VOICE_FILE_S = 60.0  # a voice memo of the word with room around it; 2 h of silence took 5.5 GB
+
+
 MIN_VOICE_S = 0.1  # after trimming silence: shorter is a click, not a word
 
 
@@ -148,7 +151,16 @@ def voice_from_file(path: Path) -> Voice:
     import soundfile
 
     try:
+        info = soundfile.info(str(path))  # the header only: a long file is refused undecoded
+        if info.samplerate > 0 and info.frames / info.samplerate > MAX_VOICE_FILE_S:
+            raise TeachInputError(
+                f"the voice file {path} lasts {info.frames / info.samplerate:,.0f} s: the word "
+                f"alone is a second or two (at most {MAX_VOICE_FILE_S:g} s are read)",
+                "record or cut the word alone, e.g. sox in.wav word.wav trim 0 5",
+            )
         pcm, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except TeachInputError:
+        raise
     except Exception as err:  # missing, a folder, not audio: soundfile raises several types
         reason = "no such file" if not Path(path).exists() else str(err).split(": ")[-1]
         raise TeachInputError(
