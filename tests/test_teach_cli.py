@@ -533,6 +533,8 @@ def test_a_forgotten_word_is_withdrawn_and_the_other_taught_words_still_answered
         "the learned model no longer answers 'mug'; the other taught words are still answered "
         "meanwhile" in done.stdout
     ), done.stdout
+    # the photos and the voice are gone, the weights learned from them not yet: said
+    assert "the model still holds what it learned from 'mug''s photos and voice" in done.stdout
     meanwhile = "use the shipped words and the taught words learned before until `earsight"
     assert meanwhile in done.stdout, done.stdout
     side = read_sidecar(onnx)  # its checksum holds: the same ONNX file, the sidecar rewritten

@@ -140,9 +140,17 @@ def change_word(
         said = folder.name if folder is not None else forget or rename[0]
         if withdraw_word(taught_model_path(store.root), said):
             now = "" if forget is not None else f"; {rename[1]!r} is answered once learned again"
+            # its photos and voice are deleted, but the model's weights learned from them stay
+            # until the words left are learned again: said, not left for the user to assume
+            held = (
+                f"; the model still holds what it learned from {said!r}'s photos and voice "
+                "until the words left are learned again, which replaces it"
+                if forget is not None
+                else ""
+            )
             say(
                 f"the learned model no longer answers {said!r}{now}; the other taught words "
-                "are still answered meanwhile"
+                f"are still answered meanwhile{held}"
             )
         elif store.drop_model():
             say(
