@@ -59,6 +59,7 @@ def test_synthesize_is_deterministic_and_cached(tmp_path, monkeypatch):
     assert first.tobytes() == second.tobytes()
     cached = list((tmp_path / "a").rglob("*.npy"))
     assert len(cached) == 1 and espeak_version() in str(cached[0])
+    assert "cat" not in cached[0].name  # a taught word's name is not left readable in the cache
 
     def no_espeak(*_args, **_kwargs):
         raise AssertionError("espeak-ng ran although the clip is cached")

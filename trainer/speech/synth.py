@@ -205,8 +205,9 @@ def _run_espeak(text: str, voice: Voice) -> np.ndarray:
 def _cache_path(cache_dir: Path, text: str, voice: Voice, version: str) -> Path:
     key = f"{CACHE_FORMAT}|{version}|{voice.name}|{voice.words_per_min}|{voice.pitch}|{text}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "word"
-    return cache_dir / f"espeak-{version}" / voice.tag() / f"{slug}-{digest}.npy"
+    # the hash alone names the file: a taught word ("insulin pen") stayed readable in the
+    # cache's file names after --forget
+    return cache_dir / f"espeak-{version}" / voice.tag() / f"{digest}.npy"
 
 
 def _save_atomic(path: Path, wave: np.ndarray) -> None:
