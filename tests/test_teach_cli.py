@@ -460,7 +460,9 @@ def _learned_digits(tmp: Path) -> Path:
     return onnx
 
 
-def test_a_config_that_names_a_model_says_the_taught_words_are_not_used(tmp_path, monkeypatch):
+def test_a_config_that_names_a_model_says_the_taught_words_are_not_used(
+    tmp_path, monkeypatch, spoken
+):
     """A config written before teach mode (the README's example had model = "cifar10-ad")
     runs that model after the user taught words: describe heard a taught can as "bird" while
     teach had said "live and describe now use the taught words". Now describe, doctor and the
@@ -485,6 +487,15 @@ def test_a_config_that_names_a_model_says_the_taught_words_are_not_used(tmp_path
     monkeypatch.setenv("EARSIGHT_TEACH", str(tmp_path / "taught"))
     monkeypatch.setenv("EARSIGHT_CONFIG", str(cfg))
     assert pinned_model_note(None).startswith(note)  # what a learn says last, instead
+    from earsight.app.modes.teach_words import list_words
+    from earsight.trainer.teach.store import TeachStore
+
+    store = TeachStore(tmp_path / "taught")
+    photos = [cv2.cvtColor(_object(30 * i), cv2.COLOR_BGR2RGB) for i in range(3)]
+    store.add_word("cup", photos, spoken, 22_050, "file")
+    listed: list[str] = []
+    list_words(store, listed.append)  # --list: the words are learned, but not in use
+    assert listed[-1].startswith(note), listed
     cfg.write_text('model = "auto"\n')
     assert pinned_model_note(None) is None
 

@@ -50,6 +50,10 @@ def list_words(store: TeachStore, say: Say) -> list[TaughtWord]:
             f"{word.name}: {plural(word.photo_count, 'photo')}, voice {describe_voice(word)}, "
             f"taught {spoken_date(word.created)}{state}"
         )
+    from earsight.app.models import pinned_model_note
+
+    if learned and (note := pinned_model_note(None)) is not None:
+        say(note)  # learned, yet the config's model keeps them out of live and describe
     return words
 
 
