@@ -308,6 +308,11 @@ def test_open_audio_falls_back_to_readable_wav_files(tmp_path, caplog, monkeypat
     assert rate == 22_050 and len(data) == len(other)
     WavSink(folder).play(word, RATE)  # a second run adds files instead of overwriting
     assert (folder / "0003-sound.wav").exists()
+    (folder / "10000-truck.wav").write_bytes(b"")  # past 9999 (a wearable's long run)
+    WavSink(folder).play(word, RATE)  # after the highest: a 4-digit pattern missed 10000-…
+    assert (folder / "10001-sound.wav").exists() and (
+        folder / "10000-truck.wav"
+    ).stat().st_size == 0
 
 
 # --- earcons --------------------------------------------------------------------------------

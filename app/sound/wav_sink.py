@@ -59,8 +59,10 @@ class WavSink:
         self.on_first_buffer = on_first_buffer
         self.tee = tee
         self.written: list[Path] = []
-        numbers = [int(p.name[:4]) for p in self.directory.glob("[0-9][0-9][0-9][0-9]-*.wav")]
-        self._next = max(numbers, default=0) + 1
+        # any count of digits: after 9999 the files are 10000-…, which a 4-digit pattern
+        # missed, so the next run numbered from 10000 again and overwrote them
+        numbered = (re.match(r"(\d{4,})-.*\.wav$", p.name) for p in self.directory.iterdir())
+        self._next = max((int(m[1]) for m in numbered if m), default=0) + 1
         self.is_playing = False
 
     def play(
