@@ -364,14 +364,12 @@ def _run_live(options: LiveOptions, record: Path | None, voice: Any) -> int:
 
     voice.say("EarSight starting")
     relay = PressRelay(voice)
+    keymap = KeyMap.for_describe(options.hotkey)  # once: it says when an action moves
     controller = make_controller(
-        options.keys,
-        relay,
-        keymap=KeyMap.for_describe(options.hotkey),
-        evdev_device=options.evdev_device,
+        options.keys, relay, keymap=keymap, evdev_device=options.evdev_device
     )
     controller.on_closed = relay.closed
-    keys = prompt_keys(type(controller).__name__, options.hotkey)  # the keys the user has
+    keys = prompt_keys(type(controller).__name__, keymap)  # the keys the user has
     with contextlib.ExitStack() as stack:
         controller.start()
         stack.callback(controller.stop)

@@ -326,7 +326,7 @@ def test_a_hotkey_on_another_actions_key_takes_it_and_that_action_moves_to_f9(
     assert (moved.describe, moved.teach) == ("F8", "f9") and KeyMap.for_describe("f7") == KeyMap(
         describe="f7"
     )
-    assert prompt_keys("HotkeyController", "F8").teach == key_label("f9")
+    assert prompt_keys("HotkeyController", moved).teach == key_label("f9")
     monkeypatch.setenv("DISPLAY", xvfb)
     keys = Recorder()
     with HotkeyController(keys, moved):

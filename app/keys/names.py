@@ -8,6 +8,10 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # names.py stays importable without the key libraries' modules
+    from earsight.app.keys.base import KeyMap
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,9 @@ def keys_epilog() -> str:
     )
 
 
-def prompt_keys(controller: str, hotkey: str) -> KeyNames:
+def prompt_keys(controller: str, keymap: KeyMap) -> KeyNames:
     """The describe and teach keys to name in "ready" and the teach prompts, for the controller
-    auto actually picked."""
-    from earsight.app.keys.base import KeyMap
-
+    auto actually picked; ``keymap`` is the desktop hotkeys that controller was given."""
     if controller == "TerminalController":
         import sys
 
@@ -76,9 +78,10 @@ def prompt_keys(controller: str, hotkey: str) -> KeyNames:
         return KeyNames(describe=describe, teach="t", toggle="m")
     if controller == "EvdevController":
         return KeyNames(describe="the button", teach="T", toggle="M")
-    keymap = KeyMap.for_describe(hotkey)
     return KeyNames(
-        describe=hotkey.upper(), teach=key_label(keymap.teach), toggle=key_label(keymap.toggle)
+        describe=keymap.describe.upper(),
+        teach=key_label(keymap.teach),
+        toggle=key_label(keymap.toggle),
     )
 
 

@@ -186,8 +186,9 @@ def learn_words(
                 kept = "the taught words are kept; none is learned, so live and describe use "
                 kept += "the shipped words"
             raise Interrupted(kept, "`earsight teach --learn` learns them") from None
+    pinned = pinned_model_note(None)  # the config's model keeps the taught words out
     for line in report_lines(report, time.monotonic() - started):
-        say(pinned_model_note(None) or line if line == TAUGHT_IN_USE else line)
+        say(pinned if pinned is not None and line == TAUGHT_IN_USE else line)
     meanwhile = [w.name for w in store.words() if w.name not in report.words]
     if meanwhile:  # taught while this learn ran: the model does not say them yet
         say(f"taught meanwhile, not learned yet: {', '.join(meanwhile)} — earsight teach --learn")
