@@ -36,6 +36,7 @@ from torch import nn
 
 from earsight.engine.errors import ExportError
 from earsight.engine.graph import InferenceGraph
+from earsight.engine.lowrank import factorise_generator
 from earsight.engine.quantize import (
     CALIBRATION_IMAGES,
     LOW_RES_DIVISOR,
@@ -298,11 +299,18 @@ def export_onnx(
     # CheckpointError if unusable, UsageError if it may not mirror-average (one line each)
     reference, _ckpt = load_model(checkpoint, flip_tta=flip_tta)
     body = copy.deepcopy(reference)  # the fp16 graph converts its copy in place
+    # fp16/int8 files store the generator's FC_2 as SVD factors (engine/lowrank.py); an fp32
+    # file stays exact. fp16's parity is against the full layer; int8's float stage is checked
+    # against the factorised body, its quantized result against the full model.
+    generator_rank = factorise_generator(body) if precision != "fp32" else 0
     graph = InferenceGraph(body, torch.float16 if precision == "fp16" else torch.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     float_precision = "fp16" if precision == "fp16" else "fp32"
-    exporter, parity = _write_checked(graph, reference, tmp, float_precision, opset, max_batch)
+    float_reference = body if precision == "int8" else reference
+    exporter, parity = _write_checked(
+        graph, float_reference, tmp, float_precision, opset, max_batch
+    )
     if precision == "int8":
         parity = _quantize_checked(reference, tmp, calibration, test_images)
     os.replace(tmp, out)
@@ -316,6 +324,7 @@ def export_onnx(
         parity=parity.to_dict(),
         max_batch=max_batch,
         weights=weights_sha256(reference),
+        **({"generator_rank": generator_rank} if generator_rank else {}),
     )
     side_path = write_sidecar(out, sidecar)
     seconds = time.perf_counter() - start

@@ -106,6 +106,11 @@ CONFIG_SCHEMA = _object(
         "input_crop": _CROP,
         "gate_exemplars": _COUNT,
         "softmax_temperature": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+        # per shipped word, ImageNet-1k class indices (trainer/mtnet/imagenet_check.py)
+        "imagenet_kinds": {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 999}},
+        },
     },
     required=("image_size", "image_channels", "n_classes", "audio_length", "sample_rate"),
 )
@@ -152,6 +157,8 @@ SIDECAR_SCHEMA = _object(
         ),
         "parity": {"type": "object", "additionalProperties": {"type": ["number", "object"]}},
         "max_batch": {"type": "integer", "minimum": 1, "maximum": MAX_DECLARED_BATCH},
+        # the generator's FC_2 stored as this rank's SVD factors (engine/lowrank.py)
+        "generator_rank": _COUNT,
     },
     required=(
         "format",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from earsight.trainer.mtnet.open_set import calibrate, class_exemplars, familiarity, fit_temperature
 
@@ -71,3 +72,46 @@ def test_photo_table_labels_files_by_name_and_folder(tmp_path: Path):
     table = summarize(outcomes, threshold=0.5)
     assert table["answered"] == 0.5 and table["heard_right"] == 0.5
     assert table["heard_right_of_answered"] == 1.0 and table["not_sure"] == 0.5
+
+
+@torch.no_grad()
+def test_shipped_word_codes_are_medoid_images_and_a_confident_frame_says_its_code():
+    """fit_word_codes takes each word's code from a real image's φ (its medoid among the rows
+    the classifier gets right); with shipped_codes a frame's φ is the codes weighted by the
+    sharpened probabilities, so a confident frame generates exactly its word's code."""
+    from earsight.trainer.mtnet.config import make_config
+    from earsight.trainer.mtnet.model import MTNet
+    from earsight.trainer.mtnet.open_set import fit_word_codes, with_word_codes
+
+    torch.manual_seed(0)
+    cfg = make_config(
+        "compact", labels=("a", "b", "c"), n_classes=3, image_size=8, image_channels=1,
+        audio_length=400,
+    )  # fmt: skip
+    model = MTNet(cfg).eval()
+    enc = model.image_encoder
+    pooled = enc.pool(torch.rand(90, 1, 8, 8))
+    # a classifier with confident, varied answers, as a trained one gives
+    phi_i = enc.head(pooled)
+    enc.classifier.weight.copy_(
+        torch.randn(3, phi_i.shape[1]) * 40 / phi_i.std(dim=0).clamp_min(1e-6)
+    )
+    enc.classifier.bias.copy_(-(phi_i.mean(dim=0) @ enc.classifier.weight.T))
+    labels = enc.classifier(enc.head(pooled)).argmax(dim=1).numpy()
+    assert len(set(labels)) == 3
+    codes = fit_word_codes(model, pooled.numpy(), labels)
+    mapped = model.mapping(enc.head(pooled))  # (90, D_a)
+    for k in range(3):
+        own = mapped[torch.from_numpy(labels == k)]
+        assert (own - codes[k]).abs().amax(dim=1).min() < 1e-6, "a code is a real image's φ"
+
+    coded = with_word_codes(model, codes)
+    assert coded.cfg.shipped_codes
+    logits, phi = coded.logits_and_phi(pooled, enc.head(pooled))
+    q = (logits * (4.0 / cfg.softmax_temperature)).softmax(dim=-1)
+    assert torch.allclose(phi, q @ codes, atol=1e-5)
+    sure = q.amax(dim=1) > 0.999
+    assert sure.any()
+    assert torch.allclose(phi[sure], codes[q[sure].argmax(dim=1)], atol=1e-3)
+    _, plain_phi = model.logits_and_phi(pooled, enc.head(pooled))
+    assert not torch.allclose(plain_phi, phi, atol=1e-3)  # the paper's φ without the codes

@@ -289,8 +289,8 @@ def test_bench_on_a_fresh_clone_times_the_shipped_file_against_its_int8_variant(
 
 
 def test_backbone_int8_keeps_the_early_high_resolution_convolutions_float(tmp_path):
-    """efficientnet-lite0 at 160 px: 32 dense convolutions after the stem; int8 takes the 22
-    whose maps are 10×10 or smaller (stages 4–7 and the head), none of the depthwise ones."""
+    """efficientnet-lite0 at 160 px: 32 dense convolutions after the stem; int8 takes the 10
+    whose maps are 5×5 (stages 6–7 and the head), none of the depthwise ones."""
     import torch
 
     from earsight.engine.export import _export_graph
@@ -306,8 +306,8 @@ def test_backbone_int8_keeps_the_early_high_resolution_convolutions_float(tmp_pa
     model = onnx.load(str(path))
     every = encoder_convolutions(model)
     late = encoder_convolutions(model, cfg.image_size // LOW_RES_DIVISOR)
-    assert len(every) == 32 and len(late) == 22
-    assert late == every[-22:]  # in graph order: the tail of the backbone
+    assert len(every) == 32 and len(late) == 10
+    assert late == every[-10:]  # in graph order: the tail of the backbone
     groups = {
         n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node
     }

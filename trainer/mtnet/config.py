@@ -59,6 +59,15 @@ class MTNetConfig:
     # scaling, Guo et al. 2017): label smoothing leaves probs under-confident, and the app's
     # threshold means "this sure" only for calibrated probs. 1.0 = the raw softmax.
     softmax_temperature: float = 1.0
+    # ImageNet's own view (trainer/mtnet/imagenet_check.py): per shipped word, the ImageNet-1k
+    # classes that are kinds of it; the word is answered when the gate passes or ImageNet's
+    # softmax puts that much mass on its kinds. () = no check.
+    imagenet_kinds: tuple[tuple[int, ...], ...] = ()
+    # Word codes for the shipped words (CrossModalMapping.codes): at inference φ is the codes
+    # weighted by the sharpened class probabilities, as taught words' are, so a frame the
+    # classifier gives to one word by a margin says that word rather than a blend of two.
+    # False = φ straight from the mapping (the paper's inference; training always is).
+    shipped_codes: bool = False
     # Teach mode (trainer/teach/learn.py): the last ``taught_words`` of the n_classes labels are
     # the user's own objects. Their logits and their voice codes come from the pooled backbone
     # features (TaughtHead); Table 1's classifier keeps the first n_classes − taught_words.
@@ -93,6 +102,10 @@ class MTNetConfig:
             raise ValueError("taught_adapter needs taught words")
         if self.taught_colour and not (self.taught_words and self.taught_colour >= 2):
             raise ValueError("taught_colour needs taught words and at least 2 bins")
+        if self.imagenet_kinds and not (
+            self.backbone and len(self.imagenet_kinds) == self.n_classes - self.taught_words
+        ):
+            raise ValueError("imagenet_kinds needs a backbone and one entry per shipped word")
         if not 0.0 < self.softmax_temperature < float("inf"):
             raise ValueError(f"softmax_temperature must be > 0, got {self.softmax_temperature}")
 
@@ -102,8 +115,13 @@ class MTNetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> MTNetConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
+        kw = {k: _tuples(v) for k, v in d.items() if k in known}
         return cls(**kw)
+
+
+def _tuples(value: object) -> object:
+    """JSON's lists (nested too) → the config's tuples."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 # compact's feature widths, audio autoencoder, mapping and generator (the backbone preset too).

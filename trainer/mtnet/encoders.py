@@ -130,6 +130,12 @@ class PretrainedImageEncoder(nn.Module):
         self.register_buffer("gate_memory", torch.zeros(cfg.gate_exemplars, HEAD_WIDTH))
         self.register_buffer("gate_centre", torch.zeros(()))
         self.register_buffer("gate_slope", torch.zeros(()))
+        # ImageNet's own view of the frame (trainer/mtnet/imagenet_check.py), when configured.
+        self.imagenet_check = None
+        if cfg.imagenet_kinds:
+            from earsight.trainer.mtnet.imagenet_check import ImageNetCheck
+
+            self.imagenet_check = ImageNetCheck(cfg, self.cut)
 
     def train(self, mode: bool = True) -> PretrainedImageEncoder:
         super().train(mode)
@@ -151,6 +157,17 @@ class PretrainedImageEncoder(nn.Module):
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Prepared images (B, 3, res, res) → pooled backbone features (B, 1280)."""
         return self.backbone.features(x)
+
+    def pool_and_kinds(
+        self, x: torch.Tensor, first: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prepared images (B, 3, res, res) → pooled features (B, 1280) and, with the ImageNet
+        check, ImageNet's mass on each word's kinds for the first ``first`` images (first, K);
+        the check reads the same trunk output (views after the first need no second look)."""
+        if self.imagenet_check is None:
+            return self.pool(x), None
+        acts = self.backbone.trunk(x, self.cut)  # (B, C, h, w)
+        return self.backbone.tail(acts, self.cut), self.imagenet_check(acts[:first])
 
     def familiarity(self, pooled: torch.Tensor) -> torch.Tensor:
         """Pooled features (B, 1280) → highest cosine similarity to an exemplar (B,)."""

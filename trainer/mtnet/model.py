@@ -69,12 +69,19 @@ class AudioAutoencoder(nn.Module):
 
 
 class CrossModalMapping(nn.Module):
-    """Two coupled FC layers: φ^I (B, D_i) → φ (B, D_a), tanh so φ lives where φ^A lives."""
+    """Two coupled FC layers: φ^I (B, D_i) → φ (B, D_a), tanh so φ lives where φ^A lives.
+
+    With cfg.shipped_codes it also holds one code φ_k per shipped word (K_s, D_a): the mapped φ
+    of that word's medoid training image, fitted after training (trainer/mtnet/open_set.py).
+    """
 
     def __init__(self, cfg: MTNetConfig) -> None:
         super().__init__()
         self.fc1 = nn.Linear(cfg.image_feature, cfg.map_hidden)
         self.fc2 = nn.Linear(cfg.map_hidden, cfg.audio_feature)
+        if cfg.shipped_codes:
+            shipped = cfg.n_classes - cfg.taught_words
+            self.register_buffer("codes", torch.zeros(shipped, cfg.audio_feature))
 
     def forward(self, phi_i: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.fc2(F.relu(self.fc1(phi_i))))
@@ -169,12 +176,20 @@ class MTNet(nn.Module):
         """Inference φ^I: prepared (B, C, H, W) → (B, D_i), mirror-averaged if cfg.flip_tta."""
         return self._pooled_and_phi(x)[1]
 
-    def _pooled_and_phi(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prepared (B, C, H, W) → pooled (B, C_pool) and φ^I (B, D_i); with cfg.flip_tta the
-        encoder sees the image and its mirror as one batch of 2B and both are averaged."""
+    def _pooled_and_phi(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Prepared (B, C, H, W) → pooled (B, C_pool), φ^I (B, D_i) and, with the ImageNet
+        check, ImageNet's mass on each shipped word's kinds (B, K_s), else None. With
+        cfg.flip_tta the encoder sees the image and its mirror as one batch of 2B and both are
+        averaged (the check looks at the image only: its mirror adds nothing it needs)."""
         views = torch.cat([x, mirror(x)]) if self.cfg.flip_tta else x  # (V·B, C, H, W)
         n_views = 2 if self.cfg.flip_tta else 1
-        pooled = self.image_encoder.pool(views)  # (V·B, 1280)
+        kinds = None
+        if self.cfg.imagenet_kinds:
+            pooled, kinds = self.image_encoder.pool_and_kinds(views, x.shape[0])  # (V·B, 1280)
+        else:
+            pooled = self.image_encoder.pool(views)  # (V·B, 1280)
         if self.cfg.taught_colour:  # teach mode's colour cells: (V·B, 1280 + bins³)
             from earsight.trainer.mtnet.colour import colour_histogram, join_colour
 
@@ -183,7 +198,7 @@ class MTNet(nn.Module):
             colour = colour_histogram(x, self.cfg.taught_colour)  # (B, bins³)
             colour = torch.cat([colour] * n_views)  # (V·B, bins³)
             pooled = join_colour(pooled, colour)
-        return self.average_views(pooled, n_views)
+        return (*self.average_views(pooled, n_views), kinds)
 
     def average_views(self, pooled: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled features (V·B, C_pool) of V views of B images, view-major (all of view 0,
@@ -213,40 +228,61 @@ class MTNet(nn.Module):
         P(the frame shows one of the vocabulary's things), so an unfamiliar frame has no
         confident class and the app says "not sure" (trainer/mtnet/open_set.py).
         """
-        pooled, phi_i = self._pooled_and_phi(x)
+        pooled, phi_i, kinds = self._pooled_and_phi(x)
         logits, phi = self.logits_and_phi(pooled, phi_i)
-        return self.generate(phi).float(), self.class_probs(logits, pooled)
+        return self.generate(phi).float(), self.class_probs(logits, pooled, kinds)
 
-    def class_probs(self, logits: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+    def class_probs(
+        self, logits: torch.Tensor, pooled: torch.Tensor | None, kinds: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits (B, K) → calibrated probs (B, K) float32, times P(known) with a gate.
 
         With taught words and their own gate, P(known) is the larger of the two gates': a
         frame is familiar when it looks like the shipped classes' images or like the taught
-        photos, each by its own measure (trainer/teach/learn.taught_gate).
+        photos, each by its own measure (trainer/teach/learn.taught_gate). ``kinds`` (B, K_s):
+        ImageNet's mass on each shipped word's kinds (trainer/mtnet/imagenet_check.py); a word
+        it agrees with is answered even when the frame is unfamiliar: max(P(known), m_k).
         """
         probs = (logits.float() / self.cfg.softmax_temperature).softmax(dim=-1)
         if self.cfg.taught_exemplars:
             a_shipped = self.image_encoder.known_logit(pooled)  # (B,)
             a_taught = self.taught.known_logit(self.taught.unit(pooled))  # (B,)
-            return probs * torch.sigmoid(torch.maximum(a_shipped, a_taught)).float()[:, None]
-        if self.cfg.gate_exemplars:
-            probs = probs * self.image_encoder.p_known(pooled).float()[:, None]
-        return probs
+            p_known = torch.sigmoid(torch.maximum(a_shipped, a_taught)).float()
+        elif self.cfg.gate_exemplars:
+            p_known = self.image_encoder.p_known(pooled).float()
+        else:
+            return probs
+        factor = p_known[:, None]  # (B, 1)
+        if kinds is not None:
+            # taught words have no ImageNet kinds: their columns keep P(known) alone
+            kinds = F.pad(kinds.float(), (0, probs.shape[1] - kinds.shape[1]))  # (B, K)
+            factor = torch.maximum(factor, kinds)
+        return probs * factor
 
     def logits_and_phi(
         self, pooled: torch.Tensor | None, phi_i: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (B, K) and φ (B, D_a) from φ^I (B, D_i) and, with taught words, the
-        pooled backbone features (B, D_u): their logits appended, φ moved toward the taught
-        words' codes by their probabilities q: φ = (1 − Σq) · mapping(φ^I) + q · φ_k."""
+        pooled backbone features (B, D_u): their logits appended. Words with codes φ_k (taught
+        words; the shipped ones with cfg.shipped_codes) move φ toward them by their sharpened
+        probabilities q: φ = (1 − Σq) · mapping(φ^I) + q · φ_k."""
         logits, phi = self.image_encoder.classifier(phi_i), self.mapping(phi_i)
-        if self.taught is None:
+        if self.taught is not None:
+            u = self.taught.unit(pooled)
+            logits = torch.cat([logits, self.taught.logits(u)], dim=1)
+        codes = self._word_codes()  # (K_c, D_a): the last K_c words have codes
+        if codes is None:
             return logits, phi
-        u = self.taught.unit(pooled)
-        logits = torch.cat([logits, self.taught.logits(u)], dim=1)
         q = (logits.float() * (CODE_SHARPNESS / self.cfg.softmax_temperature)).softmax(dim=-1)
-        q = q[:, self.cfg.n_classes - self.cfg.taught_words :].to(phi.dtype)  # (B, K_t)
-        return logits, phi * (1 - q.sum(dim=1, keepdim=True)) + q @ self.taught.codes
+        q = q[:, logits.shape[1] - codes.shape[0] :].to(phi.dtype)  # (B, K_c)
+        return logits, phi * (1 - q.sum(dim=1, keepdim=True)) + q @ codes
+
+    def _word_codes(self) -> torch.Tensor | None:
+        shipped = self.mapping.codes if self.cfg.shipped_codes else None
+        taught = self.taught.codes if self.taught is not None else None
+        if shipped is not None and taught is not None:
+            return torch.cat([shipped.to(taught.dtype), taught])
+        return shipped if taught is None else taught
 
     def joint_parameters(self) -> list[nn.Parameter]:
         """W^J of Eq. 11: all but the audio autoencoder (whose decoder joins if it generates)."""

