@@ -233,3 +233,18 @@ def test_evaluate_scores_an_export_of_the_checkpoint_and_refuses_another_models(
     with pytest.raises(UsageError, match="is an export of another model") as err:
         evaluate_checkpoint(engine_checkpoint, max_items=5, onnx=shipped)
     assert "input 28x28x1" in str(err.value) and "input 8x8x1" in str(err.value)
+
+
+def test_evaluate_scores_a_checkpoint_that_does_not_record_its_training(
+    engine_checkpoint, tmp_path
+):
+    """A checkpoint written without training options (teach.base --to-checkpoint's, for a
+    model whose run is gone) is scored as the full model, not a KeyError after the scoring."""
+    from earsight.trainer.checkpoint import read_checkpoint, save_checkpoint
+    from earsight.trainer.evaluate import evaluate_checkpoint
+
+    ckpt = read_checkpoint(engine_checkpoint)
+    bare = tmp_path / "bare.pt"
+    save_checkpoint(bare, {k: v for k, v in ckpt.items() if k not in ("format", "train")})
+    row = evaluate_checkpoint(bare, max_items=3)
+    assert row["ablation"] == "full" and 0 <= row["image_acc"] <= 1

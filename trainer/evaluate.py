@@ -176,7 +176,7 @@ def evaluate_checkpoint(
         "dataset": data.name,
         "preset": model.cfg.preset,
         "model": str(onnx) if onnx else "checkpoint",
-        "ablation": ckpt["train"].get("ablation", "full"),
+        "ablation": ckpt.get("train", {}).get("ablation", "full"),
         "flip_tta": tta,
         **row,
     }

@@ -114,7 +114,8 @@ def with_imagenet_check(model: MTNet) -> MTNet:
         return model
     out = MTNet(dataclasses.replace(cfg, imagenet_kinds=kinds))
     missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("image_encoder.imagenet_check.") for k in missing)
+    if unexpected or not all(k.startswith("image_encoder.imagenet_check.") for k in missing):
+        raise RuntimeError(f"with_imagenet_check: state mismatch {missing[:2]} {unexpected[:2]}")
     original = load_pretrained(cfg.backbone)
     check = out.image_encoder.imagenet_check
     cut = out.image_encoder.cut

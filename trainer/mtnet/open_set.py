@@ -201,6 +201,10 @@ def refit(best: Path, data_root: str | None = None) -> dict:
     ckpt = read_checkpoint(best)
     if not ckpt["config"].get("backbone"):
         raise UsageError(f"{best} has no pretrained backbone: it has no gate", "pick a lite0 run")
+    if "train" not in ckpt or "dataset" not in ckpt:  # e.g. teach.base --to-checkpoint's file
+        raise UsageError(
+            f"{best} does not record how it was trained", "pass a trainer/fit.py run's best.pt"
+        )
     spec = DatasetSpec(**ckpt["dataset"])
     if data_root is not None:
         spec = DatasetSpec(**{**spec.to_dict(), "data_root": data_root})
