@@ -204,17 +204,10 @@ def add_imagenet_check(path: Path) -> bool:
     wheel (a training extra)."""
     from earsight.trainer.mtnet.imagenet_check import with_imagenet_check
 
-    payload = read_teach_payload(path)
-    model = teach_base_of(payload).model
-    if model.cfg.imagenet_kinds:
-        return False
-    checked = with_imagenet_check(model)
-    if checked is model:
-        return False
-    payload["config"] = {**checked.cfg.to_dict(), "flip_tta": payload["config"]["flip_tta"]}
-    payload["model"] = {**payload["model"], **_check_weights(checked)}
-    save_checkpoint(path, payload, fix="free disk space, then run --add-imagenet-check again")
-    return True
+    def upgrade(base: TeachBase) -> MTNet | None:
+        return None if base.model.cfg.imagenet_kinds else with_imagenet_check(base.model)
+
+    return _upgrade(path, upgrade, "image_encoder.imagenet_check.", "--add-imagenet-check")
 
 
 def add_word_codes(path: Path) -> bool:
@@ -222,25 +215,34 @@ def add_word_codes(path: Path) -> bool:
     on its replay images), in place and atomically; False when it has them already."""
     from earsight.trainer.mtnet.open_set import fit_word_codes, with_word_codes
 
+    def upgrade(base: TeachBase) -> MTNet | None:
+        if base.model.cfg.shipped_codes:
+            return None
+        # head() reads the first 1280 of the replay rows' wider (colour) rows
+        codes = fit_word_codes(base.model, base.replay_pooled, base.replay_labels)
+        return with_word_codes(base.model, codes)
+
+    return _upgrade(path, upgrade, "mapping.codes", "--add-word-codes")
+
+
+def _upgrade(path: Path, upgrade, prefix: str, flag: str) -> bool:
+    """Rewrite the base at ``path`` with ``upgrade(base)``'s config and its weights under
+    ``prefix`` (fp16, as save_teach_base stores them); False when it returns None or the model
+    unchanged. Atomic: a failed write leaves the base as it was."""
     payload = read_teach_payload(path)
     base = teach_base_of(payload)
-    if base.model.cfg.shipped_codes:
+    model = upgrade(base)
+    if model is None or model is base.model:
         return False
-    rows = base.replay_pooled  # head() reads the first 1280 of wider rows
-    coded = with_word_codes(base.model, fit_word_codes(base.model, rows, base.replay_labels))
-    payload["config"] = {**coded.cfg.to_dict(), "flip_tta": payload["config"]["flip_tta"]}
-    payload["model"] = {**payload["model"], "mapping.codes": coded.mapping.codes.half()}
-    save_checkpoint(path, payload, fix="free disk space, then run --add-word-codes again")
-    return True
-
-
-def _check_weights(model: MTNet) -> dict[str, torch.Tensor]:
-    prefix = "image_encoder.imagenet_check."
-    return {
+    payload["config"] = {**model.cfg.to_dict(), "flip_tta": payload["config"]["flip_tta"]}
+    new = {
         k: v.half() if v.is_floating_point() else v
         for k, v in model.state_dict().items()
         if k.startswith(prefix)
     }
+    payload["model"] = {**payload["model"], **new}
+    save_checkpoint(path, payload, fix=f"free disk space, then run {flag} again")
+    return True
 
 
 def save_base_checkpoint(path: Path, out: Path, spec: DatasetSpec) -> Path:
