@@ -444,6 +444,42 @@ def test_a_base_without_colour_teaches_as_before_and_add_colour_gives_it(teach_b
             add_colour(not_a_base, spec)
 
 
+def test_a_base_without_word_codes_gets_them_and_the_cli_upgrades_and_converts(
+    teach_base, tmp_path
+):
+    """A base written before shipped word codes: --add-word-codes gives it the codes fit_gate
+    gives a new run (medoids of its replay rows), once; --add-imagenet-check on a vocabulary
+    without kinds (digits) changes nothing; --to-checkpoint writes a model that export reads."""
+    from earsight.trainer.checkpoint import load_model
+    from earsight.trainer.mtnet.open_set import fit_word_codes
+    from earsight.trainer.teach.base import main
+
+    payload = torch.load(teach_base, map_location="cpu", weights_only=True)
+    assert payload["config"]["shipped_codes"]  # fit_gate gave the run its codes
+    payload["config"]["shipped_codes"] = False
+    payload["model"].pop("mapping.codes")
+    old = tmp_path / "before-codes.teach.pt"
+    torch.save(payload, old)
+    before = load_teach_base(old)
+    assert not hasattr(before.model.mapping, "codes")
+
+    assert main(["--add-word-codes", str(old)]) == 0
+    after = load_teach_base(old)
+    want = fit_word_codes(before.model, before.replay_pooled, before.replay_labels)
+    assert after.model.cfg.shipped_codes
+    torch.testing.assert_close(after.model.mapping.codes, want.half().float())
+    size = old.stat().st_size
+    assert main(["--add-word-codes", str(old)]) == 0 and old.stat().st_size == size  # once
+    assert main(["--add-imagenet-check", str(old)]) == 0
+    assert not load_teach_base(old).model.cfg.imagenet_kinds  # digits have no kinds
+
+    out = tmp_path / "base.pt"
+    assert main(["--to-checkpoint", str(old), str(out), "--source", "digits"]) == 0
+    model, ckpt = load_model(out)
+    assert ckpt["dataset"]["source"] == "digits" and model.cfg.shipped_codes
+    torch.testing.assert_close(model.mapping.codes, after.model.mapping.codes)
+
+
 @pytest.mark.faults
 @pytest.mark.skipif(
     shutil.which("unshare") is None
