@@ -148,11 +148,14 @@ class ModelFiles:
 
     def for_spec(self, name: str, precision: str) -> Path:
         if name == "torch":
+            # Through the ONNX's sidecar the torch backend finds the exported weights (its
+            # checkpoint, or a shipped model's teach base) and answers as the export does
+            # (mirror averaging included); a bare checkpoint is its own reference.
+            if self.exported and torch_installed():
+                return self.given_onnx
             if self.checkpoint is None:
                 raise EngineError("no checkpoint beside the ONNX for the torch reference")
-            # Through the ONNX's sidecar the torch backend answers as the export does
-            # (mirror averaging included); a bare checkpoint is its own reference.
-            return self.given_onnx if self.exported else self.checkpoint
+            return self.checkpoint
         if precision == "int8" and precision not in self.onnx:
             raise EngineError(  # calibration needs the training data: not the bench's job
                 "no int8 export beside the model",
@@ -216,9 +219,10 @@ def _with_cpu_variant(backends: tuple[str, ...], files: ModelFiles, say) -> tupl
         # A fresh clone ships ONNX files only: no torch reference, no fp32 re-export. The
         # shipped file itself is the peer of its int8 variant (same weights, same run).
         shipped = f"onnx-cpu:{_shipped_precision(files)}"
-        why = "torch is not installed" if not torch_installed() else "no checkpoint beside it"
-        say(f"note: {why}: timing the shipped files of {files.given_onnx.name}")
-        backends = tuple(b for b in backends if b not in ("torch", "onnx-cpu"))
+        base = _teach_base(files.given_onnx)
+        say(f"note: {_fresh_clone_note(files.given_onnx, base)}")
+        keep_torch = base is not None  # the torch row runs the teach base's same weights
+        backends = tuple(b for b in backends if b != "onnx-cpu" and (b != "torch" or keep_torch))
         backends = (shipped, *backends)
     elif files.given_onnx is not None and files.checkpoint is None:
         # no checkpoint to export another precision from: a bare ONNX Runtime name means the
@@ -236,6 +240,22 @@ def _with_cpu_variant(backends: tuple[str, ...], files: ModelFiles, say) -> tupl
     if default and "onnx-cpu:int8" not in backends:
         return (*backends, "onnx-cpu:int8")
     return backends
+
+
+def _teach_base(onnx: Path) -> Path | None:
+    """A shipped model's teach base beside it (the same weights, for the torch row)."""
+    if not torch_installed():
+        return None
+    from earsight.engine.backends.torch_backend import teach_base_beside
+
+    return teach_base_beside(onnx)
+
+
+def _fresh_clone_note(onnx: Path, base: Path | None) -> str:
+    if not torch_installed():
+        return f"torch is not installed: timing the shipped files of {onnx.name}"
+    torch_row = f"torch runs its weights from {base.name}" if base else "no torch row"
+    return f"no checkpoint beside {onnx.name}: timing the shipped files ({torch_row})"
 
 
 def _shipped_precision(files: ModelFiles) -> str:

@@ -134,7 +134,7 @@ def measure(spec: str, model: str, opts: BenchOptions) -> Row:
         row.file = Path(model).name
         rt = load(model, backend=name, options=options)
         row.precision, row.device = rt.info.precision, rt.info.device
-        ran = rt.source.checkpoint if rt.info.backend == "torch" else None  # torch runs the .pt
+        ran = getattr(rt.backend, "weights_file", None)  # torch runs the .pt (or teach base)
         row.file = (ran or rt.info.model).name
         for batch in opts.batches:
             wall_s, cpu_s = _time_batch(rt, batch, opts)

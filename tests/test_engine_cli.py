@@ -171,6 +171,20 @@ def test_bench_without_a_model_times_the_default_model_and_says_which(capsys):
     assert any(line.startswith(f"onnx-cpu:fp16  {DEFAULT_MODEL}.onnx") for line in out.splitlines())
 
 
+def test_bench_on_the_shipped_model_has_a_torch_row_of_the_same_weights(capsys):
+    # Only ONNX files ship; the torch peer runs the teach base's weights (issue 11).
+    from earsight.app.models import DEFAULT_MODEL
+
+    code, out, _ = _run(
+        capsys, "bench", "--backends", "torch,onnx-cpu", "--batches", "1", "--iters", "2",
+        "--warmup", "1", "--budget-s", "1", "--threads", "1",
+    )  # fmt: skip
+    assert code == 0, out
+    rows = [line.split()[:2] for line in out.splitlines()]
+    assert ["torch", f"{DEFAULT_MODEL}.teach.pt"] in rows, out
+    assert "speedups are vs torch eager fp32 in this run" in out
+
+
 def test_a_busy_machine_is_said_under_the_table():
     import os
 

@@ -240,3 +240,58 @@ def test_onnx_cpu_threads_spin_unless_the_live_app_says_not(engine_onnx):
     live = live_runtime_options(LiveOptions(threads=1))
     assert not live.cpu_spin and live.threads == 1 and live.cpu_int8
     assert spinning(live) == "0"  # presses are seconds apart: no CPU burnt between them
+
+
+def test_a_checkpoint_rebuilt_with_the_same_weights_is_the_exports_torch_reference(
+    engine_onnx, engine_checkpoint, tmp_path
+):
+    """The file hash differs (saved again), the weights hash is the sidecar's: torch runs it.
+    Other weights under the recorded name are refused (issue 11: a peer of the same weights)."""
+    src = engine_onnx["fp32"].path
+    for name in (src.name, sidecar_path(src).name):
+        shutil.copy(src.parent / name, tmp_path / name)
+    side = json.loads(sidecar_path(src).read_text())
+    side["checkpoint"] = {**side["checkpoint"], "path": "best.pt", "name": "best.pt"}
+    sidecar_path(tmp_path / src.name).write_text(json.dumps(side))
+    ckpt = torch.load(engine_checkpoint, map_location="cpu", weights_only=False)
+    torch.save({**ckpt, "note": "saved again"}, tmp_path / "best.pt")  # another file, same weights
+    runtime = load(tmp_path / src.name, backend="torch", options=OPTS)
+    assert runtime.backend.weights_file == tmp_path / "best.pt"
+    ckpt["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    torch.save(ckpt, tmp_path / "best.pt")
+    with pytest.raises(BackendUnavailable, match=r"best\.pt changed since"):
+        load(tmp_path / src.name, backend="torch", options=OPTS)
+
+
+def test_a_shipped_model_runs_on_torch_from_its_teach_base(tmp_path):
+    """No checkpoint ships; the default model's teach base holds its weights (the same weights
+    hash as the sidecar's), so torch answers as the shipped file does. A sidecar recording
+    other weights gets no torch backend."""
+    from skimage import data
+
+    from earsight.app.camera.grabber import prepare
+    from earsight.app.models import DEFAULT_MODEL, MODELS_DIR
+
+    for name in (
+        f"{DEFAULT_MODEL}.onnx",
+        f"{DEFAULT_MODEL}.onnx.json",
+        f"{DEFAULT_MODEL}.teach.pt",
+    ):
+        (tmp_path / name).symlink_to(MODELS_DIR / name)  # the sidecar's checkpoint path: gone
+    model = tmp_path / f"{DEFAULT_MODEL}.onnx"
+    eager = load(model, backend="torch", options=OPTS)
+    shipped = load(model, backend="onnx-cpu", options=RuntimeOptions(threads=1, cpu_int8=False))
+    assert eager.backend.weights_file.name == f"{DEFAULT_MODEL}.teach.pt"
+    size = eager.info.input_shape[:2]
+    photos = [data.chelsea(), data.astronaut(), data.coffee(), data.rocket()]
+    crop = json.loads(sidecar_path(model).read_text())["input_crop"]
+    images = np.stack([prepare(p, size, 3, crop) for p in photos])
+    (_, p_torch), (_, p_onnx) = eager.backend.run(images), shipped.backend.run(images)
+    assert (p_torch.argmax(1) == p_onnx.argmax(1)).all()
+    np.testing.assert_allclose(p_torch, p_onnx, atol=0.05)  # fp16 file against fp32 eager
+    side = json.loads(sidecar_path(model).read_text())
+    side["checkpoint"]["weights_sha256"] = "0" * 64
+    (tmp_path / f"{DEFAULT_MODEL}.onnx.json").unlink()
+    (tmp_path / f"{DEFAULT_MODEL}.onnx.json").write_text(json.dumps(side))
+    with pytest.raises(BackendUnavailable, match="or a teach base of its weights"):
+        load(model, backend="torch", options=OPTS)
