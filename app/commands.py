@@ -35,6 +35,7 @@ OUT_DIR_UNUSED = (
     "playing through the audio device: --out-dir {out_dir} is only used without one"
     " (--record DIR keeps every sound)"
 )
+WAV_FALLBACK_KEEP = 500  # files (≈ 45 kB each) the default WAV folder keeps without a sound device
 ERROR_SPEECH_S = 8.0  # a start-up error is spoken to the end (up to this) before live exits
 
 
@@ -52,7 +53,13 @@ _FLAGS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--hotkey",), {"help": "describe key of the desktop hotkey (default f9)"}),
     (("--evdev-device",), {"help": "input device of a wearable button"}),
     (("--audio-device",), {"help": "sounddevice output name or index"}),
-    (("--out-dir",), {"help": "write WAVs here when there is no audio device"}),
+    (
+        ("--out-dir",),
+        {
+            "help": "write WAVs here when there is no audio device (all kept; without it the "
+            f"user data folder keeps the newest {WAV_FALLBACK_KEEP})"
+        },
+    ),
     (("--threshold",), {"type": float, "help": "confidence below which to say 'not sure'"}),
     (
         ("--gate",),
@@ -198,6 +205,8 @@ def open_live_audio(options: LiveOptions, runtime_options: RuntimeOptions, voice
         ),
         Path(options.out_dir) if options.out_dir else paths.wav_dir(),
         on_fallback=lambda message: voice.say(message, level=0),
+        # files the user asked for (--out-dir) are all kept; the default folder keeps the newest
+        keep_newest=None if options.out_dir else WAV_FALLBACK_KEEP,
     )
     if options.out_dir and not isinstance(audio, WavSink):
         # --out-dir is the fall-back's folder: a user who gave it expecting files is told why

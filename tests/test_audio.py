@@ -315,6 +315,41 @@ def test_open_audio_falls_back_to_readable_wav_files(tmp_path, caplog, monkeypat
     ).stat().st_size == 0
 
 
+def test_without_a_sound_device_the_default_wav_folder_keeps_only_the_newest(tmp_path, monkeypatch):
+    """A wearable without sound answering for weeks must not fill its disk: the user data
+    folder keeps the newest WAV_FALLBACK_KEEP files (older runs' too), other files untouched;
+    files the user asked for with --out-dir are all kept."""
+    from earsight.app.commands import WAV_FALLBACK_KEEP, open_live_audio
+    from earsight.app.config import LiveOptions
+    from earsight.engine.runtime import RuntimeOptions
+
+    (tmp_path / "asound.conf").write_text("pcm.!default { type hw card 97 }\n")  # no such card
+    monkeypatch.setenv("ALSA_CONFIG_PATH", str(tmp_path / "asound.conf"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    said: list[str] = []
+    voice = type("Voice", (), {"say": lambda self, message, level=1: said.append(message)})()
+    rescan_portaudio()
+    try:
+        sink = open_live_audio(LiveOptions(), RuntimeOptions(), voice)
+        mine = open_live_audio(LiveOptions(out_dir=str(tmp_path / "mine")), RuntimeOptions(), voice)
+    finally:
+        monkeypatch.undo()
+        rescan_portaudio()
+    assert isinstance(sink, WavSink) and sink.keep_newest == WAV_FALLBACK_KEEP
+    assert isinstance(mine, WavSink) and mine.keep_newest is None
+    assert any("writing WAV files to" in line for line in said), said
+    folder = sink.directory
+    (folder / "0007-an-older-run.wav").write_bytes(b"")
+    (folder / "notes.txt").write_text("mine")
+    (folder / "voice.wav").write_bytes(b"")  # not one of the numbered answers
+    small = WavSink(folder, keep_newest=3)
+    for label in ("one", "two", "three", "four"):
+        small.play(tone(440, 0.05), RATE, label=label)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["0009-two.wav", "0010-three.wav", "0011-four.wav", "notes.txt", "voice.wav"]
+    assert [p.name for p in small.written] == names[:3]
+
+
 # --- earcons --------------------------------------------------------------------------------
 
 EARCON_SECONDS = {

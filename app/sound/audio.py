@@ -357,8 +357,10 @@ def open_audio(
     options: AudioOptions,
     fallback_dir: Path,
     on_fallback: Callable[[str], None] | None = None,
+    keep_newest: int | None = None,
 ) -> AudioOut | WavSink:
-    """The audio device if one opens in time, else WAV files in ``fallback_dir``.
+    """The audio device if one opens in time, else WAV files in ``fallback_dir`` (only the
+    ``keep_newest`` newest kept, if given: WavSink).
 
     The fall-back is announced in one line, through ``on_fallback`` (live speaks it) or the
     log. A device the user named that is not there raises UnknownAudioDevice instead.
@@ -373,4 +375,4 @@ def open_audio(
             log.warning("%s", message)
         else:
             on_fallback(message)
-        return WavSink(fallback_dir)
+        return WavSink(fallback_dir, keep_newest=keep_newest)

@@ -19,6 +19,10 @@ from earsight.app.sound.devices import (
 from earsight.paths import probe_writable
 from earsight.wav import write_wav
 
+# any count of digits: after 9999 the files are 10000-…, which a 4-digit pattern missed, so the
+# next run numbered from 10000 again and overwrote them
+NUMBERED = re.compile(r"(\d{4,})-.*\.wav$")
+
 
 def _slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "sound"
@@ -28,7 +32,9 @@ class WavSink:
     """``AudioOut``'s interface, writing each sound to ``<dir>/<NNNN>-<label>.wav`` (16-bit PCM).
 
     Numbers continue after the highest already in the folder, so a second run adds files
-    instead of overwriting the first run's. Hooks fire as soon as a file is written.
+    instead of overwriting the first run's. Hooks fire as soon as a file is written. With
+    ``keep_newest`` only that many numbered files stay (older runs' included, oldest deleted
+    first): a device without sound that answers for weeks must not fill its disk.
     """
 
     carries_speech = False  # status speech is not written among the user's word files
@@ -39,9 +45,13 @@ class WavSink:
         on_first_buffer: FirstBufferHook | None = None,
         tee: TeeHook | None = None,
         option: str = "--out-dir",  # the flag that named the folder, for the fix
+        keep_newest: int | None = None,
     ) -> None:
+        if keep_newest is not None and keep_newest < 1:
+            raise ValueError(f"keep_newest must be ≥ 1, got {keep_newest}")
         self.directory = Path(directory)
         self.option = option
+        self.keep_newest = keep_newest
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -59,10 +69,7 @@ class WavSink:
         self.on_first_buffer = on_first_buffer
         self.tee = tee
         self.written: list[Path] = []
-        # any count of digits: after 9999 the files are 10000-…, which a 4-digit pattern
-        # missed, so the next run numbered from 10000 again and overwrote them
-        numbered = (re.match(r"(\d{4,})-.*\.wav$", p.name) for p in self.directory.iterdir())
-        self._next = max((int(m[1]) for m in numbered if m), default=0) + 1
+        self._next = max(self._numbered(), default=0) + 1
         self.is_playing = False
 
     def play(
@@ -87,12 +94,30 @@ class WavSink:
                 f"{fix}, or pick another {self.option} folder",
             ) from err
         self.written.append(path)
+        if self.keep_newest is not None:
+            self._prune(self.keep_newest)
         t_written = time.perf_counter()
         for hook in (self.on_first_buffer, on_first):
             if hook is not None:
                 hook(t_written)
         if self.tee is not None:
             self.tee(sound.copy())
+
+    def _numbered(self) -> dict[int, Path]:
+        """The folder's ``NNNN-label.wav`` files by number."""
+        files = {}
+        for path in self.directory.iterdir():
+            match = NUMBERED.match(path.name)
+            if match:
+                files[int(match[1])] = path
+        return files
+
+    def _prune(self, keep: int) -> None:
+        """Delete all but the ``keep`` highest-numbered files (a file already gone is fine)."""
+        files = self._numbered()
+        for number in sorted(files)[:-keep]:
+            files[number].unlink(missing_ok=True)
+        del self.written[:-keep]
 
     def stop(self) -> None:
         pass  # a written file is complete; there is nothing to cut short
