@@ -315,6 +315,7 @@ def test_open_audio_falls_back_to_readable_wav_files(tmp_path, caplog, monkeypat
     ).stat().st_size == 0
 
 
+@pytest.mark.faults
 def test_without_a_sound_device_the_default_wav_folder_keeps_only_the_newest(tmp_path, monkeypatch):
     """A wearable without sound answering for weeks must not fill its disk: the user data
     folder keeps the newest WAV_FALLBACK_KEEP files (older runs' too), other files untouched;
