@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +161,18 @@ class MBConv(nn.Module):
         return y + x if self.residual else y
 
 
+def run_tail(
+    blocks: Iterable[nn.Module], conv_head: nn.Conv2d, bn_head: nn.BatchNorm2d, x: torch.Tensor
+) -> torch.Tensor:
+    """(B, C, H, W) → the blocks, the head's 1×1 conv + BN + ReLU6, global average pool →
+    pooled features (B, 1280). Shared by the fine-tuned tail and ImageNet's own copy of it
+    (trainer/mtnet/imagenet_check.py), which hold their layers in different modules."""
+    for block in blocks:
+        x = block(x)
+    x = F.relu6(bn_head(conv_head(x)))  # (B, 1280, res/32, res/32)
+    return x.mean(dim=(2, 3))  # global average pool → (B, 1280)
+
+
 class EfficientNetLite(nn.Module):
     """Images (B, 3, res, res), already (rgb − 127)/128 → pooled features (B, 1280) → ImageNet
     logits (B, 1000). ``trunk`` and ``tail`` split the blocks where training freezes them."""
@@ -198,13 +211,10 @@ class EfficientNetLite(nn.Module):
         """trunk(·, cut)'s output → pooled features (B, 1280)."""
         if cut > self.n_blocks:
             return x
-        for block in self._blocks[cut:]:
-            x = block(x)
-        return self._head(x)
+        return run_tail(self._blocks[cut:], self._conv_head, self._bn1, x)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn1(self._conv_head(x)))  # (B, 1280, res/32, res/32)
-        return x.mean(dim=(2, 3))  # global average pool → (B, 1280)
+        return run_tail((), self._conv_head, self._bn1, x)
 
     def cut_for(self, trained_layers: int) -> int:
         """Where to cut so that the last ``trained_layers`` layers (blocks, head) are the tail."""

@@ -34,6 +34,7 @@ from earsight.trainer.mtnet.backbone import (
     IMAGENET_CLASSES,
     EfficientNetLite,
     backbone_spec,
+    run_tail,
 )
 
 if TYPE_CHECKING:
@@ -88,11 +89,8 @@ class ImageNetCheck(nn.Module):
         self.register_buffer("kinds", kinds)
 
     def forward(self, acts: torch.Tensor) -> torch.Tensor:
-        x = acts
-        for block in self.blocks:
-            x = block(x)
-        x = torch.nn.functional.relu6(self.bn_head(self.conv_head(x)))  # (B, 1280, h', w')
-        logits = self.classifier(x.mean(dim=(2, 3)))  # (B, 1000)
+        pooled = run_tail(self.blocks, self.conv_head, self.bn_head, acts)  # (B, 1280)
+        logits = self.classifier(pooled)  # (B, 1000)
         # in fp32 whatever the body's dtype: a 1,000-way softmax's small masses matter here
         return logits.float().softmax(dim=-1) @ self.kinds.float().T  # (B, K)
 
