@@ -51,6 +51,8 @@ def test_thumbnails_bench_teaches_the_left_out_digits(run_without_two_digits, ca
     assert right >= 0.4
     before, after = percents(value(rows, "known test images right"))
     assert after >= before - 0.05  # the eight known digits kept
+    (linear_known,) = percents(value(rows, "… known right after the linear fit alone"))
+    assert linear_known >= before - 0.05
     linear_s, _refine_s, _voice_s = map(float, value(rows, "seconds to learn").split(" / "))
     assert linear_s < 10
     assert run_without_two_digits.with_suffix(".teach.pt").exists()  # built once, reused
