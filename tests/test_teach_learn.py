@@ -87,6 +87,37 @@ def test_classifier_learns_two_photos_in_seconds_and_keeps_the_digits(teach_base
     assert not (top(model, held[0]) == 10).any()
 
 
+def test_taught_words_read_square_rooted_features_centred_on_the_replay(teach_base):
+    import dataclasses
+
+    from earsight.trainer.mtnet.model import MTNet
+    from earsight.trainer.teach.learn import TAUGHT_POWER
+
+    base = load_teach_base(teach_base)
+    rows = photo_features(base, views(skdata.chelsea(), 3, seed=0))
+    no_voice = np.zeros((1, 1), np.float32)
+    taught = TaughtSet(("kitty",), rows, np.zeros(len(rows), np.int64), no_voice)
+    model = learn_classifier(base, taught)
+    head = model.taught
+    assert model.cfg.taught_power == TAUGHT_POWER == 0.5
+    # the pooled features; the base's colour cells (if any) follow and are not square-rooted
+    deep = rows.shape[1] - (base.colour_bins**3 if base.colour_bins else 0)
+
+    def rooted(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.sqrt(np.maximum(x[:, :deep], 0)), x[:, deep:]], axis=1)
+
+    centre = rooted(base.replay_pooled).mean(axis=0)
+    np.testing.assert_allclose(head.centre.numpy(), centre, rtol=1e-5, atol=1e-6)
+    # A model taught before the power existed (taught_power absent → 1.0) reads the features as
+    # they are: fed the square-rooted ones it gives what the taught model gives the raw ones.
+    older = MTNet(dataclasses.replace(model.cfg, taught_power=1.0)).eval()
+    older.load_state_dict(model.state_dict())
+    pooled = torch.from_numpy(rows)
+    taught_u = head.unit(pooled)
+    torch.testing.assert_close(taught_u, older.taught.unit(torch.from_numpy(rooted(rows))))
+    assert not torch.allclose(taught_u, older.taught.unit(pooled), atol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def mirror_averaging_base(teach_base, tmp_path_factory) -> Path:
     """The digits base as build_teach_base writes one for a run trained on mirrors

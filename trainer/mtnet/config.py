@@ -82,6 +82,9 @@ class MTNetConfig:
     # Bins per channel of the colour histogram joined to the taught words' pooled features
     # (trainer/mtnet/colour.py, computed in the graph); 0 = none (models taught before it).
     taught_colour: int = 0
+    # The power the taught words' pooled features are raised to before centring: 0.5 =
+    # Tukey's square root (trainer/mtnet/taught.py); 1.0 = none (models taught before it).
+    taught_power: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.enc_widths) != len(self.enc_pool):
@@ -100,6 +103,8 @@ class MTNetConfig:
             raise ValueError("taught_exemplars needs taught words and the shipped gate")
         if self.taught_adapter and not self.taught_words:
             raise ValueError("taught_adapter needs taught words")
+        if not 0.0 < self.taught_power <= 1.0:
+            raise ValueError(f"taught_power must be in (0, 1], got {self.taught_power}")
         if self.taught_colour and not (self.taught_words and self.taught_colour >= 2):
             raise ValueError("taught_colour needs taught words and at least 2 bins")
         if self.imagenet_kinds and not (

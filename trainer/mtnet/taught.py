@@ -25,7 +25,9 @@ class TaughtHead(nn.Module):
     the dataset's classes apart and keeps little else (a logistic regression on it tells 100
     COIL-100 objects apart 60 % of the time, on the pooled features 87 %: docs/BENCHMARKS.md).
     Centring on the features' mean before normalising (SimpleShot's CL2N) spreads few-shot
-    classes apart. The voice: each taught word has a code φ_k (K_t, D_a) that the generator
+    classes apart; taking their square root first (cfg.taught_power) rounds the classes'
+    clusters (Tukey's ladder of powers, as in Yang et al. 2021's distribution calibration).
+    The voice: each taught word has a code φ_k (K_t, D_a) that the generator
     learns to say in the user's recording; a frame's φ moves from the cross-modal mapping's
     toward the codes by the taught words' (sharpened) probabilities q (B, K_t), so the word heard
     is the word the classifier chose, however unlike the photos the frame's own φ is.
@@ -39,8 +41,9 @@ class TaughtHead(nn.Module):
         from earsight.trainer.mtnet.backbone import HEAD_WIDTH
 
         self.colour_cells = cfg.taught_colour**3 if cfg.taught_colour else 0
+        self.power = cfg.taught_power
         width = HEAD_WIDTH + self.colour_cells  # D_u: pooled features [+ colour cells]
-        self.register_buffer("centre", torch.zeros(width))  # (D_u,) mean of the replay rows
+        self.register_buffer("centre", torch.zeros(width))  # (D_u,) mean of powered replay rows
         self.classifier = nn.Linear(width, cfg.taught_words)
         self.codes = nn.Parameter(torch.zeros(cfg.taught_words, cfg.audio_feature))  # φ_k
         # The taught words' gate, like the shipped one but on u (trainer/teach/learn.py fills
@@ -58,11 +61,23 @@ class TaughtHead(nn.Module):
                 nn.Linear(cfg.taught_adapter, width),
             )
 
+    def powered(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, D_u) → (B, D_u), the pooled part raised to cfg.taught_power (the colour cells
+        as they are). Pooled features are ReLU6 outputs averaged, so ≥ 0; the square root
+        (Tukey's ladder, λ = ½) makes their class clusters rounder, which a linear fit on few
+        photos separates better (Yang et al., ICLR 2021: thumbnails, docs/BENCHMARKS.md)."""
+        if self.power == 1.0:
+            return pooled
+        deep, colour = pooled.split([pooled.shape[1] - self.colour_cells, self.colour_cells], 1)
+        return torch.cat([deep.clamp_min(0).pow(self.power), colour], 1)
+
     def unit(self, pooled: torch.Tensor) -> torch.Tensor:
-        """(B, D_u) → centred, unit-length u (B, D_u). With colour cells (cfg.taught_colour)
-        each part is centred and normalised on its own, the colour part then weighted by
-        COLOUR_WEIGHT, so neither part's scale decides how much it counts."""
-        centred = pooled - self.centre.to(pooled.dtype)
+        """(B, D_u) → centred, unit-length u (B, D_u) of ``powered(pooled)``. With colour
+        cells (cfg.taught_colour) each part is centred and normalised on its own, the colour
+        part then weighted by COLOUR_WEIGHT, so neither part's scale decides how much it
+        counts."""
+        powered = self.powered(pooled)
+        centred = powered - self.centre.to(powered.dtype)
         if not self.colour_cells:
             return F.normalize(centred, dim=1)
         from earsight.trainer.mtnet.colour import COLOUR_WEIGHT
