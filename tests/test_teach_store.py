@@ -90,6 +90,27 @@ def test_more_photos_are_numbered_after_the_last(store: TeachStore):
     assert json.loads((store.root / "mug" / "word.json").read_text())["photos"] == 4
 
 
+def test_photos_added_by_hand_count_whatever_their_format_or_case(store: TeachStore):
+    from PIL import Image
+
+    from earsight.trainer.data.image_io import read_image
+
+    folder = store.root / "mug" / "photos"
+    extra = _photos(3, seed=2)
+    Image.fromarray(extra[0]).save(folder / "IMG_0042.JPG")  # a phone's name
+    Image.fromarray(extra[1]).save(folder / "side.png")
+    Image.fromarray(extra[2]).save(folder / "top.jpeg")
+    (folder / "notes.txt").write_text("the blue mug")  # not a photo
+    (folder / "old.jpg").mkdir()  # not a file
+    names = [p.name for p in store.photos("mug")]
+    assert names == ["0001.jpg", "0002.jpg", "0003.jpg", "IMG_0042.JPG", "side.png", "top.jpeg"]
+    assert store.word("mug").photo_count == 6
+    np.testing.assert_array_equal(read_image(folder / "side.png"), extra[1])  # lossless
+    # the next photos taken are numbered after the store's own, not after a hand-added name
+    store.add_photos("mug", _photos(1, seed=3))
+    assert (folder / "0004.jpg").is_file() and len(store.photos("mug")) == 7
+
+
 @pytest.mark.parametrize(
     ("name", "words"),
     [

@@ -36,9 +36,9 @@ from earsight.trainer.teach.learn import (
     TaughtSet,
     answer_pooled,
     learn_classifier,
-    photo_features,
     refine_classifier,
 )
+from earsight.trainer.teach.photo_rows import CACHE_NAME, PhotoFeatureCache, word_rows
 from earsight.trainer.teach.store import MODEL_FOLDER, MODEL_NAME  # noqa: F401 (re-exported)
 from earsight.trainer.teach.voice import VoiceOptions, fit_voice_clip, learn_voice
 from earsight.trainer.teach.words import is_placeholder
@@ -89,12 +89,10 @@ class _Split:
     held_mirrored: np.ndarray | None  # (H, D) their mirrors, when the model answers mirror-averaged
 
 
-def _read_store(store, base: TeachBase, say: Say) -> _Split:
-    """Photos → pooled features (learned ones with mirrors), recordings → targets."""
-    from earsight.trainer.data.image_io import read_image
-
-    model = base.model
-    cfg = model.cfg
+def _read_store(store, base: TeachBase, say: Say, cache: PhotoFeatureCache) -> _Split:
+    """Photos → pooled features (learned ones with mirrors; from ``cache`` where it has them),
+    recordings → targets."""
+    cfg = base.model.cfg
     words = tuple(w.name for w in store.words())
     if not words:
         raise UsageError("nothing has been taught yet", "teach a word first: earsight teach WORD")
@@ -102,22 +100,25 @@ def _read_store(store, base: TeachBase, say: Say) -> _Split:
     held_mirrors = []  # filled when cfg.flip_tta: held-back photos are answered as the app would
     numbers = []  # which photo each learned row is (TaughtSet.photos)
     for j, word in enumerate(words):
-        photos = [read_image(p) for p in store.photos(word)]
-        held = np.zeros(len(photos), bool)
-        if len(photos) >= MIN_HELD_OUT_PHOTOS:
+        rows = word_rows(store.photos(word), base, cache, say)  # (N, 2, D): photo, mirror
+        if not len(rows):
+            raise UsageError(
+                f"{word!r} has no photo that can be read",
+                f"take new ones with `earsight teach {word!r} --more`, or forget it",
+            )
+        held = np.zeros(len(rows), bool)
+        if len(rows) >= MIN_HELD_OUT_PHOTOS:
             held[HOLD_OUT_EVERY - 1 :: HOLD_OUT_EVERY] = True
-        learn = [p for p, h in zip(photos, held, strict=True) if not h]
-        learn_rows.append(photo_features(base, learn, mirrored=True))
+        learn = rows[~held]
+        learn_rows.append(np.concatenate([learn[:, 0], learn[:, 1]]))  # photos, then mirrors
         learn_labels.append(np.full(2 * len(learn), j))
         first = sum(len(n) // 2 for n in numbers)
-        numbers.append(np.tile(np.arange(first, first + len(learn)), 2))  # photos, then mirrors
+        numbers.append(np.tile(np.arange(first, first + len(learn)), 2))
         if held.any():
-            kept = [p for p, h in zip(photos, held, strict=True) if h]
-            rows = photo_features(base, kept, mirrored=cfg.flip_tta)  # (H or 2H, D)
-            held_rows.append(rows[: len(kept)])
+            held_rows.append(rows[held, 0])
             if cfg.flip_tta:
-                held_mirrors.append(rows[len(kept) :])
-            held_labels.append(np.full(len(kept), j))
+                held_mirrors.append(rows[held, 1])
+            held_labels.append(np.full(int(held.sum()), j))
         wave, rate = store.voice(word)
         voices.append(fit_voice_clip(wave, rate, cfg.sample_rate, cfg.audio_length))
         n = len(learn)
@@ -148,7 +149,9 @@ def teach_fit(
     ``out_dir/taught.pt`` and ``taught.onnx`` (+ sidecar); return the report. UsageError for an
     empty store, a base that cannot be read, or a recording the model cannot say."""
     base = load_teach_base(base_path)
-    split = _read_store(store, base, say)
+    cache = PhotoFeatureCache.open(out_dir / CACHE_NAME, base_path)
+    split = _read_store(store, base, say, cache)
+    cache.save()  # before minutes of learning: an interrupted learn keeps the photos' rows
     start = time.perf_counter()
     model = learn_classifier(base, split.learn)
     linear_s = time.perf_counter() - start

@@ -7,7 +7,8 @@
 
 Layout (the folder name is the word; ``word.json`` repeats it for a reader of the folder)::
 
-    <root>/<word>/photos/0001.jpg …     RGB JPEG, quality 95, one per view
+    <root>/<word>/photos/0001.jpg …     RGB JPEG, quality 95, one per view (PNG, JPEG, BMP,
+                                        TIFF or WebP files added by hand count too)
     <root>/<word>/voice.wav             the spoken word, mono 16-bit PCM at its own rate
     <root>/<word>/word.json             see WORD_SCHEMA
 
@@ -59,6 +60,11 @@ from earsight.wav import wav_bytes
 
 log = logging.getLogger(__name__)
 
+# Photos a person may add to a word's photos/ by hand besides the store's own NNNN.jpg: what
+# trainer.data.image_io decodes, in any case (a phone's IMG_0042.JPG; a .png from the web).
+# They were skipped without a word while only "*.jpg" counted.
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
@@ -81,7 +87,7 @@ class TeachStore(StoreFolder):
         return self._read(self._folder(name))
 
     def photos(self, name: str) -> list[Path]:
-        """The word's photo files (JPEG), in the order they were taken."""
+        """The word's photo files, in the order they were taken (hand-added ones by name)."""
         return _photo_files(self._folder(name))
 
     def voice(self, name: str) -> tuple[np.ndarray, int]:
@@ -289,9 +295,17 @@ class TeachStore(StoreFolder):
 
 
 def _photo_files(folder: Path) -> list[Path]:
-    """``photos/*.jpg`` in name order, without hidden temps (pathlib's glob matches dotfiles)."""
-    photos = (folder / "photos").glob("*.jpg")
-    return sorted(p for p in photos if not p.name.startswith(HIDDEN))
+    """The images in ``photos/`` (PHOTO_SUFFIXES, any case) in name order, without hidden temps:
+    the store's own NNNN.jpg and whatever a person dropped in by hand."""
+    try:
+        entries = list((folder / "photos").iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(
+        p
+        for p in entries
+        if p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith(HIDDEN) and p.is_file()
+    )
 
 
 def _json(meta: dict) -> bytes:
