@@ -47,12 +47,13 @@ from earsight.errors import UsageError
 from earsight.trainer.speech.synth import SAMPLE_RATE_HZ, trim_silence
 from tests.alsa_null import alsa_config
 
-pytestmark = pytest.mark.skipif(
+needs_microphone = pytest.mark.skipif(
     importlib.util.find_spec("sounddevice") is None
     or not ctypes.util.find_library("portaudio")
     or ctypes.util.find_library("asound") is None,
     reason="sounddevice/PortAudio/ALSA not installed (./install.sh: sounddevice, libportaudio2)",
 )
+pytestmark = needs_microphone
 RATE = 48_000
 NOISE_STD = 3e-4  # the file's background: -70 dBFS, a quiet room through a decent microphone
 LEAD_S = 0.5  # silence before the word, as between a key press and speaking

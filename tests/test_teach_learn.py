@@ -29,6 +29,7 @@ from earsight.trainer.teach.learn import (  # noqa: E402
     pooled_features,
     refine_classifier,
 )
+from tests.test_microphone import needs_microphone  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 VOICE = Voice(name="en-gb")  # not the canonical en-us voice the digits were trained on
@@ -116,6 +117,48 @@ def test_taught_words_read_square_rooted_features_centred_on_the_replay(teach_ba
     taught_u = head.unit(pooled)
     torch.testing.assert_close(taught_u, older.taught.unit(torch.from_numpy(rooted(rows))))
     assert not torch.allclose(taught_u, older.taught.unit(pooled), atol=1e-3)
+
+
+def test_photo_rows_are_the_backbone_s_and_cached_between_learns(teach_base, tmp_path):
+    """trainer/teach/photo_rows.py: a learn computes each photo's rows once; the next learn
+    reads them back and computes only a photo added since (here by hand, as a grey PNG); a
+    file that cannot be read is said and skipped; another base or a broken file: no rows."""
+    from PIL import Image
+
+    from earsight.trainer.data.image_io import read_image
+    from earsight.trainer.speech.synth import SAMPLE_RATE_HZ
+    from earsight.trainer.teach.photo_rows import CACHE_NAME, PhotoFeatureCache, word_rows
+    from earsight.trainer.teach.store import TeachStore
+
+    base = load_teach_base(teach_base)
+    store = TeachStore(tmp_path / "taught")
+    wave = synthesize("kitty", VOICE)
+    store.add_word("kitty", views(skdata.chelsea(), 4, seed=1), wave, SAMPLE_RATE_HZ, "espeak-ng")
+    path, said = tmp_path / "taught" / ".model" / CACHE_NAME, []
+    cache = PhotoFeatureCache.open(path, teach_base)
+    rows = word_rows(store.photos("kitty"), base, cache, said.append)  # (N, 2, D)
+    fresh = photo_features(base, [read_image(p) for p in store.photos("kitty")])  # (2N, D)
+    assert rows.shape == (4, 2, fresh.shape[1]) and cache.computed == 4
+    np.testing.assert_allclose(rows.transpose(1, 0, 2).reshape(fresh.shape), fresh, atol=1e-5)
+    cache.save()
+
+    folder = store.root / "kitty" / "photos"
+    grey = views(skdata.camera(), 1, seed=2)[0]  # (H, W): read as RGB
+    Image.fromarray(grey).save(folder / "side.png")
+    (folder / "cut.jpg").write_bytes((folder / "0001.jpg").read_bytes()[:40])  # cut short
+    again = PhotoFeatureCache.open(path, teach_base)
+    rows_again = word_rows(store.photos("kitty"), base, again, said.append)
+    assert again.computed == 1 and rows_again.shape[0] == 5  # only the new photo ran
+    np.testing.assert_array_equal(rows_again[:4], rows)
+    (line,) = said
+    assert line.startswith("skipped: cannot read image ") and "cut.jpg" in line, said
+    path.write_bytes(b"not an npz")  # a broken cache: computed again, never trusted
+    assert PhotoFeatureCache.open(path, teach_base).rows == {}
+    again.save()
+    other_base = tmp_path / "other.teach.pt"
+    other_base.write_bytes(teach_base.read_bytes() + b"\0")
+    assert PhotoFeatureCache.open(path, other_base).rows == {}  # another base's rows: none
+    assert len(PhotoFeatureCache.open(path, teach_base).rows) == 5
 
 
 @pytest.fixture(scope="module")
@@ -319,12 +362,44 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     assert tensorrt_problems(onnx.load(report.onnx)) == []
 
 
+def answer_prompts(
+    command: list[str], cwd: Path, env: dict, prompts: list[str], timeout_s: float = 600
+) -> subprocess.CompletedProcess:
+    """Run ``command``, pressing Enter on its stdin each time the next of ``prompts`` appears in
+    a line of its stdout, as a user at a terminal would; then its end, output and status."""
+    import threading
+
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    err: list[str] = []
+    threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True).start()
+    out, waiting = [], list(prompts)
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if waiting and waiting[0] in line:
+                waiting.pop(0)
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+        proc.wait()
+    finally:
+        timer.cancel()
+    return subprocess.CompletedProcess(command, proc.returncode, "".join(out), "".join(err))
+
+
+@needs_microphone
 def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     teach_base, tmp_path
 ):
-    """Real processes: `earsight teach WORD --photos DIR --espeak-voice en-gb` stores and
-    learns; `earsight describe` (default model: the taught one) says the taught word, and
-    pocketsphinx hears that word in the WAV it wrote."""
+    """Real processes and a real microphone: `earsight teach espresso --photos DIR` records the
+    word from the default ALSA capture device (ALSA's ``file`` plugin serving another voice's
+    "espresso" as raw PCM; Enter typed at its prompts), `earsight teach kitty … --espeak-voice
+    en-gb` synthesizes its word; both learn; `earsight describe` (default model: the taught
+    one) says each word, and pocketsphinx hears it in the WAV written."""
     import os
     import subprocess
     import sys
@@ -347,18 +422,30 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
         folder.mkdir()
         for i, view in enumerate(views(photo, 10, seed=j)):
             cv2.imwrite(str(folder / f"{i:02d}.jpg"), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+    # The microphone: "espresso" in a voice unlike the shipped words' (espeak-ng's
+    # en-gb-x-rp, pitch lowered) at 48 kHz with quiet room noise, served by ALSA's file plugin.
+    from earsight.engine.postprocess import resample
+    from earsight.trainer.speech.synth import SAMPLE_RATE_HZ
+    from tests.test_microphone import RATE, FileMicrophone, in_a_room
+
+    spoken = synthesize("espresso", Voice("en-gb-x-rp", pitch=25))
+    mic = FileMicrophone(tmp_path)
+    mic.feed(in_a_room(resample(spoken, SAMPLE_RATE_HZ, RATE).astype(np.float32)))
     for word in photos:
-        args = ["teach", word, "--photos", str(tmp_path / word), "--espeak-voice", "en-gb"]
+        args = ["teach", word, "--photos", str(tmp_path / word)]
+        args += ["--espeak-voice", "en-gb"] if word == "kitty" else []
         args += ["--no-speech", "--base", str(teach_base), "--voice-steps", "150"]
-        done = subprocess.run(
+        mic_env = {**env, "ALSA_CONFIG_PATH": str(mic.config), "PYTHONUNBUFFERED": "1"}
+        done = answer_prompts(
             [sys.executable, "-m", "earsight.app.cli", *args],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
+            root,
+            mic_env,
+            # Enter to start recording (this file device fills the 4 s at once, so no Enter
+            # stops it), then Enter to keep what was played back
+            ["press Enter, say the word", "keep it?"] if word == "espresso" else [],
         )
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "its voice (microphone, " in done.stdout, done.stdout  # espresso's: not espeak-ng's
     assert "photos kept aside to check" in done.stdout, done.stdout
     # each step after the voice's "about N s left" is said: ~15 s of export and check follow
     assert "saving the learned model\nchecking it: " in done.stdout, done.stdout
@@ -394,6 +481,16 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     vocabulary = read_sidecar(taught_model_path(tmp_path / "taught"))["vocabulary"]
     assert vocabulary[-2:] == ["espresso", "kitty"]  # the digits' words, then the taught ones
     assert WordRecognizer(vocabulary, sample_rate_in=rate).recognize(wave) == "kitty"
+    cup = sorted((tmp_path / "espresso").glob("*.jpg"))[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "earsight.app.cli", "describe", str(cup),
+         "--out", str(tmp_path / "cup")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0 and ": espresso (" in done.stdout, done.stdout + done.stderr
+    wave, rate = soundfile.read(next((tmp_path / "cup").glob("*.wav")), dtype="float32")
+    # the word recorded from the microphone, generated by the taught model, heard as itself
+    assert WordRecognizer(vocabulary, sample_rate_in=rate).recognize(wave) == "espresso"
 
     def earsight(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -430,7 +527,6 @@ def test_earsight_teach_learns_and_describe_then_says_the_word_in_the_new_voice(
     assert done.returncode == 0 and "no longer answers 'tabby'" in done.stdout, done.stderr
     done = earsight("describe", str(tmp_path / "cat.jpg"), "--out", str(tmp_path / "forgot"))
     assert done.returncode == 0 and "tabby" not in done.stdout, done.stdout
-    cup = sorted((tmp_path / "espresso").glob("*.jpg"))[0]
     done = earsight("describe", str(cup), "--out", str(tmp_path / "kept"))
     assert done.returncode == 0 and ": espresso (" in done.stdout, done.stdout
 
