@@ -430,9 +430,15 @@ def test_live_swaps_in_a_model_taught_while_it_runs(tmp_path, digit_video, monke
         seen = _wait_for(proc, "new model loaded", timeout=20)
         # the user knows a taught model by its words: they are said
         assert "new model loaded, with your words: eight, nine" in seen, seen
-        os.write(master, b" ")
-        seen = _wait_for(proc, "", timeout=5)
-        assert seen.strip() in words or "not sure" in seen, seen  # digit words now
+        # The shipped model never says a digit word; the swapped-in one does. A press on a
+        # frame between two digits may be "not sure": up to three presses to hear a digit.
+        answers = []
+        for _ in range(3):
+            os.write(master, b" ")
+            answers.append(_wait_for(proc, "", timeout=5).strip())
+            if answers[-1] in words:
+                break
+        assert answers[-1] in words, answers
     finally:
         proc.kill()
         os.close(master)
