@@ -42,7 +42,13 @@ ERROR_SPEECH_S = 8.0  # a start-up error is spoken to the end (up to this) befor
 # (flags, add_argument keywords): one flag per LiveOptions field; defaults are None so the
 # config file can fill them.
 _FLAGS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
-    (("--model",), {"help": "shipped model name or .onnx/.pt path"}),
+    (
+        ("--model",),
+        {
+            "help": "auto (default: your taught words' model, else the shipped default) | "
+            "taught | a shipped model name | a .onnx/.pt path"
+        },
+    ),
     (("--backend",), {"help": "auto | tensorrt | onnx-cuda | onnx-cpu | torch"}),
     (
         ("--source",),
