@@ -32,7 +32,7 @@ Progress = Callable[[str], None]  # a spoken/printed progress line
 
 @dataclass(frozen=True)
 class VoiceOptions:
-    steps: int = 400  # Adam steps; ~1 min here for the compact generator
+    steps: int = 400  # Adam steps: 17–24 s on the idle 2-core VM (docs/BENCHMARKS.md)
     batch: int = 48  # half taught photos, half replay rows
     lr: float = 1e-2  # the codes φ_k; the generator learns at lr × GENERATOR_LR_SCALE
     seed: int = 0
