@@ -31,13 +31,13 @@ import numpy as np
 
 from earsight.arguments import OneLineParser
 from earsight.errors import EarSightError
+from earsight.trainer.data.image_io import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from earsight.engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # (loader, file name, vocabulary word or None = out of vocabulary). None of these shows one of
 # CIFAR-10's things except scikit-image's cat (chelsea, also in photos-dev as cat_02).
 BUNDLED = (
@@ -73,7 +73,7 @@ def find_photos(folders: list[Path], vocabulary: tuple[str, ...]) -> list[Photo]
     photos = []
     for folder in folders:
         for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() not in PHOTO_SUFFIXES or not path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
                 continue
             stem = path.stem.lower()
             if "OOD" in path.parts or stem.startswith("ood_"):

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from earsight.errors import EarSightError, UsageError
+from earsight.trainer.data.image_io import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ STREAM_TIMEOUT_MS = 5000  # RTSP open/read give up after 5 s instead of FFmpeg's
 # TCP: lost UDP packets smear whole frames; nobuffer/low_delay: no decoder-side frame queue.
 RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
 CSI_WIDTH, CSI_HEIGHT, CSI_FPS = 1280, 720, 30  # a mode every Jetson CSI sensor (IMX219/477) has
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"})
 SOURCE_HINT = (
     "give 0, /dev/video0, csi://0, rtsp://host/path, a video file, an image file or an image folder"
 )

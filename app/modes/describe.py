@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from earsight.app.camera.sources import IMAGE_SUFFIXES, folder_images
+from earsight.app.camera.sources import folder_images
 from earsight.app.modes.answer import ConfidenceGate, answer
 from earsight.engine.postprocess import postprocess
 from earsight.engine.runtime import Runtime
 from earsight.errors import UsageError
-from earsight.trainer.data.image_io import ImageFileError, read_image
+from earsight.trainer.data.image_io import IMAGE_SUFFIXES, ImageFileError, read_image
 from earsight.trainer.data.preprocess import fit_to_input
 from earsight.wav import write_wav as write_wav_file
 

@@ -340,7 +340,7 @@ def photos_from_dir(folder: Path, say: Say, least: int = 1) -> list[np.ndarray]:
 def _say_other_files(folder: Path, say: Say) -> None:
     """One line for the files that are not photos EarSight reads (a phone's .HEIC, a .MOV), one
     for the subfolders, which are not read (a phone's DCIM/)."""
-    from earsight.app.camera.sources import IMAGE_SUFFIXES
+    from earsight.trainer.data.image_io import IMAGE_SUFFIXES
 
     try:
         entries = [p for p in folder.iterdir() if not p.name.startswith(".")]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from earsight.trainer.data.image_io import ImageFileError, read_file
+from earsight.trainer.data.image_io import IMAGE_SUFFIXES, ImageFileError, read_file
 from earsight.trainer.data.image_set import (
     SPLIT_SEED,
     TEST_FRACTION,
@@ -29,8 +29,6 @@ from earsight.trainer.data.image_set import (
     stack_images,
 )
 from earsight.trainer.errors import DatasetError
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 
 
 def _load_folder(root: Path, *, cache: bool) -> ImageSet:

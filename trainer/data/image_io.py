@@ -41,6 +41,12 @@ MAX_PIXELS = 2**26  # 67 megapixels: a 64 MP phone photo (9248 x 6936) fits, ~27
 # Pillow's plugin names for what IMAGE_SUFFIXES advertise (JPEG also opens MPO, the multi-picture
 # JPEG some phones write). Obscure formats stay closed: every extra decoder is attack surface.
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM")
+# The file names taken for images wherever a folder is read (describe, the folder camera, teach
+# photos, image-folder datasets), compared lower-cased: a phone's IMG_0042.JPG counts. Pillow's
+# PPM plugin reads .pgm and .ppm.
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+)
 FIX_SIZE = "downscale it (e.g. to 4000 pixels on the long side) or pick another file"
 FIX_FORMAT = "use a PNG, JPEG, BMP, TIFF or WebP file"
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from earsight.trainer.data.image_io import IMAGE_SUFFIXES
 from earsight.trainer.durable import TMP_PREFIX, fsync_dir, replace_file, write_new
 from earsight.trainer.teach.store_folder import (  # noqa: F401 (re-exported)
     HIDDEN,
@@ -59,11 +60,6 @@ from earsight.trainer.teach.words import (
 from earsight.wav import wav_bytes
 
 log = logging.getLogger(__name__)
-
-# Photos a person may add to a word's photos/ by hand besides the store's own NNNN.jpg: what
-# trainer.data.image_io decodes, in any case (a phone's IMG_0042.JPG; a .png from the web).
-# They were skipped without a word while only "*.jpg" counted.
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 def _now() -> str:
@@ -295,8 +291,10 @@ class TeachStore(StoreFolder):
 
 
 def _photo_files(folder: Path) -> list[Path]:
-    """The images in ``photos/`` (PHOTO_SUFFIXES, any case) in name order, without hidden temps:
-    the store's own NNNN.jpg and whatever a person dropped in by hand."""
+    """The images in ``photos/`` (image_io.IMAGE_SUFFIXES, any case) in name order, without
+    hidden temps: the store's own NNNN.jpg and whatever a person dropped in by hand (a phone's
+    IMG_0042.JPG, a .png from the web; they were skipped without a word while only *.jpg
+    counted)."""
     try:
         entries = list((folder / "photos").iterdir())
     except (FileNotFoundError, NotADirectoryError):
@@ -304,7 +302,7 @@ def _photo_files(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in entries
-        if p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith(HIDDEN) and p.is_file()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(HIDDEN) and p.is_file()
     )
 
 
