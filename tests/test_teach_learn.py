@@ -314,16 +314,22 @@ def test_a_frame_given_to_a_taught_word_says_that_words_code(teach_base):
         assert torch.allclose(phi, shipped, atol=1e-4)
 
 
-def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
-    mirror_averaging_base, tmp_path, monkeypatch
-):
-    from earsight.engine.runtime import load
+FIT_VOICE_STEPS = 150
+
+
+@pytest.fixture(scope="module")
+def fitted_store(torch_on_one_thread, mirror_averaging_base, tmp_path_factory):
+    """A store of two words (kitty, espresso: 10 views each) learned by ``teach_fit`` into
+    its own model folder: (store, report, lines said). On one torch thread, as the module's
+    tests are: the resume test compares weights bit for bit."""
     from earsight.trainer.teach.fit import MODEL_FOLDER, teach_fit
     from earsight.trainer.teach.store import TeachStore
     from earsight.trainer.teach.voice import VoiceOptions
 
-    monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
-    store = TeachStore(tmp_path / "taught")
+    folder = tmp_path_factory.mktemp("fitted")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EARSIGHT_CACHE", str(folder / "cache"))
+    store = TeachStore(folder / "taught")
     photos = {"kitty": skdata.chelsea(), "espresso": skdata.coffee()}
     for j, (word, photo) in enumerate(photos.items()):
         store.add_word(word, views(photo, 10, seed=j), synthesize(word, VOICE), 22_050, "espeak-ng")
@@ -333,8 +339,16 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
         mirror_averaging_base,  # a base of a run trained on mirrors: taught models mirror-average
         store.root / MODEL_FOLDER,
         say=said.append,
-        options=VoiceOptions(steps=150, progress_every_s=0.0),
+        options=VoiceOptions(steps=FIT_VOICE_STEPS, progress_every_s=0.0),
     )
+    mp.undo()
+    return store, report, said
+
+
+def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(fitted_store):
+    from earsight.engine.runtime import load
+
+    _, report, said = fitted_store
     assert report.words == ("espresso", "kitty")  # the store's order: by name
     assert report.photos_held_back == 4 and report.held_back_right == 1.0
     assert any("learning the voice" in line for line in said)
@@ -360,6 +374,73 @@ def test_teach_fit_learns_the_words_in_the_new_voice_and_exports_them(
     from earsight.engine.trt_ops import tensorrt_problems
 
     assert tensorrt_problems(onnx.load(report.onnx)) == []
+
+
+class _StopAt:
+    """A ``say`` that raises KeyboardInterrupt (a Ctrl-C) on the line containing ``text``."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.said = text, []
+
+    def __call__(self, line: str) -> None:
+        self.said.append(line)
+        if self.text in line:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for a test, whatever a torch backend loaded before set it to."""
+    from tests.conftest import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
+def test_an_interrupted_learn_picks_up_where_it_stopped_and_ends_as_an_uninterrupted_one(
+    fitted_store, mirror_averaging_base, tmp_path, monkeypatch, one_thread
+):
+    import earsight.trainer.teach.voice as voice
+    from earsight.trainer.checkpoint import load_model, training_only_prefixes
+    from earsight.trainer.teach.fit import MODEL_FOLDER, teach_fit
+    from earsight.trainer.teach.resume import RESUME_NAME
+    from earsight.trainer.teach.store import TeachStore
+    from earsight.trainer.teach.voice import VoiceOptions
+
+    store, whole, _ = fitted_store  # learned without a stop, on one torch thread
+    monkeypatch.setenv("EARSIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(voice, "SAVE_EVERY_S", 0.0)  # progress saved after every step
+    options = VoiceOptions(steps=FIT_VOICE_STEPS, progress_every_s=0.0)  # a line every step
+    out = tmp_path / "model"
+    stop = _StopAt(f"step 12 of {FIT_VOICE_STEPS}")
+    with pytest.raises(KeyboardInterrupt):
+        teach_fit(store, mirror_averaging_base, out, say=stop, options=options)
+    assert (out / RESUME_NAME).is_file()
+    assert not (out / "taught.onnx").exists()
+    # Run again: no classifier, the voice from step 13; the very weights of the whole run.
+    said: list[str] = []
+    resumed = teach_fit(store, mirror_averaging_base, out, say=said.append, options=options)
+    assert "picking up the last learn where it stopped, at step 12 of the voice" in said
+    assert not any("classifier" in line for line in said)
+    assert f"learning the voice: step 13 of {FIT_VOICE_STEPS}" in said
+    assert not (out / RESUME_NAME).exists()  # done: nothing left to pick up
+    a, b = (load_model(r.onnx.with_suffix(".pt"))[0] for r in (whole, resumed))
+    unread = training_only_prefixes(a.cfg)  # e.g. ImageNet's own classifier, never read
+    b_weights = b.state_dict()
+    for name, weight in a.state_dict().items():
+        assert name.startswith(unread) or torch.equal(weight, b_weights[name]), name
+
+    # Progress saved for other photos is not used: a word given more photos starts afresh.
+    with pytest.raises(KeyboardInterrupt):
+        teach_fit(store, mirror_averaging_base, out, say=_StopAt("step 5 of"), options=options)
+    model_folder = shutil.ignore_patterns(MODEL_FOLDER)  # the copy has no taught model yet
+    shutil.copytree(store.root, tmp_path / "more", ignore=model_folder)
+    more = TeachStore(tmp_path / "more")
+    more.add_photos("kitty", views(skdata.chelsea(), 2, seed=9))
+    afresh = _StopAt("the classifier learned")
+    with pytest.raises(KeyboardInterrupt):
+        teach_fit(more, mirror_averaging_base, out, say=afresh, options=options)
+    assert not any("picking up" in line for line in afresh.said)
 
 
 def answer_prompts(

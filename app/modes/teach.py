@@ -185,7 +185,7 @@ def learn_words(
             else:  # after --forget or --rename there is none: "as it was" would mislead
                 kept = "the taught words are kept; none is learned, so live and describe use "
                 kept += "the shipped words"
-            raise Interrupted(kept, "`earsight teach --learn` learns them") from None
+            raise Interrupted(kept, _learn_again(out_dir)) from None
     pinned = pinned_model_note(None)  # the config's model keeps the taught words out
     for line in report_lines(report, time.monotonic() - started):
         say(pinned if pinned is not None and line == TAUGHT_IN_USE else line)
@@ -193,6 +193,16 @@ def learn_words(
     if meanwhile:  # taught while this learn ran: the model does not say them yet
         say(f"taught meanwhile, not learned yet: {', '.join(meanwhile)} — earsight teach --learn")
     return report
+
+
+def _learn_again(out_dir: Path) -> str:
+    """What to do after an interrupted learn: run it again, which resumes it when its progress
+    was saved (trainer/teach/resume.py)."""
+    from earsight.trainer.teach.resume import RESUME_NAME
+
+    if (out_dir / RESUME_NAME).is_file():
+        return "`earsight teach --learn` picks up where this learn stopped"
+    return "`earsight teach --learn` learns them"
 
 
 TAUGHT_IN_USE = "live and describe now use the taught words"  # the report's last line

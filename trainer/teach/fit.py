@@ -8,6 +8,8 @@ Steps, each said through ``say`` (the CLI prints and speaks it):
    HOLD_OUT_EVERY-th photo of a word is held back to check the result, never learned from;
 2. pooled backbone features of the photos and their mirrors (one backbone pass each);
 3. the classifier and its refinement (seconds) and the voice (minutes) — trainer/teach/learn.py;
+   an interrupted learn of the same words and photos picks up where it stopped
+   (trainer/teach/resume.py);
 4. the model saved as ``taught.pt`` and exported as ``taught.onnx`` (fp16, parity-checked, with
    its sidecar) into ``out_dir``, replacing the previous ones only once complete;
 5. the report: held-back photos answered with the right word; the generated word heard as
@@ -39,6 +41,7 @@ from earsight.trainer.teach.learn import (
     refine_classifier,
 )
 from earsight.trainer.teach.photo_rows import CACHE_NAME, PhotoFeatureCache, word_rows
+from earsight.trainer.teach.resume import RESUME_NAME, LearnResume, learn_key
 from earsight.trainer.teach.store import MODEL_FOLDER, MODEL_NAME  # noqa: F401 (re-exported)
 from earsight.trainer.teach.voice import VoiceOptions, fit_voice_clip, learn_voice
 from earsight.trainer.teach.words import is_placeholder
@@ -64,7 +67,7 @@ class TeachReport:
     known_right_after: float  # … by the taught model (issue #13: within 1 point)
     known_heard_before: float  # shipped words: generated word heard right, shipped model
     known_heard_after: float  # … taught model
-    classifier_s: float  # the linear fit and its refinement (refine_classifier)
+    classifier_s: float  # the linear fit and its refinement; 0 when a resumed learn had them
     voice_s: float
     onnx: Path
     # each taught word taken for another taught word on its held-back photos (confused_pairs)
@@ -152,24 +155,42 @@ def teach_fit(
     cache = PhotoFeatureCache.open(out_dir / CACHE_NAME, base_path)
     split = _read_store(store, base, say, cache)
     cache.save()  # before minutes of learning: an interrupted learn keeps the photos' rows
+    options = options or VoiceOptions()
+    resume = LearnResume(out_dir / RESUME_NAME, learn_key(cache.base_sha256, split.learn, options))
+    saved = resume.load()
+    if saved is None:
+        model, classifier_s = _learn_classifier(base, split.learn, resume, say)
+    else:  # an interrupted learn of these very words and photos
+        model, classifier_s = resume.model(saved), 0.0
+        step = int(saved["step"])
+        where = f"at step {step} of the voice" if step else "after the classifier"
+        say(f"picking up the last learn where it stopped, {where}")
     start = time.perf_counter()
-    model = learn_classifier(base, split.learn)
-    linear_s = time.perf_counter() - start
-    n = len(split.learn.words)
-    say(f"the classifier learned {n} word{'s' * (n != 1)} in {linear_s:.1f} s")
-    refine_classifier(base, model, split.learn)
-    classifier_s = time.perf_counter() - start
-    say(f"the classifier refined from the photos, {classifier_s:.0f} s in all")
-    start = time.perf_counter()
-    learn_voice(base, model, split.learn, options or VoiceOptions(), on_progress=say)
+    learn_voice(base, model, split.learn, options, on_progress=say, resume=resume, saved=saved)
     voice_s = time.perf_counter() - start
     # Saying each step: export and check take ~half a minute on 2 cores, silence a user
     # would take for a hang after "about 11 s left".
     say("saving the learned model")
     onnx = _save_and_export(model, out_dir)
+    resume.clear()  # taught.onnx is whole: nothing left to pick up
     held = len(split.held_labels)
     say(f"checking it: {held} photo{'s' * (held != 1)} kept aside, and the words it knew before")
     return _report(base, model, split, classifier_s, voice_s, onnx)
+
+
+def _learn_classifier(base, taught: TaughtSet, resume: LearnResume, say: Say):
+    """The linear fit and its refinement (trainer/teach/learn.py), saved to ``resume``; the
+    model and the seconds they took."""
+    start = time.perf_counter()
+    model = learn_classifier(base, taught)
+    linear_s = time.perf_counter() - start
+    n = len(taught.words)
+    say(f"the classifier learned {n} word{'s' * (n != 1)} in {linear_s:.1f} s")
+    refine_classifier(base, model, taught)
+    classifier_s = time.perf_counter() - start
+    say(f"the classifier refined from the photos, {classifier_s:.0f} s in all")
+    resume.save(model)
+    return model, classifier_s
 
 
 def _save_and_export(model, out_dir: Path) -> Path:

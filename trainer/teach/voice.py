@@ -26,6 +26,7 @@ from earsight.trainer.mtnet.losses import generation_loss
 from earsight.trainer.mtnet.model import MTNet
 from earsight.trainer.teach.base import TeachBase
 from earsight.trainer.teach.learn import TaughtSet
+from earsight.trainer.teach.resume import SAVE_EVERY_S, LearnResume
 
 Progress = Callable[[str], None]  # a spoken/printed progress line
 
@@ -112,30 +113,41 @@ def learn_voice(
     taught: TaughtSet,
     options: VoiceOptions = VoiceOptions(),
     on_progress: Progress | None = None,
+    resume: LearnResume | None = None,
+    saved: dict | None = None,
 ) -> MTNet:
     """Train the codes φ_k and the generator (in place) to say the taught recordings for the
     taught photos and the shipped words as before for replay rows; returns ``model``. The
-    codes start at the mean φ the mapping gives the word's photos (what the model said)."""
+    codes start at the mean φ the mapping gives the word's photos (what the model said).
+
+    ``resume``: the learn's progress is saved there every SAVE_EVERY_S seconds
+    (trainer/teach/resume.py); ``saved``, a state it loaded (its model already in ``model``):
+    the steps go on after its step, with its optimiser and random generators, and end where an
+    uninterrupted learn would."""
     torch.manual_seed(options.seed)
     gen = torch.Generator().manual_seed(options.seed)
     replay_x = torch.from_numpy(base.replay_pooled)
     replay_y = _base_waveforms(base.model, base.replay_pooled)  # (R, L_s)
     taught_x = torch.from_numpy(taught.pooled)
     taught_y = torch.from_numpy(taught.voices)[torch.from_numpy(taught.labels)]  # (N, L_s)
-    with torch.no_grad():
-        start_phi = model.mapping(model.image_encoder.head(taught_x))  # (N, D_a)
-        for k in range(len(taught.words)):
-            model.taught.codes[k] = start_phi[torch.from_numpy(taught.labels == k)].mean(dim=0)
     opt = torch.optim.Adam(
         [
             {"params": [model.taught.codes], "lr": options.lr},
             {"params": model.generator.parameters(), "lr": options.lr * GENERATOR_LR_SCALE},
         ]
     )
+    done = 0 if saved is None else int(saved.get("step", 0))
+    if done:
+        opt.load_state_dict(saved["optimizer"])
+        gen.set_state(saved["draw"])
+        torch.set_rng_state(saved["torch_rng"])
+    else:
+        _start_codes(model, taught_x, taught.labels, len(taught.words))
     model.train()
     half = options.batch // 2
-    say_progress = _progress_lines(options, on_progress)
-    for step in range(1, options.steps + 1):
+    say_progress = _progress_lines(options, on_progress, first=done + 1)
+    last_save = time.monotonic()
+    for step in range(done + 1, options.steps + 1):
         i = torch.randint(len(taught_x), (half,), generator=gen)
         j = torch.randint(len(replay_x), (options.batch - half,), generator=gen)
         pooled = torch.cat([taught_x[i], replay_x[j]])
@@ -147,14 +159,29 @@ def learn_voice(
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if resume is not None and time.monotonic() - last_save >= SAVE_EVERY_S:
+            resume.save(model, step, opt, gen)
+            last_save = time.monotonic()
         say_progress(step)
     return model.eval()
 
 
-def _progress_lines(options: VoiceOptions, on_progress: Progress | None) -> Callable[[int], None]:
-    """A per-step callback saying "step S of N, about T left" every progress_every_s seconds.
+@torch.no_grad()
+def _start_codes(model: MTNet, taught_x: torch.Tensor, labels: np.ndarray, words: int) -> None:
+    """Each taught word's code φ_k (D_a,) starts at the mean φ of its photos (N, D): what the
+    mapping made of them, so the generator starts from a sound it already makes."""
+    start_phi = model.mapping(model.image_encoder.head(taught_x))  # (N, D_a)
+    for k in range(words):
+        model.taught.codes[k] = start_phi[torch.from_numpy(labels == k)].mean(dim=0)
 
-    The rate is measured from the end of step 1 (its warm-up — allocation, the first
+
+def _progress_lines(
+    options: VoiceOptions, on_progress: Progress | None, first: int = 1
+) -> Callable[[int], None]:
+    """A per-step callback saying "step S of N, about T left" every progress_every_s seconds,
+    from step ``first`` (> 1 when a learn resumes).
+
+    The rate is measured from the end of the first step (its warm-up — allocation, the first
     backward — made the first estimate several times too long, and the next one then jumped
     down), and said as a time a listener can take in: ``time_left``."""
     first_done = last = 0.0
@@ -164,11 +191,11 @@ def _progress_lines(options: VoiceOptions, on_progress: Progress | None) -> Call
         if on_progress is None:
             return
         now = time.monotonic()
-        if step == 1:
+        if step == first:
             first_done = last = now
-            on_progress(f"learning the voice: step 1 of {options.steps}")
+            on_progress(f"learning the voice: step {step} of {options.steps}")
         elif now - last >= options.progress_every_s:
-            left = (now - first_done) / (step - 1) * (options.steps - step)
+            left = (now - first_done) / (step - first) * (options.steps - step)
             on_progress(
                 f"learning the voice: step {step} of {options.steps}, about {time_left(left)} left"
             )
