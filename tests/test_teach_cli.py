@@ -1001,6 +1001,7 @@ def test_ctrl_c_while_learning_says_what_answers_meanwhile(tmp_path: Path, monke
     import earsight.trainer.teach.fit as teach_fit_module
     from earsight.app.modes.teach import learn_words
     from earsight.errors import Interrupted
+    from earsight.trainer.teach.resume import RESUME_NAME
     from earsight.trainer.teach.store import TeachStore, taught_model_path
 
     def ctrl_c(*_args, **_kwargs):
@@ -1015,8 +1016,14 @@ def test_ctrl_c_while_learning_says_what_answers_meanwhile(tmp_path: Path, monke
     model = taught_model_path(store.root)
     model.parent.mkdir(parents=True)
     model.write_bytes(b"a learned model")
-    with pytest.raises(Interrupted, match="the learned model is as it was"):
+    with pytest.raises(Interrupted, match="the learned model is as it was") as stopped:
         learn_words(store, lambda line: None)
+    assert "learns them" in stopped.value.fix
+    # A learn that saved its progress (trainer/teach/resume.py) is picked up, and says so.
+    (model.parent / RESUME_NAME).write_bytes(b"progress")
+    with pytest.raises(Interrupted) as stopped:
+        learn_words(store, lambda line: None)
+    assert "picks up where this learn stopped" in stopped.value.fix
 
 
 def test_spoken_lines_say_dates_in_words_and_keep_paths_on_screen():
