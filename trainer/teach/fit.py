@@ -161,7 +161,7 @@ def teach_fit(
     if saved is None:
         model, classifier_s = _learn_classifier(base, split.learn, resume, say)
     else:  # an interrupted learn of these very words and photos
-        model, classifier_s = resume.model(saved), 0.0
+        model, classifier_s = resume.model(saved, base), 0.0
         step = int(saved["step"])
         where = f"at step {step} of the voice" if step else "after the classifier"
         say(f"picking up the last learn where it stopped, {where}")

@@ -60,7 +60,10 @@ ADAPTER_LR = 1e-3
 ADAPTER_DECAY = 1e-2
 # Label smoothing of the refined logits: without it the adapter makes every COIL-like frame
 # confident, and untaught objects were "not sure" 72 % of the time (0.1: 93 %; 0.2: 95 %, but
-# taught views answered 95 %): COIL-100, 10 objects × 5 spread views.
+# taught views answered 95 %): COIL-100, 10 objects × 5 spread views. It costs thumbnails: 0
+# gives 79.7 % (ship/truck) and 58.9 % (cat/truck) taught against 71.5 / 53.6 %, but untaught
+# COIL objects "not sure" 76 %; spread over the taught words only, 80.2 / 67.5 % and 90 %, but
+# the known words lose 1.2 / 1.6 points (docs/BENCHMARKS.md, 2026-12-03). Rejection wins.
 ADAPTER_SMOOTHING = 0.1
 ADAPTER_SEED = 0  # its initial weights: a learn of the same photos gives the same model
 # The taught words' features raised to this power before centring (TaughtHead.powered).

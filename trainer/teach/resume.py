@@ -2,7 +2,7 @@
 
     resume = LearnResume(out_dir / RESUME_NAME, learn_key(base_sha256, taught, options))
     saved = resume.load()                     # None: start afresh
-    model = resume.model(saved) if saved else learn_classifier(...)  # + refine, resume.save
+    model = resume.model(saved, base) if saved else learn_classifier(...)  # + refine, .save
     learn_voice(base, model, taught, options, resume=resume, saved=saved)
     resume.clear()                            # once taught.onnx is written
 
@@ -30,7 +30,13 @@ import torch
 log = logging.getLogger(__name__)
 
 RESUME_NAME = "learn-resume.pt"  # in the taught model's folder (.model/), beside taught.onnx
-SAVE_EVERY_S = 30.0  # voice steps between saves, in seconds: ~30 MB written each time
+# Voice steps between saves, in seconds. A save is what the learn changes: the taught head
+# (~6 MB for 10 words) and, past step 0, the generator and its Adam moments (~66 MB): 0.25 s.
+SAVE_EVERY_S = 30.0
+# The state-dict entries a learn changes; the rest (backbone, mapping, ImageNet check: ~40 MB
+# with the unread training-only parts ~130 MB) is the teach base's, rebuilt from it on resume.
+CLASSIFIER_PREFIXES = ("taught.",)
+VOICE_PREFIXES = ("taught.", "generator.")
 FORMAT = 1  # bumped when what is saved changes: an older file is not used
 
 
@@ -71,13 +77,13 @@ class LearnResume:
         return saved
 
     @staticmethod
-    def model(saved: dict[str, Any]):
-        """The MTNet (eval mode) a ``load``ed state holds."""
+    def model(saved: dict[str, Any], base):
+        """The MTNet (eval mode) a ``load``ed state holds, on top of the TeachBase ``base``."""
         from earsight.trainer.mtnet.config import MTNetConfig
         from earsight.trainer.mtnet.model import MTNet
 
         model = MTNet(MTNetConfig.from_dict(saved["config"]))
-        model.load_state_dict(saved["model"])
+        model.load_state_dict({**model.state_dict(), **base.model.state_dict(), **saved["model"]})
         return model.eval()
 
     def save(
@@ -96,7 +102,11 @@ class LearnResume:
         state: dict[str, Any] = {
             "key": self.key,
             "config": model.cfg.to_dict(),
-            "model": model.state_dict(),
+            "model": {
+                name: weight
+                for name, weight in model.state_dict().items()
+                if name.startswith(VOICE_PREFIXES if step else CLASSIFIER_PREFIXES)
+            },
             "step": step,
         }
         if optimizer is not None and draw is not None:
