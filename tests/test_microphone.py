@@ -256,6 +256,40 @@ def test_the_enter_after_a_recording_that_ran_full_starts_the_next_one(mic, monk
     typing.close()
 
 
+def test_an_enter_pressed_as_the_keep_question_shows_answers_it(mic, monkeypatch):
+    """After a recording that ran full its wait for the release Enter is still pending. "keep
+    it?" was said before the answer's wait began, so an Enter typed the moment it showed (a
+    script; a fast user) was taken as that late release and the question waited for ever
+    (the end-to-end teach test hung so under load). The question is now said once its wait is
+    the newest."""
+    import os
+
+    from earsight.app.sound.microphone import read_answer
+    from earsight.app.sound.recording import SilentRecording
+
+    mic.feed(np.zeros(RATE, np.float32))
+    read_end, write_end = os.pipe()
+    keys, typing = os.fdopen(read_end, "r"), os.fdopen(write_end, "w")
+    monkeypatch.setattr("sys.stdin", keys)
+    typing.write("\n")  # the press; the release wait outlives the recording
+    typing.flush()
+    with pytest.raises(SilentRecording):
+        record_voice(max_seconds=0.5)
+
+    def enter_at_once() -> None:  # the question shows; Enter, before anything else runs
+        typing.write("\n")
+        typing.flush()
+        time.sleep(0.3)  # long enough for a pending wait to take it
+
+    answers: list[str | None] = []
+    asking = threading.Thread(target=lambda: answers.append(read_answer(prompt=enter_at_once)))
+    asking.daemon = True
+    asking.start()
+    asking.join(10)
+    assert not asking.is_alive() and answers == [""]  # Enter: keep it
+    typing.close()
+
+
 @pytest.mark.faults
 def test_teach_records_a_bad_recording_again_and_keeps_going(mic, word, monkeypatch):
     # a silent first try (muted microphone) is said and recorded again: the photos the user

@@ -258,8 +258,7 @@ def _keep(say: Say) -> bool:
     script's answers ran out) keeps it."""
     from earsight.app.sound.microphone import read_answer
 
-    say(KEEP_OR_AGAIN)
-    answer = read_answer()
+    answer = read_answer(prompt=lambda: say(KEEP_OR_AGAIN))
     return answer is None or answer.strip().lower() not in AGAIN_ANSWERS
 
 

@@ -261,9 +261,11 @@ class _EnterKey:
         self._turn = 0  # the newest wait's number
         self._reader: threading.Thread | None = None
 
-    def wait(self, end_ok: bool = False) -> str | None:
+    def wait(self, end_ok: bool = False, prompt: Callable[[], None] | None = None) -> str | None:
         """The next Enter's line (without its newline), or None when a newer wait overtook
-        this one, or at the end of input if ``end_ok`` (else UsageError: nobody is there)."""
+        this one, or at the end of input if ``end_ok`` (else UsageError: nobody is there).
+        ``prompt`` is said once this wait is the newest, so an Enter that answers it as soon
+        as it shows is this wait's, never an older one's late release."""
         with self._changed:
             if self._reader is None:
                 self._reader = threading.Thread(target=self._read, name="enter-key", daemon=True)
@@ -271,6 +273,9 @@ class _EnterKey:
             self._turn += 1
             turn = self._turn
             self._changed.notify_all()  # an older wait still waiting gives up
+        if prompt is not None:
+            prompt()  # outside the lock: the reader keeps reading while it is said
+        with self._changed:
             while turn == self._turn:
                 if self._lines:
                     if not self._lines[0]:  # end of input: nobody is there to press it
@@ -315,11 +320,13 @@ def wait_for_enter(stream: TextIO | None = None) -> Wait:
     return wait
 
 
-def read_answer(stream: TextIO | None = None) -> str | None:
+def read_answer(
+    stream: TextIO | None = None, prompt: Callable[[], None] | None = None
+) -> str | None:
     """The line the user types and ends with Enter, read by the same reader as the press-to-
     talk Enters (so neither takes the other's); None at the end of input (a script's answers
-    ran out: the caller takes its default)."""
-    return _enter_key(stream).wait(end_ok=True)
+    ran out: the caller takes its default). ``prompt``: says the question (_EnterKey.wait)."""
+    return _enter_key(stream).wait(end_ok=True, prompt=prompt)
 
 
 def record_voice(
