@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 RESUME_NAME = "learn-resume.pt"  # in the taught model's folder (.model/), beside taught.onnx
 # Voice steps between saves, in seconds. A save is what the learn changes: the taught head
-# (~6 MB for 10 words) and, past step 0, the generator and its Adam moments (~66 MB): 0.25 s.
+# (~6 MB for 10 words) and, past step 0, the generator and its Adam moments (~66 MB): 0.14 s.
 SAVE_EVERY_S = 30.0
 # The state-dict entries a learn changes; the rest (backbone, mapping, ImageNet check: ~40 MB
 # with the unread training-only parts ~130 MB) is the teach base's, rebuilt from it on resume.
@@ -48,8 +48,8 @@ def learn_key(base_sha256: str, taught, options) -> str:
     for array in (taught.pooled, taught.labels, taught.voices, taught.photos):
         if array is not None:
             digest.update(np.ascontiguousarray(array).tobytes())
-    steps, batch, lr, seed, _ = astuple(options)  # progress_every_s changes nothing learned
-    digest.update(repr((steps, batch, lr, seed)).encode())
+    # by name: progress_every_s changes nothing learned, and a new field must be added here
+    digest.update(repr((options.steps, options.batch, options.lr, options.seed)).encode())
     return digest.hexdigest()
 
 
